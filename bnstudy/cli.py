@@ -1,0 +1,73 @@
+"""Command line: `python -m bnstudy run [hydra overrides]` (more subcommands to come).
+
+Exit codes: 0 done (a diverged run is a result, not an error); 1 a run failed;
+2 a bad config value or command line; 3 data that cannot be loaded or an output
+folder that cannot be used; 130 interrupted (Ctrl-C).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from .config import ConfigError, register_configs, to_config
+from .data import DataError
+
+EXIT_FAILED, EXIT_CONFIG, EXIT_DATA, EXIT_INTERRUPTED = 1, 2, 3, 130
+
+USAGE = """usage: python -m bnstudy run [OVERRIDE ...]
+
+  run     train one configuration, or a named study with +exp=NAME (a Hydra multirun)
+          e.g. python -m bnstudy run norm=none optim.lr=0.05 seed=1
+               python -m bnstudy run +exp=lr_sweep scale=smoke
+          `python -m bnstudy run --help` lists the config groups and values.
+"""
+
+
+def _fail(code: int, message: str) -> None:
+    print(f"bnstudy: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+register_configs()
+
+
+# conf/ lives at the repository root, beside the package (an editable install: pip install -e .)
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def hydra_run(dcfg: DictConfig) -> dict:
+    from .run import RunFolderError, run
+
+    try:
+        cfg = to_config(dcfg)
+    except ConfigError as e:
+        _fail(EXIT_CONFIG, str(e))
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        summary = run(cfg, out_dir)
+    except (DataError, RunFolderError, OSError) as e:
+        _fail(EXIT_DATA, str(e))
+    except KeyboardInterrupt:
+        _fail(EXIT_INTERRUPTED, f"interrupted; finished runs are kept, this one is marked in {out_dir}/summary.json")
+    if summary["status"] == "failed" and HydraConfig.get().mode.name == "RUN":
+        _fail(EXIT_FAILED, f"run failed: {summary.get('error')} (see {out_dir}/summary.json)")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "run":
+        sys.argv = [f"{sys.argv[0]} run"] + rest
+        hydra_run()
+    else:
+        print(USAGE, file=sys.stderr)
+        _fail(EXIT_CONFIG, f"unknown command {cmd!r}")

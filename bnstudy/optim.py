@@ -1,0 +1,47 @@
+"""SGD and the learning-rate schedule, as plain functions of the step."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .config import OptimConfig, ScheduleConfig
+
+
+def peak_lr(cfg: OptimConfig, batch_size: int) -> float:
+    """optim.lr is the rate at optim.lr_batch_size examples; scaled linearly if asked (Goyal et al. 2017)."""
+    return cfg.lr * batch_size / cfg.lr_batch_size if cfg.scale_lr else cfg.lr
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig, lr: float) -> torch.optim.Optimizer:
+    if cfg.decay_norm_and_bias:
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    else:  # no weight decay on 1-d parameters: norm gammas/betas and biases
+        decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+        no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+        groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                           weight_decay=cfg.weight_decay)
+
+
+def lr_at(step: int, total_steps: int, base_lr: float, cfg: ScheduleConfig) -> float:
+    """The learning rate for optimizer step `step` (0-based) of a run of `total_steps`."""
+    if step < cfg.warmup_steps:
+        return base_lr * (step + 1) / cfg.warmup_steps
+    if cfg.name == "constant":
+        return base_lr
+    if cfg.name == "step":
+        frac = step / max(total_steps, 1)
+        return base_lr * cfg.gamma ** sum(frac >= m for m in cfg.milestones)
+    if cfg.name == "cosine":
+        span = max(total_steps - cfg.warmup_steps, 1)
+        t = min((step - cfg.warmup_steps) / span, 1.0)
+        lo = base_lr * cfg.final_lr_fraction
+        return lo + (base_lr - lo) * 0.5 * (1 + math.cos(math.pi * t))
+    raise KeyError(f"schedule.name={cfg.name!r}: one of constant, step, cosine")
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for g in optimizer.param_groups:
+        g["lr"] = lr

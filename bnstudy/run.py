@@ -1,0 +1,97 @@
+"""One run, start to finish: build everything from a Config, train, record the outcome.
+
+A run never raises for its own failure: it records `failed` (with the error) or
+`diverged` in summary.json, so a sweep goes on. Errors that are the user's
+(bad config, missing data) are raised for the CLI to print as one line.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+
+from .config import Config
+from .data import DataError, load_data
+from .models import build_model, count_parameters
+from .optim import build_optimizer, peak_lr
+from .outputs import MetricsLog, atomic_write_json, atomic_write_text, provenance
+from .train import train
+from .weight_init import init_weights
+
+log = logging.getLogger("bnstudy")
+
+
+class RunFolderError(RuntimeError):
+    """The output folder already holds results, or cannot be written."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DataError(f"device={name!r}: no CUDA device is available here; use device=cpu or device=auto")
+    return device
+
+
+def run(cfg: Config, out_dir: Path) -> dict[str, Any]:
+    """Train one configuration into `out_dir`; return the summary that was written."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if (out_dir / "summary.json").exists() or (out_dir / "metrics.csv").exists():
+        raise RunFolderError(f"{out_dir} already holds a run's results; not overwriting them")
+    atomic_write_text(out_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+
+    device = resolve_device(cfg.device)
+    t0 = time.perf_counter()
+    summary: dict[str, Any] = {"status": "running", "steps": 0, "epochs": 0.0}
+    summary.update(provenance(device, cfg.seed))
+    atomic_write_json(out_dir / "summary.json", summary)
+
+    torch.manual_seed(cfg.seed)
+    data = load_data(cfg.data).to(device)  # DataError: the user's to fix, raised
+    try:
+        model = init_weights(build_model(cfg.model, cfg.norm), cfg.init).to(device)
+        if cfg.trainer.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        lr = peak_lr(cfg.optim, cfg.data.batch_size)
+        optimizer = build_optimizer(model, cfg.optim, lr)
+        summary.update(n_params=count_parameters(model), n_train=len(data.x_train),
+                       n_test=len(data.x_test), peak_lr=lr)
+        log.info(f"{cfg.model.name}-{cfg.model.depth} norm={cfg.norm.name} lr={lr:g} "
+                 f"batch={cfg.data.batch_size} seed={cfg.seed} on {device} -> {out_dir}")
+        with MetricsLog(out_dir / "metrics.csv") as metrics:
+            result = train(model, data, optimizer, trainer=cfg.trainer, schedule=cfg.schedule,
+                           base_lr=lr, batch_size=cfg.data.batch_size,
+                           eval_batch_size=cfg.data.eval_batch_size, augment=cfg.data.augment,
+                           seed=cfg.seed, metrics=metrics, checkpoint_path=out_dir / "last.pt")
+        summary.update(dataclasses.asdict(result))
+    except KeyboardInterrupt:
+        summary.update(status="interrupted", wall_time_s=time.perf_counter() - t0)
+        atomic_write_json(out_dir / "summary.json", summary)
+        raise
+    except Exception as e:  # the run failed; record it and let the sweep go on
+        summary.update(status="failed", error=f"{type(e).__name__}: {e}",
+                       traceback=traceback.format_exc())
+        log.error(f"run failed: {type(e).__name__}: {e}")
+    summary["wall_time_s"] = time.perf_counter() - t0
+    atomic_write_json(out_dir / "summary.json", _ordered(summary))
+    log.info(f"status={summary['status']} steps={summary.get('steps')} "
+             f"final_test_acc={summary.get('final_test_acc')} "
+             f"images/s={summary.get('train_images_per_s') or 0:.0f}")
+    return summary
+
+
+_FIRST = ("status", "steps", "epochs", "final_test_acc", "best_test_acc", "steps_to_test_acc",
+          "wall_time_s", "train_images_per_s")
+
+
+def _ordered(summary: dict[str, Any]) -> dict[str, Any]:
+    return {**{k: summary[k] for k in _FIRST if k in summary},
+            **{k: v for k, v in summary.items() if k not in _FIRST}}
