@@ -1,4 +1,4 @@
-"""Command line: `python -m bnstudy run [hydra overrides]` (more subcommands to come).
+"""Command line: `python -m bnstudy run [hydra overrides]`, `report SWEEP_DIR ...`, `plot SWEEP_DIR ...`.
 
 Exit codes: 0 done (a diverged run is a result, not an error); 1 a run failed;
 2 a bad config value or command line; 3 data that cannot be loaded or an output
@@ -24,6 +24,9 @@ USAGE = """usage: python -m bnstudy run [OVERRIDE ...]
           e.g. python -m bnstudy run norm=none optim.lr=0.05 seed=1
                python -m bnstudy run +exp=lr_sweep scale=smoke
           `python -m bnstudy run --help` lists the config groups and values.
+  report  tables, figures and a verdict per claim from finished runs (never trains)
+          python -m bnstudy report SWEEP_DIR [SWEEP_DIR ...] [--out DIR]
+  plot    the figures alone: python -m bnstudy plot SWEEP_DIR [SWEEP_DIR ...] [--out DIR]
 """
 
 
@@ -59,6 +62,36 @@ def hydra_run(dcfg: DictConfig) -> dict:
     return summary
 
 
+def analyse(cmd: str, args: list[str]) -> None:
+    """`report` / `plot`: read finished run folders, write tables, figures and report."""
+    import argparse
+
+    from . import report
+    from .results import NoRunsError
+
+    parser = argparse.ArgumentParser(prog=f"python -m bnstudy {cmd}", description=(
+        "Read the run folders (any folder holding summary.json) under each SWEEP_DIR and write "
+        + ("runs.csv, curves.csv.gz, figures/, report.md and report.html" if cmd == "report" else "figures/")
+        + " into --out. Never trains."))
+    parser.add_argument("sweep_dirs", nargs="+", type=Path, metavar="SWEEP_DIR")
+    parser.add_argument("--out", type=Path, help="output folder (default: the first SWEEP_DIR/report)")
+    a = parser.parse_args(args)
+    out = a.out or a.sweep_dirs[0] / "report"
+    try:
+        if cmd == "report":
+            for checks in report.report(a.sweep_dirs, out).values():
+                for v in checks:
+                    print(f"{v.verdict:>26}  {v.title}")
+            print(f"wrote {out / 'report.md'} and {out / 'report.html'}")
+        else:
+            drawn = [p for p in report.plot(a.sweep_dirs, out).values() if isinstance(p, Path)]
+            print(f"wrote {len(drawn)} figures to {out / 'figures'}")
+    except NoRunsError as e:
+        _fail(EXIT_CONFIG, str(e))
+    except OSError as e:
+        _fail(EXIT_DATA, f"cannot write the outputs to {out}: {e}")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -68,6 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     if cmd == "run":
         sys.argv = [f"{sys.argv[0]} run"] + rest
         hydra_run()
+    elif cmd in ("report", "plot"):
+        analyse(cmd, rest)
     else:
         print(USAGE, file=sys.stderr)
         _fail(EXIT_CONFIG, f"unknown command {cmd!r}")

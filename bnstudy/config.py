@@ -28,14 +28,23 @@ class DataConfig:
     synthetic_train_size: int = 5000
     synthetic_test_size: int = 1000
     synthetic_noise: float = 0.6
+    # intensity shift (as from different scanners): with intensity_shift, each training batch
+    # is multiplied by a random gain in [1/(1+g), 1+g] and shifted by an offset in [-o, o]
+    # (pixel range 0-1); evaluation.shifted_test uses the same ranges on test batches
+    intensity_shift: bool = False
+    intensity_gain: float = 0.5
+    intensity_offset: float = 0.2
 
 
 @dataclass
 class ModelConfig:
-    name: str = "resnet"  # resnet
-    depth: int = 20  # 6n+2
-    width: int = 1  # channel multiplier on (16, 32, 64)
+    name: str = "resnet"  # resnet | mlp
+    depth: int = 20  # resnet: 6n+2; mlp: number of hidden layers
+    width: int = 1  # resnet: channel multiplier on (16, 32, 64); mlp: units per hidden layer
     num_classes: int = 10
+    plain: bool = False  # resnet: no shortcut connections ("plain" nets of He et al. 2016)
+    skipinit: bool = False  # resnet: a scalar gain, initialized at 0, on each residual branch (De & Smith 2020)
+    dropout: float = 0.0  # resnet: dropout between the two convs of each block
 
 
 @dataclass
@@ -45,6 +54,10 @@ class NormConfig:
     momentum: float = 0.1  # bn: running-statistics momentum (torch convention)
     affine: bool = True
     groups: int = 8  # gn
+    ghost_batch_size: int = 32  # ghost_bn: examples per virtual batch (Hoffer et al. 2017)
+    noise_shift: float = 0.5  # noisy_bn: per-step channel shift ~ U(-noise_shift, noise_shift)
+    noise_scale: float = 1.5  # noisy_bn: per-step channel scale ~ U(1, noise_scale)
+    noise_seed: int = 0  # noisy_bn: seeds the noise stream (set to the run seed by the studies)
 
 
 @dataclass
@@ -93,6 +106,64 @@ class TrainerConfig:
 
 
 @dataclass
+class ActivationsProbeConfig:
+    every: Optional[int] = 200  # steps; None or 0 = off
+    batch_size: int = 128  # the fixed probe batch: the first batch_size test images
+    hist_bins: int = 20
+    hist_range: float = 5.0  # bins span [-hist_range, hist_range]; the end bins also hold the tails
+
+
+@dataclass
+class SigpropProbeConfig:
+    every: Optional[int] = 200
+    batch_size: int = 128
+
+
+@dataclass
+class GradientsProbeConfig:
+    every: Optional[int] = 50
+
+
+@dataclass
+class BatchNormProbeConfig:
+    every: Optional[int] = 200
+    batch_size: int = 128
+    acc_batchstats: bool = True  # at every evaluation: test accuracy with batch statistics
+
+
+@dataclass
+class ICSProbeConfig:
+    every: Optional[int] = None
+    params: list[str] = field(default_factory=list)  # parameter names; empty = num_params evenly spaced weights
+    num_params: int = 4
+
+
+@dataclass
+class LandscapeProbeConfig:
+    every: Optional[int] = None
+    lr_multiples: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0])  # step sizes / current lr
+
+
+@dataclass
+class ProbesConfig:
+    activations: ActivationsProbeConfig = field(default_factory=ActivationsProbeConfig)
+    sigprop: SigpropProbeConfig = field(default_factory=SigpropProbeConfig)
+    gradients: GradientsProbeConfig = field(default_factory=GradientsProbeConfig)
+    bn: BatchNormProbeConfig = field(default_factory=BatchNormProbeConfig)
+    ics: ICSProbeConfig = field(default_factory=ICSProbeConfig)
+    landscape: LandscapeProbeConfig = field(default_factory=LandscapeProbeConfig)
+
+
+@dataclass
+class EvaluationConfig:
+    """Measurements after training (bnstudy/evaluation.py); off unless a study asks."""
+    inference_modes: bool = False  # running vs batch statistics over test batch sizes, precise BN
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128, 256, 1000])
+    precise_bn_images: int = 10000  # training images for the recomputed ("precise") statistics
+    shifted_test: bool = False  # test accuracy under random intensity shifts (data.intensity_gain/offset)
+
+
+@dataclass
 class ScaleConfig:
     name: str = "smoke"  # smoke | cpu | full
     seeds: str = "0"  # the seeds a study sweeps at this scale (a Hydra sweep value: "0,1,2")
@@ -107,7 +178,9 @@ class Config:
     optim: OptimConfig = MISSING
     schedule: ScheduleConfig = MISSING
     trainer: TrainerConfig = MISSING
+    probes: ProbesConfig = field(default_factory=ProbesConfig)
     scale: ScaleConfig = field(default_factory=ScaleConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     study: str = "run"  # the named study this run belongs to (set by conf/exp/*)
@@ -121,10 +194,17 @@ GROUP_SCHEMAS = {
     "optim": OptimConfig,
     "schedule": ScheduleConfig,
     "trainer": TrainerConfig,
+    "probes": ProbesConfig,
 }
 
 
+def _by_scale(smoke: Any, cpu: Any, full: Any, *, _root_: DictConfig) -> Any:
+    """`${by_scale:SMOKE,CPU,FULL}` in a study file: the value for the run's scale."""
+    return {"smoke": smoke, "cpu": cpu, "full": full}[_root_.scale.name]
+
+
 def register_configs() -> None:
+    OmegaConf.register_new_resolver("by_scale", _by_scale, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     for group, schema in GROUP_SCHEMAS.items():
@@ -141,8 +221,8 @@ class ConfigError(ValueError):
 
 ALLOWED = {
     "data.name": ("synthetic", "cifar10", "cifar10_folder"),
-    "model.name": ("resnet",),
-    "norm.name": ("bn", "none", "gn", "ln"),
+    "model.name": ("resnet", "mlp"),
+    "norm.name": ("bn", "none", "gn", "ln", "ghost_bn", "noisy_bn"),
     "init.name": ("default", "kaiming", "xavier", "orthogonal", "normal"),
     "init.distribution": ("normal", "uniform"),
     "init.mode": ("fan_in", "fan_out"),
@@ -185,12 +265,38 @@ def validate(cfg: Config) -> Config:
 
     if not 0.0 <= cfg.norm.momentum <= 1.0:
         raise ConfigError("norm.momentum", cfg.norm.momentum, "must be in [0, 1]")
-    if cfg.model.depth < 8 or (cfg.model.depth - 2) % 6 != 0:
+    if cfg.model.name == "mlp":
+        if cfg.norm.name not in ("bn", "none"):
+            raise ConfigError("norm.name", cfg.norm.name, "model=mlp has a 1-d norm: bn or none")
+        positive("model.depth")
+    elif cfg.model.depth < 8 or (cfg.model.depth - 2) % 6 != 0:
         raise ConfigError("model.depth", cfg.model.depth, "must be 6n+2 with n >= 1 (20, 32, 44, 56, 110, ...)")
-    if cfg.norm.name == "gn" and any((16 * cfg.model.width * k) % cfg.norm.groups for k in (1, 2, 4)):
+    if cfg.model.name == "resnet" and cfg.norm.name == "gn" and any((16 * cfg.model.width * k) % cfg.norm.groups for k in (1, 2, 4)):
         raise ConfigError("norm.groups", cfg.norm.groups,
                           f"must divide every stage's channels ({16 * cfg.model.width}, "
                           f"{32 * cfg.model.width}, {64 * cfg.model.width})")
+    for name in ("activations", "sigprop", "gradients", "bn", "ics", "landscape"):
+        positive(f"probes.{name}.every", allow_none=True, strict=False)
+    for key in ("probes.activations.batch_size", "probes.activations.hist_bins", "probes.activations.hist_range",
+                "probes.sigprop.batch_size", "probes.bn.batch_size", "probes.ics.num_params"):
+        positive(key)
+    if not cfg.probes.landscape.lr_multiples or any(m <= 0 for m in cfg.probes.landscape.lr_multiples):
+        raise ConfigError("probes.landscape.lr_multiples", list(cfg.probes.landscape.lr_multiples),
+                          "a non-empty list of step sizes > 0 (multiples of the current lr)")
+    if cfg.data.intensity_gain < 0 or cfg.data.intensity_offset < 0:
+        raise ConfigError("data.intensity_gain", cfg.data.intensity_gain, "gain and offset ranges must be >= 0")
+    if any(b < 1 for b in cfg.evaluation.batch_sizes):
+        raise ConfigError("evaluation.batch_sizes", list(cfg.evaluation.batch_sizes), "batch sizes >= 1")
+    if not 0.0 <= cfg.model.dropout < 1.0:
+        raise ConfigError("model.dropout", cfg.model.dropout, "must be in [0, 1)")
+    if cfg.model.plain and cfg.model.skipinit:
+        raise ConfigError("model.skipinit", True, "needs residual connections (model.plain=false)")
+    if cfg.norm.ghost_batch_size < 2:
+        raise ConfigError("norm.ghost_batch_size", cfg.norm.ghost_batch_size, "must be >= 2")
+    if cfg.norm.noise_scale < 1 or cfg.norm.noise_shift < 0:
+        raise ConfigError("norm.noise_scale" if cfg.norm.noise_scale < 1 else "norm.noise_shift",
+                          cfg.norm.noise_scale if cfg.norm.noise_scale < 1 else cfg.norm.noise_shift,
+                          "noise_scale >= 1 and noise_shift >= 0")
     if cfg.optim.nesterov and cfg.optim.momentum == 0:
         raise ConfigError("optim.nesterov", True, "needs optim.momentum > 0")
     if any(not 0 < m < 1 for m in cfg.schedule.milestones) or list(cfg.schedule.milestones) != sorted(cfg.schedule.milestones):

@@ -7,6 +7,7 @@ then normalized with the CIFAR-10 training-set statistics.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,19 +103,21 @@ def _folder_listing(split_dir: Path) -> tuple[list[tuple[str, int]], list[str]]:
 
 
 def _decode_all(samples: list[tuple[str, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    from torchvision.io import ImageReadMode, decode_image
+    import numpy as np
+    from PIL import Image
 
-    x = torch.empty(len(samples), 3, 32, 32, dtype=torch.uint8)
+    x = np.empty((len(samples), 32, 32, 3), dtype=np.uint8)
     for i, (path, _) in enumerate(samples):
         try:
-            img = decode_image(torch.from_file(path, dtype=torch.uint8, size=os.path.getsize(path)),
-                               mode=ImageReadMode.RGB)
-        except Exception as e:
+            with Image.open(path) as im:
+                img = np.asarray(im.convert("RGB"))
+        except Exception as e:  # PIL.UnidentifiedImageError, OSError on truncated files, ...
             raise DataError(f"cannot decode image {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-        if img.shape != (3, 32, 32):
-            raise DataError(f"image {path} is {tuple(img.shape[1:])} pixels, expected 32x32")
+        if img.shape != (32, 32, 3):
+            raise DataError(f"image {path} is {img.shape[1]}x{img.shape[0]} pixels, expected 32x32")
         x[i] = img
-    return x, torch.tensor([c for _, c in samples], dtype=torch.int64)
+    x_t = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()  # (N, H, W, C) -> (N, C, H, W)
+    return x_t, torch.tensor([c for _, c in samples], dtype=torch.int64)
 
 
 def default_cache_dir() -> Path:
@@ -222,13 +225,26 @@ def normalize(x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tens
     return (x.to(dtype) / 255.0 - mean) / std
 
 
+def intensity_shift(x: torch.Tensor, gain: float, offset: float, generator: torch.Generator) -> torch.Tensor:
+    """One random global gain in [1/(1+gain), 1+gain] (log-uniform) and offset in
+    [-offset, offset] for the whole uint8 batch, as if it came from another scanner."""
+    u = torch.rand(2, generator=generator, device=generator.device).to(x.device)
+    g = torch.exp((2 * u[0] - 1) * math.log1p(gain))
+    o = (2 * u[1] - 1) * offset * 255
+    return (x.float() * g + o).round().clamp(0, 255).to(torch.uint8)
+
+
 def train_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator,
-                  do_augment: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """One epoch of shuffled, augmented, normalized batches; the last partial batch is dropped."""
+                  do_augment: bool = True, gain: float = 0.0,
+                  offset: float = 0.0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of shuffled, augmented, normalized batches; the last partial batch is dropped.
+    With `gain` or `offset`, each batch also gets a random intensity shift."""
     perm = torch.randperm(len(x), generator=generator, device=generator.device).to(x.device)
     for i in range(len(x) // batch_size):
         idx = perm[i * batch_size:(i + 1) * batch_size]
         xb = x[idx]
         if do_augment:
             xb = augment(xb, generator)
+        if gain > 0 or offset > 0:
+            xb = intensity_shift(xb, gain, offset, generator)
         yield normalize(xb), y[idx]

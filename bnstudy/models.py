@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig, NormConfig
+from .mlp import build_mlp
 from .norms import NormLayer, make_norm_layer
 
 
@@ -33,11 +34,21 @@ class ShortcutA(nn.Module):
 
 
 class BasicBlock(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer, bias: bool):
+    """conv-norm-relu-(dropout)-conv-norm, plus the shortcut, then relu.
+
+    `plain` drops the shortcut (He et al. 2016's plain nets); `skipinit` multiplies the
+    residual branch by a learnable scalar that starts at 0 (De & Smith 2020), which lets
+    unnormalized deep ResNets train: the fair control for "BN makes init easy"."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, norm_layer: NormLayer, bias: bool,
+                 plain: bool = False, skipinit: bool = False, dropout: float = 0.0):
         super().__init__()
+        self.plain = plain
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=bias)
         self.norm1 = norm_layer(out_channels)
         self.relu1 = nn.ReLU(inplace=False)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.skip_gain = nn.Parameter(torch.zeros(())) if skipinit else None
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=bias)
         self.norm2 = norm_layer(out_channels)
         self.relu2 = nn.ReLU(inplace=False)
@@ -47,14 +58,19 @@ class BasicBlock(nn.Module):
             self.shortcut = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu1(self.norm1(self.conv1(x)))
+        out = self.dropout(self.relu1(self.norm1(self.conv1(x))))
         out = self.norm2(self.conv2(out))
+        if self.skip_gain is not None:
+            out = self.skip_gain * out
+        if self.plain:
+            return self.relu2(out)
         return self.relu2(out + self.shortcut(x))
 
 
 class CifarResNet(nn.Module):
     def __init__(self, depth: int = 20, width: int = 1, num_classes: int = 10,
-                 norm_layer: NormLayer = nn.BatchNorm2d, bias: bool = False):
+                 norm_layer: NormLayer = nn.BatchNorm2d, bias: bool = False,
+                 plain: bool = False, skipinit: bool = False, dropout: float = 0.0):
         super().__init__()
         if (depth - 2) % 6 != 0:
             raise ValueError(f"depth must be 6n+2, got {depth}")
@@ -69,7 +85,7 @@ class CifarResNet(nn.Module):
             blocks = []
             for j in range(n):
                 stride = 2 if (i > 0 and j == 0) else 1
-                blocks.append(BasicBlock(in_c, c, stride, norm_layer, bias))
+                blocks.append(BasicBlock(in_c, c, stride, norm_layer, bias, plain, skipinit, dropout))
                 in_c = c
             stages.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3 = stages
@@ -86,10 +102,13 @@ class CifarResNet(nn.Module):
 
 
 def build_model(model: ModelConfig, norm: NormConfig) -> nn.Module:
+    if model.name == "mlp":  # the 1-d net of Ioffe & Szegedy's Fig. 1
+        return build_mlp(model, norm)
     norm_layer, bias = make_norm_layer(norm)
     if model.name == "resnet":
-        return CifarResNet(model.depth, model.width, model.num_classes, norm_layer, bias)
-    raise KeyError(f"model.name={model.name!r}: one of resnet")
+        return CifarResNet(model.depth, model.width, model.num_classes, norm_layer, bias,
+                           model.plain, model.skipinit, model.dropout)
+    raise KeyError(f"model.name={model.name!r}: one of resnet, mlp")
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,14 +1,16 @@
 """Norm-layer registry. Models take `norm_layer(num_channels) -> nn.Module`, channels first.
 
-Adding a norm is one entry in NORMS: a builder `(NormConfig, num_channels) -> nn.Module`
+Adding a norm is one entry in NORMS: a builder `(NormConfig, num_channels, layer_index) -> nn.Module`
 and whether the convs before it need their bias back (they do when nothing re-centres).
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
-from functools import partial
 from typing import Callable
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import NormConfig
@@ -16,27 +18,79 @@ from .config import NormConfig
 NormLayer = Callable[[int], nn.Module]
 
 
+class GhostBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm whose training statistics come from virtual batches of `virtual_batch_size`
+    examples inside the real batch (Hoffer et al. 2017). Each chunk is normalized by
+    torch's batch_norm over that chunk alone; the running statistics move once per step,
+    towards the average of the chunks' statistics. Eval mode is plain BatchNorm2d."""
+
+    def __init__(self, num_features: int, virtual_batch_size: int, **kw):
+        super().__init__(num_features, **kw)
+        self.virtual_batch_size = virtual_batch_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, H, W)
+        if not self.training or x.shape[0] <= self.virtual_batch_size:
+            return super().forward(x)
+        chunks = x.split(self.virtual_batch_size)
+        out = torch.cat([F.batch_norm(c, None, None, self.weight, self.bias, True, 0.0, self.eps)
+                         for c in chunks])
+        if self.track_running_stats:
+            with torch.no_grad():
+                mean = torch.stack([c.mean(dim=(0, 2, 3)) for c in chunks]).mean(0)  # (C,)
+                var = torch.stack([c.var(dim=(0, 2, 3), unbiased=True) for c in chunks]).mean(0)
+                self.running_mean.lerp_(mean, self.momentum)
+                self.running_var.lerp_(var, self.momentum)
+                self.num_batches_tracked += 1
+        return out
+
+
+class NoisyBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm followed, in training only, by a random per-channel scale and shift drawn
+    anew at every step: covariate shift injected on purpose (the "noisy BN" control of
+    Santurkar et al. 2018, Sec. 2.1). scale ~ U(1, noise_scale), shift ~ U(-noise_shift,
+    noise_shift). The draws come from the module's own generator, seeded by `seed`, so
+    they do not consume the global RNG."""
+
+    def __init__(self, num_features: int, noise_shift: float, noise_scale: float, seed: int = 0, **kw):
+        super().__init__(num_features, **kw)
+        self.noise_shift, self.noise_scale = noise_shift, noise_scale
+        self.generator = torch.Generator().manual_seed(seed)
+        self.last_noise: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = super().forward(x)
+        if not self.training:
+            return y
+        c = self.num_features
+        scale = 1 + (self.noise_scale - 1) * torch.rand(c, generator=self.generator)
+        shift = self.noise_shift * (2 * torch.rand(c, generator=self.generator) - 1)
+        self.last_noise = (scale, shift)
+        return y * scale.to(y).view(1, c, 1, 1) + shift.to(y).view(1, c, 1, 1)
+
+
 @dataclass(frozen=True)
 class NormSpec:
-    build: Callable[[NormConfig, int], nn.Module]
+    build: Callable[[NormConfig, int, int], nn.Module]  # (cfg, num_channels, layer index) -> layer
     conv_bias: bool  # True where the norm does not subtract a mean (so a conv bias is not redundant)
 
 
 NORMS: dict[str, NormSpec] = {
-    "bn": NormSpec(lambda c, n: nn.BatchNorm2d(n, eps=c.eps, momentum=c.momentum, affine=c.affine), False),
-    "none": NormSpec(lambda c, n: nn.Identity(), True),
-    "gn": NormSpec(lambda c, n: nn.GroupNorm(c.groups, n, eps=c.eps, affine=c.affine), False),
+    "bn": NormSpec(lambda c, n, i: nn.BatchNorm2d(n, eps=c.eps, momentum=c.momentum, affine=c.affine), False),
+    "none": NormSpec(lambda c, n, i: nn.Identity(), True),
+    "gn": NormSpec(lambda c, n, i: nn.GroupNorm(c.groups, n, eps=c.eps, affine=c.affine), False),
     # LayerNorm over (C, H, W) of each example = GroupNorm with a single group.
-    "ln": NormSpec(lambda c, n: nn.GroupNorm(1, n, eps=c.eps, affine=c.affine), False),
+    "ln": NormSpec(lambda c, n, i: nn.GroupNorm(1, n, eps=c.eps, affine=c.affine), False),
+    "ghost_bn": NormSpec(lambda c, n, i: GhostBatchNorm2d(n, c.ghost_batch_size, eps=c.eps, momentum=c.momentum,
+                                                       affine=c.affine), False),
+    # each layer its own reproducible noise stream
+    "noisy_bn": NormSpec(lambda c, n, i: NoisyBatchNorm2d(n, c.noise_shift, c.noise_scale, seed=c.noise_seed * 1000 + i,
+                                                          eps=c.eps, momentum=c.momentum, affine=c.affine), False),
 }
-
-
-def _build(cfg: NormConfig, num_channels: int) -> nn.Module:
-    return NORMS[cfg.name].build(cfg, num_channels)
 
 
 def make_norm_layer(cfg: NormConfig) -> tuple[NormLayer, bool]:
     """Return (norm_layer factory, whether convs should carry a bias)."""
     if cfg.name not in NORMS:
         raise KeyError(f"norm.name={cfg.name!r}: one of {', '.join(NORMS)}")
-    return partial(_build, cfg), NORMS[cfg.name].conv_bias
+    spec, index = NORMS[cfg.name], itertools.count()
+    return (lambda num_channels: spec.build(cfg, num_channels, next(index))), spec.conv_bias

@@ -1,7 +1,8 @@
 """Per-run outputs: the public contract that analysis, tests and users read.
 
 In each run folder: `config.yaml` (resolved config), `metrics.csv` (tidy long format:
-step, epoch, metric, value), `summary.json` (status, results, provenance) and
+step, epoch, metric, value), `probes.csv` (the same format: the rows of bnstudy/probes/,
+step t measured at the weights after t updates), `summary.json` (status, results, provenance) and
 `last.pt` (a checkpoint loadable with torch.load(..., weights_only=True)).
 Every whole-file write goes through a temporary file and a rename.
 """

@@ -21,6 +21,7 @@ from .data import DataError, load_data
 from .models import build_model, count_parameters
 from .optim import build_optimizer, peak_lr
 from .outputs import MetricsLog, atomic_write_json, atomic_write_text, provenance
+from .probes import build_probes
 from .train import train
 from .weight_init import init_weights
 
@@ -66,11 +67,13 @@ def run(cfg: Config, out_dir: Path) -> dict[str, Any]:
                        n_test=len(data.x_test), peak_lr=lr)
         log.info(f"{cfg.model.name}-{cfg.model.depth} norm={cfg.norm.name} lr={lr:g} "
                  f"batch={cfg.data.batch_size} seed={cfg.seed} on {device} -> {out_dir}")
-        with MetricsLog(out_dir / "metrics.csv") as metrics:
+        probes = build_probes(cfg.probes, model, data.x_test, data.y_test, cfg.data.eval_batch_size)
+        with MetricsLog(out_dir / "metrics.csv") as metrics, MetricsLog(out_dir / "probes.csv") as probe_metrics:
             result = train(model, data, optimizer, trainer=cfg.trainer, schedule=cfg.schedule,
                            base_lr=lr, batch_size=cfg.data.batch_size,
                            eval_batch_size=cfg.data.eval_batch_size, augment=cfg.data.augment,
-                           seed=cfg.seed, metrics=metrics, checkpoint_path=out_dir / "last.pt")
+                           seed=cfg.seed, metrics=metrics, checkpoint_path=out_dir / "last.pt",
+                           probes=probes, probe_metrics=probe_metrics)
         summary.update(dataclasses.asdict(result))
     except KeyboardInterrupt:
         summary.update(status="interrupted", wall_time_s=time.perf_counter() - t0)

@@ -7,8 +7,9 @@ import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,7 @@ from .config import ScheduleConfig, TrainerConfig
 from .data import TensorData, normalize, train_batches
 from .optim import lr_at, set_lr
 from .outputs import MetricsLog, atomic_torch_save
+from .probes.base import Probe, ProbeContext, run_probes
 
 log = logging.getLogger("bnstudy")
 
@@ -79,7 +81,12 @@ def checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer, generat
 def train(model: nn.Module, data: TensorData, optimizer: torch.optim.Optimizer, *,
           trainer: TrainerConfig, schedule: ScheduleConfig, base_lr: float, batch_size: int,
           eval_batch_size: int, augment: bool, seed: int, metrics: MetricsLog,
-          checkpoint_path: Optional[Path] = None) -> TrainResult:
+          checkpoint_path: Optional[Path] = None, probes: Sequence[Probe] = (),
+          probe_metrics: Optional[MetricsLog] = None) -> TrainResult:
+    """Train `model` in place. `probes` measure without changing the run (bnstudy/probes/);
+    their rows go to `probe_metrics` (probes.csv)."""
+    if probes and probe_metrics is None:
+        raise ValueError("train(probes=...) needs probe_metrics, the log their rows go to")
     device = data.x_train.device
     steps_per_epoch = len(data.x_train) // batch_size
     if steps_per_epoch == 0:
@@ -110,8 +117,14 @@ def train(model: nn.Module, data: TensorData, optimizer: torch.optim.Optimizer, 
             if acc >= t and res.steps_to_test_acc[f"{t:g}"] is None:
                 res.steps_to_test_acc[f"{t:g}"] = step
         last_eval_step = step
+        run_probes(probes, "on_eval", ProbeContext(step, step / steps_per_epoch, model, optimizer,
+                                                   autocast=autocast), probe_metrics)
         if not show_bar:
             log.info(f"step {step}/{total_steps} test/loss {loss:.4f} test/acc {acc:.4f}")
+
+    def batch_loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:  # the training forward, for probes
+        with autocast():
+            return F.cross_entropy(model(xb).float(), yb)
 
     step = 0
     model.train()
@@ -126,7 +139,14 @@ def train(model: nn.Module, data: TensorData, optimizer: torch.optim.Optimizer, 
                 loss = F.cross_entropy(logits.float(), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            due = [p for p in probes if p.due(step)]
+            if due:  # probe rows are labelled with the updates done so far: step t measures w_t
+                ctx = ProbeContext(step, step / steps_per_epoch, model, optimizer, lr, loss.detach(),
+                                   partial(batch_loss, xb, yb), autocast)
+                run_probes(due, "before_update", ctx, probe_metrics)
             optimizer.step()
+            if due:
+                run_probes(due, "after_update", ctx, probe_metrics)
             step += 1
 
             loss_v = loss.item()  # one host sync per step: divergence is caught at the step it happens

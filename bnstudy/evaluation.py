@@ -1,0 +1,115 @@
+"""Measurements on a trained model, after training: how BN behaves at inference.
+
+- `inference_modes`: test accuracy with running (population) statistics vs batch
+  statistics at each test batch size, and with "precise BN" statistics recomputed over
+  training images; plus the promise of eval mode, that an example's output does not
+  depend on the rest of its batch (the largest change in logits, measured).
+- `shifted_test_accuracy`: accuracy when each test batch gets a random intensity shift.
+Every function leaves the model exactly as it found it (weights, BN buffers, mode).
+"""
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from .data import intensity_shift, normalize
+from .train import evaluate
+
+
+def bn_layers(model: nn.Module) -> list[_BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, _BatchNorm)]
+
+
+@contextmanager
+def preserved_state(model: nn.Module) -> Iterator[nn.Module]:
+    """Restore parameters, buffers and train/eval mode on exit."""
+    state = copy.deepcopy(model.state_dict())
+    modes = {m: m.training for m in model.modules()}
+    try:
+        yield model
+    finally:
+        model.load_state_dict(state)
+        for m, mode in modes.items():
+            m.train(mode)
+
+
+@torch.no_grad()
+def batch_stats_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
+    """Accuracy with BN normalizing by each test batch's own statistics (train-mode BN),
+    dropout off; the running statistics are left untouched."""
+    with preserved_state(model):
+        model.eval()
+        for m in bn_layers(model):
+            m.train()
+        correct = 0
+        n = (len(x) // batch_size) * batch_size or len(x)  # whole batches only: a last tiny batch is not the same test
+        for i in range(0, n, batch_size):
+            logits = model(normalize(x[i:i + batch_size]))
+            correct += (logits.argmax(1) == y[i:i + batch_size]).sum().item()
+        return correct / n
+
+
+@torch.no_grad()
+def precise_bn_(model: nn.Module, x_train: torch.Tensor, batch_size: int = 200, max_images: int = 10000) -> None:
+    """Recompute BN running statistics as the plain average over training batches (no
+    augmentation), in place (Wu & Johnson 2021, "precise BN")."""
+    layers = bn_layers(model)
+    momenta = [m.momentum for m in layers]
+    was_training = model.training
+    model.eval()
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+        m.train()
+    for i in range(0, min(len(x_train), max_images), batch_size):
+        model(normalize(x_train[i:i + batch_size]))
+    for m, mom in zip(layers, momenta):
+        m.momentum = mom
+    model.train(was_training)
+
+
+@torch.no_grad()
+def batch_independence_gap(model: nn.Module, x: torch.Tensor, n: int = 8) -> float:
+    """Largest |logit| change of the first `n` examples between evaluating each alone and
+    within a batch of others, in eval mode: ~0 (float rounding) is the promise kept."""
+    with preserved_state(model):
+        model.eval()
+        batch = model(normalize(x[:max(n, min(len(x), 256))]))[:n]
+        alone = torch.cat([model(normalize(x[i:i + 1])) for i in range(n)])
+        return (batch - alone).abs().max().item()
+
+
+def inference_modes(model: nn.Module, x_test: torch.Tensor, y_test: torch.Tensor, x_train: torch.Tensor,
+                    batch_sizes: list[int], precise_bn_images: int = 10000) -> dict[str, float]:
+    """Metrics `infer/*` for one trained model."""
+    out: dict[str, float] = {}
+    for b in batch_sizes:
+        b_eff = min(b, len(x_test))
+        out[f"infer/acc_running.bs{b}"] = evaluate(model, x_test, y_test, b_eff)[1]
+        if bn_layers(model):
+            out[f"infer/acc_batch.bs{b}"] = batch_stats_accuracy(model, x_test, y_test, b_eff)
+    if bn_layers(model):
+        with preserved_state(model):
+            precise_bn_(model, x_train, max_images=precise_bn_images)
+            out["infer/acc_precise"] = evaluate(model, x_test, y_test, 1000)[1]
+    out["infer/batch_independence_gap"] = batch_independence_gap(model, x_test)
+    return out
+
+
+@torch.no_grad()
+def shifted_test_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, gain: float, offset: float,
+                          batch_size: int = 100, seed: int = 0) -> float:
+    """Eval-mode accuracy when each test batch of `batch_size` gets its own random shift."""
+    g = torch.Generator(x.device).manual_seed(seed)
+    with preserved_state(model):
+        model.eval()
+        correct = 0
+        for i in range(0, len(x), batch_size):
+            xb = intensity_shift(x[i:i + batch_size], gain, offset, g)
+            correct += (model(normalize(xb)).argmax(1) == y[i:i + batch_size]).sum().item()
+    return correct / len(x)

@@ -1,0 +1,132 @@
+"""A run folder's life across restarts: skip it when finished, resume it when cut short,
+start it afresh when it failed, and never let two processes work in it at once.
+
+Hydra does not resume a multirun, so bnstudy does it per run: a study's run folders are
+named by their overrides (conf/config.yaml), and `claim` decides what to do with one.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+FINISHED = ("completed", "diverged")
+RUN_FILES = ("summary.json", "metrics.csv", "probes.csv", "last.pt", "config.yaml")
+
+
+class RunBusy(RuntimeError):
+    """Another live process holds this run folder."""
+
+
+@dataclass
+class Claim:
+    action: str  # skip | resume | fresh
+    summary: Optional[dict[str, Any]] = None  # the finished run's summary (skip)
+    checkpoint: Optional[dict[str, Any]] = None  # resume from this state
+    note: str = ""
+
+
+def read_summary(run_dir: Path) -> Optional[dict[str, Any]]:
+    try:
+        return json.loads((Path(run_dir) / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class RunLock:
+    """An exclusive, non-blocking flock beside the run folder; the kernel drops it when the
+    process dies (SIGKILL included), so a killed run never leaves a stale lock."""
+
+    def __init__(self, run_dir: Path):
+        run_dir = Path(run_dir)
+        self.path = run_dir.parent / f".{run_dir.name}.lock"
+        self._fd: Optional[int] = None
+
+    def __enter__(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            self._fd = None
+            raise RunBusy(f"{self.path.parent} is being worked on by another process") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def set_aside(run_dir: Path, reason: str) -> Optional[Path]:
+    """Move an earlier attempt's files into run_dir/attempts/<n>-<reason>/ (nothing is deleted)."""
+    present = [f for f in RUN_FILES if (run_dir / f).exists()]
+    if not present:
+        return None
+    attempts = run_dir / "attempts"
+    n = len(list(attempts.glob("*"))) + 1 if attempts.exists() else 1
+    dest = attempts / f"{n}-{reason}-{time.strftime('%Y%m%d-%H%M%S')}"
+    dest.mkdir(parents=True)
+    for f in present:
+        shutil.move(str(run_dir / f), str(dest / f))
+    return dest
+
+
+def count_rows(path: Path) -> int:
+    """Data rows (lines after the header) of a metrics file; 0 if absent."""
+    if not path.exists():
+        return 0
+    with open(path, "rb") as f:
+        return max(sum(1 for _ in f) - 1, 0)
+
+
+def truncate_rows(path: Path, rows: int) -> None:
+    """Keep the header and the first `rows` data rows: what was logged up to a checkpoint."""
+    if not path.exists():
+        return
+    with open(path, "rb") as f:
+        lines = f.readlines()
+    keep = lines[:rows + 1]
+    if len(keep) == len(lines) and (not keep or keep[-1].endswith(b"\n")):
+        return
+    if keep and not keep[-1].endswith(b"\n"):  # a half-written last row from a kill
+        keep = keep[:-1]
+    from .outputs import atomic_write_text
+    atomic_write_text(path, b"".join(keep).decode())
+
+
+def claim(run_dir: Path, config_text: str, rerun: bool = False) -> Claim:
+    """Decide what to do with `run_dir` for a run of `config_text` (call under RunLock)."""
+    run_dir = Path(run_dir)
+    summary = read_summary(run_dir)
+    old_config = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").exists() else None
+    if summary is None and old_config is None and not (run_dir / "metrics.csv").exists():
+        return Claim("fresh")
+    status = (summary or {}).get("status")
+    if rerun:
+        set_aside(run_dir, "replaced")
+        return Claim("fresh", note="rerun=true: the earlier attempt was moved to attempts/")
+    if old_config is not None and old_config != config_text:
+        set_aside(run_dir, "other-config")
+        return Claim("fresh", note="the folder held a run of a different config: moved to attempts/")
+    if status in FINISHED:
+        return Claim("skip", summary=summary)
+    ckpt_path = run_dir / "last.pt"
+    if status != "failed" and ckpt_path.exists():
+        try:
+            ckpt = torch.load(ckpt_path, weights_only=True)
+            return Claim("resume", checkpoint=ckpt, note=f"resuming from step {ckpt['step']}")
+        except Exception as e:  # an unreadable checkpoint: start over, keeping the old files
+            set_aside(run_dir, "bad-checkpoint")
+            return Claim("fresh", note=f"unreadable last.pt ({type(e).__name__}): starting over")
+    set_aside(run_dir, status or "incomplete")
+    return Claim("fresh", note=f"earlier attempt ({status or 'incomplete'}) moved to attempts/")

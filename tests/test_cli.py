@@ -1,0 +1,59 @@
+"""End to end through the command line, as a user runs it."""
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import EXPERIMENTS, run_cli
+
+
+def summaries(root: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(root.rglob("summary.json"))]
+
+
+def test_default_run(tmp_path):
+    r = run_cli(["run", f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    (s,) = summaries(tmp_path)
+    assert s["status"] == "completed" and s["final_test_acc"] > 0.1
+
+
+def test_overrides_reach_the_run(tmp_path):
+    r = run_cli(["run", "norm=none", "optim.lr=0.05", "seed=1", "trainer.max_steps=4",
+                 f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "run" / "config.yaml").read_text()
+    assert "name: none" in text and "lr: 0.05" in text and "seed: 1" in text
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 4
+
+
+@pytest.mark.parametrize("exp", EXPERIMENTS)
+def test_every_experiment_runs_at_smoke_scale(tmp_path, exp):
+    r = run_cli(["run", f"+exp={exp}", "scale=smoke", f"hydra.sweep.dir={tmp_path}/sweep"], cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs = summaries(tmp_path / "sweep")
+    assert len(runs) >= 2
+    assert {s["status"] for s in runs} <= {"completed", "diverged"}, [s.get("error") for s in runs]
+    for cfg_file in (tmp_path / "sweep").rglob("config.yaml"):
+        if cfg_file.parent.name != ".hydra":
+            assert f"study: {exp}" in cfg_file.read_text()
+
+
+def test_lr_sweep_covers_the_grid(tmp_path):
+    r = run_cli(["run", "+exp=lr_sweep", "scale=smoke", "trainer.max_steps=2",
+                 f"hydra.sweep.dir={tmp_path}/sweep"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    import yaml
+    cfgs = [yaml.safe_load(p.read_text()) for p in (tmp_path / "sweep").glob("*/config.yaml")]
+    grid = {(c["norm"]["name"], c["optim"]["lr"]) for c in cfgs}
+    lrs = sorted({lr for _, lr in grid})
+    assert {n for n, _ in grid} == {"bn", "none"} and lrs[0] <= 0.003 and lrs[-1] >= 3
+    assert len(grid) == len(cfgs) == 2 * len(lrs)
+
+
+def test_missing_data_folder_is_one_line(tmp_path):
+    r = run_cli(["run", "data=cifar10_folder", f"data.root={tmp_path}/nope", f"hydra.run.dir={tmp_path}/r"], cwd=tmp_path)
+    assert r.returncode == 3
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("bnstudy: error: data.root=") and "Traceback" not in r.stderr

@@ -1,0 +1,97 @@
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ValidationError
+
+from bnstudy.config import ConfigError, validate
+
+from conftest import CONF_DIR, EXPERIMENTS, compose_config, run_cli
+
+GROUPS = ["data", "model", "norm", "init", "optim", "schedule", "scale", "trainer"]
+
+
+def test_defaults_compose():
+    cfg = compose_config()
+    assert (cfg.data.name, cfg.model.depth, cfg.norm.name, cfg.scale.name) == ("synthetic", 20, "bn", "smoke")
+    assert cfg.optim.lr == 0.1 and cfg.data.batch_size == 64 and cfg.trainer.max_steps == 16
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_group_option_composes(group):
+    for option in sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")):
+        overrides = [f"{group}={option}"]
+        if option == "cifar10_folder":
+            overrides.append("data.root=/nonexistent")
+        cfg = compose_config(overrides)
+        assert cfg is not None
+
+
+@pytest.mark.parametrize("exp", EXPERIMENTS)
+def test_every_experiment_composes(exp):
+    for scale in ("smoke", "cpu", "full"):
+        cfg = compose_config([f"+exp={exp}", f"scale={scale}"])
+        assert cfg.study == exp and cfg.scale.name == scale
+
+
+def test_exp_files_document_themselves():
+    for exp in EXPERIMENTS:
+        text = (CONF_DIR / "exp" / f"{exp}.yaml").read_text()
+        assert text.startswith("# @package _global_"), exp
+        head = text.lower()
+        for word in ("claim", "command", "cost", "mode: multirun", "sweeper:"):
+            assert word in head, f"{exp}.yaml lacks {word!r}"
+
+
+def test_scale_full_is_the_paper_recipe():
+    cfg = compose_config(["scale=full"])
+    assert cfg.trainer.epochs >= 160 and cfg.data.train_subset is None and cfg.schedule.name == "step"
+    assert cfg.scale.seeds.count(",") >= 2  # >= 3 seeds
+
+
+def test_command_line_group_choice_beats_scale_default():
+    assert compose_config(["scale=full", "schedule=cosine"]).schedule.name == "cosine"
+
+
+def test_unknown_key_fails_at_composition():
+    with pytest.raises(ConfigCompositionException, match="lrr"):
+        compose_config(["optim.lrr=0.1"])
+
+
+def test_wrong_type_fails_at_composition():
+    with pytest.raises((ConfigCompositionException, ValidationError)):
+        compose_config(["data.batch_size=big"])
+
+
+@pytest.mark.parametrize("override, key", [
+    ("optim.lr=-1", "optim.lr"),
+    ("data.batch_size=0", "data.batch_size"),
+    ("model.depth=21", "model.depth"),
+    ("norm.momentum=1.5", "norm.momentum"),
+    ("init.mode=fan_up", "init.mode"),
+    ("schedule.milestones=[0.8,0.2]", "schedule.milestones"),
+    ("device=tpu", "device"),
+    ("trainer.max_steps=-3", "trainer.max_steps"),
+])
+def test_impossible_values_name_the_key(override, key):
+    with pytest.raises(ConfigError) as err:
+        compose_config([override])
+    assert err.value.key == key and key in str(err.value) and "\n" not in str(err.value)
+
+
+def test_gn_groups_must_divide_channels():
+    with pytest.raises(ConfigError, match="norm.groups"):
+        compose_config(["norm=gn", "norm.groups=5"])
+    validate(compose_config(["norm=gn", "norm.groups=16"]))
+
+
+def test_cli_bad_value_is_one_line_and_exit_2(tmp_path):
+    r = run_cli(["run", "optim.lr=-1", f"hydra.run.dir={tmp_path}/r"], cwd=tmp_path)
+    assert r.returncode == 2
+    err_lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert err_lines == ["bnstudy: error: optim.lr=-1.0 is not allowed: must be > 0"]
+    assert not (tmp_path / "r" / "metrics.csv").exists()
+
+
+def test_cli_unknown_option_lists_choices(tmp_path):
+    r = run_cli(["run", "norm=batchnorm"], cwd=tmp_path)
+    assert r.returncode != 0
+    assert "norm" in r.stderr and "bn" in r.stderr and "gn" in r.stderr and "Traceback" not in r.stderr

@@ -1,0 +1,130 @@
+"""Ghost BN, noisy BN and the SkipInit / plain / dropout model options: what makes each what it is."""
+import torch
+from torch import nn
+
+from bnstudy.config import ModelConfig, NormConfig
+from bnstudy.evaluation import (batch_independence_gap, batch_stats_accuracy, inference_modes,
+                                precise_bn_, shifted_test_accuracy)
+from bnstudy.models import build_model
+from bnstudy.norms import GhostBatchNorm2d, NoisyBatchNorm2d, make_norm_layer
+
+
+def test_ghost_bn_normalizes_each_virtual_batch_like_bn():
+    torch.manual_seed(0)
+    x = torch.randn(12, 4, 5, 5) * 3 + torch.arange(12.0).view(12, 1, 1, 1)  # chunks differ in mean
+    ghost = GhostBatchNorm2d(4, virtual_batch_size=4)
+    y = ghost(x)
+    for chunk, out in zip(x.split(4), y.split(4)):
+        bn = nn.BatchNorm2d(4)
+        assert torch.allclose(out, bn(chunk), atol=1e-5)
+    # and not like BN over the whole batch
+    assert not torch.allclose(y, nn.BatchNorm2d(4)(x), atol=1e-3)
+
+
+def test_ghost_bn_running_stats_average_the_chunks_and_eval_is_plain_bn():
+    x = torch.randn(8, 3, 4, 4) + torch.tensor([0.0, 5.0]).repeat_interleave(4).view(8, 1, 1, 1)
+    ghost = GhostBatchNorm2d(3, virtual_batch_size=4, momentum=1.0)
+    ghost(x)
+    chunks = x.split(4)
+    expect_mean = torch.stack([c.mean((0, 2, 3)) for c in chunks]).mean(0)
+    expect_var = torch.stack([c.var((0, 2, 3)) for c in chunks]).mean(0)
+    assert torch.allclose(ghost.running_mean, expect_mean, atol=1e-5)
+    assert torch.allclose(ghost.running_var, expect_var, atol=1e-5)
+    ghost.eval()
+    bn = nn.BatchNorm2d(3).eval()
+    bn.load_state_dict(ghost.state_dict())
+    assert torch.equal(ghost(x), bn(x))
+
+
+def test_ghost_bn_with_a_small_batch_is_bn():
+    x = torch.randn(4, 3, 4, 4)
+    assert torch.allclose(GhostBatchNorm2d(3, 16)(x), nn.BatchNorm2d(3)(x))
+
+
+def test_noisy_bn_shift_and_scale_change_every_step_but_not_in_eval():
+    noisy = NoisyBatchNorm2d(6, noise_shift=0.5, noise_scale=1.5, seed=0)
+    clean = nn.BatchNorm2d(6)
+    x = torch.randn(16, 6, 4, 4)
+    y1 = noisy(x)
+    s1, b1 = noisy.last_noise
+    y2 = noisy(x)
+    s2, b2 = noisy.last_noise
+    assert not torch.equal(s1, s2) and not torch.equal(b1, b2) and not torch.equal(y1, y2)
+    assert torch.all((s1 >= 1) & (s1 <= 1.5)) and torch.all(b1.abs() <= 0.5)
+    z = clean(x)
+    assert torch.allclose(y1, z * s1.view(1, 6, 1, 1) + b1.view(1, 6, 1, 1), atol=1e-5)
+    # the injected shift really moves the per-channel distribution
+    assert (y1.mean((0, 2, 3)) - b1).abs().max() < 1e-4
+    noisy.eval(); clean.eval()
+    clean.load_state_dict(noisy.state_dict())
+    assert torch.equal(noisy(x), clean(x))
+
+
+def test_noisy_bn_layers_have_distinct_reproducible_streams():
+    cfg = NormConfig(name="noisy_bn", noise_seed=3)
+    layer, _ = make_norm_layer(cfg)
+    a, b = layer(4), layer(4)
+    x = torch.randn(8, 4, 2, 2)
+    a(x); b(x)
+    assert not torch.equal(a.last_noise[0], b.last_noise[0])
+    layer2, _ = make_norm_layer(cfg)
+    a2 = layer2(4)
+    a2(x)
+    assert torch.equal(a.last_noise[0], a2.last_noise[0])
+
+
+def test_skipinit_blocks_start_as_identity_and_train():
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(depth=20, skipinit=True), NormConfig(name="none"))
+    block = m.layer1[0]
+    x = torch.relu(torch.randn(2, 16, 8, 8))
+    assert torch.equal(block(x), x)  # relu(0 * branch + x) = x for x >= 0
+    out = m(torch.randn(4, 3, 32, 32)).sum()
+    out.backward()
+    assert block.skip_gain.grad is not None and block.skip_gain.grad.abs() > 0
+
+
+def test_plain_blocks_have_no_shortcut_and_dropout_sits_in_blocks():
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(depth=20, plain=True, dropout=0.5), NormConfig(name="bn"))
+    block = m.layer1[0]
+    x = torch.randn(2, 16, 8, 8)
+    block.eval()
+    assert torch.equal(block(x), block.relu2(block.norm2(block.conv2(block.relu1(block.norm1(block.conv1(x)))))))
+    assert isinstance(block.dropout, nn.Dropout) and block.dropout.p == 0.5
+
+
+def trained_bn_model():
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(depth=8), NormConfig(name="bn"))
+    m.train()
+    with torch.no_grad():
+        for _ in range(5):
+            m(torch.randn(32, 3, 32, 32))
+    return m
+
+
+def test_eval_mode_keeps_its_promise_and_probes_leave_state_alone():
+    m = trained_bn_model()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    y = torch.randint(0, 10, (64,))
+    assert batch_independence_gap(m, x) < 1e-4
+    batch_stats_accuracy(m, x, y, 8)
+    shifted_test_accuracy(m, x, y, 0.5, 0.2)
+    metrics = inference_modes(m, x, y, x, [1, 4, 64], precise_bn_images=64)
+    assert {"infer/acc_running.bs1", "infer/acc_batch.bs4", "infer/acc_precise",
+            "infer/batch_independence_gap"} <= set(metrics)
+    assert metrics["infer/acc_running.bs1"] == metrics["infer/acc_running.bs64"]  # eval mode: batch size is irrelevant
+    after = m.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before) and m.training
+
+
+def test_precise_bn_is_the_average_over_training_batches():
+    m = nn.Sequential(nn.BatchNorm2d(3))
+    x = torch.randint(0, 256, (400, 3, 32, 32), dtype=torch.uint8)
+    precise_bn_(m, x, batch_size=100, max_images=400)
+    from bnstudy.data import normalize
+    xs = normalize(x)
+    assert torch.allclose(m[0].running_mean, xs.mean((0, 2, 3)), atol=1e-4)
+    assert m[0].momentum == 0.1

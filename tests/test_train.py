@@ -1,0 +1,117 @@
+import json
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+import bnstudy.train as train_mod
+from bnstudy.optim import build_optimizer, lr_at, peak_lr
+from bnstudy.config import OptimConfig, ScheduleConfig
+from bnstudy.models import build_model
+from bnstudy.config import ModelConfig, NormConfig
+from bnstudy.run import RunFolderError, run
+
+from conftest import compose_config
+
+
+def test_schedules():
+    c = ScheduleConfig(name="constant")
+    assert lr_at(0, 100, 0.1, c) == lr_at(99, 100, 0.1, c) == 0.1
+    s = ScheduleConfig(name="step", milestones=[0.5, 0.75], gamma=0.1)
+    assert [lr_at(t, 100, 1.0, s) for t in (0, 49, 50, 74, 75, 99)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+    cos = ScheduleConfig(name="cosine")
+    assert lr_at(0, 100, 1.0, cos) == 1.0 and lr_at(50, 100, 1.0, cos) == pytest.approx(0.5)
+    assert lr_at(100, 100, 1.0, cos) == pytest.approx(0.0, abs=1e-12)
+    w = ScheduleConfig(name="constant", warmup_steps=4)
+    assert [lr_at(t, 100, 1.0, w) for t in range(5)] == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0])
+
+
+def test_linear_lr_scaling():
+    assert peak_lr(OptimConfig(lr=0.1, lr_batch_size=128, scale_lr=True), 32) == pytest.approx(0.025)
+    assert peak_lr(OptimConfig(lr=0.1, scale_lr=False), 32) == 0.1
+
+
+def test_no_decay_on_norm_and_bias():
+    model = build_model(ModelConfig(), NormConfig(name="bn"))
+    opt = build_optimizer(model, OptimConfig(decay_norm_and_bias=False, weight_decay=5e-4), 0.1)
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 5e-4 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim == 1 for p in no_decay["params"])
+    assert len(no_decay["params"]) == 19 * 2 + 1  # gammas, betas, fc bias
+
+
+def read(out):
+    return (pd.read_csv(out / "metrics.csv"), json.loads((out / "summary.json").read_text()))
+
+
+def test_run_writes_the_output_contract(tmp_path, tiny_overrides):
+    out = tmp_path / "run"
+    run(compose_config(tiny_overrides + ["trainer.acc_thresholds=[0.1,0.99]"]), out)
+    metrics, summary = read(out)
+    assert list(metrics.columns) == ["step", "epoch", "metric", "value"]
+    assert {"train/loss", "train/acc", "train/lr", "test/loss", "test/acc"} <= set(metrics.metric)
+    assert metrics[metrics.metric == "train/loss"].step.tolist() == [2, 4, 6]
+    assert summary["status"] == "completed" and summary["steps"] == 6
+    for key in ("epochs", "final_test_acc", "best_test_acc", "wall_time_s", "train_images_per_s",
+                "bnstudy_version", "git_commit", "torch_version", "device_name", "seed"):
+        assert key in summary, key
+    assert summary["train_images_per_s"] > 0
+    assert summary["steps_to_test_acc"] == {"0.1": 6, "0.99": None}
+    assert "optim:" in (out / "config.yaml").read_text()
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert ckpt["step"] == 6 and {"model", "optimizer", "schedule", "rng"} <= set(ckpt)
+    model = build_model(ModelConfig(), NormConfig(name="bn"))
+    model.load_state_dict(ckpt["model"])
+
+
+def test_same_seed_same_metrics(tmp_path, tiny_overrides):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    run(compose_config(tiny_overrides), a)
+    run(compose_config(tiny_overrides), b)
+    run(compose_config(tiny_overrides + ["seed=1"]), c)
+    ma, mb, mc = (read(p)[0] for p in (a, b, c))
+    assert ma.equals(mb)
+    assert not ma.value.equals(mc.value)
+
+
+def test_diverging_run_is_recorded(tmp_path, tiny_overrides):
+    out = tmp_path / "div"
+    summary = run(compose_config(tiny_overrides + ["norm=none", "optim.lr=50", "trainer.diverge_loss=100"]), out)
+    assert summary["status"] == "diverged" and summary["steps"] < 6
+    assert "diverge_loss" in summary["message"]
+    metrics, on_disk = read(out)
+    assert on_disk["status"] == "diverged"
+    last = metrics[metrics.metric == "train/loss"].iloc[-1]
+    assert last.step == summary["steps"] and (not math.isfinite(last.value) or last.value > 100)
+
+
+def test_failing_run_is_recorded_not_raised(tmp_path, tiny_overrides, monkeypatch):
+    def boom(*a, **k):
+        raise RuntimeError("simulated failure")
+
+    monkeypatch.setattr("bnstudy.run.train", boom)
+    summary = run(compose_config(tiny_overrides), tmp_path / "f")
+    assert summary["status"] == "failed" and "simulated failure" in summary["error"]
+    assert read(tmp_path / "f")[1]["status"] == "failed"
+
+
+def test_finished_run_folder_is_not_overwritten(tmp_path, tiny_overrides):
+    run(compose_config(tiny_overrides), tmp_path / "r")
+    before = (tmp_path / "r" / "metrics.csv").read_bytes()
+    with pytest.raises(RunFolderError):
+        run(compose_config(tiny_overrides), tmp_path / "r")
+    assert (tmp_path / "r" / "metrics.csv").read_bytes() == before
+
+
+def test_batch_larger_than_data_fails_cleanly(tmp_path, tiny_overrides):
+    summary = run(compose_config(tiny_overrides + ["data.batch_size=1024"]), tmp_path / "b")
+    assert summary["status"] == "failed" and "data.batch_size" in summary["error"]
+
+
+def test_synthetic_data_is_learnable(tmp_path):
+    # the README's default: accuracy well above chance (10%) within a few hundred steps
+    out = tmp_path / "learn"
+    summary = run(compose_config(["model.depth=8", "data.batch_size=32", "trainer.max_steps=150",
+                                  "trainer.epochs=3", "trainer.log_every=50", "data.train_subset=null"]), out)
+    assert summary["status"] == "completed" and summary["final_test_acc"] > 0.5
