@@ -6,12 +6,13 @@ folder that cannot be used; 130 interrupted (Ctrl-C).
 """
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .config import ConfigError, register_configs, to_config
 from .data import DataError
@@ -27,6 +28,8 @@ USAGE = """usage: python -m bnstudy run [OVERRIDE ...]
   report  tables, figures and a verdict per claim from finished runs (never trains)
           python -m bnstudy report SWEEP_DIR [SWEEP_DIR ...] [--out DIR]
   plot    the figures alone: python -m bnstudy plot SWEEP_DIR [SWEEP_DIR ...] [--out DIR]
+  bench   training throughput vs a bare loop and the classic DataLoader recipe
+          python -m bnstudy bench [--steps N] [--reps R] [--out results/bench/cpu.json]
 """
 
 
@@ -42,17 +45,40 @@ register_configs()
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
+def _share_resources(cfg) -> None:
+    """Under a parallel launcher (joblib), give each job its share of the CPU cores, so jobs
+    do not oversubscribe them, and on a multi-GPU machine a GPU of its own."""
+    import os
+
+    import torch
+
+    hc = HydraConfig.get()
+    n_jobs = OmegaConf.select(hc, "launcher.n_jobs", default=None)
+    if not n_jobs or n_jobs == 1:
+        return
+    cores = os.cpu_count() or 1
+    n_jobs = cores if n_jobs < 0 else n_jobs
+    torch.set_num_threads(max(1, cores // n_jobs))
+    if cfg.device == "auto" and torch.cuda.device_count() > 1:
+        cfg.device = f"cuda:{int(hc.job.num) % torch.cuda.device_count()}"
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def hydra_run(dcfg: DictConfig) -> dict:
     from .run import RunFolderError, run
+    from .runfolder import RunBusy
 
     try:
         cfg = to_config(dcfg)
     except ConfigError as e:
         _fail(EXIT_CONFIG, str(e))
+    _share_resources(cfg)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         summary = run(cfg, out_dir)
+    except RunBusy as e:
+        logging.getLogger("bnstudy").warning(f"skipped: {e}")
+        return {"status": "busy"}
     except (DataError, RunFolderError, OSError) as e:
         _fail(EXIT_DATA, str(e))
     except KeyboardInterrupt:
@@ -103,6 +129,9 @@ def main(argv: list[str] | None = None) -> None:
         hydra_run()
     elif cmd in ("report", "plot"):
         analyse(cmd, rest)
+    elif cmd == "bench":
+        from . import bench
+        bench.main(rest)
     else:
         print(USAGE, file=sys.stderr)
         _fail(EXIT_CONFIG, f"unknown command {cmd!r}")

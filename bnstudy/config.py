@@ -184,6 +184,7 @@ class Config:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     study: str = "run"  # the named study this run belongs to (set by conf/exp/*)
+    rerun: bool = False  # recompute a finished run (its earlier files move to attempts/)
 
 
 GROUP_SCHEMAS = {

@@ -9,7 +9,6 @@ rows are missing, rather than draw an empty or misleading figure.
 from __future__ import annotations
 
 import functools
-import math
 from typing import Callable, Optional, Sequence
 
 import matplotlib
@@ -19,7 +18,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from .results import aggregate, steps_column, thresholds
 
@@ -76,13 +75,17 @@ def _line_ci(ax, agg: pd.DataFrame, x: str, color, label, scale: float = 1.0, er
     agg = agg.sort_values(x)
     xs, m = agg[x].to_numpy(float), agg["mean"].to_numpy(float) * scale
     ci = agg["ci"].to_numpy(float) * scale
-    if errorbars:
-        ax.errorbar(xs, m, yerr=np.where(np.isnan(ci), 0, ci), color=color, label=label, marker="o",
-                    capsize=3, **kw)
+    if scale == PCT:  # an accuracy interval stops at 0% and 100% (two seeds give t = 12.7)
+        lo, hi = np.clip(m - ci, 0, PCT), np.clip(m + ci, 0, PCT)
     else:
-        ax.plot(xs, m, color=color, label=label, marker="o" if len(xs) <= 12 else None, **kw)
-        if np.isfinite(ci).any():
-            ax.fill_between(xs, m - ci, m + ci, color=color, alpha=0.2, linewidth=0)
+        lo, hi = m - ci, m + ci
+    if errorbars or len(xs) <= 2:  # a band needs a few points to be seen
+        yerr = np.nan_to_num(np.vstack([m - lo, hi - m]))
+        ax.errorbar(xs, m, yerr=yerr, color=color, label=label, marker="o", capsize=3, **kw)
+        return
+    ax.plot(xs, m, color=color, label=label, marker="o" if len(xs) <= 12 else None, **kw)
+    if np.isfinite(ci).any():
+        ax.fill_between(xs, lo, hi, color=color, alpha=0.2, linewidth=0)
 
 
 def _log2_axis(ax, values) -> None:
@@ -111,7 +114,8 @@ def _chance_line(ax, runs: pd.DataFrame) -> float:
 def _caption_n(runs: pd.DataFrame, ci: bool = True) -> str:
     """'mean of 3 seeds, 95% CI' (the most seeds any cell has), or '1 seed, no CI'."""
     keys = [c for c in runs.columns if c in ("norm.name", "optim.lr", "data.batch_size", "model.depth")]
-    n = int(runs.groupby(keys)["seed"].nunique().max()) if "seed" in runs and keys and len(runs) else 1
+    n = runs.groupby(keys, dropna=False)["seed"].nunique().max() if "seed" in runs and keys and len(runs) else 1
+    n = int(n) if pd.notna(n) else 1
     if n == 1:
         return "1 seed, no CI"
     return f"mean of {n} seeds" + (", 95% CI" if ci else "")
@@ -176,14 +180,16 @@ def convergence(curves: pd.DataFrame, lrs: Optional[Sequence[float]] = None, max
                                 markersize=8, label="diverged")
         axes[0, j].set_title(f"lr = {lr:g}")
         axes[1, j].set_xlabel("step (SGD updates)")
+        axes[1, j].xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes[0]:
         _log10_axis(ax, "y", subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0))
         if top:
             ax.set_ylim(top=top * 1.05)
     axes[0, 0].set_ylabel("train loss (cross-entropy, log scale)")
     axes[1, 0].set_ylabel("test accuracy (%)")
+    axes[1, 0].set_ylim(0, None)
     _legend_outside(fig, axes)
-    fig.suptitle("Convergence at shared learning rates")
+    fig.suptitle(f"Convergence at learning rates both ran ({_caption_n(c.drop_duplicates('run'))})")
     return fig
 
 

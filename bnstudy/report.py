@@ -166,7 +166,7 @@ def _inline_html(text: str) -> str:
 CSS = """body{font-family:system-ui,sans-serif;max-width:62rem;margin:2rem auto;padding:0 1rem;line-height:1.45;color:#222}
 table{border-collapse:collapse;margin:.6rem 0;font-size:.85rem}td,th{border:1px solid #ccc;padding:.2rem .5rem;text-align:left}
 th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}figure{margin:1rem 0}figcaption{font-size:.85rem;color:#555}
-code{background:#f3f3f3;padding:0 .2rem}.reproduced{color:#17702a}.not-reproduced{color:#a31515}.inconclusive{color:#a36a00}"""
+code{background:#f3f3f3;padding:0 .2rem}.reproduced{color:#17702a}.not-reproduced{color:#a31515}.inconclusive{color:#a36a00}.not-tested{color:#666}"""
 
 
 def to_html(blocks: list[Block], fig_dir: Path, title: str) -> str:
@@ -240,7 +240,8 @@ def build(res: Results, checks: dict, figs: dict, sources: Sequence[str]) -> lis
     blocks.append(("p", "How to read it: numbers are means over seeds with a 95% Student-t interval "
                         "(`mean ± half-width (n=seeds)`; with one seed, no interval). A diverged run counts as "
                         "chance accuracy. Each verdict follows the rule printed beside it; a verdict needs "
-                        f"at least {V.MIN_SEEDS} seeds per compared cell, otherwise it is inconclusive. "
+                        f"at least {V.MIN_SEEDS} seeds per compared cell, and a compared cell at least "
+                        f"{100 * V.TRAINED_MARGIN:.0f} points above chance; otherwise it is inconclusive. "
                         "Only finished runs (completed or diverged) enter the numbers; each study is read at its "
                         "largest scale present."))
     for i, claim in enumerate(CLAIMS, 1):

@@ -144,6 +144,8 @@ def load(paths: Sequence[Path]) -> Results:
                                      np.where(runs.status == "completed", final, np.nan))
         first = ["run", "study", "status", "norm.name", "optim.lr", "data.batch_size", "seed"]
         runs = runs[[c for c in first if c in runs] + [c for c in runs if c not in first]]
+        runs = runs.sort_values([c for c in ("study", "norm.name", "optim.lr", "data.batch_size", "seed", "run")
+                                 if c in runs], ignore_index=True)
     curves = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(
         columns=["step", "epoch", "metric", "value", "source", "run"])
     return Results(runs, curves, skipped)

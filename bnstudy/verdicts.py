@@ -6,6 +6,8 @@ Common conventions:
 - a diverged run's accuracy counts as chance (results.final_acc), never as missing;
 - every verdict needs >= MIN_SEEDS seeds in each compared cell: with fewer, the point
   estimates are reported but the verdict is "inconclusive" (one seed is noise);
+- when no compared cell's mean accuracy is TRAINED_MARGIN above chance, nothing trained and
+  the verdict is "inconclusive" (comparing chance with chance proves nothing);
 - where the runs a claim needs are absent, the verdict is MISSING and `missing` says which
   runs to make, instead of guessing.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,6 +28,7 @@ MISSING = "not tested (runs missing)"
 MIN_SEEDS = 2
 USABLE_FRACTION = 0.5  # of the way from chance to the sweep's best accuracy
 LR_RATIO = 3.0
+TRAINED_MARGIN = 0.05  # a cell within 5 points of chance did not train: no verdict rests on it
 
 
 @dataclass
@@ -46,8 +49,12 @@ def _missing(claim, title, rule, needs: str, study: str, notes=()) -> Verdict:
                    f"(`python -m bnstudy run +exp={study}`)", notes=list(notes))
 
 
-def _decide(outcome: str, n_min: int) -> tuple[str, str]:
-    """The verdict, and a prefix for the finding when too few seeds forbid one."""
+def _decide(outcome: str, n_min: int, best_acc: Optional[float] = None, chance_acc: float = 0.1) -> tuple[str, str]:
+    """The verdict, and a prefix for the finding when too few seeds, or nets that did not
+    train (`best_acc`: the best compared cell's mean accuracy), forbid one."""
+    if best_acc is not None and not best_acc >= chance_acc + TRAINED_MARGIN:
+        return INCONCLUSIVE, (f"No compared cell trained clearly above chance (best {_pct(best_acc)}, chance "
+                              f"{_pct(chance_acc)}): nothing to compare; train longer. ")
     if n_min < MIN_SEEDS:
         return INCONCLUSIVE, (f"Only n={n_min} seed per compared cell: the point estimates say "
                               f"'{outcome}', but a verdict needs >= {MIN_SEEDS} seeds. ")
@@ -168,7 +175,7 @@ def higher_lr(runs: pd.DataFrame) -> Verdict:
         ratio = top["bn"] / top["none"]
         outcome = REPRODUCED if ratio >= LR_RATIO else NOT_REPRODUCED
         finding += f" Ratio {ratio:.3g}x."
-    verdict, pre = _decide(outcome, int(agg.n.min()))
+    verdict, pre = _decide(outcome, int(agg.n.min()), agg["mean"].max(), float(chance(sel).iloc[0]))
     return Verdict(claim, title, verdict, HIGHER_LR_RULE, pre + finding, numbers, notes=notes,
                    params={"largest_usable_lr": top})
 
@@ -214,7 +221,7 @@ def small_batch(runs: pd.DataFrame) -> Verdict:
     else:
         outcome = INCONCLUSIVE
     ci = lambda d, h: f"{100 * d:+.1f}" + (f" ± {100 * h:.1f}" if np.isfinite(h) else "") + " points"
-    verdict, pre = _decide(outcome, int(n_min))
+    verdict, pre = _decide(outcome, int(n_min), agg["mean"].max(), float(chance(sel).iloc[0]))
     finding = pre + f"Accuracy drop from batch {large} to batch {small}: bn {ci(bd, bh)}, gn {ci(gd, gh)}."
     return Verdict(claim, title, verdict, SMALL_BATCH_RULE, finding, numbers, notes=notes)
 
@@ -257,7 +264,7 @@ def ics_activations(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
         act = act[act.stat.isin(["p15", "p50", "p85"])]
     if not len(act) or not _has_norms(act, ("bn", "none")):
         return _missing(claim, title, ACT_RULE, "covariate_shift runs with norm=bn and norm=none and activation "
-                        "probes (act/*.p15|p50|p85 rows in probes.csv)", "covariate_shift", notes)
+                        "probes (`act/*.p15|p50|p85` rows in probes.csv)", "covariate_shift", notes)
     layers = choose_layers({n: set(act.loc[act["norm.name"] == n, "layer"]) for n in ("bn", "none")}, k=10 ** 6)
     drift = activation_drift(act[act.layer.isin(layers)]).merge(sel[["run", "norm.name"]], on="run")
     if not len(drift):
@@ -307,7 +314,7 @@ def ics_gradients(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     sel, c, notes = _probe_curves(runs, curves, "covariate_shift", "ics/")
     if not len(c) or not _has_norms(c, ("bn", "none")):
         return _missing(claim, title, ICS_RULE, "covariate_shift runs with norm=bn and norm=none and the ICS "
-                        "probe (ics/* rows; probes=all)", "covariate_shift", notes)
+                        "probe (`ics/*` rows; `probes=all`)", "covariate_shift", notes)
     per = {"||G - G'||": _per_run_mean(c, "ics/", "l2"), "cos(G, G')": _per_run_mean(c, "ics/", "cos")}
     res, numbers, n_min = _two_sided_compare(per, {"||G - G'||": True, "cos(G, G')": False})
     if all(sig for sig, _ in res.values()):
@@ -333,7 +340,7 @@ def smoother_landscape(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     sel, c, notes = _probe_curves(runs, curves, "covariate_shift", "landscape/")
     if not len(c) or not _has_norms(c, ("bn", "none")):
         return _missing(claim, title, LANDSCAPE_RULE, "covariate_shift runs with norm=bn and norm=none and the "
-                        "landscape probe (landscape/* rows; probes=all)", "covariate_shift", notes)
+                        "landscape probe (`landscape/*` rows; `probes=all`)", "covariate_shift", notes)
     wide = c.pivot_table(index=["run", "norm.name", "step"], columns="metric", values="value").reset_index()
     per = {}
     if {"landscape/loss_max", "landscape/loss_min"} <= set(wide.columns):
@@ -404,7 +411,7 @@ def regularization(runs: pd.DataFrame) -> Verdict:
     numbers = pd.DataFrame({"norm": agg_gap["norm.name"], "dropout": agg_gap.dropout,
                             "train - test gap (points)": [_acc(m, hh, n) for m, hh, n in zip(agg_gap["mean"], agg_gap.ci, agg_gap.n)],
                             "test accuracy (%)": [_acc(m, hh, n) for m, hh, n in zip(agg_acc["mean"], agg_acc.ci, agg_acc.n)]})
-    verdict, pre = _decide(outcome, n_min)
+    verdict, pre = _decide(outcome, n_min, agg_acc["mean"].max(), float(chance(sel).iloc[0]))
     finding = pre + (f"Without dropout, none's gap minus BN's: {100 * d:+.1f}"
                      + (f" ± {100 * h:.1f}" if np.isfinite(h) else "") + " points.")
     if drop_rate is not None:
@@ -493,7 +500,8 @@ def deep_trainability(runs: pd.DataFrame) -> Verdict:
         index=["network", "model.depth"], columns="norm.name", values="acc", aggfunc="first").reset_index()
     numbers.columns.name = None
     n_min = min(len(acc(n, d)) for n in ("bn", "none") for d in (shallow, deep))
-    verdict, pre = _decide(outcome, n_min)
+    verdict, pre = _decide(outcome, n_min, sub.groupby(["norm.name", "model.depth"]).final_acc.mean().max(),
+                           float(chance(sel).iloc[0]))
     finding = pre + (f"{kind.capitalize()} nets at depth {deep}: BN minus none {100 * adv:+.1f}"
                      + (f" ± {100 * h:.1f}" if np.isfinite(h) else "") + " points; accuracy lost from depth "
                      f"{shallow} to {deep}: bn {100 * loss['bn']:.1f}, none {100 * loss['none']:.1f} points.")
@@ -516,7 +524,7 @@ def inference_statistics(runs: pd.DataFrame) -> Verdict:
     long = inference_table(sel[sel.status == "completed"]) if len(sel) else pd.DataFrame()
     if not len(long) or "bn" not in set(long["norm.name"]) or long["mode"].nunique() < 2:
         return _missing(claim, title, INFER_RULE, "completed inference runs with norm=bn logging "
-                        "infer/acc_running.bs{B} and infer/acc_batch.bs{B}", "inference", notes)
+                        "`infer/acc_running.bs{B}` and `infer/acc_batch.bs{B}`", "inference", notes)
     bn = long[long["norm.name"] == "bn"]
     wide = bn.pivot_table(index=["run", "eval_batch"], columns="mode", values="acc").dropna().reset_index()
     if not len(wide):
@@ -529,7 +537,7 @@ def inference_statistics(runs: pd.DataFrame) -> Verdict:
     numbers = agg.assign(acc=[_acc(a, b, c) for a, b, c in zip(agg["mean"], agg.ci, agg.n)]).pivot_table(
         index=["norm.name", "eval_batch"], columns="mode", values="acc", aggfunc="first").reset_index()
     numbers.columns.name = None
-    verdict, pre = _decide(outcome, n)
+    verdict, pre = _decide(outcome, n, agg["mean"].max(), float(chance(sel).iloc[0]))
     finding = pre + (f"At evaluation batch {smallest}: running minus batch statistics {100 * m:+.1f}"
                      + (f" ± {100 * h:.1f}" if np.isfinite(h) else "") + " points.")
     if "final.infer/acc_precise" in sel:
@@ -554,7 +562,7 @@ def intensity_robustness(runs: pd.DataFrame) -> Verdict:
     sel = sel[sel.status == "completed"]
     if not _has_norms(sel, ("bn", "none")) or not {"final.test/acc", "final.test_shifted/acc"} <= set(sel):
         return _missing(claim, title, SHIFT_RULE, "completed intensity_shift runs with norm=bn and norm=none "
-                        "logging test/acc and test_shifted/acc", "intensity_shift", notes)
+                        "logging `test/acc` and `test_shifted/acc`", "intensity_shift", notes)
     col = shift_column(sel)
     if col:
         sel = sel[sel[col] == sel[col].max()]
@@ -567,6 +575,7 @@ def intensity_robustness(runs: pd.DataFrame) -> Verdict:
     for norm, g in sel.groupby("norm.name"):
         rows.append({"norm": norm, "clean (%)": _acc(*mean_ci(g["final.test/acc"])),
                      "shifted (%)": _acc(*mean_ci(g["final.test_shifted/acc"])), "drop (points)": _acc(*mean_ci(g["drop"]))})
-    verdict, pre = _decide(outcome, min(len(a), len(b)))
+    verdict, pre = _decide(outcome, min(len(a), len(b)), sel.groupby("norm.name")["final.test/acc"].mean().max(),
+                           float(chance(sel).iloc[0]))
     finding = pre + (f"None's drop minus BN's: {100 * d:+.1f}" + (f" ± {100 * h:.1f}" if np.isfinite(h) else "") + " points.")
     return Verdict(claim, title, verdict, SHIFT_RULE, finding, pd.DataFrame(rows), notes=notes)

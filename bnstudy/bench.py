@@ -1,0 +1,257 @@
+"""`python -m bnstudy bench`: training throughput against its ceilings, measured side by side.
+
+Variants, alternated round-robin in one process with the same model, batch and optimizer:
+  (a) bare:      a bare PyTorch loop over pre-normalized in-memory tensors (the ceiling);
+  (b) harness:   bnstudy's train() with default logging, probes off;
+  (c) probes:    bnstudy's train() with the default probes;
+  (d) classic:   the recipe users write instead: a CIFAR10-style Dataset of PIL images
+                 with per-sample torchvision transforms in a DataLoader (2 workers).
+Also: time per run vs steps (linearity), probe cost at two data set sizes, the
+image-folder cache (first load vs cached load), and peak memory of a full-size run.
+Prints a table and writes the same as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .config import (ModelConfig, NormConfig, OptimConfig, ScheduleConfig, TrainerConfig)
+from .data import CIFAR10_MEAN, CIFAR10_STD, TensorData, normalize, synthetic_cifar
+from .models import build_model
+from .optim import build_optimizer
+from .outputs import MetricsLog, git_commit
+
+
+def _model_and_opt(device: torch.device, seed: int = 0):
+    torch.manual_seed(seed)
+    model = build_model(ModelConfig(depth=20), NormConfig(name="bn")).to(device)
+    return model, build_optimizer(model, OptimConfig(lr=0.05), 0.05)
+
+
+def bare_loop(data: TensorData, batch: int, steps: int, device: torch.device) -> float:
+    """(a) images/s of the simplest loop: normalized float tensors in memory, no augmentation."""
+    model, opt = _model_and_opt(device)
+    x = normalize(data.x_train[: batch * 8].to(device))
+    y = data.y_train[: batch * 8].to(device)
+    model.train()
+    t0 = None
+    for i in range(steps + 3):
+        if i == 3:
+            t0 = time.perf_counter()
+        j = (i % 8) * batch
+        loss = F.cross_entropy(model(x[j:j + batch]), y[j:j + batch])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss.item()  # the same one sync per step as the harness
+    return steps * batch / (time.perf_counter() - t0)
+
+
+def harness(data: TensorData, batch: int, steps: int, device: torch.device, probes: bool) -> float:
+    """(b)/(c) images/s that bnstudy's own loop reports (evaluation excluded)."""
+    from .config import ProbesConfig
+    from .probes import build_probes
+    from .train import train
+
+    model, opt = _model_and_opt(device)
+    data = data.to(device)
+    probe_list = build_probes(ProbesConfig(), model, data.x_test, data.y_test, 500) if probes else []
+    with tempfile.TemporaryDirectory() as tmp, MetricsLog(Path(tmp) / "m.csv") as m, \
+            MetricsLog(Path(tmp) / "p.csv") as p:
+        res = train(model, data, opt, trainer=TrainerConfig(epochs=1, max_steps=steps + 3, log_every=10,
+                                                            checkpoint=False, progress=False),
+                    schedule=ScheduleConfig(name="constant"), base_lr=0.05, batch_size=batch,
+                    eval_batch_size=500, augment=True, seed=0, metrics=m, probes=probe_list,
+                    probe_metrics=p)
+    return res.train_images_per_s
+
+
+class _ClassicCIFAR(torch.utils.data.Dataset):
+    """What a torchvision CIFAR10 dataset does per sample: numpy HWC -> PIL -> transforms."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+        import torchvision.transforms as T
+
+        self.x = x.permute(0, 2, 3, 1).numpy()  # (N, H, W, C) like torchvision's CIFAR10.data
+        self.y = y.tolist()
+        self.transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+                                    T.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.x[i])), self.y[i]
+
+
+def classic_loop(data: TensorData, batch: int, steps: int, device: torch.device, workers: int = 2) -> float:
+    """(d) images/s of the per-sample PIL + DataLoader recipe."""
+    model, opt = _model_and_opt(device)
+    loader = torch.utils.data.DataLoader(_ClassicCIFAR(data.x_train, data.y_train), batch_size=batch,
+                                         shuffle=True, num_workers=workers, drop_last=True,
+                                         persistent_workers=False)
+    model.train()
+    it = iter(loader)
+    t0 = None
+    for i in range(steps + 3):
+        if i == 3:
+            t0 = time.perf_counter()
+        xb, yb = next(it)
+        xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+        loss = F.cross_entropy(model(xb), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss.item()
+    rate = steps * batch / (time.perf_counter() - t0)
+    del it
+    return rate
+
+
+def _round_robin(variants: dict[str, Callable[[], float]], reps: int, say) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {k: [] for k in variants}
+    for r in range(reps):
+        for name, fn in variants.items():
+            out[name].append(fn())
+            say(f"  rep {r + 1}/{reps} {name:>8}: {out[name][-1]:7.1f} images/s")
+    return out
+
+
+def _cache_timing(folder: str | None, say) -> dict:
+    """First load (decode + cache write) vs second load (cache) of an image folder."""
+    from .data import image_folder_cifar
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if folder is None:  # a small folder of PNGs written here
+            from PIL import Image
+
+            d = synthetic_cifar(2000, 500)
+            folder = os.path.join(tmp, "folder")
+            for split, x, y in (("train", d.x_train, d.y_train), ("test", d.x_test, d.y_test)):
+                for i in range(len(x)):
+                    p = Path(folder, split, f"c{int(y[i])}")
+                    p.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(x[i].permute(1, 2, 0).numpy()).save(p / f"{i}.png")
+        cache = os.path.join(tmp, "cache")
+        t0 = time.perf_counter()
+        d1 = image_folder_cifar(folder, cache)
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        image_folder_cifar(folder, cache)
+        second = time.perf_counter() - t0
+    n = len(d1.x_train) + len(d1.x_test)
+    say(f"  image folder of {n} images: first load {first:.2f} s, cached {second:.2f} s ({first / second:.0f}x)")
+    return {"images": n, "folder": folder, "first_load_s": first, "cached_load_s": second,
+            "speedup": first / second}
+
+
+_MEMORY_CHILD = """
+import resource, torch, tempfile
+from pathlib import Path
+from bnstudy.config import TrainerConfig, ScheduleConfig, OptimConfig, ModelConfig, NormConfig, ProbesConfig
+from bnstudy.data import synthetic_cifar
+from bnstudy.models import build_model
+from bnstudy.optim import build_optimizer
+from bnstudy.outputs import MetricsLog
+from bnstudy.probes import build_probes
+from bnstudy.train import train
+torch.manual_seed(0)
+data = synthetic_cifar(50000, 10000)  # the tensors of full CIFAR-10
+model = build_model(ModelConfig(), NormConfig(name="bn"))
+opt = build_optimizer(model, OptimConfig(), 0.1)
+probes = build_probes(ProbesConfig(), model, data.x_test, data.y_test, 1000)
+with tempfile.TemporaryDirectory() as t, MetricsLog(Path(t) / "m.csv") as m, MetricsLog(Path(t) / "p.csv") as p:
+    train(model, data, opt, trainer=TrainerConfig(max_steps=20, log_every=10, eval_every=20, progress=False,
+          checkpoint=False), schedule=ScheduleConfig(), base_lr=0.1, batch_size=128, eval_batch_size=1000,
+          augment=True, seed=0, metrics=m, probes=probes, probe_metrics=p)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def _peak_memory_mb() -> float:
+    out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m bnstudy bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=20, help="timed steps per variant and repetition")
+    p.add_argument("--reps", type=int, default=3, help="round-robin repetitions")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--data-root", default=None, help="an image folder (e.g. ../shared/data/cifar10-jpeg) for the cache timing")
+    p.add_argument("--out", type=Path, default=None, help="JSON file for the results")
+    p.add_argument("--quick", action="store_true", help="skip the scaling, cache and memory checks")
+    a = p.parse_args(argv)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device)
+    say = lambda s: print(s, flush=True)  # noqa: E731
+    say(f"bnstudy bench: ResNet-20 BN, batch {a.batch}, {a.steps} steps x {a.reps} reps, on {device} "
+        f"({torch.get_num_threads()} threads)")
+    data = synthetic_cifar(max(5000, a.batch * 40), 1000)
+    rates = _round_robin({
+        "bare": lambda: bare_loop(data, a.batch, a.steps, device),
+        "harness": lambda: harness(data, a.batch, a.steps, device, probes=False),
+        "probes": lambda: harness(data, a.batch, a.steps, device, probes=True),
+        "classic": lambda: classic_loop(data, a.batch, a.steps, device),
+    }, a.reps, say)
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    ratios = {"harness/bare": med["harness"] / med["bare"], "probes/bare": med["probes"] / med["bare"],
+              "harness/classic": med["harness"] / med["classic"]}
+    targets = {"harness/bare": 0.95, "probes/bare": 0.90, "harness/classic": 1.2}
+    result = {"machine": {"device": str(device), "processor": platform.processor() or platform.machine(),
+                          "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+                          "torch": torch.__version__, "commit": git_commit(),
+                          "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
+              "config": vars(a) | {"out": str(a.out) if a.out else None},
+              "images_per_s": rates, "median_images_per_s": med, "ratios": ratios, "targets": targets}
+    if not a.quick:
+        say("scaling:")
+        t = {}
+        for k in (a.steps, 2 * a.steps):
+            t0 = time.perf_counter()
+            harness(data, a.batch, k, device, probes=False)
+            t[k] = time.perf_counter() - t0
+        result["time_vs_steps"] = {"steps": list(t), "seconds": list(t.values()),
+                                   "ratio_2x_steps": t[2 * a.steps] / t[a.steps]}
+        say(f"  run time at {a.steps} and {2 * a.steps} steps: {t[a.steps]:.1f} s, {t[2 * a.steps]:.1f} s "
+            f"(x{t[2 * a.steps] / t[a.steps]:.2f} for 2x the steps)")
+        big = synthetic_cifar(50000, 1000)
+        cost = {}
+        for name, d in (("5k", data), ("50k", big)):
+            b, c = harness(d, a.batch, a.steps, device, False), harness(d, a.batch, a.steps, device, True)
+            cost[name] = {"harness": b, "probes": c, "ratio": c / b}
+            say(f"  probes/harness at {name} training images: {c / b:.3f}")
+        result["probe_cost_vs_data_size"] = cost
+        result["image_folder_cache"] = _cache_timing(a.data_root, say)
+        result["peak_memory_mb_full_size_run"] = _peak_memory_mb()
+        say(f"  peak memory (RSS) of a run on 50,000 + 10,000 images with probes: "
+            f"{result['peak_memory_mb_full_size_run']:.0f} MB")
+    say("\n| variant | images/s (median) | ratio | target |\n|---|---|---|---|")
+    say(f"| (a) bare loop | {med['bare']:.0f} | 1.00 | ceiling |")
+    say(f"| (b) harness | {med['harness']:.0f} | {ratios['harness/bare']:.2f} of (a) | >= 0.95 |")
+    say(f"| (c) harness + default probes | {med['probes']:.0f} | {ratios['probes/bare']:.2f} of (a) | >= 0.90 |")
+    say(f"| (d) classic DataLoader | {med['classic']:.0f} | (b) is {ratios['harness/classic']:.2f}x (d) | >= 1.2x |")
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        say(f"wrote {a.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
