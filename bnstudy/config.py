@@ -272,7 +272,8 @@ def validate(cfg: Config) -> Config:
         positive("model.depth")
     elif cfg.model.depth < 8 or (cfg.model.depth - 2) % 6 != 0:
         raise ConfigError("model.depth", cfg.model.depth, "must be 6n+2 with n >= 1 (20, 32, 44, 56, 110, ...)")
-    if cfg.model.name == "resnet" and cfg.norm.name == "gn" and any((16 * cfg.model.width * k) % cfg.norm.groups for k in (1, 2, 4)):
+    if cfg.model.name == "resnet" and cfg.norm.name == "gn" and any(
+            (16 * cfg.model.width * k) % cfg.norm.groups for k in (1, 2, 4)):
         raise ConfigError("norm.groups", cfg.norm.groups,
                           f"must divide every stage's channels ({16 * cfg.model.width}, "
                           f"{32 * cfg.model.width}, {64 * cfg.model.width})")
