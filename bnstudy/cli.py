@@ -125,6 +125,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     cmd, rest = argv[0], argv[1:]
     if cmd == "run":
+        if not any(a in ("--help", "-h", "--info", "--cfg", "-c", "--hydra-help") or a.startswith("--info")
+                   for a in rest):
+            from .preflight import compose_or_fail
+            compose_or_fail(rest)
         sys.argv = [f"{sys.argv[0]} run"] + rest
         hydra_run()
     elif cmd in ("report", "plot"):

@@ -99,7 +99,8 @@ class TrainerConfig:
     eval_every: Optional[int] = None  # steps; None = every epoch
     diverge_loss: float = 1e3  # a loss above this (or non-finite) ends the run as diverged
     acc_thresholds: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.7, 0.8, 0.9])
-    checkpoint: bool = True
+    checkpoint: bool = True  # last.pt at every epoch's end
+    checkpoint_every: Optional[int] = None  # also every this many steps, inside epochs
     channels_last: bool = False  # GPU option
     bf16: bool = False  # GPU option: bf16 autocast
     progress: Optional[bool] = None  # tqdm bar; None = when stderr is a terminal
@@ -204,8 +205,20 @@ def _by_scale(smoke: Any, cpu: Any, full: Any, *, _root_: DictConfig) -> Any:
     return {"smoke": smoke, "cpu": cpu, "full": full}[_root_.scale.name]
 
 
+def _run_dirname(overrides: str, max_len: int = 120) -> str:
+    """`${run_dirname:${hydra.job.override_dirname}}`: a run's folder name from its overrides,
+    shortened with a hash of the whole when long (file names stop at 255 bytes)."""
+    import hashlib
+
+    name = overrides or "defaults"
+    if len(name) <= max_len:
+        return name
+    return f"{name[:max_len - 13]}~{hashlib.sha1(name.encode()).hexdigest()[:12]}"
+
+
 def register_configs() -> None:
     OmegaConf.register_new_resolver("by_scale", _by_scale, replace=True)
+    OmegaConf.register_new_resolver("run_dirname", _run_dirname, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     for group, schema in GROUP_SCHEMAS.items():
@@ -258,7 +271,8 @@ def validate(cfg: Config) -> Config:
                 "trainer.diverge_loss", "model.width", "model.num_classes",
                 "data.synthetic_train_size", "data.synthetic_test_size"):
         positive(key)
-    for key in ("data.train_subset", "data.test_subset", "trainer.max_steps", "trainer.eval_every"):
+    for key in ("data.train_subset", "data.test_subset", "trainer.max_steps", "trainer.eval_every",
+                "trainer.checkpoint_every"):
         positive(key, allow_none=True)
     for key in ("optim.weight_decay", "optim.momentum", "schedule.warmup_steps",
                 "data.synthetic_noise", "schedule.final_lr_fraction"):

@@ -57,8 +57,11 @@ class MetricsLog:
     """Appends tidy rows (step, epoch, metric, value) to metrics.csv, flushed per call."""
 
     def __init__(self, path: Path):
+        from .runfolder import count_rows
+
         self.path = Path(path)
         new = not self.path.exists() or self.path.stat().st_size == 0
+        self.rows = 0 if new else count_rows(self.path)  # data rows in the file: a checkpoint records it
         self._f = open(self.path, "a", newline="")
         self._w = csv.writer(self._f)
         if new:
@@ -71,6 +74,7 @@ class MetricsLog:
     def log_rows(self, rows: Iterable[tuple[int, float, str, float]]) -> None:
         for step, epoch, metric, value in rows:
             self._w.writerow((step, f"{epoch:.6g}", metric, repr(float(value))))
+            self.rows += 1
         self._f.flush()
 
     def close(self) -> None:

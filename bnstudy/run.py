@@ -20,8 +20,10 @@ from .config import Config
 from .data import DataError, load_data
 from .models import build_model, count_parameters
 from .optim import build_optimizer, peak_lr
+from .evaluation import inference_modes, shifted_test_accuracy
 from .outputs import MetricsLog, atomic_write_json, atomic_write_text, provenance
 from .probes import build_probes
+from .runfolder import RunLock, claim, truncate_rows
 from .train import train
 from .weight_init import init_weights
 
@@ -42,18 +44,39 @@ def resolve_device(name: str) -> torch.device:
 
 
 def run(cfg: Config, out_dir: Path) -> dict[str, Any]:
-    """Train one configuration into `out_dir`; return the summary that was written."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if (out_dir / "summary.json").exists() or (out_dir / "metrics.csv").exists():
-        raise RunFolderError(f"{out_dir} already holds a run's results; not overwriting them")
-    atomic_write_text(out_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    """Train one configuration into `out_dir`; return the summary that was written.
 
+    A finished run there is skipped (its summary returned), an interrupted one resumed
+    from last.pt, a failed one started over with its files kept under attempts/
+    (bnstudy/runfolder.py). Raises RunBusy if another process is working in `out_dir`.
+    """
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunFolderError(f"cannot create the run folder {out_dir}: {e.strerror}") from None
+    config_text = OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    with RunLock(out_dir):
+        found = claim(out_dir, config_text, rerun=cfg.rerun)
+        if found.action == "skip":
+            log.info(f"skipped: {out_dir} already {found.summary['status']} (rerun=true to recompute)")
+            return {**found.summary, "skipped": True}
+        if found.note:
+            log.info(found.note)
+        return _run_locked(cfg, out_dir, config_text, found.checkpoint)
+
+
+def _run_locked(cfg: Config, out_dir: Path, config_text: str, resume: dict | None) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     t0 = time.perf_counter()
-    summary: dict[str, Any] = {"status": "running", "steps": 0, "epochs": 0.0}
-    summary.update(provenance(device, cfg.seed))
-    atomic_write_json(out_dir / "summary.json", summary)
+    try:
+        atomic_write_text(out_dir / "config.yaml", config_text)
+        summary: dict[str, Any] = {"status": "running", "steps": resume["step"] if resume else 0,
+                                   "epochs": 0.0}
+        summary.update(provenance(device, cfg.seed))
+        atomic_write_json(out_dir / "summary.json", summary)
+    except OSError as e:
+        raise RunFolderError(f"cannot write to the run folder {out_dir}: {e.strerror}") from None
 
     torch.manual_seed(cfg.seed)
     data = load_data(cfg.data).to(device)  # DataError: the user's to fix, raised
@@ -63,21 +86,34 @@ def run(cfg: Config, out_dir: Path) -> dict[str, Any]:
             model = model.to(memory_format=torch.channels_last)
         lr = peak_lr(cfg.optim, cfg.data.batch_size)
         optimizer = build_optimizer(model, cfg.optim, lr)
+        if resume is not None:
+            model.load_state_dict(resume["model"])
+            optimizer.load_state_dict(resume["optimizer"])
+            truncate_rows(out_dir / "metrics.csv", resume["rows"]["metrics"])
+            truncate_rows(out_dir / "probes.csv", resume["rows"]["probes"])
+            summary["resumed_from_step"] = resume["step"]
         summary.update(n_params=count_parameters(model), n_train=len(data.x_train),
                        n_test=len(data.x_test), peak_lr=lr)
         log.info(f"{cfg.model.name}-{cfg.model.depth} norm={cfg.norm.name} lr={lr:g} "
-                 f"batch={cfg.data.batch_size} seed={cfg.seed} on {device} -> {out_dir}")
+                 f"batch={cfg.data.batch_size} seed={cfg.seed} on {device} -> {out_dir}"
+                 + (f" (resuming at step {resume['step']})" if resume else ""))
         probes = build_probes(cfg.probes, model, data.x_test, data.y_test, cfg.data.eval_batch_size)
+        intensity = (cfg.data.intensity_gain, cfg.data.intensity_offset) if cfg.data.intensity_shift else (0.0, 0.0)
         with MetricsLog(out_dir / "metrics.csv") as metrics, MetricsLog(out_dir / "probes.csv") as probe_metrics:
             result = train(model, data, optimizer, trainer=cfg.trainer, schedule=cfg.schedule,
                            base_lr=lr, batch_size=cfg.data.batch_size,
                            eval_batch_size=cfg.data.eval_batch_size, augment=cfg.data.augment,
                            seed=cfg.seed, metrics=metrics, checkpoint_path=out_dir / "last.pt",
-                           probes=probes, probe_metrics=probe_metrics)
-        summary.update(dataclasses.asdict(result))
+                           probes=probes, probe_metrics=probe_metrics, resume=resume,
+                           intensity=intensity)
+            summary.update(dataclasses.asdict(result))
+            if result.status == "completed":
+                after = after_training(cfg, model, data)
+                metrics.log(result.steps, result.epochs, after)
+                summary.update(after)
     except KeyboardInterrupt:
         summary.update(status="interrupted", wall_time_s=time.perf_counter() - t0)
-        atomic_write_json(out_dir / "summary.json", summary)
+        atomic_write_json(out_dir / "summary.json", _ordered(summary))
         raise
     except Exception as e:  # the run failed; record it and let the sweep go on
         summary.update(status="failed", error=f"{type(e).__name__}: {e}",
@@ -89,6 +125,18 @@ def run(cfg: Config, out_dir: Path) -> dict[str, Any]:
              f"final_test_acc={summary.get('final_test_acc')} "
              f"images/s={summary.get('train_images_per_s') or 0:.0f}")
     return summary
+
+
+def after_training(cfg: Config, model: torch.nn.Module, data) -> dict[str, float]:
+    """The studies' measurements on the trained model (bnstudy/evaluation.py)."""
+    out: dict[str, float] = {}
+    if cfg.evaluation.inference_modes:
+        out.update(inference_modes(model, data.x_test, data.y_test, data.x_train,
+                                   list(cfg.evaluation.batch_sizes), cfg.evaluation.precise_bn_images))
+    if cfg.evaluation.shifted_test:
+        out["test_shifted/acc"] = shifted_test_accuracy(model, data.x_test, data.y_test, cfg.data.intensity_gain,
+                                                        cfg.data.intensity_offset, seed=cfg.seed)
+    return out
 
 
 _FIRST = ("status", "steps", "epochs", "final_test_acc", "best_test_acc", "steps_to_test_acc",

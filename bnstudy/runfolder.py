@@ -104,6 +104,29 @@ def truncate_rows(path: Path, rows: int) -> None:
     atomic_write_text(path, b"".join(keep).decode())
 
 
+# keys that say where or how a run executes, not what it computes
+_VOLATILE = ("data.root", "data.cache_dir", "device", "trainer.progress", "rerun")
+
+
+def same_config(old_text: str, new_text: str) -> bool:
+    """Whether two resolved configs describe the same run: equal on every key both have,
+    ignoring where it runs. Keys added to the schema since the old run do not count."""
+    import yaml
+
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in (d or {}).items():
+            key = f"{prefix}{k}"
+            out.update(flat(v, key + ".") if isinstance(v, dict) else {key: v})
+        return out
+
+    try:
+        a, b = flat(yaml.safe_load(old_text)), flat(yaml.safe_load(new_text))
+    except yaml.YAMLError:
+        return False
+    return all(a[k] == b[k] for k in a.keys() & b.keys() if k not in _VOLATILE)
+
+
 def claim(run_dir: Path, config_text: str, rerun: bool = False) -> Claim:
     """Decide what to do with `run_dir` for a run of `config_text` (call under RunLock)."""
     run_dir = Path(run_dir)
@@ -115,7 +138,7 @@ def claim(run_dir: Path, config_text: str, rerun: bool = False) -> Claim:
     if rerun:
         set_aside(run_dir, "replaced")
         return Claim("fresh", note="rerun=true: the earlier attempt was moved to attempts/")
-    if old_config is not None and old_config != config_text:
+    if old_config is not None and not same_config(old_config, config_text):
         set_aside(run_dir, "other-config")
         return Claim("fresh", note="the folder held a run of a different config: moved to attempts/")
     if status in FINISHED:

@@ -1,6 +1,7 @@
 """The training loop: plain PyTorch, every phase visible (lr, forward, backward, step, log, eval)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import sys
@@ -25,6 +26,7 @@ from .probes.base import Probe, ProbeContext, run_probes
 log = logging.getLogger("bnstudy")
 
 THROUGHPUT_WARMUP_STEPS = 3  # first steps excluded from the steady-state throughput
+TRAIN_EVAL_IMAGES = 2000  # training images re-evaluated at each evaluation (train_eval/*)
 
 
 @dataclass
@@ -37,6 +39,7 @@ class TrainResult:
     final_test_loss: Optional[float] = None
     final_train_loss: Optional[float] = None
     steps_to_test_acc: dict[str, Optional[int]] = field(default_factory=dict)
+    final_train_eval_acc: Optional[float] = None  # eval mode, on a fixed slice of the training set
     train_images_per_s: Optional[float] = None
     message: str = ""
 
@@ -62,16 +65,34 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return total_loss.item() / n, correct.item() / n
 
 
-def checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator,
-                     step: int, total_steps: int, base_lr: float, schedule: ScheduleConfig) -> dict:
-    """Everything needed to continue the run; loadable with torch.load(weights_only=True)."""
+def _module_generators(model: nn.Module) -> dict[str, torch.Generator]:
+    """Random streams that live in modules (noisy_bn), so a resumed run draws what it would have."""
+    return {name: m.generator for name, m in model.named_modules()
+            if isinstance(getattr(m, "generator", None), torch.Generator)}
+
+
+def checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer, *, step: int, total_steps: int,
+                     base_lr: float, schedule: ScheduleConfig, epoch_generator_state: torch.Tensor,
+                     step_in_epoch: int, result: "TrainResult", accum: dict, rows: dict[str, int]) -> dict:
+    """Everything needed to continue the run exactly; loadable with torch.load(weights_only=True).
+
+    `epoch_generator_state` is the data generator at the start of the current epoch and
+    `step_in_epoch` the batches of it already trained on: a resume replays the epoch's
+    shuffling and augmentation draws up to there. `rows` are the lines metrics.csv and
+    probes.csv held at this point; a resume cuts them back to that.
+    """
     state = {
         "step": step,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "schedule": {"name": schedule.name, "base_lr": base_lr, "total_steps": total_steps,
                      "warmup_steps": schedule.warmup_steps, "step": step},
-        "rng": {"torch": torch.get_rng_state(), "data": generator.get_state()},
+        "rng": {"torch": torch.get_rng_state(), "data_epoch_start": epoch_generator_state,
+                "modules": {k: g.get_state() for k, g in _module_generators(model).items()}},
+        "step_in_epoch": step_in_epoch,
+        "result": dataclasses.asdict(result),
+        "accum": accum,
+        "rows": rows,
     }
     if torch.cuda.is_available():
         state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
@@ -82,9 +103,12 @@ def train(model: nn.Module, data: TensorData, optimizer: torch.optim.Optimizer, 
           trainer: TrainerConfig, schedule: ScheduleConfig, base_lr: float, batch_size: int,
           eval_batch_size: int, augment: bool, seed: int, metrics: MetricsLog,
           checkpoint_path: Optional[Path] = None, probes: Sequence[Probe] = (),
-          probe_metrics: Optional[MetricsLog] = None) -> TrainResult:
+          probe_metrics: Optional[MetricsLog] = None, resume: Optional[dict] = None,
+          intensity: tuple[float, float] = (0.0, 0.0)) -> TrainResult:
     """Train `model` in place. `probes` measure without changing the run (bnstudy/probes/);
-    their rows go to `probe_metrics` (probes.csv)."""
+    their rows go to `probe_metrics` (probes.csv). `resume` is a checkpoint_state() to
+    continue from (model and optimizer already loaded from it). `intensity` = (gain,
+    offset) ranges of a random per-batch intensity shift (0, 0: none)."""
     if probes and probe_metrics is None:
         raise ValueError("train(probes=...) needs probe_metrics, the log their rows go to")
     device = data.x_train.device
@@ -97,21 +121,42 @@ def train(model: nn.Module, data: TensorData, optimizer: torch.optim.Optimizer, 
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if trainer.bf16 else nullcontext
     generator = torch.Generator(device).manual_seed(seed)
     memory_format = torch.channels_last if trainer.channels_last else torch.preserve_format
+    # a fixed slice of the training set (at most TRAIN_EVAL_IMAGES), evaluated like the
+    # test set: the train/test gap of the regularization study
+    n_train_eval = min(len(data.x_train), len(data.x_test), TRAIN_EVAL_IMAGES)
+    x_train_eval, y_train_eval = data.x_train[:n_train_eval], data.y_train[:n_train_eval]
 
     show_bar = trainer.progress if trainer.progress is not None else sys.stderr.isatty()
-    bar = tqdm(total=total_steps, disable=not show_bar, unit="step", dynamic_ncols=True, leave=False)
     res = TrainResult(status="completed", steps=0, epochs=0.0,
                       steps_to_test_acc={f"{t:g}": None for t in trainer.acc_thresholds})
     thru_images, thru_time = 0, 0.0
     loss_sum = torch.zeros((), device=device)
     correct_sum = torch.zeros((), device=device, dtype=torch.int64)
     seen, last_eval_step = 0, -1
+    step, skip_batches = 0, 0
+    if resume is not None:
+        step = resume["step"]
+        res = TrainResult(**resume["result"])
+        loss_sum += resume["accum"]["loss_sum"].to(device)
+        correct_sum += resume["accum"]["correct_sum"].to(device)
+        seen, last_eval_step = resume["accum"]["seen"], resume["accum"]["last_eval_step"]
+        torch.set_rng_state(resume["rng"]["torch"])
+        if "cuda" in resume["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(resume["rng"]["cuda"])
+        for name, g in _module_generators(model).items():
+            g.set_state(resume["rng"]["modules"][name])
+        generator.set_state(resume["rng"]["data_epoch_start"])
+        skip_batches = resume["step_in_epoch"]
+    bar = tqdm(total=total_steps, initial=step, disable=not show_bar, unit="step", dynamic_ncols=True, leave=False)
 
     def run_eval(step: int) -> None:
         nonlocal last_eval_step
         loss, acc = evaluate(model, data.x_test, data.y_test, eval_batch_size, autocast=autocast)
-        metrics.log(step, step / steps_per_epoch, {"test/loss": loss, "test/acc": acc})
+        tr_loss, tr_acc = evaluate(model, x_train_eval, y_train_eval, eval_batch_size, autocast=autocast)
+        metrics.log(step, step / steps_per_epoch, {"test/loss": loss, "test/acc": acc,
+                                                   "train_eval/loss": tr_loss, "train_eval/acc": tr_acc})
         res.final_test_acc, res.final_test_loss = acc, loss
+        res.final_train_eval_acc = tr_acc
         res.best_test_acc = max(acc, res.best_test_acc or 0.0)
         for t in trainer.acc_thresholds:
             if acc >= t and res.steps_to_test_acc[f"{t:g}"] is None:
@@ -122,15 +167,30 @@ def train(model: nn.Module, data: TensorData, optimizer: torch.optim.Optimizer, 
         if not show_bar:
             log.info(f"step {step}/{total_steps} test/loss {loss:.4f} test/acc {acc:.4f}")
 
+    def save_checkpoint(epoch_state: torch.Tensor, step_in_epoch: int) -> None:
+        if checkpoint_path is None or not trainer.checkpoint:
+            return
+        accum = {"loss_sum": loss_sum.detach().cpu(), "correct_sum": correct_sum.detach().cpu(),
+                 "seen": seen, "last_eval_step": last_eval_step}
+        rows = {"metrics": metrics.rows, "probes": probe_metrics.rows if probe_metrics is not None else 0}
+        res.steps, res.epochs = step, step / steps_per_epoch
+        atomic_torch_save(checkpoint_state(model, optimizer, step=step, total_steps=total_steps, base_lr=base_lr,
+                                           schedule=schedule, epoch_generator_state=epoch_state,
+                                           step_in_epoch=step_in_epoch, result=res, accum=accum, rows=rows),
+                          checkpoint_path)
+
     def batch_loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:  # the training forward, for probes
         with autocast():
             return F.cross_entropy(model(xb).float(), yb)
 
-    step = 0
     model.train()
     while step < total_steps and res.status == "completed":
+        epoch_state = generator.get_state()  # replayed by a resume from inside this epoch
         t_last = time.perf_counter()
-        for xb, yb in train_batches(data.x_train, data.y_train, batch_size, generator, augment):
+        batches = train_batches(data.x_train, data.y_train, batch_size, generator, augment, *intensity)
+        for i, (xb, yb) in enumerate(batches):
+            if i < skip_batches:  # resuming: these batches were trained on before the checkpoint
+                continue
             xb = xb.contiguous(memory_format=memory_format)
             lr = lr_at(step, total_steps, base_lr, schedule)
             set_lr(optimizer, lr)
@@ -160,7 +220,7 @@ def train(model: nn.Module, data: TensorData, optimizer: torch.optim.Optimizer, 
             seen += 1
 
             now = time.perf_counter()
-            if step > THROUGHPUT_WARMUP_STEPS:
+            if step > THROUGHPUT_WARMUP_STEPS + (resume["step"] if resume else 0):
                 thru_images += len(xb)
                 thru_time += now - t_last
             t_last = now
@@ -177,16 +237,18 @@ def train(model: nn.Module, data: TensorData, optimizer: torch.optim.Optimizer, 
                     log.info(f"step {step}/{total_steps} train/loss {train_loss:.4f} train/acc {train_acc:.4f} lr {lr:.4g}")
             if trainer.eval_every is not None and step % trainer.eval_every == 0:
                 run_eval(step)
-                t_last = time.perf_counter()
+                t_last = time.perf_counter()  # evaluation is not training time
             if step >= total_steps:
                 break
+            if trainer.checkpoint_every and step % trainer.checkpoint_every == 0 and i + 1 < steps_per_epoch:
+                save_checkpoint(epoch_state, i + 1)
+                t_last = time.perf_counter()
+        skip_batches = 0
         # end of an epoch (or of the run)
         if res.status == "completed":
             if last_eval_step != step and (trainer.eval_every is None or step == total_steps):
                 run_eval(step)
-            if checkpoint_path is not None and trainer.checkpoint:
-                atomic_torch_save(checkpoint_state(model, optimizer, generator, step, total_steps,
-                                                   base_lr, schedule), checkpoint_path)
+            save_checkpoint(generator.get_state(), 0)
     bar.close()
     res.steps = step
     res.epochs = step / steps_per_epoch

@@ -84,3 +84,10 @@ def test_lock_excludes_a_second_process_and_dies_with_its_holder(tmp_path):
     holder.wait()
     with RunLock(run_dir):  # SIGKILL released it
         pass
+
+
+def test_same_config_ignores_location_and_new_keys():
+    from bnstudy.runfolder import same_config
+    old = "data:\n  root: /a\n  batch_size: 128\nseed: 0\n"
+    assert same_config(old, "data:\n  root: /b\n  batch_size: 128\nseed: 0\nrerun: false\n")
+    assert not same_config(old, "data:\n  root: /a\n  batch_size: 64\nseed: 0\n")

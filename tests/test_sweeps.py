@@ -1,0 +1,175 @@
+"""Sweeps that survive: skip finished runs, resume killed ones exactly, parallel launchers,
+and bad input handled without losing finished work."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import run_cli
+
+TINY = ["model.depth=8", "data.batch_size=32", "data.synthetic_train_size=640", "data.synthetic_test_size=100",
+        "data.train_subset=null", "data.test_subset=null", "trainer.log_every=2", "probes.activations.every=6",
+        "probes.gradients.every=3"]
+
+
+def sweep_args(sweep_dir, *extra):
+    return ["run", "-m", "study=killtest", "optim.lr=0.02,0.05,0.1", "trainer.max_steps=30", "trainer.epochs=2",
+            "trainer.checkpoint_every=5", *TINY, *extra, f"hydra.sweep.dir={sweep_dir}"]
+
+
+def runs(sweep_dir: Path) -> dict[float, Path]:
+    """The sweep's run folders by learning rate (long override lists make hashed folder names)."""
+    import yaml
+    return {yaml.safe_load((p.parent / "config.yaml").read_text())["optim"]["lr"]: p.parent
+            for p in sweep_dir.glob("*/summary.json")}
+
+
+def status(run_dir: Path) -> str:
+    return json.loads((run_dir / "summary.json").read_text())["status"]
+
+
+def test_sigkilled_sweep_resumes_without_retraining_or_duplicating(tmp_path):
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "bnstudy", *sweep_args(killed)], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    try:  # kill -9 once the second run has a mid-run checkpoint and has gone past it
+        while time.time() < deadline:
+            second = runs(killed).get(0.05) if killed.exists() else None
+            if second and (second / "last.pt").exists() and (second / "metrics.csv").exists():
+                if pd.read_csv(second / "metrics.csv").step.max() >= 12:
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the sweep never reached the second run")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    first = runs(killed)[0.02]
+    assert status(first) == "completed" and status(second) == "running"
+    first_bytes = (first / "metrics.csv").read_bytes()
+    first_mtime = (first / "summary.json").stat().st_mtime_ns
+
+    r = run_cli(sweep_args(killed), cwd=tmp_path)  # the same command again
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (first / "metrics.csv").read_bytes() == first_bytes  # not retrained
+    assert (first / "summary.json").stat().st_mtime_ns == first_mtime
+    assert all(status(d) == "completed" for d in runs(killed).values()) and len(runs(killed)) == 3
+    assert json.loads((second / "summary.json").read_text())["resumed_from_step"] >= 5
+
+    ref = tmp_path / "reference"  # the same sweep, never interrupted
+    r = run_cli(sweep_args(ref), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for name, d in runs(ref).items():
+        for table in ("metrics.csv", "probes.csv"):
+            a, b = pd.read_csv(runs(killed)[name] / table), pd.read_csv(d / table)
+            assert not a.duplicated(["step", "metric"]).any(), (name, table)
+            pd.testing.assert_frame_equal(a, b, check_exact=True, obj=f"{name}/{table}")
+
+
+def test_finished_runs_are_skipped_and_rerun_recomputes(tmp_path):
+    args = ["run", "-m", "study=skiptest", "optim.lr=0.05,0.1", "trainer.max_steps=4", *TINY,
+            f"hydra.sweep.dir={tmp_path}/s"]
+    assert run_cli(args, cwd=tmp_path).returncode == 0
+    before = {n: (d / "metrics.csv").read_bytes() for n, d in runs(tmp_path / "s").items()}
+    t0 = time.time()
+    r = run_cli(args, cwd=tmp_path)
+    assert r.returncode == 0 and r.stderr.count("skipped") + r.stdout.count("skipped") >= 2
+    assert {n: (d / "metrics.csv").read_bytes() for n, d in runs(tmp_path / "s").items()} == before
+    r = run_cli(args + ["rerun=true"], cwd=tmp_path)
+    assert r.returncode == 0
+    for d in runs(tmp_path / "s").values():
+        assert (d / "attempts").is_dir() and status(d) == "completed"
+
+
+def test_joblib_launcher_runs_two_jobs_with_their_share_of_threads(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    r = run_cli(["run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "study=joblibtest",
+                 "optim.lr=0.05,0.1", "trainer.max_steps=4", *TINY, f"hydra.sweep.dir={tmp_path}/s"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    found = runs(tmp_path / "s")
+    assert len(found) == 2 and all(status(d) == "completed" for d in found.values())
+    cores = os.cpu_count() or 1
+    for d in found.values():
+        name = json.loads((d / "summary.json").read_text())["device_name"]
+        assert f"{max(1, cores // 2)} threads" in name, name
+
+
+def test_submitit_local_launcher(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    r = run_cli(["run", "-m", "hydra/launcher=local", "study=submitittest", "optim.lr=0.05,0.1",
+                 "trainer.max_steps=4", *TINY, f"hydra.sweep.dir={tmp_path}/s"], cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    found = runs(tmp_path / "s")
+    assert len(found) == 2 and all(status(d) == "completed" for d in found.values())
+
+
+def test_unwritable_output_folder_is_one_line(tmp_path):
+    (tmp_path / "afile").write_text("")
+    r = run_cli(["run", f"hydra.run.dir={tmp_path}/afile/run"], cwd=tmp_path)
+    assert r.returncode == 3 and "Traceback" not in r.stderr
+    assert [l for l in r.stderr.splitlines() if l.strip()] == [
+        f"bnstudy: error: cannot write the output folder {tmp_path}/afile/run: Not a directory"]
+
+
+def test_bad_sweep_value_fails_before_any_training(tmp_path):
+    r = run_cli(["run", "-m", "optim.lr=0.1,0.05,-1", f"hydra.sweep.dir={tmp_path}/s"], cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == "bnstudy: error: optim.lr=-1.0 is not allowed: must be > 0"
+    assert not list((tmp_path / "s").glob("*/metrics.csv"))
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("optim.lrr=3", "bnstudy: error: optim.lrr: no such key"),
+    ("norm=bnn", "bnstudy: error: norm=bnn: no such option; one of bn,"),
+    ("data.batch_size=abc", "bnstudy: error: data.batch_size=abc: Value 'abc'"),
+])
+def test_wrong_overrides_are_one_line(tmp_path, override, expected):
+    r = run_cli(["run", override], cwd=tmp_path)
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith(expected), r.stderr
+
+
+def test_ctrl_c_keeps_finished_work_and_resumes(tmp_path):
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    args = ["run", "trainer.max_steps=200", "trainer.epochs=10", "trainer.checkpoint_every=5", *TINY,
+            f"hydra.run.dir={tmp_path}/r"]
+    proc = subprocess.Popen([sys.executable, "-m", "bnstudy", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while not (tmp_path / "r" / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("bnstudy: error: interrupted")
+    assert status(tmp_path / "r") == "interrupted"
+    r = run_cli(args, cwd=tmp_path)
+    assert r.returncode == 0 and status(tmp_path / "r") == "completed"
+    m = pd.read_csv(tmp_path / "r" / "metrics.csv")
+    assert not m.duplicated(["step", "metric"]).any() and m.step.max() == 200
+
+
+def test_a_full_disk_leaves_no_half_written_file(tmp_path, monkeypatch):
+    import errno
+
+    from bnstudy import outputs
+
+    target = tmp_path / "summary.json"
+    outputs.atomic_write_json(target, {"status": "completed"})
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(outputs.os, "fsync", no_space)
+    with pytest.raises(OSError):
+        outputs.atomic_write_json(target, {"status": "running"})
+    assert json.loads(target.read_text()) == {"status": "completed"}  # the old file, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]  # no temporary left behind
