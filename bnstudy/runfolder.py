@@ -18,6 +18,7 @@ from typing import Any, Optional
 import torch
 
 FINISHED = ("completed", "diverged")
+CHECKPOINT_KEYS = {"step", "model", "optimizer", "rng", "rows", "result", "accum", "step_in_epoch"}
 RUN_FILES = ("summary.json", "metrics.csv", "probes.csv", "last.pt", "config.yaml")
 
 
@@ -147,6 +148,9 @@ def claim(run_dir: Path, config_text: str, rerun: bool = False) -> Claim:
     if status != "failed" and ckpt_path.exists():
         try:
             ckpt = torch.load(ckpt_path, weights_only=True)
+            missing = CHECKPOINT_KEYS - set(ckpt)
+            if missing:
+                raise KeyError(f"no {', '.join(sorted(missing))}")
             return Claim("resume", checkpoint=ckpt, note=f"resuming from step {ckpt['step']}")
         except Exception as e:  # an unreadable checkpoint: start over, keeping the old files
             set_aside(run_dir, "bad-checkpoint")

@@ -16,7 +16,8 @@ def write_run(d, status, config="a: 1\n", ckpt_step=None):
     (d / "summary.json").write_text(json.dumps({"status": status}))
     (d / "metrics.csv").write_text("step,epoch,metric,value\n1,0.1,train/loss,2.0\n")
     if ckpt_step is not None:
-        torch.save({"step": ckpt_step}, d / "last.pt")
+        torch.save({"step": ckpt_step, "model": {}, "optimizer": {}, "rng": {}, "rows": {}, "result": {},
+                    "accum": {}, "step_in_epoch": 0}, d / "last.pt")
 
 
 def test_fresh_folder(tmp_path):
@@ -52,6 +53,13 @@ def test_rerun_and_changed_config_set_aside(tmp_path):
     write_run(tmp_path / "r", "completed")
     assert claim(tmp_path / "r", "a: 2\n").action == "fresh"
     assert len(list((tmp_path / "r" / "attempts").iterdir())) == 2
+
+
+def test_checkpoint_of_an_older_format_starts_over(tmp_path):
+    write_run(tmp_path / "r", "running")
+    torch.save({"step": 3}, tmp_path / "r" / "last.pt")
+    c = claim(tmp_path / "r", "a: 1\n")
+    assert c.action == "fresh" and "unreadable" in c.note
 
 
 def test_corrupt_checkpoint_starts_over(tmp_path):
