@@ -106,7 +106,7 @@ def truncate_rows(path: Path, rows: int) -> None:
 
 
 # keys that say where or how a run executes, not what it computes
-_VOLATILE = ("data.root", "data.cache_dir", "device", "trainer.progress", "rerun")
+_VOLATILE = ("data.root", "data.cache_dir", "device", "trainer.progress", "rerun", "scale.seeds")
 
 
 def same_config(old_text: str, new_text: str) -> bool:
