@@ -50,7 +50,9 @@ def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
     for p in map(Path, paths):
         if not p.is_dir():
             raise NoRunsError(f"{p} is not a folder" if p.exists() else f"{p} does not exist")
-        here = sorted({s.parent for s in p.rglob("summary.json") if ".hydra" not in s.parts})
+        # attempts/ holds earlier, replaced attempts of a run (bnstudy/runfolder.py): not results
+        here = sorted({s.parent for s in p.rglob("summary.json")
+                       if ".hydra" not in s.parts and "attempts" not in s.relative_to(p).parts})
         if not here:
             raise NoRunsError(f"{p} holds no run folders (no summary.json found under it)")
         found += here

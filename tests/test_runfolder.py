@@ -99,3 +99,11 @@ def test_same_config_ignores_location_and_new_keys():
     old = "data:\n  root: /a\n  batch_size: 128\nseed: 0\n"
     assert same_config(old, "data:\n  root: /b\n  batch_size: 128\nseed: 0\nrerun: false\n")
     assert not same_config(old, "data:\n  root: /a\n  batch_size: 64\nseed: 0\n")
+
+
+def test_analysis_ignores_set_aside_attempts(tmp_path):
+    from bnstudy.results import find_run_dirs
+    write_run(tmp_path / "sweep" / "r", "failed")
+    claim(tmp_path / "sweep" / "r", "a: 1\n")  # moves the failed attempt to attempts/
+    write_run(tmp_path / "sweep" / "r", "completed")
+    assert find_run_dirs([tmp_path / "sweep"]) == [tmp_path / "sweep" / "r"]
