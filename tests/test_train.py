@@ -96,12 +96,18 @@ def test_failing_run_is_recorded_not_raised(tmp_path, tiny_overrides, monkeypatc
     assert read(tmp_path / "f")[1]["status"] == "failed"
 
 
-def test_finished_run_folder_is_not_overwritten(tmp_path, tiny_overrides):
+def test_finished_run_folder_is_skipped_not_overwritten(tmp_path, tiny_overrides):
     run(compose_config(tiny_overrides), tmp_path / "r")
     before = (tmp_path / "r" / "metrics.csv").read_bytes()
-    with pytest.raises(RunFolderError):
-        run(compose_config(tiny_overrides), tmp_path / "r")
+    again = run(compose_config(tiny_overrides), tmp_path / "r")
+    assert again["skipped"] and again["status"] == "completed"
     assert (tmp_path / "r" / "metrics.csv").read_bytes() == before
+
+
+def test_unwritable_run_folder_is_a_clear_error(tmp_path, tiny_overrides):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(RunFolderError, match="cannot create the run folder"):
+        run(compose_config(tiny_overrides), tmp_path / "file" / "r")
 
 
 def test_batch_larger_than_data_fails_cleanly(tmp_path, tiny_overrides):
