@@ -281,8 +281,8 @@ def validate(cfg: Config) -> Config:
     if not 0.0 <= cfg.norm.momentum <= 1.0:
         raise ConfigError("norm.momentum", cfg.norm.momentum, "must be in [0, 1]")
     if cfg.model.name == "mlp":
-        if cfg.norm.name not in ("bn", "none"):
-            raise ConfigError("norm.name", cfg.norm.name, "model=mlp has a 1-d norm: bn or none")
+        if cfg.norm.name not in ("bn", "none", "noisy_bn"):
+            raise ConfigError("norm.name", cfg.norm.name, "model=mlp has a 1-d norm: bn, noisy_bn or none")
         positive("model.depth")
     elif cfg.model.depth < 8 or (cfg.model.depth - 2) % 6 != 0:
         raise ConfigError("model.depth", cfg.model.depth, "must be 6n+2 with n >= 1 (20, 32, 44, 56, 110, ...)")

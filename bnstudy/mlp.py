@@ -23,7 +23,11 @@ def make_norm_layer_1d(cfg: NormConfig) -> tuple[NormLayer, bool]:
         return (lambda n: nn.BatchNorm1d(n, eps=cfg.eps, momentum=cfg.momentum, affine=cfg.affine)), False
     if cfg.name == "none":
         return (lambda n: nn.Identity()), True
-    raise ValueError(f"norm.name={cfg.name!r} is not available for model=mlp: use norm=bn or norm=none")
+    if cfg.name == "noisy_bn":  # the same layer handles (N, C) features
+        from .norms import NORMS
+        index = iter(range(10**6))
+        return (lambda n: NORMS["noisy_bn"].build(cfg, n, next(index))), False
+    raise ValueError(f"norm.name={cfg.name!r} is not available for model=mlp: use bn, noisy_bn or none")
 
 
 class HiddenLayer(nn.Module):

@@ -65,7 +65,12 @@ class NoisyBatchNorm2d(nn.BatchNorm2d):
         scale = 1 + (self.noise_scale - 1) * torch.rand(c, generator=self.generator)
         shift = self.noise_shift * (2 * torch.rand(c, generator=self.generator) - 1)
         self.last_noise = (scale, shift)
-        return y * scale.to(y).view(1, c, 1, 1) + shift.to(y).view(1, c, 1, 1)
+        shape = (1, c) + (1,) * (y.dim() - 2)  # (1, C, 1, 1) for images, (1, C) for features
+        return y * scale.to(y).view(shape) + shift.to(y).view(shape)
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() not in (2, 4):  # (N, C) features (the mlp) or (N, C, H, W) images
+            raise ValueError(f"expected 2D or 4D input (got {x.dim()}D input)")
 
 
 @dataclass(frozen=True)
