@@ -6,6 +6,7 @@ then normalized with the CIFAR-10 training-set statistics.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -220,9 +221,15 @@ def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.
 
 def normalize(x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """uint8 (N, 3, H, W) -> float, standardized per channel with the CIFAR-10 statistics."""
-    mean = torch.tensor(CIFAR10_MEAN, device=x.device, dtype=dtype).view(1, 3, 1, 1)
-    std = torch.tensor(CIFAR10_STD, device=x.device, dtype=dtype).view(1, 3, 1, 1)
+    mean, std = _mean_std(x.device, dtype)
     return (x.to(dtype) / 255.0 - mean) / std
+
+
+@functools.lru_cache(maxsize=8)
+def _mean_std(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The constants as (1, 3, 1, 1) tensors, made once per device: normalize runs every step."""
+    return (torch.tensor(CIFAR10_MEAN, device=device, dtype=dtype).view(1, 3, 1, 1),
+            torch.tensor(CIFAR10_STD, device=device, dtype=dtype).view(1, 3, 1, 1))
 
 
 def intensity_shift(x: torch.Tensor, gain: float, offset: float, generator: torch.Generator) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig, NormConfig
-from .norms import NormLayer
+from .norms import NormLayer, make_norm_layer
 
 MLP_INIT_STD = 0.01  # "small random Gaussian values" (Ioffe & Szegedy 2015, Sec. 4.1)
 
@@ -23,10 +23,8 @@ def make_norm_layer_1d(cfg: NormConfig) -> tuple[NormLayer, bool]:
         return (lambda n: nn.BatchNorm1d(n, eps=cfg.eps, momentum=cfg.momentum, affine=cfg.affine)), False
     if cfg.name == "none":
         return (lambda n: nn.Identity()), True
-    if cfg.name == "noisy_bn":  # the same layer handles (N, C) features
-        from .norms import NORMS
-        index = iter(range(10**6))
-        return (lambda n: NORMS["noisy_bn"].build(cfg, n, next(index))), False
+    if cfg.name == "noisy_bn":  # the registry's layer handles (N, C) features too
+        return make_norm_layer(cfg)
     raise ValueError(f"norm.name={cfg.name!r} is not available for model=mlp: use bn, noisy_bn or none")
 
 
