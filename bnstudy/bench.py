@@ -3,17 +3,21 @@
 Variants, alternated round-robin in one process with the same model, batch and optimizer:
   (a) bare:      a bare PyTorch loop over pre-normalized in-memory tensors (the ceiling);
   (b) harness:   bnstudy's train() with default logging, probes off;
-  (c) probes:    bnstudy's train() with the default probes;
+  (c) probes:    bnstudy's train() with the default probes, timed over one whole probe
+                 period (the least common multiple of their cadences, 200 steps) so that
+                 every probe's cost is in the figure at its real rate;
   (d) classic:   the recipe users write instead: a CIFAR10-style Dataset of PIL images
                  with per-sample torchvision transforms in a DataLoader (2 workers).
 Also: time per run vs steps (linearity), probe cost at two data set sizes, the
-image-folder cache (first load vs cached load), and peak memory of a full-size run.
+image-folder cache (first load vs cached load), peak memory of a full-size run, and the
+classic recipe's loader alone (what its per-sample pipeline can deliver without the model).
 Prints a table and writes the same as JSON.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -60,18 +64,30 @@ def bare_loop(data: TensorData, batch: int, steps: int, device: torch.device) ->
     return steps * batch / (time.perf_counter() - t0)
 
 
+def probe_period() -> int:
+    """Steps after which the default probes' pattern of calls repeats (lcm of their cadences)."""
+    from .config import ProbesConfig
+
+    cfg = ProbesConfig()
+    everies = [getattr(cfg, f).every for f in vars(cfg) if getattr(getattr(cfg, f), "every", None)]
+    return math.lcm(*everies)
+
+
 def harness(data: TensorData, batch: int, steps: int, device: torch.device, probes: bool) -> float:
-    """(b)/(c) images/s that bnstudy's own loop reports (evaluation excluded)."""
+    """(b)/(c) images/s that bnstudy's own loop reports over `steps` timed steps (after its 3
+    warm-up steps; evaluation excluded, probe calls included)."""
     from .config import ProbesConfig
     from .probes import build_probes
-    from .train import train
+    from .train import THROUGHPUT_WARMUP_STEPS, train
 
     model, opt = _model_and_opt(device)
     data = data.to(device)
     probe_list = build_probes(ProbesConfig(), model, data.x_test, data.y_test, 500) if probes else []
+    total = steps + THROUGHPUT_WARMUP_STEPS  # probes due at step 0 fall in the warm-up; one period is timed
+    epochs = math.ceil(total / (len(data.x_train) // batch))
     with tempfile.TemporaryDirectory() as tmp, MetricsLog(Path(tmp) / "m.csv") as m, \
             MetricsLog(Path(tmp) / "p.csv") as p:
-        res = train(model, data, opt, trainer=TrainerConfig(epochs=1, max_steps=steps + 3, log_every=10,
+        res = train(model, data, opt, trainer=TrainerConfig(epochs=epochs, max_steps=total, log_every=10,
                                                             checkpoint=False, progress=False),
                     schedule=ScheduleConfig(name="constant"), base_lr=0.05, batch_size=batch,
                     eval_batch_size=500, augment=True, seed=0, metrics=m, probes=probe_list,
@@ -123,6 +139,21 @@ def classic_loop(data: TensorData, batch: int, steps: int, device: torch.device,
     return rate
 
 
+def classic_loader_only(data: TensorData, batch: int, steps: int, workers: int = 2) -> float:
+    """images/s the classic per-sample pipeline delivers with no model to feed."""
+    loader = torch.utils.data.DataLoader(_ClassicCIFAR(data.x_train, data.y_train), batch_size=batch,
+                                         shuffle=True, num_workers=workers, drop_last=True)
+    it = iter(loader)
+    for _ in range(3):
+        next(it)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        next(it)
+    rate = steps * batch / (time.perf_counter() - t0)
+    del it
+    return rate
+
+
 def _round_robin(variants: dict[str, Callable[[], float]], reps: int, say) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {k: [] for k in variants}
     for r in range(reps):
@@ -161,17 +192,18 @@ def _cache_timing(folder: str | None, say) -> dict:
 
 
 _MEMORY_CHILD = """
-import resource, torch, tempfile
+import resource, sys, torch, tempfile
 from pathlib import Path
 from bnstudy.config import TrainerConfig, ScheduleConfig, OptimConfig, ModelConfig, NormConfig, ProbesConfig
-from bnstudy.data import synthetic_cifar
+from bnstudy.data import image_folder_cifar, synthetic_cifar
 from bnstudy.models import build_model
 from bnstudy.optim import build_optimizer
 from bnstudy.outputs import MetricsLog
 from bnstudy.probes import build_probes
 from bnstudy.train import train
 torch.manual_seed(0)
-data = synthetic_cifar(50000, 10000)  # the tensors of full CIFAR-10
+root = sys.argv[1] if len(sys.argv) > 1 else None
+data = image_folder_cifar(root) if root else synthetic_cifar(50000, 10000)  # full CIFAR-10, or its shape
 model = build_model(ModelConfig(), NormConfig(name="bn"))
 opt = build_optimizer(model, OptimConfig(), 0.1)
 probes = build_probes(ProbesConfig(), model, data.x_test, data.y_test, 1000)
@@ -183,8 +215,9 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
 
-def _peak_memory_mb() -> float:
-    out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD], capture_output=True, text=True, check=True)
+def _peak_memory_mb(data_root: str | None) -> float:
+    out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD] + ([data_root] if data_root else []),
+                         capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -192,6 +225,8 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m bnstudy bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=20, help="timed steps per variant and repetition")
     p.add_argument("--reps", type=int, default=3, help="round-robin repetitions")
+    p.add_argument("--probe-steps", type=int, default=None,
+                   help="timed steps of the probes variant (default: one whole probe period)")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--device", default="auto")
     p.add_argument("--data-root", default=None, help="an image folder (e.g. ../shared/data/cifar10-jpeg) for the cache timing")
@@ -200,13 +235,14 @@ def main(argv: list[str] | None = None) -> dict:
     a = p.parse_args(argv)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device)
     say = lambda s: print(s, flush=True)  # noqa: E731
-    say(f"bnstudy bench: ResNet-20 BN, batch {a.batch}, {a.steps} steps x {a.reps} reps, on {device} "
-        f"({torch.get_num_threads()} threads)")
+    period = a.probe_steps or probe_period()
+    say(f"bnstudy bench: ResNet-20 BN, batch {a.batch}, {a.steps} steps x {a.reps} reps ({period} for the "
+        f"probes variant: one probe period), on {device} ({torch.get_num_threads()} threads)")
     data = synthetic_cifar(max(5000, a.batch * 40), 1000)
     rates = _round_robin({
         "bare": lambda: bare_loop(data, a.batch, a.steps, device),
         "harness": lambda: harness(data, a.batch, a.steps, device, probes=False),
-        "probes": lambda: harness(data, a.batch, a.steps, device, probes=True),
+        "probes": lambda: harness(data, a.batch, period, device, probes=True),
         "classic": lambda: classic_loop(data, a.batch, a.steps, device),
     }, a.reps, say)
     med = {k: statistics.median(v) for k, v in rates.items()}
@@ -217,30 +253,51 @@ def main(argv: list[str] | None = None) -> dict:
                           "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
                           "torch": torch.__version__, "commit": git_commit(),
                           "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
-              "config": vars(a) | {"out": str(a.out) if a.out else None},
+              "config": vars(a) | {"out": str(a.out) if a.out else None, "probe_period_steps": period},
               "images_per_s": rates, "median_images_per_s": med, "ratios": ratios, "targets": targets}
     if not a.quick:
         say("scaling:")
         t = {}
-        for k in (a.steps, 2 * a.steps):
+        for k in (a.steps, 2 * a.steps, 4 * a.steps):  # whole runs: model build, training, final evaluation
             t0 = time.perf_counter()
             harness(data, a.batch, k, device, probes=False)
             t[k] = time.perf_counter() - t0
+        k1, k2, k4 = t
+        per_step = [(t[k2] - t[k1]) / (k2 - k1), (t[k4] - t[k2]) / (k4 - k2)]  # marginal s/step
+        fixed = t[k1] - per_step[0] * k1
         result["time_vs_steps"] = {"steps": list(t), "seconds": list(t.values()),
-                                   "ratio_2x_steps": t[2 * a.steps] / t[a.steps]}
-        say(f"  run time at {a.steps} and {2 * a.steps} steps: {t[a.steps]:.1f} s, {t[2 * a.steps]:.1f} s "
-            f"(x{t[2 * a.steps] / t[a.steps]:.2f} for 2x the steps)")
+                                   "marginal_s_per_step": per_step, "fixed_s": fixed,
+                                   "marginal_ratio": per_step[1] / per_step[0]}
+        say(f"  run time at {k1}/{k2}/{k4} steps: {t[k1]:.1f}/{t[k2]:.1f}/{t[k4]:.1f} s; each added step costs "
+            f"{per_step[0] * 1e3:.0f} ms then {per_step[1] * 1e3:.0f} ms (x{per_step[1] / per_step[0]:.2f}: "
+            f"linear when ~1), plus a fixed {fixed:.1f} s per run")
         big = synthetic_cifar(50000, 1000)
-        cost = {}
-        for name, d in (("5k", data), ("50k", big)):
-            b, c = harness(d, a.batch, a.steps, device, False), harness(d, a.batch, a.steps, device, True)
-            cost[name] = {"harness": b, "probes": c, "ratio": c / b}
-            say(f"  probes/harness at {name} training images: {c / b:.3f}")
+        cost = {f"{len(data.x_train) // 1000}k": {"harness": med["harness"], "probes": med["probes"],
+                                                  "ratio": med["probes"] / med["harness"]}}
+        b, c = harness(big, a.batch, a.steps, device, False), harness(big, a.batch, period, device, True)
+        cost["50k"] = {"harness": b, "probes": c, "ratio": c / b}
+        for name, v in cost.items():
+            say(f"  probes/harness at {name} training images: {v['ratio']:.3f}")
         result["probe_cost_vs_data_size"] = cost
         result["image_folder_cache"] = _cache_timing(a.data_root, say)
-        result["peak_memory_mb_full_size_run"] = _peak_memory_mb()
-        say(f"  peak memory (RSS) of a run on 50,000 + 10,000 images with probes: "
-            f"{result['peak_memory_mb_full_size_run']:.0f} MB")
+        result["peak_memory_mb_full_size_run"] = _peak_memory_mb(a.data_root)
+        result["peak_memory_data"] = a.data_root or "synthetic, CIFAR-10's shape"
+        say(f"  peak memory (RSS) of a run on 50,000 + 10,000 images ({result['peak_memory_data']}) with probes: "
+            f"{result['peak_memory_mb_full_size_run']:.0f} MB (target < 2048)")
+        from .data import train_batches
+
+        gen = torch.Generator(device=device).manual_seed(0)
+        x_dev, y_dev = data.x_train.to(device), data.y_train.to(device)
+        t0 = time.perf_counter()
+        n = sum(1 for _ in train_batches(x_dev, y_dev, a.batch, gen))  # shuffle, crop, flip, normalize
+        result["harness_data_ms_per_batch"] = (time.perf_counter() - t0) / n * 1e3
+        say(f"  the harness's own data work (shuffle, batched crop + flip, normalize): "
+            f"{result['harness_data_ms_per_batch']:.2f} ms a batch; the bare step takes "
+            f"{a.batch / med['bare'] * 1e3:.0f} ms")
+        loader = classic_loader_only(data, a.batch, a.steps)
+        result["classic_loader_only_images_per_s"] = loader
+        say(f"  the classic loader alone, no model: {loader:.0f} images/s; its per-sample work takes "
+            f"{100 * med['bare'] / loader:.0f}% of the bare step's time from the same {os.cpu_count()} cores")
     say("\n| variant | images/s (median) | ratio | target |\n|---|---|---|---|")
     say(f"| (a) bare loop | {med['bare']:.0f} | 1.00 | ceiling |")
     say(f"| (b) harness | {med['harness']:.0f} | {ratios['harness/bare']:.2f} of (a) | >= 0.95 |")

@@ -65,10 +65,14 @@ def synthetic_cifar(n_train: int, n_test: int, noise: float = 0.6, num_classes: 
         y = y[torch.randperm(n, generator=g)]
         dx = torch.randint(0, 9, (n,), generator=g)
         dy = torch.randint(0, 9, (n,), generator=g)
-        x = _crop(templates[y], dy, dx, 32)  # (n, 3, 32, 32)
         contrast = 0.5 + torch.rand(n, 1, 1, 1, generator=g)
-        x = 0.5 + contrast * (x - 0.5) + noise * 0.25 * torch.randn(x.shape, generator=g)
-        return (x.clamp(0, 1) * 255).round().to(torch.uint8), y
+        x = torch.empty(n, 3, 32, 32, dtype=torch.uint8)
+        for i in range(0, n, 4096):  # in chunks: the float intermediates of 50,000 images would take GBs
+            j = slice(i, i + 4096)
+            xf = _crop(templates[y[j]], dy[j], dx[j], 32)  # (chunk, 3, 32, 32)
+            xf = 0.5 + contrast[j] * (xf - 0.5) + noise * 0.25 * torch.randn(xf.shape, generator=g)
+            x[j] = (xf.clamp(0, 1) * 255).round().to(torch.uint8)
+        return x, y
 
     x_tr, y_tr = make(n_train)
     x_te, y_te = make(n_test)

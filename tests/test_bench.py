@@ -1,0 +1,19 @@
+"""The benchmark runs end to end (tiny sizes) and times the probes over their whole period."""
+import json
+
+from bnstudy import bench
+
+
+def test_probe_period_is_the_lcm_of_default_cadences():
+    # activations/sigprop/batchnorm every 200, gradients every 50: the call pattern repeats every 200
+    assert bench.probe_period() == 200
+
+
+def test_bench_quick_writes_rates_and_ratios(tmp_path):
+    out = tmp_path / "b.json"
+    res = bench.main(["--quick", "--steps", "2", "--reps", "1", "--probe-steps", "2", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert set(saved["median_images_per_s"]) == {"bare", "harness", "probes", "classic"}
+    assert all(v > 0 for v in saved["median_images_per_s"].values())
+    assert saved["ratios"]["harness/bare"] == res["median_images_per_s"]["harness"] / res["median_images_per_s"]["bare"]
+    assert saved["config"]["probe_period_steps"] == 2
