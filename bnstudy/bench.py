@@ -16,6 +16,7 @@ Prints a table and writes the same as JSON.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -39,16 +40,31 @@ from .optim import build_optimizer
 from .outputs import MetricsLog, git_commit
 
 
+# GPU options, the same for every variant: TrainerConfig fields channels_last, bf16, compile
+SPEED = {"channels_last": False, "bf16": False, "compile": False}
+
+
 def _model_and_opt(device: torch.device, seed: int = 0):
+    """The model and optimizer, plus the forward the loops call (compiled with --compile) and
+    their autocast context (bf16 with --bf16)."""
     torch.manual_seed(seed)
     model = build_model(ModelConfig(depth=20), NormConfig(name="bn")).to(device)
-    return model, build_optimizer(model, OptimConfig(lr=0.05), 0.05)
+    if SPEED["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    forward = torch.compile(model) if SPEED["compile"] else model
+    autocast = ((lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if SPEED["bf16"]
+                else contextlib.nullcontext)
+    return model, build_optimizer(model, OptimConfig(lr=0.05), 0.05), forward, autocast
+
+
+def _memory_format():
+    return torch.channels_last if SPEED["channels_last"] else torch.contiguous_format
 
 
 def bare_loop(data: TensorData, batch: int, steps: int, device: torch.device) -> float:
     """(a) images/s of the simplest loop: normalized float tensors in memory, no augmentation."""
-    model, opt = _model_and_opt(device)
-    x = normalize(data.x_train[: batch * 8].to(device))
+    model, opt, forward, autocast = _model_and_opt(device)
+    x = normalize(data.x_train[: batch * 8].to(device)).contiguous(memory_format=_memory_format())
     y = data.y_train[: batch * 8].to(device)
     model.train()
     t0 = None
@@ -56,11 +72,12 @@ def bare_loop(data: TensorData, batch: int, steps: int, device: torch.device) ->
         if i == 3:
             t0 = time.perf_counter()
         j = (i % 8) * batch
-        loss = F.cross_entropy(model(x[j:j + batch]), y[j:j + batch])
+        with autocast():
+            loss = F.cross_entropy(forward(x[j:j + batch]).float(), y[j:j + batch])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        loss.item()  # the same one sync per step as the harness
+        loss.item()  # the one sync per step the harness makes on a CPU (on a GPU it makes fewer)
     return steps * batch / (time.perf_counter() - t0)
 
 
@@ -80,7 +97,7 @@ def harness(data: TensorData, batch: int, steps: int, device: torch.device, prob
     from .probes import build_probes
     from .train import THROUGHPUT_WARMUP_STEPS, train
 
-    model, opt = _model_and_opt(device)
+    model, opt, _, _ = _model_and_opt(device)
     data = data.to(device)
     probe_list = build_probes(ProbesConfig(), model, data.x_test, data.y_test, 500) if probes else []
     total = steps + THROUGHPUT_WARMUP_STEPS  # probes due at step 0 fall in the warm-up; one period is timed
@@ -88,7 +105,7 @@ def harness(data: TensorData, batch: int, steps: int, device: torch.device, prob
     with tempfile.TemporaryDirectory() as tmp, MetricsLog(Path(tmp) / "m.csv") as m, \
             MetricsLog(Path(tmp) / "p.csv") as p:
         res = train(model, data, opt, trainer=TrainerConfig(epochs=epochs, max_steps=total, log_every=10,
-                                                            checkpoint=False, progress=False),
+                                                            checkpoint=False, progress=False, **SPEED),
                     schedule=ScheduleConfig(name="constant"), base_lr=0.05, batch_size=batch,
                     eval_batch_size=500, augment=True, seed=0, metrics=m, probes=probe_list,
                     probe_metrics=p)
@@ -117,7 +134,7 @@ class _ClassicCIFAR(torch.utils.data.Dataset):
 
 def classic_loop(data: TensorData, batch: int, steps: int, device: torch.device, workers: int = 2) -> float:
     """(d) images/s of the per-sample PIL + DataLoader recipe."""
-    model, opt = _model_and_opt(device)
+    model, opt, forward, autocast = _model_and_opt(device)
     loader = torch.utils.data.DataLoader(_ClassicCIFAR(data.x_train, data.y_train), batch_size=batch,
                                          shuffle=True, num_workers=workers, drop_last=True,
                                          persistent_workers=False)
@@ -129,7 +146,8 @@ def classic_loop(data: TensorData, batch: int, steps: int, device: torch.device,
             t0 = time.perf_counter()
         xb, yb = next(it)
         xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-        loss = F.cross_entropy(model(xb), yb)
+        with autocast():
+            loss = F.cross_entropy(forward(xb.contiguous(memory_format=_memory_format())).float(), yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -231,10 +249,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--device", default="auto")
     p.add_argument("--data-root", default=None, help="an image folder (e.g. ../shared/data/cifar10-jpeg) for the cache timing")
     p.add_argument("--out", type=Path, default=None, help="JSON file for the results")
+    p.add_argument("--channels-last", action="store_true", help="GPU option, for every variant")
+    p.add_argument("--bf16", action="store_true", help="GPU option: bf16 autocast, for every variant")
+    p.add_argument("--compile", action="store_true", help="torch.compile the training forward, every variant")
     p.add_argument("--quick", action="store_true", help="skip the scaling, cache and memory checks")
     a = p.parse_args(argv)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device)
     say = lambda s: print(s, flush=True)  # noqa: E731
+    SPEED.update(channels_last=a.channels_last, bf16=a.bf16, compile=a.compile)
     period = a.probe_steps or probe_period()
     say(f"bnstudy bench: ResNet-20 BN, batch {a.batch}, {a.steps} steps x {a.reps} reps ({period} for the "
         f"probes variant: one probe period), on {device} ({torch.get_num_threads()} threads)")

@@ -98,11 +98,15 @@ class TrainerConfig:
     log_every: int = 10
     eval_every: Optional[int] = None  # steps; None = every epoch
     diverge_loss: float = 1e3  # a loss above this (or non-finite) ends the run as diverged
+    # steps between host syncs that read the divergence flag (kept on the device meanwhile);
+    # None = 1 on the CPU (a sync costs nothing there), log_every on a GPU (no sync in the step)
+    check_every: Optional[int] = None
     acc_thresholds: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.7, 0.8, 0.9])
     checkpoint: bool = True  # last.pt at every epoch's end
     checkpoint_every: Optional[int] = None  # also every this many steps, inside epochs
     channels_last: bool = False  # GPU option
     bf16: bool = False  # GPU option: bf16 autocast
+    compile: bool = False  # torch.compile the training forward (the model's weights are shared)
     progress: Optional[bool] = None  # tqdm bar; None = when stderr is a terminal
 
 
@@ -272,7 +276,7 @@ def validate(cfg: Config) -> Config:
                 "data.synthetic_train_size", "data.synthetic_test_size"):
         positive(key)
     for key in ("data.train_subset", "data.test_subset", "trainer.max_steps", "trainer.eval_every",
-                "trainer.checkpoint_every"):
+                "trainer.checkpoint_every", "trainer.check_every"):
         positive(key, allow_none=True)
     for key in ("optim.weight_decay", "optim.momentum", "schedule.warmup_steps",
                 "data.synthetic_noise", "schedule.final_lr_fraction"):

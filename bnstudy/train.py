@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import sys
 import time
 from contextlib import nullcontext
@@ -121,6 +120,8 @@ def train(model: nn.Module, data: TensorData, optimizer: torch.optim.Optimizer, 
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if trainer.bf16 else nullcontext
     generator = torch.Generator(device).manual_seed(seed)
     memory_format = torch.channels_last if trainer.channels_last else torch.preserve_format
+    forward = torch.compile(model) if trainer.compile else model  # the training forward only
+    check_every = trainer.check_every or (1 if device.type == "cpu" else trainer.log_every)
     # a fixed slice of the training set (at most TRAIN_EVAL_IMAGES), evaluated like the
     # test set: the train/test gap of the regularization study
     n_train_eval = min(len(data.x_train), len(data.x_test), TRAIN_EVAL_IMAGES)
@@ -134,6 +135,10 @@ def train(model: nn.Module, data: TensorData, optimizer: torch.optim.Optimizer, 
     correct_sum = torch.zeros((), device=device, dtype=torch.int64)
     seen, last_eval_step = 0, -1
     step, skip_batches = 0, 0
+    # divergence, tracked on the device: the step of the first bad loss (-1: none yet) and its value
+    step_dev = torch.zeros((), device=device, dtype=torch.int64)
+    bad_step = torch.full((), -1, device=device, dtype=torch.int64)
+    bad_loss = torch.zeros((), device=device)
     if resume is not None:
         step = resume["step"]
         res = TrainResult(**resume["result"])
@@ -147,6 +152,7 @@ def train(model: nn.Module, data: TensorData, optimizer: torch.optim.Optimizer, 
             g.set_state(resume["rng"]["modules"][name])
         generator.set_state(resume["rng"]["data_epoch_start"])
         skip_batches = resume["step_in_epoch"]
+        step_dev += step
     bar = tqdm(total=total_steps, initial=step, disable=not show_bar, unit="step", dynamic_ncols=True, leave=False)
 
     def run_eval(step: int) -> None:
@@ -179,6 +185,18 @@ def train(model: nn.Module, data: TensorData, optimizer: torch.optim.Optimizer, 
                                            step_in_epoch=step_in_epoch, result=res, accum=accum, rows=rows),
                           checkpoint_path)
 
+    def diverged() -> bool:
+        """One host sync: end the run as diverged if a loss since the last check was bad."""
+        nonlocal step
+        first = int(bad_step.item())
+        if first < 0:
+            return False
+        value = bad_loss.item()
+        metrics.log(first, first / steps_per_epoch, {"train/loss": value})
+        res.status, step = "diverged", first
+        res.message = f"train loss {value:.4g} at step {first} (bound trainer.diverge_loss={trainer.diverge_loss:g})"
+        return True
+
     def batch_loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:  # the training forward, for probes
         with autocast():
             return F.cross_entropy(model(xb).float(), yb)
@@ -195,7 +213,7 @@ def train(model: nn.Module, data: TensorData, optimizer: torch.optim.Optimizer, 
             lr = lr_at(step, total_steps, base_lr, schedule)
             set_lr(optimizer, lr)
             with autocast():
-                logits = model(xb)
+                logits = forward(xb)
                 loss = F.cross_entropy(logits.float(), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -208,12 +226,17 @@ def train(model: nn.Module, data: TensorData, optimizer: torch.optim.Optimizer, 
             if due:
                 run_probes(due, "after_update", ctx, probe_metrics)
             step += 1
-
-            loss_v = loss.item()  # one host sync per step: divergence is caught at the step it happens
-            if not math.isfinite(loss_v) or loss_v > trainer.diverge_loss:
-                metrics.log(step, step / steps_per_epoch, {"train/loss": loss_v})
-                res.status = "diverged"
-                res.message = f"train loss {loss_v:.4g} at step {step} (bound trainer.diverge_loss={trainer.diverge_loss:g})"
+            step_dev += 1
+            lv = loss.detach()
+            new_bad = (~torch.isfinite(lv) | (lv > trainer.diverge_loss)) & (bad_step < 0)
+            bad_step.copy_(torch.where(new_bad, step_dev, bad_step))
+            bad_loss.copy_(torch.where(new_bad, lv, bad_loss))
+            # the flag is read every check_every steps and before anything is logged or saved
+            due_log = step % trainer.log_every == 0 or step == total_steps
+            due_eval = trainer.eval_every is not None and step % trainer.eval_every == 0
+            due_ckpt = bool(trainer.checkpoint_every) and step % trainer.checkpoint_every == 0
+            if (step % check_every == 0 or due_log or due_eval or due_ckpt or i + 1 == steps_per_epoch) \
+                    and diverged():
                 break
             loss_sum += loss.detach()
             correct_sum += (logits.argmax(1) == yb).sum()

@@ -86,6 +86,33 @@ def test_diverging_run_is_recorded(tmp_path, tiny_overrides):
     assert last.step == summary["steps"] and (not math.isfinite(last.value) or last.value > 100)
 
 
+def test_divergence_read_every_few_steps_names_the_same_step(tmp_path, tiny_overrides):
+    """The GPU setting (flag kept on the device, read every check_every steps) records the
+    same first bad step and loss as reading it after every step."""
+    div = tiny_overrides + ["norm=none", "optim.lr=50", "trainer.diverge_loss=100", "trainer.log_every=6"]
+    every = run(compose_config(div + ["trainer.check_every=1"]), tmp_path / "a")
+    late = run(compose_config(div + ["trainer.check_every=5"]), tmp_path / "b")
+    assert every["status"] == late["status"] == "diverged"
+    assert every["steps"] == late["steps"] and every["message"] == late["message"]
+    rows = read(tmp_path / "b")[0]
+    assert rows.step.max() == late["steps"]  # nothing logged past the divergence
+
+
+def test_compiled_forward_trains_like_eager(tmp_path, tiny_overrides):
+    over = tiny_overrides + ["trainer.max_steps=4", "trainer.log_every=1"]
+    eager = run(compose_config(over), tmp_path / "eager")
+    compiled = run(compose_config(over + ["trainer.compile=true"]), tmp_path / "compiled")
+    assert compiled["status"] == "completed", compiled.get("message")
+
+    def losses(d):
+        m = read(d)[0]
+        return m[m.metric == "train/loss"].set_index("step").value
+
+    e, c = losses(tmp_path / "eager"), losses(tmp_path / "compiled")
+    assert c[1] == pytest.approx(e[1], rel=1e-5)  # the same weights, the same batch: the same loss
+    assert c[4] == pytest.approx(e[4], rel=1e-2)  # fused kernels round differently; the run is the same
+
+
 def test_failing_run_is_recorded_not_raised(tmp_path, tiny_overrides, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("simulated failure")

@@ -1,0 +1,44 @@
+#!/bin/bash
+# The GPU measurements of issue 7, for a machine with one CUDA GPU. Not yet run: no GPU has
+# been lent to this project so far (see results/bench/README.md).
+#
+#   scripts/gpu_bench.sh DATA_ROOT [OUT_DIR]     e.g. scripts/gpu_bench.sh ../shared/data/cifar10-jpeg
+#
+# 1. throughput, ResNet-20 BN at batch 512: the four bench variants, plain and with the GPU
+#    options (channels_last + bf16 autocast + torch.compile);
+# 2. time to 91% test accuracy on full CIFAR-10 (the published recipe, scale=full, seed 0, GPU
+#    options on; evaluation every epoch; the run's steps_to_test_acc and wall time give it);
+# 3. wall time of one lr_sweep (scale=cpu grid: 32 runs of 4 epochs on 10k images) through
+#    Hydra's joblib launcher with 1, 2, 4 and 8 jobs sharing the GPU.
+# Everything goes to OUT_DIR (default results/bench/gpu); rerunning skips finished runs.
+set -euo pipefail
+DATA=${1:?usage: scripts/gpu_bench.sh DATA_ROOT [OUT_DIR]}
+OUT=${2:-results/bench/gpu}
+PY=${PYTHON:-python}
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+git rev-parse HEAD > "$OUT/commit.txt"
+
+$PY -m bnstudy bench --device cuda --batch 512 --steps 50 --data-root "$DATA" --out "$OUT/bench_b512.json" | tee "$OUT/bench_b512.txt"
+$PY -m bnstudy bench --device cuda --batch 512 --steps 50 --quick --channels-last --bf16 --compile \
+    --out "$OUT/bench_b512_fast.json" | tee "$OUT/bench_b512_fast.txt"
+
+FAST="device=cuda trainer.channels_last=true trainer.bf16=true trainer.compile=true"
+/usr/bin/time -f "%e s" -o "$OUT/time_to_91.wall" $PY -m bnstudy run scale=full data=cifar10_folder \
+    data.root="$DATA" $FAST "trainer.acc_thresholds=[0.8,0.85,0.9,0.91,0.92]" \
+    hydra.run.dir="$OUT/time_to_91" > "$OUT/time_to_91.log" 2>&1
+$PY - "$OUT/time_to_91/summary.json" <<'PY' | tee "$OUT/time_to_91.txt"
+import json, sys
+s = json.load(open(sys.argv[1]))
+k = s["steps_to_test_acc"].get("0.91")
+per_step = s["wall_time_s"] / s["steps"]  # evaluation and probes included
+print(f"final test acc {s['final_test_acc']:.4f}; 91% at step {k} of {s['steps']}; "
+      + (f"about {k * per_step / 60:.1f} min at the run's mean {per_step * 1e3:.0f} ms/step" if k else "91% not reached"))
+PY
+
+for n in 1 2 4 8; do
+  s=$(date +%s)
+  $PY -m bnstudy run +exp=lr_sweep scale=cpu data=cifar10_folder data.root="$DATA" device=cuda \
+      hydra/launcher=joblib hydra.launcher.n_jobs=$n hydra.sweep.dir="$OUT/lr_sweep_jobs$n" > "$OUT/lr_sweep_jobs$n.log" 2>&1
+  echo "lr_sweep (32 runs), joblib n_jobs=$n: $(( $(date +%s) - s )) s" | tee -a "$OUT/joblib.txt"
+done
