@@ -69,6 +69,11 @@ def _acc(mean, ci, n) -> str:
     return fmt_ci(100 * mean, 100 * ci, n, digits=1) if np.isfinite(mean) else "—"
 
 
+def _acc_col(agg: pd.DataFrame) -> list[str]:
+    """An aggregate()'s rows as 'mean ± half-width (n=..)' accuracy strings, in percent."""
+    return [_acc(m, h, n) for m, h, n in zip(agg["mean"], agg.ci, agg.n)]
+
+
 def _has_norms(sel: pd.DataFrame, norms: Sequence[str]) -> bool:
     return len(sel) > 0 and set(norms) <= set(sel["norm.name"])
 
@@ -159,7 +164,7 @@ def higher_lr(runs: pd.DataFrame) -> Verdict:
     grid_top = sel.loc[sel["norm.name"] == "none", "optim.lr"].max()
     numbers = pd.DataFrame({
         "norm": agg["norm.name"], "learning rate": agg["optim.lr"],
-        "final test accuracy (%)": [_acc(m, h, n) for m, h, n in zip(agg["mean"], agg.ci, agg.n)],
+        "final test accuracy (%)": _acc_col(agg),
         "diverged seeds": [f"{d}/{n}" for d, n in zip(agg.diverged, agg.n)],
         "usable": np.where(agg.usable, "yes", "no")})
     fmt = lambda x: "none" if pd.isna(x) else f"{x:g}"
@@ -203,7 +208,7 @@ def small_batch(runs: pd.DataFrame) -> Verdict:
     if small > 8:
         notes.append(f"the smallest shared batch size is {small}; the claim is about batches of 2-4")
     agg = aggregate(sel[sel["data.batch_size"].isin(shared)], ["norm.name", "data.batch_size"], "final_acc")
-    numbers = agg.assign(acc=[_acc(m, h, n) for m, h, n in zip(agg["mean"], agg.ci, agg.n)]).pivot(
+    numbers = agg.assign(acc=_acc_col(agg)).pivot(
         index="data.batch_size", columns="norm.name", values="acc").reset_index()
     numbers.columns.name = None
     numbers = numbers.rename(columns={"data.batch_size": "batch size"})
@@ -409,8 +414,8 @@ def regularization(runs: pd.DataFrame) -> Verdict:
     agg_gap = aggregate(sel, ["norm.name", "dropout"], "gap")
     agg_acc = aggregate(sel, ["norm.name", "dropout"], "final_acc")
     numbers = pd.DataFrame({"norm": agg_gap["norm.name"], "dropout": agg_gap.dropout,
-                            "train - test gap (points)": [_acc(m, hh, n) for m, hh, n in zip(agg_gap["mean"], agg_gap.ci, agg_gap.n)],
-                            "test accuracy (%)": [_acc(m, hh, n) for m, hh, n in zip(agg_acc["mean"], agg_acc.ci, agg_acc.n)]})
+                            "train - test gap (points)": _acc_col(agg_gap),
+                            "test accuracy (%)": _acc_col(agg_acc)})
     verdict, pre = _decide(outcome, n_min, agg_acc["mean"].max(), float(chance(sel).iloc[0]))
     finding = pre + (f"Without dropout, none's gap minus BN's: {100 * d:+.1f}"
                      + (f" ± {100 * h:.1f}" if np.isfinite(h) else "") + " points.")
@@ -453,7 +458,7 @@ def init_robustness(runs: pd.DataFrame) -> Verdict:
         outcome = REPRODUCED
     else:
         outcome = INCONCLUSIVE
-    numbers = agg.assign(acc=[_acc(m, h, n) for m, h, n in zip(agg["mean"], agg.ci, agg.n)]).pivot_table(
+    numbers = agg.assign(acc=_acc_col(agg)).pivot_table(
         index=keys, columns="norm.name", values="acc", aggfunc="first").reset_index()
     numbers.columns.name = None
     verdict, pre = _decide(outcome, int(agg.n.min()))
@@ -496,7 +501,7 @@ def deep_trainability(runs: pd.DataFrame) -> Verdict:
         outcome = INCONCLUSIVE
     agg = aggregate(sel, ["plain", "model.depth", "norm.name"], "final_acc")
     numbers = agg.assign(network=np.where(agg.plain, "plain", "residual"),
-                         acc=[_acc(m, hh, n) for m, hh, n in zip(agg["mean"], agg.ci, agg.n)]).pivot_table(
+                         acc=_acc_col(agg)).pivot_table(
         index=["network", "model.depth"], columns="norm.name", values="acc", aggfunc="first").reset_index()
     numbers.columns.name = None
     n_min = min(len(acc(n, d)) for n in ("bn", "none") for d in (shallow, deep))
@@ -534,7 +539,7 @@ def inference_statistics(runs: pd.DataFrame) -> Verdict:
     m, h, n = mean_ci(wide.loc[wide.eval_batch == smallest, "diff"])
     outcome = NOT_REPRODUCED if m <= 0 else REPRODUCED if np.isfinite(h) and m - h > 0 else INCONCLUSIVE
     agg = aggregate(long, ["norm.name", "eval_batch", "mode"], "acc")
-    numbers = agg.assign(acc=[_acc(a, b, c) for a, b, c in zip(agg["mean"], agg.ci, agg.n)]).pivot_table(
+    numbers = agg.assign(acc=_acc_col(agg)).pivot_table(
         index=["norm.name", "eval_batch"], columns="mode", values="acc", aggfunc="first").reset_index()
     numbers.columns.name = None
     verdict, pre = _decide(outcome, n, agg["mean"].max(), float(chance(sel).iloc[0]))
