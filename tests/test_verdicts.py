@@ -52,6 +52,20 @@ def runs_batch(bn_small=0.5, gn_small=0.78, seeds=3):
     return pd.DataFrame(rows)
 
 
+def test_small_batch_reference_is_batch_32_not_an_undertrained_largest_batch():
+    """Same epochs for every batch: batch 256 takes few steps and is undertrained. The drop is
+    measured from batch 32 (Wu & He's Fig. 1), so BN losing 20 points from 32 to 2 while GN
+    holds reproduces the claim even though both are worse still at 256."""
+    rng, rows = np.random.default_rng(3), []
+    acc = {("bn", 2): 0.5, ("bn", 32): 0.7, ("bn", 256): 0.3, ("gn", 2): 0.6, ("gn", 32): 0.6, ("gn", 256): 0.2}
+    for (norm, b), a in acc.items():
+        for s in range(3):
+            rows.append(row("batch_size_sweep", norm, s, a + noise(rng), **{"data.batch_size": b}))
+    v = V.small_batch(pd.DataFrame(rows))
+    assert v.verdict == V.REPRODUCED, v.finding
+    assert "from batch 32 to batch 2" in v.finding and "largest batch, 256" in v.finding
+
+
 def runs_init(bn_sensitive=False, seeds=2):
     """init_sweep: none loses accuracy away from scale 1 (and diverges at 10); bn only if bn_sensitive."""
     rng, rows = np.random.default_rng(2), []
