@@ -193,11 +193,19 @@ def load_data(cfg: DataConfig, subset_seed: int = 0) -> TensorData:
         raise DataError(f"data.name={cfg.name!r}: one of synthetic, cifar10, cifar10_folder")
     tr = balanced_subset(data.y_train, cfg.train_subset, subset_seed)
     te = balanced_subset(data.y_test, cfg.test_subset, subset_seed + 1)
-    if tr is not None:
-        data.x_train, data.y_train = data.x_train[tr], data.y_train[tr]
-    if te is not None:
-        data.x_test, data.y_test = data.x_test[te], data.y_test[te]
+    # a fixed random order: an image folder (and a subset of it) comes sorted by class, and
+    # consecutive slices feed the evaluation batches (batch statistics!) and train_eval/*
+    tr = _fixed_order(len(data.y_train) if tr is None else tr, subset_seed + 2)
+    te = _fixed_order(len(data.y_test) if te is None else te, subset_seed + 3)
+    data.x_train, data.y_train = data.x_train[tr], data.y_train[tr]
+    data.x_test, data.y_test = data.x_test[te], data.y_test[te]
     return data
+
+
+def _fixed_order(idx: torch.Tensor | int, seed: int) -> torch.Tensor:
+    """`idx` (or range(idx)) in a random order that depends only on `seed`."""
+    idx = torch.arange(idx) if isinstance(idx, int) else idx
+    return idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed))]
 
 
 # ---------------------------------------------------------------------------- batches

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -249,7 +249,7 @@ def small_batch(runs: pd.DataFrame) -> Verdict:
 def _probe_curves(runs: pd.DataFrame, curves: pd.DataFrame, study: str, prefix: str):
     sel, notes = study_runs(runs, study)
     c = curves[curves.run.isin(sel.run) & curves.metric.str.startswith(prefix)] if len(sel) else curves.iloc[0:0]
-    return sel, with_config(c, sel, ["norm.name", "seed"]), notes
+    return sel, with_config(c, sel, ["norm.name", "seed"] + (["model.name"] if "model.name" in sel else [])), notes
 
 
 ACT_RULE = ("Drift of a layer's activation distribution = the range over training of its 15th, 50th and 85th "
@@ -327,6 +327,27 @@ def _two_sided_compare(per_run: dict[str, pd.DataFrame], lower_is_better: dict[s
     return out, numbers, int(n_min)
 
 
+def _compare_per_model(per: dict[str, pd.DataFrame], sel: pd.DataFrame, lower_is_better: dict[str, bool],
+                       decide: Callable[[dict], str], describe: Callable[[dict], str]):
+    """_two_sided_compare within each model (an mlp's and a ResNet's gradients are not one
+    population). The outcome is the models' common one, else inconclusive; the finding names
+    each model's."""
+    models = sel.groupby("model.name").run if "model.name" in sel else [("", sel.run)]
+    outcomes, tables, findings, n_min = [], [], [], math.inf
+    for model, run_ids in models:
+        per_m = {k: v[v.run.isin(run_ids)] for k, v in per.items()}
+        per_m = {k: v for k, v in per_m.items() if _has_norms(v, ("bn", "none"))}
+        if not per_m:
+            continue
+        res, numbers, n = _two_sided_compare(per_m, lower_is_better)
+        outcomes.append(decide(res))
+        tables.append(numbers.assign(model=model)[["model"] + list(numbers.columns)])
+        findings.append((f"{model}: " if model else "") + describe(res))
+        n_min = min(n_min, n)
+    outcome = outcomes[0] if len(set(outcomes)) == 1 else INCONCLUSIVE
+    return outcome, pd.concat(tables, ignore_index=True), "; ".join(findings) + ".", int(n_min)
+
+
 def ics_gradients(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     claim, title = "ics_gradients", "BN reduces internal covariate shift (Santurkar et al.'s measure)"
     sel, c, notes = _probe_curves(runs, curves, "covariate_shift", "ics/")
@@ -334,16 +355,20 @@ def ics_gradients(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
         return _missing(claim, title, ICS_RULE, "covariate_shift runs with norm=bn and norm=none and the ICS "
                         "probe (`ics/*` rows; `probes=all`)", "covariate_shift", notes)
     per = {"||G - G'||": _per_run_mean(c, "ics/", "l2"), "cos(G, G')": _per_run_mean(c, "ics/", "cos")}
-    res, numbers, n_min = _two_sided_compare(per, {"||G - G'||": True, "cos(G, G')": False})
-    if all(sig for sig, _ in res.values()):
-        outcome = REPRODUCED
-    elif not any(pt for _, pt in res.values()):
-        outcome = NOT_REPRODUCED
-    else:
-        outcome = INCONCLUSIVE
+
+    def decide(res):
+        if all(sig for sig, _ in res.values()):
+            return REPRODUCED
+        return NOT_REPRODUCED if not any(pt for _, pt in res.values()) else INCONCLUSIVE
+
+    def describe(res):
+        better = [k for k, (_, pt) in res.items() if pt]
+        return "BN shows less shift in " + (", ".join(better) if better else "neither measure")
+
+    outcome, numbers, finding, n_min = _compare_per_model(per, sel, {"||G - G'||": True, "cos(G, G')": False},
+                                                          decide, describe)
     verdict, pre = _decide(outcome, n_min)
-    better = [k for k, (_, pt) in res.items() if pt]
-    finding = pre + ("BN shows less shift in " + (", ".join(better) if better else "neither measure") + ".")
+    finding = pre + finding
     return Verdict(claim, title, verdict, ICS_RULE, finding, numbers, notes=notes)
 
 
@@ -360,6 +385,7 @@ def smoother_landscape(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
         return _missing(claim, title, LANDSCAPE_RULE, "covariate_shift runs with norm=bn and norm=none and the "
                         "landscape probe (`landscape/*` rows; `probes=all`)", "covariate_shift", notes)
     wide = c.pivot_table(index=["run", "norm.name", "step"], columns="metric", values="value").reset_index()
+    sel = sel[sel.run.isin(wide.run)]
     per = {}
     if {"landscape/loss_max", "landscape/loss_min"} <= set(wide.columns):
         wide["range"] = wide["landscape/loss_max"] - wide["landscape/loss_min"]
@@ -367,16 +393,19 @@ def smoother_landscape(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     for m, name in (("landscape/grad_pred", "gradient predictiveness"), ("landscape/beta_smooth", "beta-smoothness")):
         if m in wide:
             per[name] = wide.groupby(["run", "norm.name"], as_index=False)[m].mean().rename(columns={m: "value"})
-    res, numbers, n_min = _two_sided_compare(per, {k: True for k in per})
-    if len(res) == 3 and all(sig for sig, _ in res.values()):
-        outcome = REPRODUCED
-    elif not any(pt for _, pt in res.values()):
-        outcome = NOT_REPRODUCED
-    else:
-        outcome = INCONCLUSIVE
+
+    def decide(res):
+        if len(res) == 3 and all(sig for sig, _ in res.values()):
+            return REPRODUCED
+        return NOT_REPRODUCED if not any(pt for _, pt in res.values()) else INCONCLUSIVE
+
+    def describe(res):
+        better = [k for k, (_, pt) in res.items() if pt]
+        return f"BN is smoother in {len(better)} of {len(res)} measures ({', '.join(better) or 'none'})"
+
+    outcome, numbers, finding, n_min = _compare_per_model(per, sel, {k: True for k in per}, decide, describe)
     verdict, pre = _decide(outcome, n_min)
-    better = [k for k, (_, pt) in res.items() if pt]
-    finding = pre + f"BN is smoother in {len(better)} of {len(res)} measures ({', '.join(better) or 'none'})."
+    finding = pre + finding
     return Verdict(claim, title, verdict, LANDSCAPE_RULE, finding, numbers, notes=notes)
 
 

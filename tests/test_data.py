@@ -45,6 +45,23 @@ def test_load_data_applies_subsets():
     assert (len(d.x_train), len(d.x_test)) == (100, 50)
 
 
+def test_load_data_puts_a_class_sorted_folder_in_a_fixed_random_order(tmp_path):
+    """An image folder is read class by class; evaluation batches (batch statistics) and the
+    train_eval slice are consecutive slices, so the loaded order must mix the classes."""
+    write_folder(tmp_path / "d", n_per_class=20)
+    cfg = DataConfig(name="cifar10_folder", root=str(tmp_path / "d"), cache_dir=str(tmp_path / "c"))
+    raw = image_folder_cifar(cfg.root, cfg.cache_dir)
+    assert raw.y_train.tolist() == sorted(raw.y_train.tolist())  # the folder's own order
+    a, b = load_data(cfg), load_data(cfg)
+    for split in ("train", "test"):
+        ya = getattr(a, f"y_{split}")
+        assert ya.tolist() != sorted(ya.tolist())
+        assert torch.equal(ya, getattr(b, f"y_{split}"))  # the same order every time
+        assert sorted(ya.tolist()) == sorted(getattr(raw, f"y_{split}").tolist())  # nothing lost
+    sub = load_data(DataConfig(name="cifar10_folder", root=cfg.root, cache_dir=cfg.cache_dir, train_subset=20))
+    assert sub.y_train.bincount().tolist() == [10, 10] and sub.y_train[:10].unique().numel() == 2
+
+
 def test_augment_is_a_padded_crop_or_its_flip():
     g = torch.Generator().manual_seed(0)
     x = torch.randint(1, 255, (64, 3, 32, 32), dtype=torch.uint8)

@@ -200,6 +200,21 @@ def test_probe_rule_both_ways(check, holds, fails):
     assert bad.verdict == V.NOT_REPRODUCED, bad.finding
 
 
+@pytest.mark.parametrize("check,key", [(V.ics_gradients, "bn_less_ics"), (V.smoother_landscape, "bn_smoother")])
+def test_probe_measures_compared_within_each_model(check, key):
+    """An mlp and a ResNet are two populations: BN better in one and worse in the other is
+    inconclusive, with one row per model, not a pooled mean."""
+    (ra, ca), (rb, cb) = runs_probes(**{key: True}), runs_probes(**{key: False})
+    rename = lambda df: df.assign(run=df.run + "/mlp")  # noqa: E731
+    runs = pd.concat([ra.assign(**{"model.name": "resnet"}), rename(rb).assign(**{"model.name": "mlp"})])
+    v = check(runs, pd.concat([ca, rename(cb)]))
+    assert v.verdict == V.INCONCLUSIVE, v.finding
+    assert set(v.numbers.model) == {"mlp", "resnet"} and "mlp:" in v.finding and "resnet:" in v.finding
+    same = check(pd.concat([ra.assign(**{"model.name": "resnet"}), rename(ra).assign(**{"model.name": "mlp"})]),
+                 pd.concat([ca, rename(ca)]))
+    assert same.verdict == V.REPRODUCED, same.finding
+
+
 ALL_CHECKS = [c[0] for c in CASES]
 
 
