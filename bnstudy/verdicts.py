@@ -578,9 +578,15 @@ def inference_statistics(runs: pd.DataFrame) -> Verdict:
         return _missing(claim, title, INFER_RULE, "runs with both modes at a shared eval batch size", "inference", notes)
     wide["diff"] = wide.running - wide.batch
     smallest = int(wide.eval_batch.min())
-    m, h, n = mean_ci(wide.loc[wide.eval_batch == smallest, "diff"])
+    # the unit of replication is the seed: runs that differ only in norm.momentum train the same
+    # weights (momentum only moves the running estimates), so they are averaged, not counted apart
+    wide = wide.merge(sel[["run", "seed"]], on="run")
+    per_seed = wide[wide.eval_batch == smallest].groupby("seed")["diff"].mean()
+    m, h, n = mean_ci(per_seed)
     outcome = NOT_REPRODUCED if m <= 0 else REPRODUCED if np.isfinite(h) and m - h > 0 else INCONCLUSIVE
-    agg = aggregate(long, ["norm.name", "eval_batch", "mode"], "acc")
+    by_seed = long.groupby(
+        ["norm.name", "eval_batch", "mode", "seed"], as_index=False).acc.mean()
+    agg = aggregate(by_seed, ["norm.name", "eval_batch", "mode"], "acc")
     numbers = agg.assign(acc=_acc_col(agg)).pivot_table(
         index=["norm.name", "eval_batch"], columns="mode", values="acc", aggfunc="first").reset_index()
     numbers.columns.name = None
@@ -588,7 +594,7 @@ def inference_statistics(runs: pd.DataFrame) -> Verdict:
     finding = pre + (f"At evaluation batch {smallest}: running minus batch statistics {100 * m:+.1f}"
                      + (f" ± {100 * h:.1f}" if np.isfinite(h) else "") + " points.")
     if "final.infer/acc_precise" in sel:
-        p = mean_ci(sel.loc[sel["norm.name"] == "bn", "final.infer/acc_precise"])
+        p = mean_ci(sel[sel["norm.name"] == "bn"].groupby("seed")["final.infer/acc_precise"].mean())
         if p[2]:
             finding += f" Precise statistics: {_acc(*p)}."
     return Verdict(claim, title, verdict, INFER_RULE, finding, numbers, notes=notes)

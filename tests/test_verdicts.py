@@ -111,6 +111,16 @@ def runs_infer(batch_stats_penalty=0.3, seeds=3):
     return pd.DataFrame(rows)
 
 
+def test_inference_counts_seeds_not_momentum_copies():
+    """Runs that differ only in BN momentum share their weights: one seed copied over three
+    momenta is still one seed (no verdict), not three."""
+    one = runs_infer(seeds=1)
+    copies = pd.concat([one.assign(run=one.run + f"/m{m}", **{"norm.momentum": m}) for m in (0.01, 0.1, 0.5)])
+    v = V.inference_statistics(copies)
+    assert v.verdict == V.INCONCLUSIVE and "n=1" in v.finding
+    assert V.inference_statistics(runs_infer(seeds=3)).verdict == V.REPRODUCED
+
+
 def runs_shift(bn_drop=0.05, none_drop=0.3, seeds=3):
     rng, rows = np.random.default_rng(6), []
     for (norm, drop), s in itertools.product((("bn", bn_drop), ("none", none_drop), ("gn", 0.02)), range(seeds)):
