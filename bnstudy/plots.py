@@ -585,6 +585,7 @@ def inference_modes(runs: pd.DataFrame) -> Figure:
         for mode, style in (("running", "-"), ("batch", "--")):
             sub = long[(long["norm.name"] == norm) & (long["mode"] == mode)]
             if len(sub):
+                sub = sub.groupby(["eval_batch", "seed"], as_index=False).acc.mean()  # seeds are the replicates
                 _line_ci(ax, aggregate(sub, ["eval_batch"], "acc"), "eval_batch", _color(norm),
                          f"{_label(norm)}, {mode} statistics", scale=PCT, errorbars=True, linestyle=style)
         if "final.infer/acc_precise" in runs:
