@@ -411,7 +411,7 @@ def smoother_landscape(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
 
 # ---------------------------------------------------------------- regularization
 
-REG_RULE = ("Gap = final train accuracy (last logged window, train mode, augmented batches) minus final test "
+REG_RULE = ("Gap = final train accuracy (last logged window, train mode, on the training batches as fed: augmented where the study augments) minus final test "
             "accuracy, without dropout. Reproduced: BN's gap is smaller than none's beyond the 95% CI of the "
             "difference, and adding dropout to BN does not raise its test accuracy beyond the CI (BN reduces the "
             "need for dropout; Ioffe & Szegedy 2015, Sec. 3.4); not reproduced: BN's gap is >= none's, or "
