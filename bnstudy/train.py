@@ -249,7 +249,7 @@ def train(model: nn.Module, data: TensorData, optimizer: torch.optim.Optimizer, 
             t_last = now
             bar.update(1)
 
-            if step % trainer.log_every == 0 or step == total_steps:
+            if due_log:
                 train_loss = loss_sum.item() / seen
                 train_acc = correct_sum.item() / (seen * batch_size)
                 metrics.log(step, step / steps_per_epoch, {"train/loss": train_loss, "train/acc": train_acc, "train/lr": lr})
@@ -258,12 +258,12 @@ def train(model: nn.Module, data: TensorData, optimizer: torch.optim.Optimizer, 
                 bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{train_acc:.3f}", lr=f"{lr:.3g}")
                 if not show_bar:
                     log.info(f"step {step}/{total_steps} train/loss {train_loss:.4f} train/acc {train_acc:.4f} lr {lr:.4g}")
-            if trainer.eval_every is not None and step % trainer.eval_every == 0:
+            if due_eval:
                 run_eval(step)
                 t_last = time.perf_counter()  # evaluation is not training time
             if step >= total_steps:
                 break
-            if trainer.checkpoint_every and step % trainer.checkpoint_every == 0 and i + 1 < steps_per_epoch:
+            if due_ckpt and i + 1 < steps_per_epoch:
                 save_checkpoint(epoch_state, i + 1)
                 t_last = time.perf_counter()
         skip_batches = 0
