@@ -14,7 +14,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from .config import ConfigError, register_configs, to_config
+from .config import CONF_DIR, ConfigError, register_configs, to_config
 from .data import DataError
 
 EXIT_FAILED, EXIT_CONFIG, EXIT_DATA, EXIT_INTERRUPTED = 1, 2, 3, 130
@@ -41,8 +41,6 @@ def _fail(code: int, message: str) -> None:
 register_configs()
 
 
-# conf/ lives at the repository root, beside the package (an editable install: pip install -e .)
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def _share_resources(cfg) -> None:
@@ -63,7 +61,7 @@ def _share_resources(cfg) -> None:
         cfg.device = f"cuda:{int(hc.job.num) % torch.cuda.device_count()}"
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def hydra_run(dcfg: DictConfig) -> dict:
     from .run import RunFolderError, run
     from .runfolder import RunBusy

@@ -1,16 +1,20 @@
 """Config schema: dataclasses registered with Hydra's ConfigStore, plus value checks.
 
-The YAML files under conf/ supply values; these dataclasses say which keys exist and
+The YAML files under bnstudy/conf/ supply values; these dataclasses say which keys exist and
 their types, so a typo fails at composition. `validate` then checks what types
 cannot (ranges, names, combinations) and raises ConfigError naming the key.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
+
+# The YAML config groups ship inside the package, so a wheel install finds them too.
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
 @dataclass
@@ -188,7 +192,7 @@ class Config:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    study: str = "run"  # the named study this run belongs to (set by conf/exp/*)
+    study: str = "run"  # the named study this run belongs to (set by bnstudy/conf/exp/*)
     rerun: bool = False  # recompute a finished run (its earlier files move to attempts/)
 
 

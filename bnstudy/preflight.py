@@ -1,4 +1,4 @@
-"""Checks that run before any training (a Hydra callback, conf/config.yaml: hydra.callbacks).
+"""Checks that run before any training (a Hydra callback, bnstudy/conf/config.yaml: hydra.callbacks).
 
 A typo'd value at run 17 of a sweep should fail in the first second, not after an hour:
 before a multirun starts, every value each swept key will take is checked against the
@@ -17,9 +17,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from .config import Config, ConfigError, to_config
+from .config import CONF_DIR, Config, ConfigError, to_config
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
 def _fail(code: int, message: str) -> None:

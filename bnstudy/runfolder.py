@@ -2,7 +2,7 @@
 start it afresh when it failed, and never let two processes work in it at once.
 
 Hydra does not resume a multirun, so bnstudy does it per run: a study's run folders are
-named by their overrides (conf/config.yaml), and `claim` decides what to do with one.
+named by their overrides (bnstudy/conf/config.yaml), and `claim` decides what to do with one.
 """
 from __future__ import annotations
 

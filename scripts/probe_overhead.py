@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
-from bnstudy.cli import CONF_DIR
+from bnstudy.config import CONF_DIR
 from bnstudy.config import Config, register_configs, to_config
 from bnstudy.data import load_data
 from bnstudy.models import build_model
@@ -91,7 +91,7 @@ def main() -> None:
     args = ap.parse_args()
 
     register_configs()
-    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         every = to_config(compose("config", overrides=["probes=all"])).probes
         variants = {
             "none": ["probes=none"],
