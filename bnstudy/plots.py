@@ -20,7 +20,7 @@ from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from .results import aggregate, steps_column, thresholds
+from .results import SKIPINIT, aggregate, steps_column, thresholds, variant_names
 
 STYLE = {
     "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
@@ -56,6 +56,8 @@ def _norms(df: pd.DataFrame) -> list[str]:
 
 
 def _label(norm: str) -> str:
+    if norm.endswith(SKIPINIT):  # a variant name (results.variant_names)
+        return _label(norm[: -len(SKIPINIT)]) + SKIPINIT
     return NORM_LABELS.get(norm, norm)
 
 
@@ -465,11 +467,13 @@ def loss_landscape(curves: pd.DataFrame) -> Figure:
 
 @figure
 def init_heatmap(runs: pd.DataFrame) -> Figure:
-    """Final test accuracy over init scheme x init scale, one panel per norm."""
+    """Final test accuracy over init scheme x init scale, one panel per norm (and per SkipInit
+    variant where model.skipinit was swept: never pooled with the plain network)."""
     _need(runs, ["norm.name", "init.name", "init.scale", "final_acc"], "accuracy over initializations")
     if runs.groupby(["init.name", "init.scale"]).ngroups < 2:
         raise NotDrawn("accuracy over initializations: fewer than 2 (scheme, scale) cells")
-    norms = _norms(runs)
+    runs = runs.assign(variant=variant_names(runs))
+    norms = [v for n in _norms(runs) for v in sorted(runs.loc[runs["norm.name"] == n, "variant"].unique())]
     names = sorted(runs["init.name"].dropna().unique())
     scales = sorted(runs["init.scale"].dropna().unique())
     fig = Figure(figsize=(1.0 + (0.9 * len(scales) + 1.0) * len(norms), 0.5 * len(names) + 1.6), layout="constrained")
@@ -477,7 +481,7 @@ def init_heatmap(runs: pd.DataFrame) -> Figure:
     chance = 100.0 / float(runs.get("model.num_classes", pd.Series([10])).dropna().iloc[0])
     im = None
     for ax, norm in zip(axes, norms):
-        sub = runs[runs["norm.name"] == norm]
+        sub = runs[runs.variant == norm]
         agg = aggregate(sub, ["init.name", "init.scale"], "final_acc")
         grid = agg.pivot(index="init.name", columns="init.scale", values="mean").reindex(index=names, columns=scales) * PCT
         div = sub[sub.status == "diverged"].groupby(["init.name", "init.scale"]).size()

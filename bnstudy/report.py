@@ -228,6 +228,11 @@ def _unfinished(runs: pd.DataFrame) -> pd.DataFrame:
 
 def build(res: Results, checks: dict, figs: dict, sources: Sequence[str]) -> list[Block]:
     runs = res.runs
+    # a claim whose study has no run folder here gets one line, not a section: a report of
+    # one study speaks of that study's claims
+    present = set(runs.get("study", pd.Series(dtype=str)).dropna())
+    shown = [c for c in CLAIMS if c.study in present] or CLAIMS
+    absent = [c for c in CLAIMS if c not in shown]
     blocks: list[Block] = [("h1", "BatchNorm claims: what these runs show")]
     version = ", ".join(sorted(map(str, runs.get("git_commit", pd.Series(dtype=str)).dropna().unique()))) or "unknown"
     blocks.append(("p", f"Made by `python -m bnstudy report {' '.join(map(str, sources))}` on "
@@ -236,7 +241,10 @@ def build(res: Results, checks: dict, figs: dict, sources: Sequence[str]) -> lis
     blocks.append(("table", _status_table(runs)))
     blocks.append(("h2", "Summary"))
     blocks.append(("table", pd.DataFrame([{"claim": c.title, "check": v.title, "verdict": v.verdict}
-                                          for c in CLAIMS for v in checks[c.key]])))
+                                          for c in shown for v in checks[c.key]])))
+    if absent:
+        blocks.append(("p", "Not tested here (no runs of their study among these folders): " + "; ".join(
+            f"{c.title.lower()} (`python -m bnstudy run +exp={c.study}`)" for c in absent) + "."))
     blocks.append(("p", "How to read it: numbers are means over seeds with a 95% Student-t interval "
                         "(`mean ± half-width (n=seeds)`; with one seed, no interval). A diverged run counts as "
                         "chance accuracy. Each verdict follows the rule printed beside it; a verdict needs "
@@ -244,7 +252,7 @@ def build(res: Results, checks: dict, figs: dict, sources: Sequence[str]) -> lis
                         f"{100 * V.TRAINED_MARGIN:.0f} points above chance; otherwise it is inconclusive. "
                         "Only finished runs (completed or diverged) enter the numbers; each study is read at its "
                         "largest scale present."))
-    for i, claim in enumerate(CLAIMS, 1):
+    for i, claim in enumerate(shown, 1):
         blocks.append(("h2", f"{i}. {claim.title}"))
         blocks.append(("p", f"*Claim.* {claim.statement}"))
         for v in checks[claim.key]:
@@ -272,7 +280,8 @@ def build(res: Results, checks: dict, figs: dict, sources: Sequence[str]) -> lis
     if res.skipped:
         blocks.append(("p", "Unreadable run folders:"))
         blocks.append(("list", [f"`{d}`: {why}" for d, why in res.skipped]))
-    not_drawn = [f"`{n}`: {why}" for n, why in figs.items() if not isinstance(why, Figure)]
+    not_drawn = [f"`{n}`: {why}" for n, why in figs.items()
+                 if not isinstance(why, Figure) and FIGURE_STUDY[n] in {c.study for c in shown}]
     if not_drawn:
         blocks.append(("p", "Figures not drawn:"))
         blocks.append(("list", not_drawn))

@@ -153,6 +153,16 @@ def load(paths: Sequence[Path]) -> Results:
     return Results(runs, curves, skipped)
 
 
+SKIPINIT = " + SkipInit"
+
+
+def variant_names(runs: pd.DataFrame) -> pd.Series:
+    """Each run's norm name, with ' + SkipInit' where it used model.skipinit: a different
+    network, so a population of its own in every comparison and figure."""
+    skip = runs["model.skipinit"].fillna(False).astype(bool) if "model.skipinit" in runs else False
+    return runs["norm.name"] + np.where(skip, SKIPINIT, "")
+
+
 def with_config(curves: pd.DataFrame, runs: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """Curves rows with the named config columns of their run attached (for plots and verdicts)."""
     cols = ["run"] + [c for c in columns if c in runs.columns and c != "run"]

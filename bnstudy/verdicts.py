@@ -20,8 +20,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from .results import (aggregate, chance, diff_ci, fmt_ci, mean_ci, steps_column, study_runs,
-                      thresholds, with_config)
+from .results import (SKIPINIT, aggregate, chance, diff_ci, fmt_ci, mean_ci, steps_column, study_runs,
+                      thresholds, variant_names, with_config)
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 MISSING = "not tested (runs missing)"
@@ -470,9 +470,11 @@ def regularization(runs: pd.DataFrame) -> Verdict:
 # ---------------------------------------------------------------- initialization
 
 INIT_RULE = ("Over the init cells (scheme x scale, and zero_init_residual where swept) both norms ran: "
-             "dependence = best minus worst cell's mean final accuracy (diverged = chance). Reproduced: BN's "
-             "dependence is at most half of none's and BN's worst cell beats none's worst; not reproduced: BN's "
-             "dependence is >= none's; inconclusive: otherwise, or none trains in no cell (> chance + 5 points).")
+             "dependence = best minus worst cell's mean final accuracy (diverged = chance). BN and none are "
+             "compared without SkipInit (model.skipinit=false) when both ran so; SkipInit variants are their own "
+             "populations, reported beside, never pooled. Reproduced: BN's dependence is at most half of none's "
+             "and BN's worst cell beats none's worst; not reproduced: BN's dependence is >= none's; inconclusive: "
+             "otherwise, or none trains in no cell (> chance + 5 points).")
 
 
 def init_robustness(runs: pd.DataFrame) -> Verdict:
@@ -482,31 +484,41 @@ def init_robustness(runs: pd.DataFrame) -> Verdict:
     if not _has_norms(sel, ("bn", "none")) or not keys:
         return _missing(claim, title, INIT_RULE, "finished init_sweep runs with norm=bn and norm=none over >= 2 "
                         "init settings", "init_sweep", notes)
-    agg = aggregate(sel, ["norm.name"] + keys, "final_acc")
-    cells = [set(map(tuple, agg.loc[agg["norm.name"] == n, keys].to_numpy())) for n in ("bn", "none")]
-    shared = cells[0] & cells[1]
-    if len(shared) < 2:
+    sel = sel.assign(variant=variant_names(sel))
+    agg = aggregate(sel, ["variant"] + keys, "final_acc")
+    cells = {v: set(map(tuple, g[keys].to_numpy())) for v, g in agg.groupby("variant")}
+    pairs = [(f"bn{x}", f"none{x}") for x in ("", SKIPINIT) if {f"bn{x}", f"none{x}"} <= set(cells)]
+    pairs = [(b, n) for b, n in pairs if len(cells[b] & cells[n]) >= 2]
+    if not pairs:
         return _missing(claim, title, INIT_RULE, ">= 2 init settings run with both bn and none", "init_sweep", notes)
+    bn_v, none_v = pairs[0]  # without SkipInit where both ran so
+    shared = cells[bn_v] & cells[none_v]
     agg = agg[[tuple(r) in shared for r in agg[keys].to_numpy()]]
-    stats = {n: agg.loc[agg["norm.name"] == n, "mean"] for n in ("bn", "none")}
-    dep = {n: float(s.max() - s.min()) for n, s in stats.items()}
-    worst = {n: float(s.min()) for n, s in stats.items()}
+    stats = {v: g["mean"] for v, g in agg.groupby("variant")}
+    dep = {v: float(s.max() - s.min()) for v, s in stats.items()}
+    worst = {v: float(s.min()) for v, s in stats.items()}
     c = float(chance(sel).iloc[0])
-    if stats["none"].max() <= c + 0.05:
+    if stats[none_v].max() <= c + 0.05:
         outcome = INCONCLUSIVE
-    elif dep["bn"] >= dep["none"]:
+    elif dep[bn_v] >= dep[none_v]:
         outcome = NOT_REPRODUCED
-    elif dep["bn"] <= 0.5 * dep["none"] and worst["bn"] > worst["none"]:
+    elif dep[bn_v] <= 0.5 * dep[none_v] and worst[bn_v] > worst[none_v]:
         outcome = REPRODUCED
     else:
         outcome = INCONCLUSIVE
     numbers = agg.assign(acc=_acc_col(agg)).pivot_table(
-        index=keys, columns="norm.name", values="acc", aggfunc="first").reset_index()
+        index=keys, columns="variant", values="acc", aggfunc="first").reset_index()
     numbers.columns.name = None
-    verdict, pre = _decide(outcome, int(agg.n.min()))
-    finding = pre + (f"Dependence (best - worst cell): bn {100 * dep['bn']:.1f}, none {100 * dep['none']:.1f} points; "
-                     f"worst cell: bn {_pct(worst['bn'])}, none {_pct(worst['none'])}.")
-    if stats["none"].max() <= c + 0.05:
+    compared = agg[agg.variant.isin([bn_v, none_v])]
+    verdict, pre = _decide(outcome, int(compared.n.min()))
+    finding = pre + (f"Dependence (best - worst cell): {bn_v} {100 * dep[bn_v]:.1f}, {none_v} "
+                     f"{100 * dep[none_v]:.1f} points; worst cell: {bn_v} {_pct(worst[bn_v])}, {none_v} "
+                     f"{_pct(worst[none_v])}.")
+    others = [v for v in sorted(stats) if v not in (bn_v, none_v)]
+    if others:
+        finding += " Beside them (not in the verdict): " + "; ".join(
+            f"{v} dependence {100 * dep[v]:.1f}, worst {_pct(worst[v])}" for v in others) + "."
+    if stats[none_v].max() <= c + 0.05:
         finding += " Without normalization no cell trained above chance: nothing to compare."
     return Verdict(claim, title, verdict, INIT_RULE, finding, numbers, notes=notes)
 

@@ -279,3 +279,20 @@ def test_nets_that_did_not_train_give_no_verdict():
     runs["final_acc"] = 0.1  # everything at chance: "BN is no better" would be a guess
     v = V.deep_trainability(runs)
     assert v.verdict == V.INCONCLUSIVE and "above chance" in v.finding
+
+
+def test_init_skipinit_is_its_own_population_not_pooled():
+    """SkipInit rescues the unnormalized net at every init. Pooled with plain none, it would
+    make none look init-robust; as its own population the plain comparison still holds,
+    and SkipInit's numbers are reported beside it."""
+    plain = runs_init()
+    rescued = plain[plain["norm.name"] == "none"].assign(**{"model.skipinit": True, "final_acc": 0.78,
+                                                              "status": "completed"})
+    rescued["run"] = rescued.run + "/skipinit"
+    v = V.init_robustness(pd.concat([plain.assign(**{"model.skipinit": False}), rescued]))
+    assert v.verdict == V.REPRODUCED, v.finding
+    assert "none + SkipInit dependence 0.0" in v.finding
+    assert {"bn", "none", "none + SkipInit"} <= set(v.numbers.columns)
+    only_skip = V.init_robustness(pd.concat([plain[plain["norm.name"] == "bn"].assign(**{"model.skipinit": True}),
+                                             rescued]))
+    assert only_skip.verdict == V.NOT_REPRODUCED and "bn + SkipInit" in only_skip.finding
