@@ -103,9 +103,12 @@ def analyse(cmd: str, args: list[str]) -> None:
     out = a.out or a.sweep_dirs[0] / "report"
     try:
         if cmd == "report":
-            for checks in report.report(a.sweep_dirs, out).values():
+            shown = report.report(a.sweep_dirs, out)
+            for checks in shown.values():
                 for v in checks:
                     print(f"{v.verdict:>26}  {v.title}")
+            if len(shown) < len(report.CLAIMS):
+                print(f"{len(report.CLAIMS) - len(shown)} other claims not tested here (no runs of their study)")
             print(f"wrote {out / 'report.md'} and {out / 'report.html'}")
         else:
             drawn = [p for p in report.plot(a.sweep_dirs, out).values() if isinstance(p, Path)]

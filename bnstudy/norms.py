@@ -45,11 +45,16 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
 
 
 class NoisyBatchNorm2d(nn.BatchNorm2d):
-    """BatchNorm followed, in training only, by a random per-channel scale and shift drawn
-    anew at every step: covariate shift injected on purpose (the "noisy BN" control of
+    """BatchNorm followed, in training, by a random per-channel scale and shift drawn anew
+    at every step: covariate shift injected on purpose (the "noisy BN" control of
     Santurkar et al. 2018, Sec. 2.1). scale ~ U(1, noise_scale), shift ~ U(-noise_shift,
     noise_shift). The draws come from the module's own generator, seeded by `seed`, so
-    they do not consume the global RNG."""
+    they do not consume the global RNG.
+
+    In eval mode the noise is replaced by its mean, as inverted dropout does: scale
+    (1 + noise_scale) / 2, shift 0. The layers after it were trained on activations scaled
+    by 1.25 on average (noise_scale 1.5); dropping the scale at test time compounds over
+    the depth (ResNet-20: 15% eval-mode accuracy where batch statistics gave 30%)."""
 
     def __init__(self, num_features: int, noise_shift: float, noise_scale: float, seed: int = 0, **kw):
         super().__init__(num_features, **kw)
@@ -60,7 +65,7 @@ class NoisyBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = super().forward(x)
         if not self.training:
-            return y
+            return y * ((1 + self.noise_scale) / 2)
         c = self.num_features
         scale = 1 + (self.noise_scale - 1) * torch.rand(c, generator=self.generator)
         shift = self.noise_shift * (2 * torch.rand(c, generator=self.generator) - 1)

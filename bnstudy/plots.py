@@ -612,35 +612,56 @@ def shift_column(runs: pd.DataFrame) -> Optional[str]:
     return cands[0] if cands else None
 
 
+def is_on_off(values: pd.Series) -> bool:
+    """A swept switch (e.g. data.intensity_shift false/true) rather than a magnitude."""
+    return pd.api.types.is_bool_dtype(values) or set(values.dropna().unique()) <= {0, 1}
+
+
+def _clean_vs_shifted_bars(ax, r: pd.DataFrame, norms: Sequence[str]) -> None:
+    for k, (col_, hatch) in enumerate((("final.test/acc", ""), ("final.test_shifted/acc", "//"))):
+        agg = aggregate(r, ["norm.name"], col_).set_index("norm.name").reindex(norms)
+        xs = np.arange(len(norms)) + (k - 0.5) * 0.38
+        m, ci = agg["mean"].to_numpy(float) * PCT, agg["ci"].fillna(0).to_numpy(float) * PCT
+        yerr = np.nan_to_num(np.vstack([np.minimum(ci, m), np.minimum(ci, PCT - m)]))  # within 0-100%
+        ax.bar(xs, m, width=0.36, yerr=yerr, capsize=3,
+               color=[_color(n) for n in norms], hatch=hatch, edgecolor="white", alpha=1.0 if k == 0 else 0.55)
+    ax.set_xticks(range(len(norms)), [_label(n) for n in norms])
+    ax.set_xlabel("normalization")
+
+
 @figure
 def intensity_shift(runs: pd.DataFrame) -> Figure:
-    """Clean vs intensity-shifted test accuracy per norm (vs the shift, when it was swept)."""
+    """Clean vs intensity-shifted test accuracy per norm: bars (one panel per setting where a
+    shift in training was switched on and off), or lines vs the shift's size where swept."""
     _need(runs, ["norm.name", "final.test/acc", "final.test_shifted/acc"], "intensity shift")
     r = runs[runs.status == "completed"].copy()
-    fig = Figure(figsize=(5.2, 3.6), layout="constrained")
-    ax = fig.subplots()
-    col = shift_column(r)
-    if col:
-        for norm in _norms(r):
+    col, norms = shift_column(r), _norms(r)
+    if col and not is_on_off(r[col]):
+        fig = Figure(figsize=(5.2, 3.6), layout="constrained")
+        ax = fig.subplots()
+        for norm in norms:
             sub = r[r["norm.name"] == norm]
-            _line_ci(ax, aggregate(sub, [col], "final.test_shifted/acc"), col, _color(norm),
-                     f"{_label(norm)}, shifted", scale=PCT, errorbars=True)
+            for metric, style, what in (("final.test/acc", "-", "clean"), ("final.test_shifted/acc", "--", "shifted")):
+                _line_ci(ax, aggregate(sub, [col], metric), col, _color(norm), f"{_label(norm)}, {what}",
+                         scale=PCT, errorbars=True, linestyle=style)
         ax.set_xlabel(col)
-    else:
-        norms = _norms(r)
-        for k, (col_, name, hatch) in enumerate((("final.test/acc", "clean", ""), ("final.test_shifted/acc", "shifted", "//"))):
-            agg = aggregate(r, ["norm.name"], col_).set_index("norm.name").reindex(norms)
-            xs = np.arange(len(norms)) + (k - 0.5) * 0.38
-            ax.bar(xs, agg["mean"] * PCT, width=0.36, yerr=(agg["ci"].fillna(0) * PCT), capsize=3,
-                   color=[_color(n) for n in norms], hatch=hatch, edgecolor="white", alpha=1.0 if k == 0 else 0.55)
-        ax.set_xticks(range(len(norms)), [_label(n) for n in norms])
-        ax.set_xlabel("normalization")
-        # the bars take each norm's colour; the legend shows only what the hatching means
-        ax.bar([0], [0], color="0.35", label="clean test images")
-        ax.bar([0], [0], color="0.35", alpha=0.55, hatch="//", edgecolor="white", label="shifted test images")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"Robustness to an intensity shift of the test images\n{_caption_n(r)}", fontsize=9)
-    ax.legend(loc="best")
+        ax.set_ylabel("test accuracy (%)")
+        ax.legend(loc="best", fontsize=7)
+        ax.set_title(f"Robustness to an intensity shift of the test images\n{_caption_n(r)}", fontsize=9)
+        return fig
+    panels = [(r[r[col].astype(bool) == on], f"trained {'with random shifts' if on else 'on clean images'}")
+              for on in (False, True) if (r[col].astype(bool) == on).any()] if col else [(r, "")]
+    fig = Figure(figsize=(1.2 + 3.4 * len(panels), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
+    for ax, (sub, title) in zip(axes, panels):
+        _clean_vs_shifted_bars(ax, sub, norms)
+        ax.set_title(title, fontsize=9)
+    axes[0].set_ylabel("test accuracy (%)")
+    # the bars take each norm's colour; the legend shows only what the hatching means
+    axes[0].bar([0], [0], color="0.35", label="clean test images")
+    axes[0].bar([0], [0], color="0.35", alpha=0.55, hatch="//", edgecolor="white", label="shifted test images")
+    axes[0].legend(loc="best", fontsize=7)
+    fig.suptitle(f"Robustness to an intensity shift of the test images ({_caption_n(r)})", fontsize=9)
     return fig
 
 

@@ -226,12 +226,16 @@ def _unfinished(runs: pd.DataFrame) -> pd.DataFrame:
     return u[cols].assign(status=u.status, why=why.str.slice(0, 120)).reset_index(drop=True)
 
 
+def shown_claims(runs: pd.DataFrame) -> list[Claim]:
+    """The claims whose study has run folders here (all of them when none has): a claim of
+    another study gets one line in the report, not a section."""
+    present = set(runs.get("study", pd.Series(dtype=str)).dropna())
+    return [c for c in CLAIMS if c.study in present] or list(CLAIMS)
+
+
 def build(res: Results, checks: dict, figs: dict, sources: Sequence[str]) -> list[Block]:
     runs = res.runs
-    # a claim whose study has no run folder here gets one line, not a section: a report of
-    # one study speaks of that study's claims
-    present = set(runs.get("study", pd.Series(dtype=str)).dropna())
-    shown = [c for c in CLAIMS if c.study in present] or CLAIMS
+    shown = shown_claims(runs)
     absent = [c for c in CLAIMS if c not in shown]
     blocks: list[Block] = [("h1", "BatchNorm claims: what these runs show")]
     version = ", ".join(sorted(map(str, runs.get("git_commit", pd.Series(dtype=str)).dropna().unique()))) or "unknown"
@@ -305,7 +309,8 @@ def plot(sources: Sequence[Path], out: Path) -> dict[str, Union[Path, str]]:
 
 
 def report(sources: Sequence[Path], out: Path) -> dict[str, list[V.Verdict]]:
-    """Tables, figures, report.md and report.html into `out`; returns the verdicts."""
+    """Tables, figures, report.md and report.html into `out`; returns the verdicts of the
+    claims whose study is among the runs."""
     out = Path(out)
     res = load(sources)
     write_tables(res, out)
@@ -315,4 +320,4 @@ def report(sources: Sequence[Path], out: Path) -> dict[str, list[V.Verdict]]:
     blocks = build(res, checks, figs, sources)
     (out / "report.md").write_text(to_markdown(blocks))
     (out / "report.html").write_text(to_html(blocks, out / "figures", "BatchNorm claims report"))
-    return checks
+    return {c.key: checks[c.key] for c in shown_claims(res.runs)}

@@ -41,7 +41,7 @@ def test_ghost_bn_with_a_small_batch_is_bn():
     assert torch.allclose(GhostBatchNorm2d(3, 16)(x), nn.BatchNorm2d(3)(x))
 
 
-def test_noisy_bn_shift_and_scale_change_every_step_but_not_in_eval():
+def test_noisy_bn_noise_changes_every_step_and_is_its_mean_in_eval():
     noisy = NoisyBatchNorm2d(6, noise_shift=0.5, noise_scale=1.5, seed=0)
     clean = nn.BatchNorm2d(6)
     x = torch.randn(16, 6, 4, 4)
@@ -57,7 +57,8 @@ def test_noisy_bn_shift_and_scale_change_every_step_but_not_in_eval():
     assert (y1.mean((0, 2, 3)) - b1).abs().max() < 1e-4
     noisy.eval(); clean.eval()
     clean.load_state_dict(noisy.state_dict())
-    assert torch.equal(noisy(x), clean(x))
+    # eval: no draw, the noise's mean (scale (1 + 1.5) / 2, shift 0), like inverted dropout
+    assert torch.allclose(noisy(x), 1.25 * clean(x)) and torch.equal(noisy(x), noisy(x))
 
 
 def test_noisy_bn_layers_have_distinct_reproducible_streams():

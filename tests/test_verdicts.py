@@ -296,3 +296,17 @@ def test_init_skipinit_is_its_own_population_not_pooled():
     only_skip = V.init_robustness(pd.concat([plain[plain["norm.name"] == "bn"].assign(**{"model.skipinit": True}),
                                              rescued]))
     assert only_skip.verdict == V.NOT_REPRODUCED and "bn + SkipInit" in only_skip.finding
+
+
+def test_intensity_verdict_reads_the_nets_trained_on_clean_images():
+    """Where a shift in training is switched on and off, the verdict compares the nets trained
+    on clean images (the claim: a shift between training and test). A net trained with the
+    shift that barely learned has nothing to lose and must not decide it."""
+    clean = runs_shift().assign(**{"data.intensity_shift": False})
+    trained = runs_shift(bn_drop=0.05, none_drop=0.0).assign(**{"data.intensity_shift": True})
+    trained.loc[trained["norm.name"] == "none", ["final.test/acc", "final.test_shifted/acc"]] = 0.15
+    trained["run"] = trained.run + "/on"
+    v = V.intensity_robustness(pd.concat([clean, trained]))
+    assert v.verdict == V.REPRODUCED, v.finding
+    assert "Trained with the shift: none's drop minus BN's -" in v.finding
+    assert any("trained on clean images" in n for n in v.notes)
