@@ -559,7 +559,8 @@ def deep_trainability(runs: pd.DataFrame) -> Verdict:
         index=["network", "model.depth"], columns="norm.name", values="acc", aggfunc="first").reset_index()
     numbers.columns.name = None
     n_min = min(len(acc(n, d)) for n in ("bn", "none") for d in (shallow, deep))
-    verdict, pre = _decide(outcome, n_min, sub.groupby(["norm.name", "model.depth"]).final_acc.mean().max(),
+    # the advantage is read at the deepest depth: if neither norm trained there, it says nothing
+    verdict, pre = _decide(outcome, n_min, max(acc("bn", deep).mean(), acc("none", deep).mean()),
                            float(chance(sel).iloc[0]))
     finding = pre + (f"{kind.capitalize()} nets at depth {deep}: BN minus none {100 * adv:+.1f}"
                      + (f" ± {100 * h:.1f}" if np.isfinite(h) else "") + " points; accuracy lost from depth "

@@ -310,3 +310,13 @@ def test_intensity_verdict_reads_the_nets_trained_on_clean_images():
     assert v.verdict == V.REPRODUCED, v.finding
     assert "Trained with the shift: none's drop minus BN's -" in v.finding
     assert any("trained on clean images" in n for n in v.notes)
+
+
+def test_depth_verdict_needs_a_net_that_trained_at_the_deepest_depth():
+    """Both norms at chance at the deepest depth: the advantage there (0) says nothing, even
+    though the shallow nets trained."""
+    runs = runs_depth()
+    deep = runs["model.depth"] == runs["model.depth"].max()
+    runs.loc[deep, "final_acc"] = 0.1
+    v = V.deep_trainability(runs)
+    assert v.verdict == V.INCONCLUSIVE and "No compared cell trained" in v.finding, v.finding
