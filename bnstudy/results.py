@@ -196,7 +196,7 @@ def study_runs(runs: pd.DataFrame, study: str) -> tuple[pd.DataFrame, list[str]]
     if len(unfinished):
         counts = ", ".join(f"{n} {s}" for s, n in unfinished.status.value_counts().items())
         notes.append(f"left out {len(unfinished)} unfinished runs ({counts}); the verdict may change when they finish")
-    return sel[sel.status.isin(FINISHED)], notes
+    return sel[sel.status.isin(FINISHED)].copy(), notes
 
 
 # ---------------------------------------------------------------- statistics over seeds

@@ -1,0 +1,46 @@
+"""The verdicts in results/README.md follow from the published tables: recompute each study's
+verdicts from its committed runs.csv (and curves.csv.gz where a check reads probe curves)."""
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+
+from bnstudy import report
+from bnstudy.results import Results
+from conftest import REPO
+
+RESULTS = REPO / "results"
+
+
+def readme_verdicts() -> dict[str, list[str]]:
+    """study -> the verdict column of its rows in results/README.md's table, in order."""
+    out: dict[str, list[str]] = {}
+    study = None
+    for line in (RESULTS / "README.md").read_text().splitlines():
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]  # \| is a literal bar
+        if len(cells) != 5 or not line.startswith("| ") or cells[0] in ("study", "---"):
+            continue
+        m = re.match(r"\[(\w+)\]", cells[0])
+        study = m.group(1) if m else study
+        out.setdefault(study, []).append(re.sub(r"\*\*|\(.*?\)", "", cells[3]).strip())
+    return out
+
+
+PUBLISHED = readme_verdicts()
+
+
+def test_every_study_is_in_the_summary():
+    assert set(PUBLISHED) == {c.study for c in report.CLAIMS}
+
+
+@pytest.mark.parametrize("study", sorted(PUBLISHED))
+def test_summary_verdicts_follow_from_the_published_runs(study):
+    runs = pd.read_csv(RESULTS / study / "runs.csv")
+    curves_path = RESULTS / study / "curves.csv.gz"
+    curves = pd.read_csv(curves_path) if curves_path.exists() else pd.DataFrame(
+        columns=["step", "epoch", "metric", "value", "source", "run"])
+    checks = report.run_checks(Results(runs, curves, []))
+    computed = [v.verdict for c in report.CLAIMS if c.study == study for v in checks[c.key]]
+    assert PUBLISHED[study] == computed
