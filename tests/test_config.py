@@ -47,6 +47,19 @@ def test_scale_full_is_the_paper_recipe():
     assert cfg.scale.seeds.count(",") >= 2  # >= 3 seeds
 
 
+def test_probe_cadence_is_sparser_at_full_scale_and_off_stays_off():
+    """64k steps at scale=full: the default probes fire 10x less often than at cpu, so
+    probes.csv stays a few MB a run; probes=none stays off at every scale."""
+    cpu, full = compose_config(["scale=cpu"]).probes, compose_config(["scale=full"]).probes
+    assert (cpu.activations.every, cpu.gradients.every, cpu.bn.every) == (200, 50, 200)
+    assert (full.activations.every, full.gradients.every, full.bn.every, full.sigprop.every) == (2000, 500, 2000, 2000)
+    assert compose_config(["scale=full", "probes=all"]).probes.ics.every == 1000
+    off = compose_config(["scale=full", "probes=none"]).probes
+    assert off.activations.every is None and off.gradients.every is None
+    # a study's own cadence still wins (covariate_shift probes activations densely)
+    assert compose_config(["+exp=covariate_shift", "scale=full"]).probes.activations.every != 2000
+
+
 def test_command_line_group_choice_beats_scale_default():
     assert compose_config(["scale=full", "schedule=cosine"]).schedule.name == "cosine"
 
