@@ -41,8 +41,6 @@ def _fail(code: int, message: str) -> None:
 register_configs()
 
 
-
-
 def _share_resources(cfg) -> None:
     """Under a parallel launcher (joblib), give each job its share of the CPU cores, so jobs
     do not oversubscribe them, and on a multi-GPU machine a GPU of its own."""

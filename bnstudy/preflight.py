@@ -20,7 +20,6 @@ from omegaconf import DictConfig, OmegaConf
 from .config import CONF_DIR, Config, ConfigError, to_config
 
 
-
 def _fail(code: int, message: str) -> None:
     print(f"bnstudy: error: {message}", file=sys.stderr)
     sys.exit(code)

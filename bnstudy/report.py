@@ -284,8 +284,8 @@ def build(res: Results, checks: dict, figs: dict, sources: Sequence[str]) -> lis
     if res.skipped:
         blocks.append(("p", "Unreadable run folders:"))
         blocks.append(("list", [f"`{d}`: {why}" for d, why in res.skipped]))
-    not_drawn = [f"`{n}`: {why}" for n, why in figs.items()
-                 if not isinstance(why, Figure) and FIGURE_STUDY[n] in {c.study for c in shown}]
+    studies = {c.study for c in shown}
+    not_drawn = [f"`{n}`: {why}" for n, why in figs.items() if not isinstance(why, Figure) and FIGURE_STUDY[n] in studies]
     if not_drawn:
         blocks.append(("p", "Figures not drawn:"))
         blocks.append(("list", not_drawn))

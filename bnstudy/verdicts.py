@@ -69,6 +69,11 @@ def _acc(mean, ci, n) -> str:
     return fmt_ci(100 * mean, 100 * ci, n, digits=1) if np.isfinite(mean) else "—"
 
 
+def _points(d: float, h: float) -> str:
+    """A difference of accuracies in points, with its CI half-width where there is one."""
+    return f"{100 * d:+.1f}" + (f" ± {100 * h:.1f}" if np.isfinite(h) else "") + " points"
+
+
 def _acc_col(agg: pd.DataFrame) -> list[str]:
     """An aggregate()'s rows as 'mean ± half-width (n=..)' accuracy strings, in percent."""
     return [_acc(m, h, n) for m, h, n in zip(agg["mean"], agg.ci, agg.n)]
@@ -232,15 +237,14 @@ def small_batch(runs: pd.DataFrame) -> Verdict:
         outcome = REPRODUCED
     else:
         outcome = INCONCLUSIVE
-    ci = lambda d, h: f"{100 * d:+.1f}" + (f" ± {100 * h:.1f}" if np.isfinite(h) else "") + " points"
     verdict, pre = _decide(outcome, int(n_min), agg["mean"].max(), float(chance(sel).iloc[0]))
-    finding = pre + f"Accuracy drop from batch {large} to batch {small}: bn {ci(bd, bh)}, gn {ci(gd, gh)}."
+    finding = pre + f"Accuracy drop from batch {large} to batch {small}: bn {_points(bd, bh)}, gn {_points(gd, gh)}."
     if large != shared[-1]:  # beside the rule's numbers: the same drop from the largest batch
         top = {n: diff_ci(sel.loc[(sel["norm.name"] == n) & (sel["data.batch_size"] == shared[-1]), "final_acc"],
                           sel.loc[(sel["norm.name"] == n) & (sel["data.batch_size"] == small), "final_acc"])
                for n in ("bn", "gn")}
-        finding += (f" From the largest batch, {shared[-1]} (not the rule's reference): bn {ci(*top['bn'])}, "
-                    f"gn {ci(*top['gn'])}.")
+        finding += (f" From the largest batch, {shared[-1]} (not the rule's reference): bn {_points(*top['bn'])}, "
+                    f"gn {_points(*top['gn'])}.")
     return Verdict(claim, title, verdict, SMALL_BATCH_RULE, finding, numbers, notes=notes)
 
 
@@ -459,11 +463,9 @@ def regularization(runs: pd.DataFrame) -> Verdict:
                             "train - test gap (points)": _acc_col(agg_gap),
                             "test accuracy (%)": _acc_col(agg_acc)})
     verdict, pre = _decide(outcome, n_min, agg_acc["mean"].max(), float(chance(sel).iloc[0]))
-    finding = pre + (f"Without dropout, none's gap minus BN's: {100 * d:+.1f}"
-                     + (f" ± {100 * h:.1f}" if np.isfinite(h) else "") + " points.")
+    finding = pre + f"Without dropout, none's gap minus BN's: {_points(d, h)}."
     if drop_rate is not None:
-        finding += (f" Dropout {drop_rate:g} changes BN's test accuracy by {100 * gain:+.1f}"
-                    + (f" ± {100 * gain_h:.1f}" if np.isfinite(gain_h) else "") + " points.")
+        finding += f" Dropout {drop_rate:g} changes BN's test accuracy by {_points(gain, gain_h)}."
     return Verdict(claim, title, verdict, REG_RULE, finding, numbers, notes=notes)
 
 
@@ -562,8 +564,7 @@ def deep_trainability(runs: pd.DataFrame) -> Verdict:
     # the advantage is read at the deepest depth: if neither norm trained there, it says nothing
     verdict, pre = _decide(outcome, n_min, max(acc("bn", deep).mean(), acc("none", deep).mean()),
                            float(chance(sel).iloc[0]))
-    finding = pre + (f"{kind.capitalize()} nets at depth {deep}: BN minus none {100 * adv:+.1f}"
-                     + (f" ± {100 * h:.1f}" if np.isfinite(h) else "") + " points; accuracy lost from depth "
+    finding = pre + (f"{kind.capitalize()} nets at depth {deep}: BN minus none {_points(adv, h)}; accuracy lost from depth "
                      f"{shallow} to {deep}: bn {100 * loss['bn']:.1f}, none {100 * loss['none']:.1f} points.")
     return Verdict(claim, title, verdict, DEPTH_RULE, finding, numbers, notes=notes)
 
@@ -604,8 +605,7 @@ def inference_statistics(runs: pd.DataFrame) -> Verdict:
         index=["norm.name", "eval_batch"], columns="mode", values="acc", aggfunc="first").reset_index()
     numbers.columns.name = None
     verdict, pre = _decide(outcome, n, agg["mean"].max(), float(chance(sel).iloc[0]))
-    finding = pre + (f"At evaluation batch {smallest}: running minus batch statistics {100 * m:+.1f}"
-                     + (f" ± {100 * h:.1f}" if np.isfinite(h) else "") + " points.")
+    finding = pre + f"At evaluation batch {smallest}: running minus batch statistics {_points(m, h)}."
     if "final.infer/acc_precise" in sel:
         p = mean_ci(sel[sel["norm.name"] == "bn"].groupby("seed")["final.infer/acc_precise"].mean())
         if p[2]:
@@ -620,6 +620,11 @@ SHIFT_RULE = ("Drop = clean minus intensity-shifted test accuracy of the same mo
               "between training and test; a net trained with the shift has seen it), at the largest shift where "
               "its size was swept. Reproduced: BN's drop is smaller than none's beyond the 95% Welch "
               "t-interval of the difference; not reproduced: BN's drop is >= none's; inconclusive: otherwise.")
+
+
+def _drop_diff(sel: pd.DataFrame) -> tuple[float, float]:
+    """None's drop minus BN's (positive: BN drops less), with its Welch half-width."""
+    return diff_ci(sel.loc[sel["norm.name"] == "none", "drop"], sel.loc[sel["norm.name"] == "bn", "drop"])
 
 
 def intensity_robustness(runs: pd.DataFrame) -> Verdict:
@@ -641,22 +646,18 @@ def intensity_robustness(runs: pd.DataFrame) -> Verdict:
             notes.append(f"nets trained on clean images ({col}=false); those trained with the shift are reported "
                          "beside, not in the verdict")
             if _has_norms(trained_on, ("bn", "none")):
-                d_on, h_on = diff_ci(trained_on.loc[trained_on["norm.name"] == "none", "drop"],
-                                     trained_on.loc[trained_on["norm.name"] == "bn", "drop"])
-                aside = (f" Trained with the shift: none's drop minus BN's {100 * d_on:+.1f}"
-                         + (f" ± {100 * h_on:.1f}" if np.isfinite(h_on) else "") + " points.")
+                aside = f" Trained with the shift: none's drop minus BN's {_points(*_drop_diff(trained_on))}."
     elif col:
         sel = sel[sel[col] == sel[col].max()]
         notes.append(f"using the largest shift, {col}={sel[col].max():g}")
-    a, b = sel.loc[sel["norm.name"] == "none", "drop"], sel.loc[sel["norm.name"] == "bn", "drop"]
-    d, h = diff_ci(a, b)  # positive: BN drops less
+    d, h = _drop_diff(sel)
     outcome = NOT_REPRODUCED if d <= 0 else REPRODUCED if np.isfinite(h) and d - h > 0 else INCONCLUSIVE
     rows = []
     for norm, g in sel.groupby("norm.name"):
         rows.append({"norm": norm, "clean (%)": _acc(*mean_ci(g["final.test/acc"])),
                      "shifted (%)": _acc(*mean_ci(g["final.test_shifted/acc"])), "drop (points)": _acc(*mean_ci(g["drop"]))})
-    verdict, pre = _decide(outcome, min(len(a), len(b)), sel.groupby("norm.name")["final.test/acc"].mean().max(),
+    n_min = min(int((sel["norm.name"] == n).sum()) for n in ("bn", "none"))
+    verdict, pre = _decide(outcome, n_min, sel.groupby("norm.name")["final.test/acc"].mean().max(),
                            float(chance(sel).iloc[0]))
-    finding = pre + (f"None's drop minus BN's: {100 * d:+.1f}" + (f" ± {100 * h:.1f}" if np.isfinite(h) else "")
-                     + " points." + aside)
+    finding = pre + f"None's drop minus BN's: {_points(d, h)}." + aside
     return Verdict(claim, title, verdict, SHIFT_RULE, finding, pd.DataFrame(rows), notes=notes)
