@@ -1,2 +1,4 @@
 """bnstudy: an experiment harness for studying Batch Normalization."""
-__version__ = "0.1.0"
+# 0.2.0: measurements fixed (issue 13): init schemes leave the classifier alone, probes replay the
+# training forward's randomness and log relative ICS; runs made before are flagged where it matters
+__version__ = "0.2.0"

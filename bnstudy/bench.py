@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from .config import (ModelConfig, NormConfig, OptimConfig, ScheduleConfig, TrainerConfig)
 from .data import CIFAR10_MEAN, CIFAR10_STD, TensorData, normalize, synthetic_cifar
-from .models import build_model
+from .nets.resnet import build_model
 from .optim import build_optimizer
 from .outputs import MetricsLog, git_commit
 

@@ -84,12 +84,16 @@ def hydra_run(dcfg: DictConfig) -> dict:
     return summary
 
 
+def _warn(line: str) -> None:
+    print(f"bnstudy: warning: {line}", file=sys.stderr)
+
+
 def analyse(cmd: str, args: list[str]) -> None:
     """`report` / `plot`: read finished run folders, write tables, figures and report."""
     import argparse
 
-    from . import report
-    from .results import NoRunsError
+    from .analysis import report
+    from .analysis.results import NoRunsError
 
     parser = argparse.ArgumentParser(prog=f"python -m bnstudy {cmd}", description=(
         "Read the run folders (any folder holding summary.json) under each SWEEP_DIR and write "
@@ -101,7 +105,7 @@ def analyse(cmd: str, args: list[str]) -> None:
     out = a.out or a.sweep_dirs[0] / "report"
     try:
         if cmd == "report":
-            shown = report.report(a.sweep_dirs, out)
+            shown = report.report(a.sweep_dirs, out, warn=_warn)
             for checks in shown.values():
                 for v in checks:
                     print(f"{v.verdict:>26}  {v.title}")
@@ -109,7 +113,7 @@ def analyse(cmd: str, args: list[str]) -> None:
                 print(f"{len(report.CLAIMS) - len(shown)} other claims not tested here (no runs of their study)")
             print(f"wrote {out / 'report.md'} and {out / 'report.html'}")
         else:
-            drawn = [p for p in report.plot(a.sweep_dirs, out).values() if isinstance(p, Path)]
+            drawn = [p for p in report.plot(a.sweep_dirs, out, warn=_warn).values() if isinstance(p, Path)]
             print(f"wrote {len(drawn)} figures to {out / 'figures'}")
     except NoRunsError as e:
         _fail(EXIT_CONFIG, str(e))

@@ -6,6 +6,7 @@ cannot (ranges, names, combinations) and raises ConfigError naming the key.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -70,7 +71,7 @@ class InitConfig:
     distribution: str = "normal"  # kaiming/xavier: normal | uniform
     mode: str = "fan_out"  # kaiming: fan_in | fan_out
     std: float = 0.01  # normal
-    scale: float = 1.0  # multiplies every conv/linear weight after init
+    scale: float = 1.0  # multiplies every conv and hidden linear weight after init (not the classifier)
     zero_init_residual: bool = False  # gamma = 0 for the last norm of each block
 
 
@@ -267,18 +268,29 @@ def validate(cfg: Config) -> Config:
         if value not in allowed:
             raise ConfigError(key, value, "one of " + ", ".join(allowed))
 
-    def positive(key: str, allow_none: bool = False, strict: bool = True) -> None:
+    def positive(key: str, allow_none: bool = False, strict: bool = True, allow_inf: bool = False) -> None:
         value = _get(cfg, key)
         if value is None and allow_none:
             return
-        if value is None or (value <= 0 if strict else value < 0):
-            raise ConfigError(key, value, "must be > 0" if strict else "must be >= 0")
+        bound = "> 0" if strict else ">= 0"
+        # NaN fails every comparison, so `value <= 0` alone let optim.lr=nan through to a
+        # run recorded as diverged; inf is no rate, scale, eps or size either
+        if value is None or math.isnan(value) or (math.isinf(value) and not allow_inf):
+            raise ConfigError(key, value, f"must be a finite number {bound}" if not allow_inf else f"must be {bound}")
+        if value <= 0 if strict else value < 0:
+            raise ConfigError(key, value, f"must be {bound}")
+
+    def within(key: str, low: float, high: float, high_open: bool = False) -> None:
+        value = _get(cfg, key)
+        if not (low <= value < high if high_open else low <= value <= high):  # False for NaN
+            raise ConfigError(key, value, f"must be in [{low}, {high}{')' if high_open else ']'}")
 
     for key in ("data.batch_size", "data.eval_batch_size", "optim.lr", "optim.lr_batch_size",
                 "norm.eps", "init.scale", "init.std", "trainer.epochs", "trainer.log_every",
-                "trainer.diverge_loss", "model.width", "model.num_classes",
-                "data.synthetic_train_size", "data.synthetic_test_size"):
+                "model.width", "model.num_classes", "data.synthetic_train_size", "data.synthetic_test_size",
+                "schedule.gamma"):
         positive(key)
+    positive("trainer.diverge_loss", allow_inf=True)  # inf: only a non-finite loss ends the run
     for key in ("data.train_subset", "data.test_subset", "trainer.max_steps", "trainer.eval_every",
                 "trainer.checkpoint_every", "trainer.check_every"):
         positive(key, allow_none=True)
@@ -286,8 +298,7 @@ def validate(cfg: Config) -> Config:
                 "data.synthetic_noise", "schedule.final_lr_fraction"):
         positive(key, strict=False)
 
-    if not 0.0 <= cfg.norm.momentum <= 1.0:
-        raise ConfigError("norm.momentum", cfg.norm.momentum, "must be in [0, 1]")
+    within("norm.momentum", 0, 1)
     if cfg.model.name == "mlp":
         if cfg.norm.name not in ("bn", "none", "noisy_bn"):
             raise ConfigError("norm.name", cfg.norm.name, "model=mlp has a 1-d norm: bn, noisy_bn or none")
@@ -304,23 +315,22 @@ def validate(cfg: Config) -> Config:
     for key in ("probes.activations.batch_size", "probes.activations.hist_bins", "probes.activations.hist_range",
                 "probes.sigprop.batch_size", "probes.bn.batch_size", "probes.ics.num_params"):
         positive(key)
-    if not cfg.probes.landscape.lr_multiples or any(m <= 0 for m in cfg.probes.landscape.lr_multiples):
+    if not cfg.probes.landscape.lr_multiples or any(not 0 < m < math.inf for m in cfg.probes.landscape.lr_multiples):
         raise ConfigError("probes.landscape.lr_multiples", list(cfg.probes.landscape.lr_multiples),
                           "a non-empty list of step sizes > 0 (multiples of the current lr)")
-    if cfg.data.intensity_gain < 0 or cfg.data.intensity_offset < 0:
-        raise ConfigError("data.intensity_gain", cfg.data.intensity_gain, "gain and offset ranges must be >= 0")
+    for key in ("data.intensity_gain", "data.intensity_offset"):
+        positive(key, strict=False)
     if any(b < 1 for b in cfg.evaluation.batch_sizes):
         raise ConfigError("evaluation.batch_sizes", list(cfg.evaluation.batch_sizes), "batch sizes >= 1")
-    if not 0.0 <= cfg.model.dropout < 1.0:
-        raise ConfigError("model.dropout", cfg.model.dropout, "must be in [0, 1)")
+    within("model.dropout", 0, 1, high_open=True)
     if cfg.model.plain and cfg.model.skipinit:
         raise ConfigError("model.skipinit", True, "needs residual connections (model.plain=false)")
     if cfg.norm.ghost_batch_size < 2:
         raise ConfigError("norm.ghost_batch_size", cfg.norm.ghost_batch_size, "must be >= 2")
-    if cfg.norm.noise_scale < 1 or cfg.norm.noise_shift < 0:
-        raise ConfigError("norm.noise_scale" if cfg.norm.noise_scale < 1 else "norm.noise_shift",
-                          cfg.norm.noise_scale if cfg.norm.noise_scale < 1 else cfg.norm.noise_shift,
-                          "noise_scale >= 1 and noise_shift >= 0")
+    if not 1 <= cfg.norm.noise_scale < math.inf:
+        raise ConfigError("norm.noise_scale", cfg.norm.noise_scale, "noise_scale >= 1 and noise_shift >= 0")
+    if not 0 <= cfg.norm.noise_shift < math.inf:
+        raise ConfigError("norm.noise_shift", cfg.norm.noise_shift, "noise_scale >= 1 and noise_shift >= 0")
     if cfg.optim.nesterov and cfg.optim.momentum == 0:
         raise ConfigError("optim.nesterov", True, "needs optim.momentum > 0")
     if any(not 0 < m < 1 for m in cfg.schedule.milestones) or list(cfg.schedule.milestones) != sorted(cfg.schedule.milestones):

@@ -18,14 +18,14 @@ from omegaconf import OmegaConf
 
 from .config import Config
 from .data import DataError, load_data
-from .models import build_model, count_parameters
+from .nets.resnet import build_model, count_parameters
 from .optim import build_optimizer, peak_lr
 from .evaluation import inference_modes, shifted_test_accuracy
 from .outputs import MetricsLog, atomic_write_json, atomic_write_text, provenance
 from .probes import build_probes
 from .runfolder import RunLock, claim, truncate_rows
 from .train import train
-from .weight_init import init_weights
+from .nets.init import init_weights
 
 log = logging.getLogger("bnstudy")
 

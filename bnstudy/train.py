@@ -20,7 +20,7 @@ from .config import ScheduleConfig, TrainerConfig
 from .data import TensorData, normalize, train_batches
 from .optim import lr_at, set_lr
 from .outputs import MetricsLog, atomic_torch_save
-from .probes.base import Probe, ProbeContext, run_probes
+from .probes.base import Probe, ProbeContext, RngState, replayed_rng, rng_state, run_probes
 
 log = logging.getLogger("bnstudy")
 
@@ -197,8 +197,11 @@ def train(model: nn.Module, data: TensorData, optimizer: torch.optim.Optimizer, 
         res.message = f"train loss {value:.4g} at step {first} (bound trainer.diverge_loss={trainer.diverge_loss:g})"
         return True
 
-    def batch_loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:  # the training forward, for probes
-        with autocast():
+    def batch_loss(xb: torch.Tensor, yb: torch.Tensor, rng: RngState) -> torch.Tensor:
+        """The training forward, for probes: it draws the training forward's dropout masks and
+        noisy_bn noise again (`rng`, taken before it), and leaves the run's streams untouched.
+        It runs eagerly: under trainer.compile, compiled dropout draws other masks from the same state."""
+        with replayed_rng(model, rng), autocast():
             return F.cross_entropy(model(xb).float(), yb)
 
     model.train()
@@ -212,15 +215,16 @@ def train(model: nn.Module, data: TensorData, optimizer: torch.optim.Optimizer, 
             xb = xb.contiguous(memory_format=memory_format)
             lr = lr_at(step, total_steps, base_lr, schedule)
             set_lr(optimizer, lr)
+            due = [p for p in probes if p.due(step)]
+            rng = rng_state(model) if due else None  # what this forward draws, replayed by the probes'
             with autocast():
                 logits = forward(xb)
                 loss = F.cross_entropy(logits.float(), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            due = [p for p in probes if p.due(step)]
             if due:  # probe rows are labelled with the updates done so far: step t measures w_t
                 ctx = ProbeContext(step, step / steps_per_epoch, model, optimizer, lr, loss.detach(),
-                                   partial(batch_loss, xb, yb), autocast)
+                                   partial(batch_loss, xb, yb, rng), autocast)
                 run_probes(due, "before_update", ctx, probe_metrics)
             optimizer.step()
             if due:

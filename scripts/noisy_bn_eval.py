@@ -16,8 +16,8 @@ from omegaconf import OmegaConf
 
 from bnstudy.config import Config, to_config
 from bnstudy.data import load_data
-from bnstudy.models import build_model
-from bnstudy.norms import NoisyBatchNorm2d
+from bnstudy.nets.resnet import build_model
+from bnstudy.nets.norms import NoisyBatchNorm2d
 from bnstudy.train import evaluate
 
 

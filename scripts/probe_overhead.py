@@ -26,13 +26,13 @@ from hydra import compose, initialize_config_dir
 from bnstudy.config import CONF_DIR
 from bnstudy.config import Config, register_configs, to_config
 from bnstudy.data import load_data
-from bnstudy.models import build_model
+from bnstudy.nets.resnet import build_model
 from bnstudy.optim import build_optimizer, peak_lr
 from bnstudy.outputs import MetricsLog, device_name
 from bnstudy.probes import Probe, ProbeContext, build_probes
 from bnstudy.run import resolve_device
 from bnstudy.train import THROUGHPUT_WARMUP_STEPS, train
-from bnstudy.weight_init import init_weights
+from bnstudy.nets.init import init_weights
 
 
 class Timed(Probe):

@@ -83,11 +83,30 @@ def test_wrong_type_fails_at_composition():
     ("schedule.milestones=[0.8,0.2]", "schedule.milestones"),
     ("device=tpu", "device"),
     ("trainer.max_steps=-3", "trainer.max_steps"),
+    # NaN passes `value <= 0`: each float check must refuse it, and inf where it is no value
+    ("optim.lr=nan", "optim.lr"),
+    ("optim.lr=inf", "optim.lr"),
+    ("init.scale=nan", "init.scale"),
+    ("init.scale=inf", "init.scale"),
+    ("norm.eps=nan", "norm.eps"),
+    ("norm.momentum=nan", "norm.momentum"),
+    ("optim.weight_decay=inf", "optim.weight_decay"),
+    ("optim.momentum=nan", "optim.momentum"),
+    ("model.dropout=nan", "model.dropout"),
+    ("schedule.gamma=nan", "schedule.gamma"),
+    ("data.intensity_offset=nan", "data.intensity_offset"),
+    ("probes.landscape.lr_multiples=[1.0,nan]", "probes.landscape.lr_multiples"),
 ])
 def test_impossible_values_name_the_key(override, key):
     with pytest.raises(ConfigError) as err:
         compose_config([override])
     assert err.value.key == key and key in str(err.value) and "\n" not in str(err.value)
+
+
+def test_diverge_loss_inf_means_only_a_non_finite_loss_diverges():
+    assert compose_config(["trainer.diverge_loss=inf"]).trainer.diverge_loss == float("inf")
+    with pytest.raises(ConfigError, match="trainer.diverge_loss"):
+        compose_config(["trainer.diverge_loss=nan"])
 
 
 def test_gn_groups_must_divide_channels():
@@ -96,11 +115,15 @@ def test_gn_groups_must_divide_channels():
     validate(compose_config(["norm=gn", "norm.groups=16"]))
 
 
-def test_cli_bad_value_is_one_line_and_exit_2(tmp_path):
-    r = run_cli(["run", "optim.lr=-1", f"hydra.run.dir={tmp_path}/r"], cwd=tmp_path)
+@pytest.mark.parametrize("override, message", [
+    ("optim.lr=-1", "optim.lr=-1.0 is not allowed: must be > 0"),
+    ("optim.lr=nan", "optim.lr=nan is not allowed: must be a finite number > 0"),  # not a diverged run
+])
+def test_cli_bad_value_is_one_line_and_exit_2(tmp_path, override, message):
+    r = run_cli(["run", override, f"hydra.run.dir={tmp_path}/r"], cwd=tmp_path)
     assert r.returncode == 2
     err_lines = [l for l in r.stderr.splitlines() if l.strip()]
-    assert err_lines == ["bnstudy: error: optim.lr=-1.0 is not allowed: must be > 0"]
+    assert err_lines == [f"bnstudy: error: {message}"]
     assert not (tmp_path / "r" / "metrics.csv").exists()
 
 

@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from bnstudy.config import InitConfig, ModelConfig, NormConfig
-from bnstudy.models import build_model
-from bnstudy.weight_init import init_weights
+from bnstudy.nets.resnet import build_model
+from bnstudy.nets.init import init_weights
 
 
 def model(norm="bn"):
@@ -64,3 +64,42 @@ def test_zero_init_residual_zeroes_last_gamma_only():
         assert block.norm2.weight.abs().sum() == 0
         assert torch.all(block.norm1.weight == 1)
     assert torch.all(m.norm1.weight == 1)
+
+
+SCHEMES = ["default", "kaiming", "xavier", "orthogonal", "normal"]
+
+
+def logit_std(m: nn.Module) -> float:
+    from bnstudy.data import normalize
+
+    x = torch.randint(0, 256, (128, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        return m(normalize(x)).std().item()
+
+
+@pytest.mark.parametrize("name", SCHEMES)
+def test_scheme_leaves_the_logit_scale_of_a_bn_resnet_alone(name):
+    """BN re-normalizes after every conv, so with the classifier left out of the scheme
+    the logits at init do not depend on it (kaiming on the classifier gave ~5x)."""
+    reference = logit_std(init_weights(model(), InitConfig(name="default")))
+    std = logit_std(init_weights(model(), InitConfig(name=name, scale=1.0)))
+    assert reference / 2 < std < 2 * reference, (name, std, reference)
+
+
+def test_classifier_init_is_the_same_under_every_scheme_and_scale():
+    reference = model().fc
+    for name in SCHEMES:
+        for scale in (0.5, 1.0, 3.0):
+            fc = init_weights(model(), InitConfig(name=name, scale=scale)).fc
+            assert torch.equal(fc.weight, reference.weight) and torch.equal(fc.bias, reference.bias), (name, scale)
+
+
+def test_mlp_hidden_layers_take_the_scheme_and_its_classifier_keeps_the_paper_init():
+    def mlp():
+        torch.manual_seed(0)
+        return build_model(ModelConfig(name="mlp", depth=3, width=100), NormConfig(name="bn"))
+
+    reference, m = mlp(), init_weights(mlp(), InitConfig(name="kaiming", mode="fan_in", scale=2.0))
+    assert m.layer1.fc.weight.std().item() == pytest.approx(2 * math.sqrt(2 / (3 * 32 * 32)), rel=0.03)
+    assert torch.equal(m.fc.weight, reference.fc.weight)
+    assert m.fc.weight.std().item() == pytest.approx(0.01, rel=0.1)  # N(0, 0.01), Ioffe & Szegedy 2015

@@ -3,8 +3,8 @@ import torch
 from torch import nn
 
 from bnstudy.config import ModelConfig, NormConfig
-from bnstudy.models import CifarResNet, ShortcutA, build_model, count_parameters
-from bnstudy.norms import NORMS, make_norm_layer
+from bnstudy.nets.resnet import CifarResNet, ShortcutA, build_model, count_parameters
+from bnstudy.nets.norms import NORMS, make_norm_layer
 
 # He et al. 2016, Table 6 (CIFAR-10): parameters of the option-A ResNets.
 PUBLISHED = {20: 0.27e6, 32: 0.46e6, 44: 0.66e6, 56: 0.85e6, 110: 1.7e6}
@@ -27,7 +27,7 @@ def test_each_norm_is_injected_everywhere(norm):
     model = build_model(ModelConfig(depth=20), NormConfig(name=norm, groups=8))
     norms = [m for name, m in model.named_modules() if name.split(".")[-1].startswith("norm")]
     assert len(norms) == 19  # stem + 2 per block x 9 blocks
-    from bnstudy.norms import GhostBatchNorm2d, NoisyBatchNorm2d
+    from bnstudy.nets.norms import GhostBatchNorm2d, NoisyBatchNorm2d
     expected = {"bn": nn.BatchNorm2d, "gn": nn.GroupNorm, "ln": nn.GroupNorm, "none": nn.Identity,
                 "ghost_bn": GhostBatchNorm2d, "noisy_bn": NoisyBatchNorm2d}[norm]
     assert all(type(m) is expected for m in norms)

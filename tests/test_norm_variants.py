@@ -5,8 +5,8 @@ from torch import nn
 from bnstudy.config import ModelConfig, NormConfig
 from bnstudy.evaluation import (batch_independence_gap, batch_stats_accuracy, inference_modes,
                                 precise_bn_, shifted_test_accuracy)
-from bnstudy.models import build_model
-from bnstudy.norms import GhostBatchNorm2d, NoisyBatchNorm2d, make_norm_layer
+from bnstudy.nets.resnet import build_model
+from bnstudy.nets.norms import GhostBatchNorm2d, NoisyBatchNorm2d, make_norm_layer
 
 
 def test_ghost_bn_normalizes_each_virtual_batch_like_bn():
@@ -129,3 +129,20 @@ def test_precise_bn_is_the_average_over_training_batches():
     xs = normalize(x)
     assert torch.allclose(m[0].running_mean, xs.mean((0, 2, 3)), atol=1e-4)
     assert m[0].momentum == 0.1
+
+
+def test_precise_bn_with_ghost_bn_is_the_cumulative_average_of_the_chunk_means():
+    """precise_bn_ sets momentum=None (torch's cumulative average); ghost BN, with batches
+    larger than its virtual batch, must average each forward's chunk-averaged statistics."""
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(depth=8), NormConfig(name="ghost_bn", ghost_batch_size=8))
+    seen = []
+    m.norm1.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach().clone()))
+    x = torch.randint(0, 256, (60, 3, 32, 32), dtype=torch.uint8)
+    precise_bn_(m, x, batch_size=20, max_images=60)  # 3 forwards, chunks of 8, 8, 4
+    assert len(seen) == 3 and all(len(inp) == 20 for inp in seen)
+    chunk_means = [torch.stack([c.mean((0, 2, 3)) for c in inp.split(8)]).mean(0) for inp in seen]
+    chunk_vars = [torch.stack([c.var((0, 2, 3)) for c in inp.split(8)]).mean(0) for inp in seen]
+    assert torch.allclose(m.norm1.running_mean, torch.stack(chunk_means).mean(0), atol=1e-5)
+    assert torch.allclose(m.norm1.running_var, torch.stack(chunk_vars).mean(0), rtol=1e-4, atol=1e-5)
+    assert m.norm1.num_batches_tracked == 3 and m.norm1.momentum == 0.1

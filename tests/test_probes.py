@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from bnstudy.config import ConfigError, ModelConfig, NormConfig
-from bnstudy.models import build_model
+from bnstudy.nets.resnet import build_model
 from bnstudy.probes import build_probes
 from bnstudy.probes.activations import ActivationsProbe, distribution_stats, histogram
 from bnstudy.probes.base import ProbeContext, norm_positions, restored
@@ -122,10 +122,26 @@ def test_ics_of_a_two_layer_linear_net_by_hand():
     assert rows["ics/1.weight.l2"] == pytest.approx((G2 - G2_new).norm().item(), rel=1e-5)
     cos = (G2 * G2_new).sum() / (G2.norm() * G2_new.norm())
     assert rows["ics/1.weight.cos"] == pytest.approx(cos.item(), rel=1e-5)
+    assert rows["ics/1.weight.rel"] == pytest.approx(((G2 - G2_new).norm() / G2.norm()).item(), rel=1e-5)
+    assert rows["ics/0.weight.rel"] == 0
     # nothing changed: weights, grads, the momentum buffer
     assert torch.equal(model[0].weight, W1) and torch.equal(model[1].weight, W2)
     assert torch.equal(model[0].weight.grad, G1) and torch.equal(model[1].weight.grad, G2)
     assert torch.equal(opt.state[model[0].weight]["momentum_buffer"], buf1)
+
+
+def test_ics_relative_shift_is_nan_without_a_gradient():
+    model = nn.Sequential(nn.Linear(3, 4, bias=False), nn.Linear(4, 2, bias=False))
+    with torch.no_grad():
+        model[1].weight.zero_()  # dL/dW1 = 0: no gradient to be relative to
+    x = torch.randn(5, 3)
+
+    def batch_loss():
+        return model(x).sum()
+
+    batch_loss().backward()
+    rows = internal_covariate_shift(model, torch.optim.SGD(model.parameters(), lr=0.1), batch_loss, ["0.weight"])
+    assert rows["ics/0.weight.l2"] == 0 and math.isnan(rows["ics/0.weight.rel"])
 
 
 def test_landscape_of_a_quadratic_by_hand():
@@ -140,6 +156,7 @@ def test_landscape_of_a_quadratic_by_hand():
     # grad L(w - eta g) - g = -eta a*g = -eta (1, 9);  ||eta g|| = eta sqrt(10)
     assert rows["landscape/beta_smooth"] == pytest.approx(math.sqrt(82 / 10))
     assert rows["landscape/grad_pred"] == pytest.approx(0.2 * math.sqrt(82))
+    assert rows["landscape/grad_pred_rel"] == pytest.approx(0.2 * math.sqrt(82) / math.sqrt(10))  # / ||g||
     # L(w - eta g) = 0.5 ((1 - eta)^2 + 3 (1 - 3 eta)^2): 2 at eta=0, 1.14 at 0.1, 0.56 at 0.2
     assert rows["landscape/loss_max"] == pytest.approx(2.0) and rows["landscape/loss_min"] == pytest.approx(0.56)
     assert w.tolist() == [1.0, 1.0]
@@ -243,9 +260,10 @@ def _check_resnet20_rows(probes: pd.DataFrame, norm: str) -> None:
     assert {f"grad/{p}.norm" for p in params} <= set(probes.metric)
     assert {f"grad/{p}.update_ratio" for p in params} <= set(probes.metric)
     assert "grad/spread" in set(probes.metric)
-    ics = {f"ics/{p}.{s}" for p in default_ics_params(model, 4) for s in ("l2", "cos")}
+    ics = {f"ics/{p}.{s}" for p in default_ics_params(model, 4) for s in ("l2", "cos", "rel")}
     assert ics <= set(probes.metric)
-    landscape = {"landscape/loss_min", "landscape/loss_max", "landscape/grad_pred", "landscape/beta_smooth"}
+    landscape = {"landscape/loss_min", "landscape/loss_max", "landscape/grad_pred", "landscape/beta_smooth",
+                 "landscape/grad_pred_rel"}
     assert landscape <= set(probes.metric)
     assert sorted(probes[probes.metric == "landscape/loss_min"].step.unique()) == [0, 3]
     assert sorted(probes[probes.metric == "grad/spread"].step.unique()) == [0, 2, 4]

@@ -7,8 +7,8 @@ import re
 import pandas as pd
 import pytest
 
-from bnstudy import report
-from bnstudy.results import Results
+from bnstudy.analysis import report
+from bnstudy.analysis.results import Results
 from conftest import REPO
 
 RESULTS = REPO / "results"
@@ -32,7 +32,7 @@ PUBLISHED = readme_verdicts()
 
 
 def test_every_study_is_in_the_summary():
-    assert set(PUBLISHED) == {c.study for c in report.CLAIMS}
+    assert set(PUBLISHED) == {c.STUDY for c in report.CLAIMS}
 
 
 @pytest.mark.parametrize("study", sorted(PUBLISHED))
@@ -42,5 +42,5 @@ def test_summary_verdicts_follow_from_the_published_runs(study):
     curves = pd.read_csv(curves_path) if curves_path.exists() else pd.DataFrame(
         columns=["step", "epoch", "metric", "value", "source", "run"])
     checks = report.run_checks(Results(runs, curves, []))
-    computed = [v.verdict for c in report.CLAIMS if c.study == study for v in checks[c.key]]
+    computed = [v.verdict for c in report.CLAIMS if c.STUDY == study for v in checks[c.KEY]]
     assert PUBLISHED[study] == computed

@@ -15,12 +15,14 @@ import pytest
 import yaml
 from matplotlib.figure import Figure
 
-from bnstudy import plots, report, verdicts as V
+from bnstudy.analysis import report, style
+from bnstudy.analysis.results import NoRunsError, load, with_config
+from bnstudy.analysis.rules import MISSING, REPRODUCED
+from bnstudy.claims import (covariate_shift, depth, faster_training, higher_lr, inference, init, intensity_shift,
+                            regularization, small_batch)
 from bnstudy.cli import main
-from bnstudy.results import NoRunsError, load, with_config
 from conftest import run_cli
-from test_verdicts import (runs_batch, runs_depth, runs_infer, runs_init, runs_lr, runs_probes, runs_reg,
-                           runs_shift)
+from test_claims import runs_batch, runs_depth, runs_infer, runs_init, runs_lr, runs_probes, runs_reg, runs_shift
 
 
 # ---------------------------------------------------------------- hand-made run folders
@@ -37,13 +39,13 @@ def nest(flat: dict) -> dict:
 
 
 def write_run(folder: Path, r: dict, probes: pd.DataFrame | None = None) -> None:
-    """A run folder as bnstudy.run writes it, from one factory row (see test_verdicts)."""
+    """A run folder as bnstudy.run writes it, from one factory row (see test_claims)."""
     folder.mkdir(parents=True)
     r = {k: (None if isinstance(v, float) and pd.isna(v) else v) for k, v in r.items()}
     config = {k: v for k, v in r.items() if (("." in k and not k.startswith(("final.", "steps_to_test_acc.")))
                                              or k in ("seed", "study"))}
     (folder / "config.yaml").write_text(yaml.safe_dump(nest(config)))
-    summary = {"status": r["status"], "steps": r["steps"], "final_test_acc": r["final_test_acc"],
+    summary = {"status": r["status"], "steps": r["steps"], "epochs": r["epochs"], "final_test_acc": r["final_test_acc"],
                "best_test_acc": r["best_test_acc"],
                "steps_to_test_acc": {k.split(".", 1)[1]: r[k] for k in r if k.startswith("steps_to_test_acc.")}}
     (folder / "summary.json").write_text(json.dumps(summary))
@@ -106,6 +108,47 @@ def test_missing_or_empty_sweep_dir(tmp_path):
         load([tmp_path])
 
 
+def test_a_seed_in_two_sweep_folders_counts_once(tmp_path, capsys):
+    """The same (config, seed) under two sweep folders (a resumed sweep copied elsewhere, say) is
+    one replicate: counted once, the other named in a warning, its interval not narrowed."""
+    base = runs_batch(seeds=2)
+    for i, r in enumerate(base.to_dict("records")):
+        write_run(tmp_path / "a" / str(i), r)
+        write_run(tmp_path / "b" / str(i), {**r, "data.root": "/elsewhere"})  # where the data lay: same experiment
+    write_run(tmp_path / "b" / "new", {**base.iloc[0].to_dict(), "seed": 7})  # a new seed is kept
+    res = load([tmp_path / "a", tmp_path / "b"])
+    assert len(res.runs) == len(base) + 1 and len(res.duplicates) == len(base)
+    assert res.runs.groupby(["norm.name", "data.batch_size", "seed"]).size().max() == 1
+    assert all("the same config and seed as" in w for w in res.warnings())
+    assert set(res.curves.run) == set(res.runs.run)
+    main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.splitlines()
+    assert len([l for l in err if l.startswith("bnstudy: warning: skipped")]) == len(base)
+
+
+def test_a_truncated_summary_is_skipped_with_one_line_and_the_report_is_written(tmp_path, capsys):
+    for i, r in enumerate(runs_batch(seeds=2).to_dict("records")):
+        write_run(tmp_path / "sweep" / str(i), r)
+    (tmp_path / "sweep" / "0" / "summary.json").write_text('{"status": "comp')  # a run killed mid-write
+    (tmp_path / "sweep" / "1" / "summary.json").write_text('["not", "a", "summary"]')
+    main(["report", str(tmp_path / "sweep"), "--out", str(tmp_path / "out")])
+    out = capsys.readouterr()
+    warnings = [l for l in out.err.splitlines() if l.strip()]
+    assert len(warnings) == 2 and all(l.startswith("bnstudy: warning: skipped ") for l in warnings), warnings
+    assert "/sweep/0: unreadable" in warnings[0] or "/sweep/0: unreadable" in warnings[1]
+    assert (tmp_path / "out" / "report.md").exists() and "Small-batch" in out.out + (tmp_path / "out" / "report.md").read_text()
+
+
+def test_a_published_report_folder_rebuilds_the_same_report(every_study, tmp_path):
+    """`report` over the folder an earlier report wrote (runs.csv, curves.csv.gz) gives the same
+    verdicts without the run folders: how results/ is regenerated after a rule changes."""
+    first = report.report([every_study], tmp_path / "first")
+    again = report.report([tmp_path / "first"], tmp_path / "again")
+    assert {k: [v.verdict for v in vs] for k, vs in first.items()} == \
+           {k: [v.verdict for v in vs] for k, vs in again.items()}
+    assert pd.read_csv(tmp_path / "again" / "runs.csv").shape == pd.read_csv(tmp_path / "first" / "runs.csv").shape
+
+
 # ---------------------------------------------------------------- figures
 
 def _probe_curves():
@@ -114,19 +157,20 @@ def _probe_curves():
 
 
 FIGURES = {
-    "accuracy_vs_lr": lambda: plots.accuracy_vs_lr(runs_lr()),
-    "steps_to_target": lambda: plots.steps_to_target(runs_lr()),
-    "accuracy_vs_batch_size": lambda: plots.accuracy_vs_batch_size(runs_batch()),
-    "init_heatmap": lambda: plots.init_heatmap(runs_init()),
-    "accuracy_vs_depth": lambda: plots.accuracy_vs_depth(runs_depth()),
-    "regularization": lambda: plots.regularization(runs_reg()),
-    "inference_modes": lambda: plots.inference_modes(runs_infer()),
-    "intensity_shift": lambda: plots.intensity_shift(runs_shift()),
-    "activation_percentiles": lambda: plots.activation_percentiles(_probe_curves()),
-    "activation_histograms": lambda: plots.activation_histograms(_probe_curves()),
-    "internal_covariate_shift": lambda: plots.internal_covariate_shift(_probe_curves()),
-    "loss_landscape": lambda: plots.loss_landscape(_probe_curves()),
+    "accuracy_vs_lr": lambda: higher_lr.accuracy_vs_lr(runs_lr()),
+    "steps_to_target": lambda: faster_training.steps_to_target(runs_lr()),
+    "accuracy_vs_batch_size": lambda: small_batch.accuracy_vs_batch_size(runs_batch()),
+    "init_heatmap": lambda: init.init_heatmap(runs_init()),
+    "accuracy_vs_depth": lambda: depth.accuracy_vs_depth(runs_depth()),
+    "regularization": lambda: regularization.regularization(runs_reg()),
+    "inference_modes": lambda: inference.inference_modes(runs_infer()),
+    "intensity_shift": lambda: intensity_shift.intensity_shift(runs_shift()),
+    "activation_percentiles": lambda: covariate_shift.activation_percentiles(_probe_curves()),
+    "activation_histograms": lambda: covariate_shift.activation_histograms(_probe_curves()),
+    "internal_covariate_shift": lambda: covariate_shift.internal_covariate_shift(_probe_curves()),
+    "loss_landscape": lambda: covariate_shift.loss_landscape(_probe_curves()),
 }
+ALL_FIGURES = [name for c in report.CLAIMS for name in c.FIGURES]
 
 
 @pytest.mark.parametrize("name", FIGURES)
@@ -136,28 +180,29 @@ def test_each_figure_draws_with_labelled_axes(name, tmp_path):
     axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
     assert any(ax.get_xlabel() for ax in axes) and any(ax.get_ylabel() for ax in axes)
     assert fig.legends or any(ax.get_legend() for ax in axes) or name.endswith(("heatmap", "histograms"))
-    paths = plots.save(fig, tmp_path / name)
+    paths = style.save(fig, tmp_path / name)
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 1000 for p in paths)
 
 
 def test_log_axes_where_the_sweep_is_logarithmic():
-    assert plots.accuracy_vs_lr(runs_lr()).axes[0].get_xscale() == "log"
-    assert plots.accuracy_vs_batch_size(runs_batch()).axes[0].get_xscale() == "log"
+    assert higher_lr.accuracy_vs_lr(runs_lr()).axes[0].get_xscale() == "log"
+    assert small_batch.accuracy_vs_batch_size(runs_batch()).axes[0].get_xscale() == "log"
 
 
-@pytest.mark.parametrize("fn", [plots.accuracy_vs_lr, plots.accuracy_vs_batch_size, plots.init_heatmap,
-                                plots.accuracy_vs_depth, plots.inference_modes, plots.intensity_shift],
+@pytest.mark.parametrize("fn", [higher_lr.accuracy_vs_lr, small_batch.accuracy_vs_batch_size, init.init_heatmap,
+                                depth.accuracy_vs_depth, inference.inference_modes, intensity_shift.intensity_shift],
                          ids=lambda f: f.__name__)
 def test_figure_without_its_rows_is_not_drawn(fn):
-    with pytest.raises(plots.NotDrawn):
+    with pytest.raises(style.NotDrawn):
         fn(runs_lr().iloc[:1])
 
 
-@pytest.mark.parametrize("fn", [plots.activation_percentiles, plots.activation_histograms,
-                                plots.internal_covariate_shift, plots.loss_landscape], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("fn", [covariate_shift.activation_percentiles, covariate_shift.activation_histograms,
+                                covariate_shift.internal_covariate_shift, covariate_shift.loss_landscape],
+                         ids=lambda f: f.__name__)
 def test_probe_figure_without_probe_rows_is_not_drawn(fn):
     c = _probe_curves()
-    with pytest.raises(plots.NotDrawn):
+    with pytest.raises(style.NotDrawn):
         fn(c[c.metric.str.startswith("nothing/")])
 
 
@@ -167,10 +212,10 @@ def test_report_with_every_study_present(every_study, tmp_path):
     out = tmp_path / "out"
     checks = report.report([every_study], out)
     verdicts = [v for vs in checks.values() for v in vs]
-    assert len(verdicts) == 11 and all(v.verdict == V.REPRODUCED for v in verdicts), \
-        [(v.claim, v.verdict, v.finding) for v in verdicts if v.verdict != V.REPRODUCED]
+    assert len(verdicts) == 11 and all(v.verdict == REPRODUCED for v in verdicts), \
+        [(v.claim, v.verdict, v.finding) for v in verdicts if v.verdict != REPRODUCED]
     pngs = sorted(p.stem for p in (out / "figures").glob("*.png"))
-    assert pngs == sorted(report.FIGURE_STUDY) and len(list((out / "figures").glob("*.pdf"))) == len(pngs)
+    assert pngs == sorted(ALL_FIGURES) and len(list((out / "figures").glob("*.pdf"))) == len(pngs)
     md = (out / "report.md").read_text()
     assert md.count("**Verdict: reproduced**") == 11 and "runs missing" not in md
     assert md.count("![") == len(pngs)
@@ -190,9 +235,9 @@ def test_report_says_what_is_missing_and_skipped(tmp_path):
     # one study's folders: one section, for its claim; the others named once, with their command
     assert len(sections) == 1 and sections[0].startswith("1. Small-batch degradation")
     assert "**Verdict: " in sections[0]
-    assert f"**Verdict: {V.MISSING}**" not in md
+    assert f"**Verdict: {MISSING}**" not in md
     assert md.count("Not tested here") == 1 and "`python -m bnstudy run +exp=lr_sweep`" in md
-    assert all(f"+exp={c.study}`" in md for c in report.CLAIMS if c.study != "batch_size_sweep")
+    assert all(f"+exp={c.STUDY}`" in md for c in report.CLAIMS if c.STUDY != "batch_size_sweep")
     assert "**Verdict: inconclusive**" in md and "n=1" in md  # one seed: no verdict, point estimate shown
     assert "1 runs not finished" in md and "| late |" in md and "left out 1 unfinished runs (1 running)" in md
     assert "no finished runs of study lr_sweep" not in md  # only this study's figures are accounted for
@@ -206,7 +251,7 @@ def test_report_of_runs_missing_a_claim_keeps_its_section(tmp_path):
         write_run(sweep / str(i), r)
     report.report([sweep], tmp_path / "out")
     md = (tmp_path / "out" / "report.md").read_text()
-    assert f"**Verdict: {V.MISSING}**" in md and "norm=gn" in md
+    assert f"**Verdict: {MISSING}**" in md and "norm=gn" in md
 
 
 def test_report_from_a_real_smoke_lr_sweep(tmp_path):
@@ -221,6 +266,8 @@ def test_report_from_a_real_smoke_lr_sweep(tmp_path):
     shutil.copytree(first, sweep / "still_running")
     s = json.loads((sweep / "still_running" / "summary.json").read_text())
     (sweep / "still_running" / "summary.json").write_text(json.dumps({**s, "status": "running"}))
+    config = yaml.safe_load((sweep / "still_running" / "config.yaml").read_text())  # another seed: not a copy
+    (sweep / "still_running" / "config.yaml").write_text(yaml.safe_dump({**config, "seed": 7}))
 
     out = tmp_path / "report"
     r = run_cli(["report", str(sweep), "--out", str(out)], cwd=tmp_path)
@@ -234,7 +281,7 @@ def test_report_from_a_real_smoke_lr_sweep(tmp_path):
     assert {"optim.lr", "data.batch_size", "norm.name", "seed", "study", "scale.name", "status", "run_dir",
             "final_test_acc", "best_test_acc", "steps", "wall_time_s", "train_images_per_s",
             "steps_to_test_acc.0.3"} <= set(runs.columns)
-    assert set(runs["optim.lr"]) == {0.03, 3.0} and set(runs.seed) == {0, 1}
+    assert set(runs["optim.lr"]) == {0.03, 3.0} and set(runs.seed) == {0, 1, 7}
     with gzip.open(out / "curves.csv.gz", "rt") as f:
         curves = pd.read_csv(f)
     assert {"run", "step", "epoch", "metric", "value", "source"} <= set(curves.columns)
@@ -244,11 +291,11 @@ def test_report_from_a_real_smoke_lr_sweep(tmp_path):
         assert (out / "figures" / f"{name}.png").stat().st_size > 10_000 and (out / "figures" / f"{name}.pdf").exists()
     md = (out / "report.md").read_text()
     for claim in report.CLAIMS:  # lr_sweep's claims get sections; the others one line
-        if claim.study == "lr_sweep":
-            section = md.split(f". {claim.title}\n", 1)[1].split("\n## ", 1)[0]
-            assert section.count("**Verdict: ") == len(claim.checks), claim.title
+        if claim.STUDY == "lr_sweep":
+            section = md.split(f". {claim.TITLE}\n", 1)[1].split("\n## ", 1)[0]
+            assert section.count("**Verdict: ") == len(claim.CHECKS), claim.TITLE
         else:
-            assert f". {claim.title}\n" not in md and f"+exp={claim.study}`" in md
+            assert f". {claim.TITLE}\n" not in md and f"+exp={claim.STUDY}`" in md
     assert "(n=2)" in md and "still_running" in md
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == md.count("![") >= 2

@@ -102,7 +102,7 @@ def test_same_config_ignores_location_and_new_keys():
 
 
 def test_analysis_ignores_set_aside_attempts(tmp_path):
-    from bnstudy.results import find_run_dirs
+    from bnstudy.analysis.results import find_run_dirs
     write_run(tmp_path / "sweep" / "r", "failed")
     claim(tmp_path / "sweep" / "r", "a: 1\n")  # moves the failed attempt to attempts/
     write_run(tmp_path / "sweep" / "r", "completed")

@@ -8,7 +8,7 @@ import torch
 import bnstudy.train as train_mod
 from bnstudy.optim import build_optimizer, lr_at, peak_lr
 from bnstudy.config import OptimConfig, ScheduleConfig
-from bnstudy.models import build_model
+from bnstudy.nets.resnet import build_model
 from bnstudy.config import ModelConfig, NormConfig
 from bnstudy.run import RunFolderError, run
 

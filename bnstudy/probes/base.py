@@ -10,9 +10,13 @@ and at every evaluation, whatever `every` says, on_eval(ctx). Rows are labelled 
 A probe is pure: it returns rows and leaves everything as it found it. `restored` puts
 back, bit for bit, the model's mode, parameters, their grads, its buffers (BN running
 statistics, which any train-mode forward updates), the optimizer's state, and the random
-number generators a train-mode forward may draw from (torch's global ones, for dropout,
-and any torch.Generator a module holds, e.g. noisy_bn's). Probes draw nothing else; the
-data generator is the loop's own and never reaches them.
+number generators a train-mode forward may draw from (`rng_state`: torch's global ones,
+for dropout, and any torch.Generator a module holds, e.g. noisy_bn's). Probes draw nothing
+else; the data generator is the loop's own and never reaches them.
+
+A probe's extra forwards on the step's batch (ctx.batch_loss) replay the training
+forward's draws (`replayed_rng`): the same dropout masks and noisy_bn noise, so a
+difference they measure comes from the weights, not from fresh noise.
 """
 from __future__ import annotations
 
@@ -38,7 +42,8 @@ class ProbeContext:
     optimizer: Optional[torch.optim.Optimizer] = None
     lr: float = 0.0  # the learning rate of this step's update
     loss: Optional[torch.Tensor] = None  # this step's training loss (already backpropagated)
-    batch_loss: Optional[Callable[[], torch.Tensor]] = None  # the loss on this step's batch, at the current weights
+    # the loss on this step's batch at the current weights, replaying the training forward's random draws
+    batch_loss: Optional[Callable[[], torch.Tensor]] = None
     autocast: Callable = nullcontext
 
 
@@ -60,6 +65,44 @@ class Probe:
         return {}
 
 
+@dataclass
+class RngState:
+    """Where every random stream a train-mode forward draws from stands."""
+    cpu: torch.Tensor  # torch's global generator (dropout on the CPU)
+    cuda: dict[int, torch.Tensor]  # device index -> its global generator (dropout on a GPU)
+    modules: list[torch.Tensor]  # generators held by modules (noisy_bn), in model.modules() order
+
+
+def _module_generators(model: nn.Module) -> list[torch.Generator]:
+    return [g for m in model.modules() for g in vars(m).values() if isinstance(g, torch.Generator)]
+
+
+def rng_state(model: nn.Module) -> RngState:
+    devices = sorted({p.device.index for p in model.parameters() if p.device.type == "cuda"})
+    return RngState(torch.get_rng_state(), {d: torch.cuda.get_rng_state(d) for d in devices},
+                    [g.get_state() for g in _module_generators(model)])
+
+
+def set_rng_state(model: nn.Module, state: RngState) -> None:
+    torch.set_rng_state(state.cpu)
+    for d, s in state.cuda.items():
+        torch.cuda.set_rng_state(s, d)
+    for g, s in zip(_module_generators(model), state.modules):
+        g.set_state(s)
+
+
+@contextmanager
+def replayed_rng(model: nn.Module, state: RngState) -> Iterator[None]:
+    """Inside, every stream starts at `state`: a forward draws what the forward that ran from
+    `state` drew. On exit the streams are back where they were, as if nothing had drawn."""
+    current = rng_state(model)
+    set_rng_state(model, state)
+    try:
+        yield
+    finally:
+        set_rng_state(model, current)
+
+
 def _copy_optimizer_state(optimizer: torch.optim.Optimizer) -> dict:
     return {p: {k: v.clone() if torch.is_tensor(v) else copy.deepcopy(v) for k, v in st.items()}
             for p, st in optimizer.state.items()}
@@ -73,34 +116,30 @@ def restored(model: nn.Module, optimizer: Optional[torch.optim.Optimizer] = None
     without grad) and the optimizer's state (when given)."""
     was_training = model.training
     buffers = [b.detach().clone() for b in model.buffers()]
-    generators = [g for m in model.modules() for g in vars(m).values() if isinstance(g, torch.Generator)]
-    generator_states = [g.get_state() for g in generators]
+    rng = rng_state(model)
     if params:
         plist = list(model.parameters())
         values = [p.detach().clone() for p in plist]
         grads = [None if p.grad is None else p.grad.detach().clone() for p in plist]
     opt_state = _copy_optimizer_state(optimizer) if optimizer is not None else None
-    cuda_devices = sorted({b.device.index or 0 for b in model.parameters() if b.device.type == "cuda"})
-    with torch.random.fork_rng(devices=cuda_devices, device_type="cuda"):  # torch's global generators
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for b, v in zip(model.buffers(), buffers):
-                    b.copy_(v)
-                if params:
-                    for p, v, g in zip(plist, values, grads):
-                        p.copy_(v)
-                        p.grad = g
-            for g, st in zip(generators, generator_states):
-                g.set_state(st)
-            if opt_state is not None:
-                for p in list(optimizer.state):
-                    if p not in opt_state:
-                        del optimizer.state[p]
-                for p, st in opt_state.items():
-                    optimizer.state[p] = st
-            model.train(was_training)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for b, v in zip(model.buffers(), buffers):
+                b.copy_(v)
+            if params:
+                for p, v, g in zip(plist, values, grads):
+                    p.copy_(v)
+                    p.grad = g
+        set_rng_state(model, rng)
+        if opt_state is not None:
+            for p in list(optimizer.state):
+                if p not in opt_state:
+                    del optimizer.state[p]
+            for p, st in opt_state.items():
+                optimizer.state[p] = st
+        model.train(was_training)
 
 
 @contextmanager

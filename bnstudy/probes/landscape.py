@@ -6,14 +6,19 @@ times the current lr), on the same batch in the same (train) mode:
   `landscape/loss_min`, `landscape/loss_max`  range of L(w - eta g) over the grid and eta=0;
   `landscape/grad_pred`    max over the grid of ||grad L(w - eta g) - g|| ("gradient
                            predictiveness": small = the gradient stays a good guide);
+  `landscape/grad_pred_rel`  grad_pred / ||g||: the same, relative to the gradient's own
+                           size, so nets with larger gradients (BN's) do not read as less
+                           predictive for that alone (NaN where g = 0);
   `landscape/beta_smooth`  max over the grid of ||grad L(w - eta g) - g|| / ||eta g||, the
                            "effective beta-smoothness" (a local Lipschitz constant of the
                            gradient along g).
-Norms are over all parameters together. Parameters, grads and BN buffers are restored bit
-for bit. Cost: one forward and backward per grid point.
+Norms are over all parameters together. The forwards replay the training forward's
+dropout masks and noise (ctx.batch_loss), so at eta=0 the gradient is g again. Parameters,
+grads and BN buffers are restored bit for bit. Cost: one forward and backward per grid point.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import torch
@@ -47,8 +52,10 @@ def loss_landscape(params: Sequence[torch.Tensor], batch_loss: Callable[[], torc
                 p.copy_(w)
     loss_v = torch.stack(losses).tolist()
     pred_v, beta_v = torch.stack(preds).tolist(), torch.stack(betas).tolist()  # host syncs
+    g_norm = g_norm.item()
     return {"landscape/loss_min": min(loss_v), "landscape/loss_max": max(loss_v),
-            "landscape/grad_pred": max(pred_v), "landscape/beta_smooth": max(beta_v)}
+            "landscape/grad_pred": max(pred_v), "landscape/beta_smooth": max(beta_v),
+            "landscape/grad_pred_rel": max(pred_v) / g_norm if g_norm > 0 else math.nan}
 
 
 class LandscapeProbe(Probe):

@@ -16,7 +16,7 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
-from ..models import BasicBlock
+from ..nets.resnet import BasicBlock
 from .base import Probe, ProbeContext, Rows, channel_moments, forward_hooks, probe_images, restored
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import ModelConfig, NormConfig
+from ..config import ModelConfig, NormConfig
 from .norms import NormLayer, make_norm_layer
 
 MLP_INIT_STD = 0.01  # "small random Gaussian values" (Ioffe & Szegedy 2015, Sec. 4.1)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import NormConfig
+from ..config import NormConfig
 
 NormLayer = Callable[[int], nn.Module]
 
@@ -22,7 +22,8 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm whose training statistics come from virtual batches of `virtual_batch_size`
     examples inside the real batch (Hoffer et al. 2017). Each chunk is normalized by
     torch's batch_norm over that chunk alone; the running statistics move once per step,
-    towards the average of the chunks' statistics. Eval mode is plain BatchNorm2d."""
+    towards the average of the chunks' statistics, by `momentum` or, when it is None, as
+    torch's cumulative average. Eval mode is plain BatchNorm2d."""
 
     def __init__(self, num_features: int, virtual_batch_size: int, **kw):
         super().__init__(num_features, **kw)
@@ -38,9 +39,11 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
             with torch.no_grad():
                 mean = torch.stack([c.mean(dim=(0, 2, 3)) for c in chunks]).mean(0)  # (C,)
                 var = torch.stack([c.var(dim=(0, 2, 3), unbiased=True) for c in chunks]).mean(0)
-                self.running_mean.lerp_(mean, self.momentum)
-                self.running_var.lerp_(var, self.momentum)
                 self.num_batches_tracked += 1
+                # momentum=None is torch's cumulative average (precise BN sets it): weight 1/n
+                factor = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
+                self.running_mean.lerp_(mean, factor)
+                self.running_var.lerp_(var, factor)
         return out
 
 

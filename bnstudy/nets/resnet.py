@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ModelConfig, NormConfig
+from ..config import ModelConfig, NormConfig
 from .mlp import build_mlp
 from .norms import NormLayer, make_norm_layer
 

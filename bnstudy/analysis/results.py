@@ -1,4 +1,4 @@
-"""Finished runs -> two tidy tables, and the seed statistics every conclusion is drawn from.
+"""Finished runs -> two tidy tables.
 
 `runs`: one row per run folder: every config value as a dotted column (`optim.lr`,
 `norm.name`, ...), the summary (`status`, `final_test_acc`, `steps_to_test_acc.0.5`, ...),
@@ -6,12 +6,13 @@ the last value of each metrics.csv metric (`final.train/acc`, `final.infer/acc_b
 `final_acc` (see below), `run` (an id) and `run_dir`.
 `curves`: the long-format metrics.csv and probes.csv rows of all runs with a `run` column.
 
-Reads run folders only (anything holding summary.json, found recursively); never trains.
+Reads run folders (anything holding summary.json, found recursively), or a published report
+folder (its runs.csv and curves.csv.gz); never trains. A run folder that cannot be read is
+skipped and named; the same (config, seed) found in several folders is counted once.
 """
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +24,12 @@ import yaml
 
 FINISHED = ("completed", "diverged")  # a diverged run is a result; running/failed/interrupted are not (yet)
 SCALE_ORDER = ("full", "cpu", "smoke")  # when a study ran at several scales, claims use the largest
-
-# Student-t 97.5% quantiles for 1..30 degrees of freedom (two-sided 95% interval); above 30
-# a Cornish-Fisher expansion around the normal quantile is accurate to < 1e-3.
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-         2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-         2.052, 2.048, 2.045, 2.042)
+# config keys that say where or how a run was kept, not what was trained: two runs that differ
+# only in these are the same experiment
+NOT_THE_EXPERIMENT = ("data.root", "data.cache_dir", "data.download", "trainer.progress",
+                      "trainer.checkpoint", "trainer.checkpoint_every", "trainer.check_every")
+CONFIG_GROUPS = ("data", "model", "norm", "init", "optim", "schedule", "trainer", "probes", "scale", "evaluation")
+CURVE_COLUMNS = ["step", "epoch", "metric", "value", "source", "run"]
 
 
 class NoRunsError(ValueError):
@@ -40,6 +41,12 @@ class Results:
     runs: pd.DataFrame
     curves: pd.DataFrame
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (folder, why) for unreadable folders
+    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (dropped run, the run kept instead)
+
+    def warnings(self) -> list[str]:
+        """One line per folder left out: unreadable, or a repeat of a (config, seed) already counted."""
+        return ([f"skipped {d}: {why}" for d, why in self.skipped]
+                + [f"skipped {d}: the same config and seed as {kept} (counted once)" for d, kept in self.duplicates])
 
 
 # ---------------------------------------------------------------- loading
@@ -88,11 +95,16 @@ def _read_rows(path: Path) -> pd.DataFrame | None:
 
 
 def load_run(run_dir: Path) -> tuple[dict, pd.DataFrame]:
-    """(one runs-table row, this run's curves) for one run folder."""
+    """(one runs-table row, this run's curves) for one run folder; ValueError for a folder
+    whose summary.json or config.yaml is not what a run writes."""
     run_dir = Path(run_dir)
     summary = json.loads((run_dir / "summary.json").read_text())
+    if not isinstance(summary, dict) or "status" not in summary:
+        raise ValueError("summary.json holds no run status")
     cfg_path = run_dir / "config.yaml"
     config = yaml.safe_load(cfg_path.read_text()) if cfg_path.exists() else {}
+    if not isinstance(config or {}, dict):
+        raise ValueError("config.yaml is not a mapping")
     row = flatten(config or {})
     summary.pop("traceback", None)  # many lines; the one-line `error` stays
     for k, v in flatten(summary).items():
@@ -100,7 +112,7 @@ def load_run(run_dir: Path) -> tuple[dict, pd.DataFrame]:
         if k in row and row[k] != v:
             k = f"run_{k}"
         row.setdefault(k, v)
-    row["status"] = summary.get("status", "unknown")
+    row["status"] = summary["status"]
     row["run_dir"] = str(run_dir.resolve())
 
     parts = []
@@ -108,8 +120,7 @@ def load_run(run_dir: Path) -> tuple[dict, pd.DataFrame]:
         df = _read_rows(run_dir / f"{source}.csv")
         if df is not None:
             parts.append(df.assign(source=source))
-    curves = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-        columns=["step", "epoch", "metric", "value", "source"])
+    curves = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=CURVE_COLUMNS[:-1])
     # the last value of each metric: final train accuracy, inference and shift accuracies, ...
     keep = curves[(curves.source == "metrics") | curves.metric.str.startswith("test/")]
     if len(keep):
@@ -122,16 +133,64 @@ def chance(runs: pd.DataFrame) -> pd.Series:
     return 1.0 / runs.get("model.num_classes", pd.Series(10, index=runs.index)).fillna(10).astype(float)
 
 
+def is_published(path: Path) -> bool:
+    """A folder `report` wrote (runs.csv beside it), rather than a sweep of run folders."""
+    return (Path(path) / "runs.csv").is_file() and not any(Path(path).rglob("summary.json"))
+
+
+def load_published(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs, curves) from a report folder's runs.csv and curves.csv.gz (curves may be absent)."""
+    path = Path(path)
+    runs = pd.read_csv(path / "runs.csv")
+    c = path / "curves.csv.gz"
+    curves = pd.read_csv(c) if c.exists() else pd.DataFrame(columns=CURVE_COLUMNS)
+    return runs, curves
+
+
+def experiment_key(runs: pd.DataFrame) -> pd.Series:
+    """What a run trained, as one string per run: its study, seed and config groups' values,
+    without the keys that are NOT_THE_EXPERIMENT."""
+    cols = sorted(c for c in runs.columns if (c in ("study", "seed") or c.split(".")[0] in CONFIG_GROUPS)
+                  and c not in NOT_THE_EXPERIMENT)
+    if not len(runs):
+        return pd.Series(dtype=str)
+    return runs[cols].apply(lambda col: col.map(repr)).agg("|".join, axis=1)
+
+
+def drop_duplicates(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """One run per (config, seed): a seed found in two sweep folders is one replicate, not two.
+    Keeps a finished run over an unfinished one, then the one written last."""
+    if not len(runs):
+        return runs, []
+    r = runs.copy().assign(_key=experiment_key(runs), _finished=runs.status.isin(FINISHED),
+                    _time=[_mtime(d) for d in runs.get("run_dir", pd.Series("", index=runs.index))])
+    r = r.sort_values(["_key", "_finished", "_time"])
+    kept = r.groupby("_key").tail(1)
+    dropped = [(str(d), str(kept.loc[kept._key == k, "run"].iloc[0]))
+               for d, k in zip(r.loc[~r.index.isin(kept.index), "run"], r.loc[~r.index.isin(kept.index), "_key"])]
+    return runs.loc[sorted(kept.index)], dropped
+
+
+def _mtime(run_dir) -> float:
+    try:
+        return (Path(run_dir) / "summary.json").stat().st_mtime
+    except (OSError, TypeError):
+        return 0.0
+
+
 def load(paths: Sequence[Path]) -> Results:
-    """Load every run folder under `paths` (NoRunsError when a path is missing or empty)."""
-    dirs = find_run_dirs(paths)
-    base = Path(os.path.commonpath([str(d.resolve()) for d in dirs]))
+    """Load every run folder under `paths`, or the tables of a published report folder
+    (NoRunsError when a path is missing or holds neither)."""
+    paths = [Path(p) for p in paths]
+    published = [p for p in paths if p.is_dir() and is_published(p)]
+    dirs = find_run_dirs([p for p in paths if p not in published]) if len(published) < len(paths) else []
     rows, curves, skipped = [], [], []
+    base = Path(os.path.commonpath([str(d.resolve()) for d in dirs])) if dirs else None
     for d in dirs:
         try:
             row, c = load_run(d)
         except (OSError, ValueError, yaml.YAMLError) as e:  # a torn or foreign folder: say so, go on
-            skipped.append((str(d), f"unreadable: {type(e).__name__}: {e}"))
+            skipped.append((str(d), f"unreadable: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"))
             continue
         rel = d.resolve().relative_to(base).as_posix()
         row["run"] = rel if rel != "." else d.name
@@ -144,13 +203,20 @@ def load(paths: Sequence[Path]) -> Results:
         final = pd.to_numeric(runs.get("final_test_acc"), errors="coerce")
         runs["final_acc"] = np.where(runs.status == "diverged", chance(runs),
                                      np.where(runs.status == "completed", final, np.nan))
+    for p in published:
+        r, c = load_published(p)
+        runs = pd.concat([runs, r], ignore_index=True)
+        curves.append(c)
+    runs, duplicates = drop_duplicates(runs)
+    if len(runs):
         first = ["run", "study", "status", "norm.name", "optim.lr", "data.batch_size", "seed"]
         runs = runs[[c for c in first if c in runs] + [c for c in runs if c not in first]]
         runs = runs.sort_values([c for c in ("study", "norm.name", "optim.lr", "data.batch_size", "seed", "run")
                                  if c in runs], ignore_index=True)
-    curves = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(
-        columns=["step", "epoch", "metric", "value", "source", "run"])
-    return Results(runs, curves, skipped)
+    curves = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=CURVE_COLUMNS)
+    if duplicates:
+        curves = curves[~curves.run.isin({d for d, _ in duplicates})]
+    return Results(runs, curves, skipped, duplicates)
 
 
 SKIPINIT = " + SkipInit"
@@ -197,77 +263,6 @@ def study_runs(runs: pd.DataFrame, study: str) -> tuple[pd.DataFrame, list[str]]
         counts = ", ".join(f"{n} {s}" for s, n in unfinished.status.value_counts().items())
         notes.append(f"left out {len(unfinished)} unfinished runs ({counts}); the verdict may change when they finish")
     return sel[sel.status.isin(FINISHED)].copy(), notes
-
-
-# ---------------------------------------------------------------- statistics over seeds
-
-def t975(dof: float) -> float:
-    """The 97.5% quantile of Student's t with `dof` degrees of freedom (dof >= 1)."""
-    if dof < 1 or not math.isfinite(dof):
-        return math.nan if dof < 1 else 1.959964
-    if dof <= 30 and float(dof).is_integer():
-        return _T975[int(dof) - 1]
-    if dof < 30:  # Welch dof are fractional: interpolate in 1/dof, where t is nearly linear
-        lo, hi = math.floor(dof), math.ceil(dof)
-        w = (1 / dof - 1 / hi) / (1 / lo - 1 / hi)
-        return w * _T975[lo - 1] + (1 - w) * _T975[hi - 1]
-    z = 1.959964
-    return z + (z ** 3 + z) / (4 * dof) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * dof ** 2)
-
-
-def mean_ci(values) -> tuple[float, float, int]:
-    """(mean, 95% t-interval half-width, n) over finite values; half-width NaN when n < 2."""
-    v = np.asarray(pd.to_numeric(pd.Series(values), errors="coerce").dropna(), dtype=float)
-    n = len(v)
-    if n == 0:
-        return math.nan, math.nan, 0
-    if n == 1:
-        return float(v[0]), math.nan, 1
-    return float(v.mean()), t975(n - 1) * float(v.std(ddof=1)) / math.sqrt(n), n
-
-
-def diff_ci(a, b) -> tuple[float, float]:
-    """mean(a) - mean(b) and its 95% Welch t-interval half-width (NaN when either has n < 2)."""
-    a = np.asarray(pd.Series(a, dtype=float).dropna())
-    b = np.asarray(pd.Series(b, dtype=float).dropna())
-    if len(a) == 0 or len(b) == 0:
-        return math.nan, math.nan
-    d = float(a.mean() - b.mean())
-    if len(a) < 2 or len(b) < 2:
-        return d, math.nan
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = math.sqrt(va + vb)
-    if se == 0:
-        return d, 0.0
-    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    return d, float(t975(dof) * se)
-
-
-def aggregate(df: pd.DataFrame, by: Sequence[str], value: str) -> pd.DataFrame:
-    """Mean, 95% CI and n of `value` over the rows (seeds) of each `by` group.
-
-    Columns: *by, mean, ci (half-width; NaN for n=1), lo, hi, n. Rows with no value are dropped.
-    """
-    by = list(by)
-    cols = by + ["mean", "ci", "lo", "hi", "n"]
-    v = df[by].assign(_v=pd.to_numeric(df[value], errors="coerce")) if len(df) else None
-    if v is None or not v._v.notna().any():
-        return pd.DataFrame(columns=cols)
-    g = v.dropna(subset=["_v"]).groupby(by, sort=True, dropna=False)._v.agg(["mean", "std", "count"])
-    out = g.reset_index().rename(columns={"count": "n"})
-    t = out.n.map(lambda n: t975(n - 1) if n >= 2 else math.nan)
-    out["ci"] = t * out["std"] / np.sqrt(out.n)
-    out["lo"], out["hi"] = out["mean"] - out["ci"], out["mean"] + out["ci"]
-    return out[cols]
-
-
-def fmt_ci(mean: float, ci: float, n: int, digits: int = 3) -> str:
-    """'0.712 ± 0.013 (n=3)', or '0.712 (n=1, no CI)'."""
-    if n == 0 or mean is None or (isinstance(mean, float) and math.isnan(mean)):
-        return "—"
-    if n < 2 or math.isnan(ci):
-        return f"{mean:.{digits}f} (n={n}, no CI)"
-    return f"{mean:.{digits}f} ± {ci:.{digits}f} (n={n})"
 
 
 def thresholds(runs: pd.DataFrame) -> list[float]:

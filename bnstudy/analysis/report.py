@@ -1,0 +1,263 @@
+"""Assemble the study report: tables, figures and one verdict per claim, from finished runs.
+
+`python -m bnstudy report SWEEP_DIR ... --out DIR` writes into DIR:
+  runs.csv        one row per run (config, status, summary metrics)
+  curves.csv.gz   every metrics.csv and probes.csv row, with a `run` column
+  figures/        one PNG and PDF per figure whose runs are present
+  report.md       per claim: numbers with 95% CIs, verdict, the rule behind it, figures
+  report.html     the same, figures inline (self-contained)
+SWEEP_DIR may also be a folder an earlier report wrote (runs.csv, curves.csv.gz): the report is
+then rebuilt from those tables. Nothing is trained; partial sweeps are fine, and the report
+says what it left out and why. The claims come from bnstudy/claims/; this module knows none
+by name.
+"""
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import re
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .. import claims as C
+from . import rules, style
+from .results import FINISHED, Results, load, study_runs, with_config
+from .rules import Verdict
+
+CLAIMS = C.CLAIMS  # modules: KEY, STUDY, TITLE, STATEMENT, CHECKS, FIGURES
+CURVE_COLUMNS = ["norm.name", "optim.lr", "seed", "status", "model.name", "probes.activations.hist_range"]
+
+
+def run_checks(res: Results) -> dict[str, list[Verdict]]:
+    """Every claim's checks on these runs: claim key -> its verdicts."""
+    return {c.KEY: [check(res.runs, res.curves) for check in c.CHECKS] for c in CLAIMS}
+
+
+def draw_figures(res: Results, checks: Optional[dict] = None) -> dict[str, Union[Figure, str]]:
+    """Every figure whose runs are present; for the others, why it was not drawn."""
+    checks = checks or run_checks(res)
+    out: dict[str, Union[Figure, str]] = {}
+    for claim in CLAIMS:
+        sel, _ = study_runs(res.runs, claim.STUDY)
+        curves = with_config(res.curves[res.curves.run.isin(sel.run)], sel, CURVE_COLUMNS) if len(sel) else None
+        for name, (draw, _) in claim.FIGURES.items():
+            try:
+                if not len(sel):
+                    raise style.NotDrawn(f"no finished runs of study {claim.STUDY}")
+                out[name] = draw(sel, curves, checks[claim.KEY])
+            except style.NotDrawn as e:
+                out[name] = str(e)
+    return out
+
+
+def write_figures(figs: dict, fig_dir: Path) -> list[Path]:
+    written = []
+    for name, fig in figs.items():
+        if isinstance(fig, Figure):
+            written += style.save(fig, fig_dir / name)
+    return written
+
+
+# ---------------------------------------------------------------- a tiny document model: md and html
+
+Block = tuple  # ("h1"|"h2"|"h3"|"p"|"list", text or items) | ("table", DataFrame) | ("fig", name, caption)
+
+
+def _md_cell(v) -> str:
+    if isinstance(v, float):
+        v = f"{v:g}"
+    return str(v).replace("|", "\\|").replace("\n", " ")
+
+
+def md_table(df: pd.DataFrame) -> str:
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(_md_cell(c) for c in cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def to_markdown(blocks: list[Block]) -> str:
+    out = []
+    for b in blocks:
+        kind = b[0]
+        if kind in ("h1", "h2", "h3"):
+            out.append("#" * int(kind[1]) + " " + b[1])
+        elif kind == "p":
+            out.append(b[1])
+        elif kind == "list":
+            out.append("\n".join(f"- {item}" for item in b[1]))
+        elif kind == "table":
+            out.append(md_table(b[1]))
+        elif kind == "fig":
+            out.append(f"![{b[2]}](figures/{b[1]}.png)\n\n*{b[2]}* ([PDF](figures/{b[1]}.pdf))")
+    return "\n\n".join(out) + "\n"
+
+
+def _inline_html(text: str) -> str:
+    t = html.escape(text, quote=False)
+    t = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", t)
+    t = re.sub(r"`(.+?)`", r"<code>\1</code>", t)
+    return re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<em>\1</em>", t)
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:62rem;margin:2rem auto;padding:0 1rem;line-height:1.45;color:#222}
+table{border-collapse:collapse;margin:.6rem 0;font-size:.85rem}td,th{border:1px solid #ccc;padding:.2rem .5rem;text-align:left}
+th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}figure{margin:1rem 0}figcaption{font-size:.85rem;color:#555}
+code{background:#f3f3f3;padding:0 .2rem}.reproduced{color:#17702a}.not-reproduced{color:#a31515}.inconclusive{color:#a36a00}.not-tested{color:#666}"""
+
+
+def to_html(blocks: list[Block], fig_dir: Path, title: str) -> str:
+    body = []
+    for b in blocks:
+        kind = b[0]
+        if kind in ("h1", "h2", "h3"):
+            body.append(f"<{kind}>{_inline_html(b[1])}</{kind}>")
+        elif kind == "p":
+            cls = ""
+            m = re.match(r"\*\*Verdict: (.+?)\*\*", b[1])
+            if m:
+                cls = f' class="{m.group(1).split(" (")[0].replace(" ", "-")}"'
+            body.append(f"<p{cls}>{_inline_html(b[1])}</p>")
+        elif kind == "list":
+            body.append("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in b[1]) + "</ul>")
+        elif kind == "table":
+            body.append(b[1].to_html(index=False, border=0, na_rep="—", float_format=lambda x: f"{x:g}"))
+        elif kind == "fig":
+            png = fig_dir / f"{b[1]}.png"
+            data = base64.b64encode(png.read_bytes()).decode() if png.exists() else ""
+            body.append(f'<figure><img alt="{html.escape(b[2])}" src="data:image/png;base64,{data}">'
+                        f"<figcaption>{_inline_html(b[2])}</figcaption></figure>")
+    return (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+# ---------------------------------------------------------------- the report
+
+def _status_table(runs: pd.DataFrame) -> pd.DataFrame:
+    t = runs.groupby(["study", "status"]).size().unstack("status", fill_value=0)
+    t.columns.name = None
+    return t.reset_index()
+
+
+def _unfinished(runs: pd.DataFrame) -> pd.DataFrame:
+    u = runs[~runs.status.isin(FINISHED)]
+    why = u.get("error", pd.Series("", index=u.index)).fillna("")
+    cols = [c for c in ("run", "study", "norm.name", "optim.lr", "seed") if c in u]
+    return u[cols].assign(status=u.status, why=why.str.slice(0, 120)).reset_index(drop=True)
+
+
+def shown_claims(runs: pd.DataFrame) -> list:
+    """The claims whose study has run folders here (all of them when none has): a claim of
+    another study gets one line in the report, not a section."""
+    present = set(runs.get("study", pd.Series(dtype=str)).dropna())
+    return [c for c in CLAIMS if c.STUDY in present] or list(CLAIMS)
+
+
+def build(res: Results, checks: dict, figs: dict, sources: Sequence[str]) -> list[Block]:
+    runs = res.runs
+    shown = shown_claims(runs)
+    absent = [c for c in CLAIMS if c not in shown]
+    blocks: list[Block] = [("h1", "BatchNorm claims: what these runs show")]
+    version = ", ".join(sorted(map(str, runs.get("git_commit", pd.Series(dtype=str)).dropna().unique()))) or "unknown"
+    blocks.append(("p", f"Made by `python -m bnstudy report {' '.join(map(str, sources))}` on "
+                        f"{datetime.date.today().isoformat()} from {len(runs)} runs "
+                        f"(code commit of the runs: {version}). Nothing was retrained."))
+    if len(runs):
+        blocks.append(("table", _status_table(runs)))
+    blocks.append(("h2", "Summary"))
+    blocks.append(("table", pd.DataFrame([{"claim": c.TITLE, "check": v.title, "verdict": v.verdict}
+                                          for c in shown for v in checks[c.KEY]])))
+    if absent:
+        blocks.append(("p", "Not tested here (no runs of their study among these folders): " + "; ".join(
+            f"{c.TITLE.lower()} (`python -m bnstudy run +exp={c.STUDY}`)" for c in absent) + "."))
+    blocks.append(("p", "How to read it: numbers are means over seeds with a 95% Student-t interval "
+                        "(`mean ± half-width (n=seeds)`; with one seed, no interval). A diverged run counts as "
+                        "chance accuracy. Each check computes one effect over seeds with a 95% interval and "
+                        "compares it with a minimum effect fixed beside its rule: reproduced when the interval "
+                        "lies beyond the minimum effect in the claimed direction, not reproduced when it lies "
+                        "short of it, inconclusive otherwise, or when a compared arm did not train (within "
+                        f"{100 * rules.TRAINED_MARGIN:.0f} points of chance) or has fewer than {rules.MIN_SEEDS} "
+                        "seeds; an inconclusive verdict says why and how many seeds the observed spread would "
+                        "need. Only finished runs (completed or diverged) enter the numbers; each study is read "
+                        f"at its largest scale present. The rules were rewritten on {rules.RULES_DATE}, after the "
+                        "cpu-scale runs had been seen (results/README.md gives the verdicts before and after)."))
+    for i, claim in enumerate(shown, 1):
+        vs = checks[claim.KEY]
+        blocks.append(("h2", f"{i}. {claim.TITLE}"))
+        blocks.append(("p", f"*Claim.* {claim.STATEMENT}"))
+        for v in vs:
+            if len(vs) > 1:
+                blocks.append(("h3", v.title))
+            blocks.append(("p", f"**Verdict: {v.verdict}**" + (f" — {v.title}." if len(vs) == 1 else "")))
+            blocks.append(("p", f"*Rule.* {v.rule}"))
+            if v.missing:
+                blocks.append(("p", f"*Not tested:* {v.missing}."))
+            if v.finding:
+                blocks.append(("p", f"*Finding.* {v.finding}"))
+            if v.notes:
+                blocks.append(("list", v.notes))
+            if len(v.numbers):
+                blocks.append(("table", v.numbers))
+        for name, (_, caption) in claim.FIGURES.items():
+            if isinstance(figs.get(name), Figure):
+                blocks.append(("fig", name, caption))
+    blocks.append(("h2", "Left out"))
+    unfinished = _unfinished(runs) if len(runs) else pd.DataFrame()
+    blocks.append(("p", f"{len(unfinished)} runs not finished (running, failed or interrupted) were left out"
+                   + (":" if len(unfinished) else ".")))
+    if len(unfinished):
+        blocks.append(("table", unfinished))
+    if res.skipped or res.duplicates:
+        blocks.append(("p", "Run folders left out:"))
+        blocks.append(("list", [f"`{line}`" for line in res.warnings()]))
+    names = {n for c in shown for n in c.FIGURES}
+    not_drawn = [f"`{n}`: {why}" for n, why in figs.items() if not isinstance(why, Figure) and n in names]
+    if not_drawn:
+        blocks.append(("p", "Figures not drawn:"))
+        blocks.append(("list", not_drawn))
+    return blocks
+
+
+def write_tables(res: Results, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    res.runs.to_csv(out / "runs.csv", index=False)
+    cols = ["run"] + [c for c in res.curves.columns if c != "run"]
+    if len(res.curves):  # a published folder may hold runs.csv alone (its curves too large to publish)
+        res.curves[cols].to_csv(out / "curves.csv.gz", index=False, compression={"method": "gzip", "mtime": 0})
+
+
+def _load(sources: Sequence[Path], warn: Optional[Callable[[str], None]]) -> Results:
+    res = load(sources)
+    for line in res.warnings():
+        (warn or (lambda _: None))(line)
+    return res
+
+
+def plot(sources: Sequence[Path], out: Path, warn: Optional[Callable[[str], None]] = None) -> dict[str, Union[Path, str]]:
+    """Figures only: `out`/figures/*.png|pdf. Returns name -> PNG path, or why it was not drawn.
+    `warn` gets one line per run folder left out (unreadable, or a repeated config and seed)."""
+    res = _load(sources, warn)
+    checks = run_checks(res)
+    figs = draw_figures(res, checks)
+    write_figures(figs, Path(out) / "figures")
+    return {n: (Path(out) / "figures" / f"{n}.png" if isinstance(f, Figure) else f) for n, f in figs.items()}
+
+
+def report(sources: Sequence[Path], out: Path, warn: Optional[Callable[[str], None]] = None) -> dict[str, list[Verdict]]:
+    """Tables, figures, report.md and report.html into `out`; returns the verdicts of the
+    claims whose study is among the runs. `warn` as for plot()."""
+    out = Path(out)
+    res = _load(sources, warn)
+    if not any(Path(s).resolve() == out.resolve() for s in sources):  # rebuilding a report in place: its tables are the source
+        write_tables(res, out)
+    checks = run_checks(res)
+    figs = draw_figures(res, checks)
+    write_figures(figs, out / "figures")
+    blocks = build(res, checks, figs, sources)
+    (out / "report.md").write_text(to_markdown(blocks))
+    (out / "report.html").write_text(to_html(blocks, out / "figures", "BatchNorm claims report"))
+    return {c.KEY: checks[c.KEY] for c in shown_claims(res.runs)}

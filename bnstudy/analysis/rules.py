@@ -1,0 +1,177 @@
+"""What every claim's rule shares: the verdict, how an effect's interval decides it, and the
+conditions under which no verdict is given.
+
+A claim module (bnstudy/claims/) computes one effect per check, over seeds, with a 95%
+interval (bnstudy.analysis.stats), and fixes a minimum effect before the runs it judges.
+`decide` then applies the same symmetric rule to every claim:
+  reproduced      the interval lies beyond the minimum effect, in the claimed direction;
+  not reproduced  the interval lies short of it: the effect is shown to be smaller than
+                  claimed, or opposite;
+  inconclusive    otherwise (the interval contains the minimum effect), or when a compared
+                  arm did not train, or an arm has fewer than MIN_SEEDS seeds, or the
+                  measurement is censored (a limit outside the grid); the verdict says why
+                  and how many seeds the observed spread would need.
+No verdict rests on a point estimate.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .stats import Estimate, fmt_ci, seeds_needed
+
+REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
+MISSING = "not tested (runs missing)"
+MIN_SEEDS = 2  # an interval needs two seeds; its width then says whether they are enough
+TRAINED_MARGIN = 0.05  # an arm whose mean accuracy is within 5 points of chance did not train
+RULES_DATE = "2026-11-25"  # the rules below were rewritten on this date (issue 13), after the cpu runs
+
+
+@dataclass(frozen=True)
+class Effect:
+    """How a claim's effect is named, printed and thresholded."""
+    name: str  # e.g. "none's gap minus BN's"
+    unit: str  # "points" (accuracy percentage points) | "ratio" (estimated as log2, printed as x)
+    minimum: float  # the minimum effect, in the estimate's units (log2 for ratios)
+    claimed: int = +1  # +1: the claim says the effect exceeds the minimum; -1: that it stays below it
+
+    def fmt(self, v: float) -> str:
+        if not math.isfinite(v):
+            return "—"
+        return f"{2 ** v:.3g}x" if self.unit == "ratio" else f"{v:+.1f} points"
+
+    def fmt_width(self, v: float) -> str:
+        if not math.isfinite(v):
+            return "—"
+        return f"x{2 ** v:.3g}" if self.unit == "ratio" else f"{v:.1f} points"
+
+    def describe(self) -> str:
+        side = "above" if self.claimed > 0 else "below"
+        return f"{self.name}; minimum effect {self.fmt(self.minimum)} (claimed: {side} it)"
+
+
+@dataclass
+class Verdict:
+    claim: str  # key, e.g. "higher_lr"
+    title: str
+    verdict: str
+    rule: str
+    finding: str = ""  # the numbers against the rule, in a sentence or two
+    numbers: pd.DataFrame = field(default_factory=pd.DataFrame)  # formatted, for the report
+    missing: str = ""  # which runs are needed, and the command that makes them
+    notes: list[str] = field(default_factory=list)
+    params: dict = field(default_factory=dict)  # choices a figure should share (e.g. target accuracy)
+    effect: Optional[Effect] = None
+    estimate: Optional[Estimate] = None
+    reason: str = ""  # why inconclusive
+
+    def effect_line(self) -> str:
+        return effect_line(self.effect, self.estimate) if self.effect and self.estimate else ""
+
+
+def effect_line(e: Effect, est: Estimate) -> str:
+    """'name = +3.1 points, 95% interval [-1.2 points, +7.4 points] (Welch t, n=2 seeds per arm);
+    minimum effect +2.0 points; minimum detectable effect 5.1 points (80% power)'."""
+    if not math.isfinite(est.value):
+        return ""
+    line = f"{e.name} = {e.fmt(est.value)}"
+    if est.has_interval:
+        mde = f"; minimum detectable effect {e.fmt_width(est.mde)} (80% power)" if est.se > 0 else ""
+        return line + (f", 95% interval [{e.fmt(est.lo)}, {e.fmt(est.hi)}] ({est.method}, n={est.n} seeds per "
+                       f"arm); minimum effect {e.fmt(e.minimum)}" + mde)
+    return line + f" (n={est.n}: no interval); minimum effect {e.fmt(e.minimum)}"
+
+
+def decide(est: Estimate, effect: Effect, blockers: Sequence[str] = ()) -> tuple[str, str]:
+    """(verdict, reason) by the symmetric rule of this module's docstring. `blockers` are
+    reasons that forbid a verdict whatever the interval (an arm that did not train, a
+    censored measurement); the reason is empty for reproduced and not reproduced."""
+    if blockers:
+        return INCONCLUSIVE, "; ".join(blockers)
+    if not math.isfinite(est.value):
+        return INCONCLUSIVE, "no effect could be computed"
+    if est.n < MIN_SEEDS or not est.has_interval:
+        return INCONCLUSIVE, f"n={est.n} seed in an arm: no interval (at least {MIN_SEEDS} seeds per arm)"
+    m, c = effect.minimum, effect.claimed
+    eps = 1e-9 * max(1.0, abs(m))  # a bound that equals the minimum (0.3 / 0.1 on a grid) does not exclude it
+    beyond = est.lo > m + eps if c > 0 else est.hi < m - eps
+    short = est.hi < m - eps if c > 0 else est.lo > m + eps
+    if beyond:
+        return REPRODUCED, ""
+    if short:
+        return NOT_REPRODUCED, ""
+    n = seeds_needed(est, m)
+    more = ("no number of seeds would settle it at this estimate" if n is None
+            else f"about {n} seeds per arm would settle it at the observed spread" if n <= 1000
+            else "more than 1000 seeds per arm would be needed at the observed spread")
+    return INCONCLUSIVE, (f"the interval [{effect.fmt(est.lo)}, {effect.fmt(est.hi)}] contains the minimum effect "
+                          f"{effect.fmt(m)}; {more}")
+
+
+def untrained(arms: dict[str, pd.Series], chance: float) -> list[str]:
+    """A blocker for each arm (name -> its runs' accuracies) whose mean is not TRAINED_MARGIN above chance."""
+    out = []
+    for name, acc in arms.items():
+        a = pd.to_numeric(pd.Series(acc, dtype=object), errors="coerce").dropna()
+        if not len(a) or not a.mean() >= chance + TRAINED_MARGIN:
+            out.append(f"{name} did not train (mean accuracy {pct(a.mean()) if len(a) else '—'}; an arm needs "
+                       f"{pct(chance + TRAINED_MARGIN)}, chance + {100 * TRAINED_MARGIN:.0f} points)")
+    return out
+
+
+def verdict(claim: str, title: str, rule: str, effect: Effect, est: Estimate, blockers: Sequence[str] = (),
+            finding: str = "", **kw) -> Verdict:
+    """The Verdict of `est` under `effect`'s minimum, with the effect line leading the finding."""
+    v, reason = decide(est, effect, blockers)
+    out = Verdict(claim, title, v, rule, effect=effect, estimate=est, reason=reason, **kw)
+    parts = [out.effect_line(), finding, f"Inconclusive: {reason}." if reason else ""]
+    out.finding = " ".join(p.rstrip(".") + "." for p in parts if p)
+    return out
+
+
+def missing(claim, title, rule, needs: str, study: str, notes=()) -> Verdict:
+    return Verdict(claim, title, MISSING, rule, missing=f"needs {needs} (`python -m bnstudy run +exp={study}`)",
+                   notes=list(notes))
+
+
+def pct(x: float) -> str:
+    return "—" if x is None or not np.isfinite(x) else f"{100 * x:.1f}%"
+
+
+def acc_cell(mean, ci, n) -> str:
+    return fmt_ci(100 * mean, 100 * ci, n, digits=1) if np.isfinite(mean) else "—"
+
+
+def acc_col(agg: pd.DataFrame) -> list[str]:
+    """An aggregate()'s rows as 'mean ± half-width (n=..)' accuracy strings, in percent."""
+    return [acc_cell(m, h, n) for m, h, n in zip(agg["mean"], agg.ci, agg.n)]
+
+
+def has_norms(sel: pd.DataFrame, norms: Sequence[str]) -> bool:
+    return len(sel) > 0 and set(norms) <= set(sel["norm.name"])
+
+
+def points(values) -> pd.Series:
+    """Accuracies (fractions) as percentage points."""
+    return 100 * pd.to_numeric(pd.Series(values, dtype=object), errors="coerce")
+
+
+def log2(values) -> pd.Series:
+    v = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce")
+    return np.log2(v.where(v > 0))
+
+
+Check = Callable[[pd.DataFrame, pd.DataFrame], Verdict]  # (runs, curves) -> Verdict
+
+
+def decision_text(effect: Effect) -> str:
+    """The symmetric decision, in words, for a rule's text."""
+    m = effect.fmt(effect.minimum)
+    side, other = ("above", "below") if effect.claimed > 0 else ("below", "above")
+    return (f"Reproduced: the 95% interval of the effect lies {side} {m}; not reproduced: it lies {other} {m}; "
+            f"inconclusive: it contains {m}, or a compared arm did not train (mean accuracy within "
+            f"{100 * TRAINED_MARGIN:.0f} points of chance), or an arm has fewer than {MIN_SEEDS} seeds.")

@@ -1,0 +1,435 @@
+"""Internal covariate shift. Ioffe & Szegedy (2015, Fig. 1) credit BN with keeping each
+layer's input distribution stable over training; Santurkar et al. (2018) measure ICS through
+gradients, find BN does not reduce it (Sec. 2.2), and credit a smoother loss landscape
+instead (Sec. 3.1, Fig. 4). Study: covariate_shift (a sigmoid mlp and a ResNet-20, bn / none /
+noisy_bn); three checks, each judged within each model (an mlp's and a ResNet's measures are
+not one population) and decided where the models agree."""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.colors import PowerNorm
+from matplotlib.figure import Figure
+
+from ..analysis import style as S
+from ..analysis.results import chance, study_runs, with_config
+from ..analysis.rules import (INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Effect, Verdict, decide, decision_text,
+                              effect_line, has_norms, log2, missing, untrained)
+from ..analysis.stats import aggregate, difference, fmt_ci, mean_ci
+
+KEY, STUDY, TITLE = "covariate_shift", "covariate_shift", "Internal covariate shift"
+STATEMENT = ("BatchNorm works by reducing internal covariate shift: layer input distributions stay stable during "
+             "training (Ioffe & Szegedy 2015, Fig. 1). Santurkar et al. (2018) measure ICS through gradients, "
+             "find BN does not reduce it, and credit a smoother loss landscape instead.")
+# all fixed 2026-11-25 (issue 13), after the cpu covariate_shift runs: a measure counts as
+# reduced by BN when none's value is at least 1.5x BN's
+RATIO = math.log2(1.5)
+DRIFT = Effect("none's activation drift / BN's (geometric mean over seeds)", "ratio", RATIO)
+ICS = Effect("none's relative ICS ||G - G'||/||G|| / BN's", "ratio", RATIO)
+LANDSCAPE = {"loss range": Effect("none's loss range along the gradient / BN's", "ratio", RATIO),
+             "relative gradient predictiveness": Effect(
+                 "none's relative gradient predictiveness ||grad L(w - eta g) - g||/||g|| / BN's", "ratio", RATIO)}
+_EACH_MODEL = ("Judged within each model; the verdict is the models' common one, else inconclusive. Both bn and "
+               "none must have trained in a model (final accuracy). ")
+ACT_RULE = ("Drift of a layer's activation distribution = the range over training of its 15th, 50th and 85th "
+            "percentiles, averaged, divided by the mean 15-85 spread (scale-free). Layers: those probed in both "
+            "nets (inputs to the nonlinearities first). Per run, drift is averaged over layers; effect = mean "
+            "log2(drift) of none minus that of BN (Welch t over seeds), shown as a ratio. " + _EACH_MODEL
+            + decision_text(DRIFT) + " (Ioffe & Szegedy 2015, Fig. 1b-c.)")
+ICS_RULE = ("Santurkar et al. (2018, Def. 2.1) ICS of a layer: the change of its gradient G caused by the update "
+            "of the layers before it (in forward order), decided on the relative measure ||G - G'||/||G|| (BN's "
+            "gradients are larger, so the absolute ||G - G'|| would read them as more shift; it is shown beside, "
+            "with cos(G, G')). Per run, averaged over probed parameters and steps; effect = mean log2 of none "
+            "minus that of BN (Welch t over seeds), shown as a ratio. " + _EACH_MODEL + decision_text(ICS)
+            + " Santurkar et al. report that BN does not reduce it.")
+LANDSCAPE_RULE = ("Along each gradient step (Santurkar et al. 2018, Sec. 3.1), averaged over training: the loss "
+                  "range max - min over the step sizes, and the gradient predictiveness relative to the gradient, "
+                  "max ||grad L(w - eta g) - g||/||g|| (effective beta-smoothness shown beside; its units depend "
+                  "on the parametrization). Effect per measure = mean log2 of none minus that of BN (Welch t over "
+                  "seeds), shown as a ratio. Reproduced: both measures' intervals lie above 1.5x; not reproduced: "
+                  "one lies below; inconclusive: otherwise. " + _EACH_MODEL)
+
+
+def _study(runs: pd.DataFrame, curves: pd.DataFrame):
+    sel, notes = study_runs(runs, STUDY)
+    c = curves[curves.run.isin(sel.run)] if len(sel) else curves.iloc[0:0]
+    cols = ["norm.name", "seed"] + (["model.name"] if "model.name" in sel else [])
+    return sel, with_config(c, sel, cols), notes
+
+
+def judge_by_model(sel: pd.DataFrame, per_run: dict[str, pd.DataFrame], effects: dict[str, Effect]):
+    """Decide each measure (per_run: run, norm.name, value) within each model: a model's verdict is
+    reproduced when all its measures are, not reproduced when one is; the models' common verdict,
+    else inconclusive. Returns (verdict, finding, numbers)."""
+    models = sel.groupby("model.name").run if "model.name" in sel else [("", sel.run)]
+    c = float(chance(sel).iloc[0]) if len(sel) else 0.1
+    outcomes, lines, rows = [], [], []
+    for model, ids in models:
+        m = sel[sel.run.isin(ids)]
+        blockers = untrained({f"{n}{f' ({model})' if model else ''}": m.loc[m["norm.name"] == n, "final_acc"]
+                              for n in ("bn", "none")}, c)
+        decided, parts, reasons = [], [], []
+        for name, df in per_run.items():
+            d = df[df.run.isin(ids)]
+            bn, none = d.loc[d["norm.name"] == "bn", "value"], d.loc[d["norm.name"] == "none", "value"]
+            if not len(bn) or not len(none):
+                continue
+            est = difference(log2(none), log2(bn))
+            v, reason = decide(est, effects[name], blockers)
+            decided.append(v)
+            reasons.append(reason)
+            parts.append(effect_line(effects[name], est) + (f" [{v}]" if len(per_run) > 1 else ""))
+            for norm, s in (("bn", bn), ("none", none)):
+                rows.append({"model": model, "measure": name, "norm": norm, "value": fmt_ci(*mean_ci(s), digits=4)})
+        if not decided:
+            continue
+        outcome = (REPRODUCED if all(v == REPRODUCED for v in decided) else
+                   NOT_REPRODUCED if NOT_REPRODUCED in decided else INCONCLUSIVE)
+        outcomes.append(outcome)
+        reason = "; ".join(dict.fromkeys(r for r in reasons if r)) if outcome == INCONCLUSIVE else ""
+        lines.append((f"{model}: " if model else "") + "; ".join(parts) + f" — {outcome}"
+                     + (f" ({reason})" if reason else ""))
+    numbers = pd.DataFrame(rows)
+    if len(numbers):
+        numbers = numbers.pivot_table(index=["model", "measure"], columns="norm", values="value",
+                                      aggfunc="first").reset_index()
+        numbers.columns.name = None
+    verdict = outcomes[0] if outcomes and len(set(outcomes)) == 1 else INCONCLUSIVE
+    finding = ". ".join(lines) + "." if lines else ""
+    if len(set(outcomes)) > 1:
+        finding += " The models disagree: inconclusive."
+    return verdict, finding, numbers
+
+
+# ---------------------------------------------------------------- activation drift (Ioffe & Szegedy, Fig. 1)
+
+
+def activation_drift(act: pd.DataFrame) -> pd.DataFrame:
+    """Per (run, layer): scale-free drift of the p15/p50/p85 percentiles over training."""
+    wide = act.pivot_table(index=["run", "layer", "step"], columns="stat", values="value").reset_index()
+    rows = []
+    for (run, layer), g in wide.groupby(["run", "layer"]):
+        if g.step.nunique() < 2:
+            continue
+        spread = (g.p85 - g.p15).abs().mean()
+        rng = np.mean([g[s].max() - g[s].min() for s in ("p15", "p50", "p85")])
+        rows.append((run, layer, rng / spread if spread > 0 else math.nan))
+    return pd.DataFrame(rows, columns=["run", "layer", "drift"])
+
+
+def check_activations(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
+    claim, title = "ics_activations", "BN keeps activation distributions stable during training"
+    sel, c, notes = _study(runs, curves)
+    act = _act_table(c, "act") if len(c) else c
+    if len(act):
+        act = act[act.stat.isin(["p15", "p50", "p85"])]
+    if not len(act) or not has_norms(act, ("bn", "none")):
+        return missing(claim, title, ACT_RULE, "covariate_shift runs with norm=bn and norm=none and activation "
+                       "probes (`act/*.p15|p50|p85` rows in probes.csv)", STUDY, notes)
+    layers = choose_layers({n: set(act.loc[act["norm.name"] == n, "layer"]) for n in ("bn", "none")}, k=10 ** 6)
+    drift = activation_drift(act[act.layer.isin(layers)]).merge(sel[["run", "norm.name"]], on="run")
+    if not len(drift):
+        return missing(claim, title, ACT_RULE, "activation probes at >= 2 steps per run", STUDY, notes)
+    per_run = drift.groupby(["run", "norm.name"], as_index=False).drift.mean().rename(columns={"drift": "value"})
+    verdict, finding, _ = judge_by_model(sel, {"activation drift": per_run}, {"activation drift": DRIFT})
+    by_layer = aggregate(drift, ["layer", "norm.name"], "drift")
+    wide = by_layer.pivot(index="layer", columns="norm.name", values="mean")
+    finding += f" Beside the rule: BN's mean drift is smaller at {int((wide.bn < wide.none).sum())} of {len(wide)} layers."
+    numbers = by_layer.assign(drift=[fmt_ci(m, h, n) for m, h, n in zip(by_layer["mean"], by_layer.ci, by_layer.n)]).pivot(
+        index="layer", columns="norm.name", values="drift").reset_index()
+    numbers.columns.name = None
+    return Verdict(claim, title, verdict, ACT_RULE, finding, numbers, notes=notes)
+
+
+# ---------------------------------------------------------------- gradient ICS (Santurkar et al., Def. 2.1)
+
+
+def _param_rows(c: pd.DataFrame, prefix: str, stat: str) -> pd.DataFrame:
+    """`{prefix}/{param}.{stat}` rows as (run, norm.name, step, param, value)."""
+    r = c[c.metric.str.startswith(prefix + "/") & c.metric.str.endswith("." + stat)]
+    return r.assign(param=r.metric.str[len(prefix) + 1:-len(stat) - 1])[["run", "norm.name", "step", "param", "value"]]
+
+
+def relative_ics(c: pd.DataFrame) -> pd.DataFrame:
+    """Per (run, step, param): ||G - G'||/||G||, logged (`ics/*.rel`) or, for runs made before it was,
+    from `ics/*.l2` and the gradients probe's ||G|| (`grad/*.norm`) at the same step."""
+    rel = _param_rows(c, "ics", "rel")
+    if len(rel):
+        return rel
+    l2, g = _param_rows(c, "ics", "l2"), _param_rows(c, "grad", "norm")
+    m = l2.merge(g[["run", "step", "param", "value"]], on=["run", "step", "param"], suffixes=("", "_g"))
+    return m.assign(value=m.value / m.value_g.where(m.value_g > 0))[["run", "norm.name", "step", "param", "value"]]
+
+
+def _per_run(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows.groupby(["run", "norm.name"], as_index=False).value.mean()
+
+
+def check_gradients(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
+    claim, title = "ics_gradients", "BN reduces internal covariate shift (Santurkar et al.'s measure)"
+    sel, c, notes = _study(runs, curves)
+    rel = relative_ics(c) if len(c) else c
+    if not len(rel) or not has_norms(rel, ("bn", "none")):
+        return missing(claim, title, ICS_RULE, "covariate_shift runs with norm=bn and norm=none, the ICS probe "
+                       "(`ics/*` rows) and its relative measure (`ics/*.rel`, or the gradients probe at the same "
+                       "steps)", STUDY, notes)
+    if not (c.metric.str.startswith("ics/") & c.metric.str.endswith(".rel")).any():
+        notes.append("||G|| read from the gradients probe at the ICS steps (runs made before `ics/*.rel` was logged)")
+    verdict, finding, numbers = judge_by_model(sel, {"relative ICS": _per_run(rel)}, {"relative ICS": ICS})
+    aside = []
+    for stat, name in (("l2", "||G - G'||"), ("cos", "cos(G, G')")):
+        per = _per_run(_param_rows(c, "ics", stat)).merge(sel[["run", "model.name"]] if "model.name" in sel
+                                                          else sel[["run"]].assign(**{"model.name": ""}), on="run")
+        for model, g in per.groupby("model.name"):
+            m = {n: g.loc[g["norm.name"] == n, "value"].mean() for n in ("bn", "none")}
+            aside.append(f"{model} {name}: bn {m['bn']:.4g}, none {m['none']:.4g}")
+    if aside:
+        finding += " Beside the rule (absolute units): " + "; ".join(aside) + "."
+    return Verdict(claim, title, verdict, ICS_RULE, finding, numbers, notes=notes)
+
+
+# ---------------------------------------------------------------- loss landscape (Santurkar et al., Sec. 3.1)
+
+
+def with_relative_grad_pred(c: pd.DataFrame) -> pd.DataFrame:
+    """The curves with `landscape/grad_pred_rel` rows: logged, or for runs made before it was,
+    grad_pred over the total ||g|| of the gradients probe at the same step."""
+    if (c.metric == "landscape/grad_pred_rel").any() or not (c.metric == "landscape/grad_pred").any():
+        return c
+    g = _param_rows(c, "grad", "norm")
+    total = np.sqrt((g.value ** 2).groupby([g.run, g.step]).sum()).rename("g").reset_index()
+    gp = c[c.metric == "landscape/grad_pred"].merge(total, on=["run", "step"])
+    return pd.concat([c, gp.assign(metric="landscape/grad_pred_rel", value=gp.value / gp.g).drop(columns="g")],
+                     ignore_index=True)
+
+
+def landscape_measures(c: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per run: the mean loss range and relative gradient predictiveness over the probed steps."""
+    c = with_relative_grad_pred(c)
+    ls = c[c.metric.str.startswith("landscape/")]
+    if not len(ls):
+        return {}
+    wide = ls.pivot_table(index=["run", "norm.name", "step"], columns="metric", values="value").reset_index()
+    out = {}
+    if {"landscape/loss_max", "landscape/loss_min"} <= set(wide.columns):
+        out["loss range"] = _per_run(wide.assign(value=wide["landscape/loss_max"] - wide["landscape/loss_min"]))
+    if "landscape/grad_pred_rel" in wide:
+        out["relative gradient predictiveness"] = _per_run(wide.assign(value=wide["landscape/grad_pred_rel"]))
+    return out
+
+
+def check_landscape(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
+    claim, title = "landscape", "BN makes the loss landscape smoother"
+    sel, c, notes = _study(runs, curves)
+    per = landscape_measures(c) if len(c) else {}
+    if len(per) < 2 or not all(has_norms(v, ("bn", "none")) for v in per.values()):
+        return missing(claim, title, LANDSCAPE_RULE, "covariate_shift runs with norm=bn and norm=none and the "
+                       "landscape probe (`landscape/*` rows), with `landscape/grad_pred_rel` or the gradients probe "
+                       "at the same steps", STUDY, notes)
+    if "landscape/grad_pred_rel" not in set(c.metric):
+        notes.append("||g|| read from the gradients probe at the landscape steps (runs made before "
+                     "`landscape/grad_pred_rel` was logged)")
+    verdict, finding, numbers = judge_by_model(sel, per, LANDSCAPE)
+    beta = c[c.metric == "landscape/beta_smooth"]
+    if len(beta):
+        b = _per_run(beta).merge(sel[["run", "model.name"]], on="run") if "model.name" in sel else _per_run(beta).assign(
+            **{"model.name": ""})
+        finding += " Beside the rule, effective beta-smoothness: " + "; ".join(
+            f"{model} bn {g.loc[g['norm.name'] == 'bn', 'value'].mean():.4g}, none "
+            f"{g.loc[g['norm.name'] == 'none', 'value'].mean():.4g}" for model, g in b.groupby("model.name")) + "."
+    return Verdict(claim, title, verdict, LANDSCAPE_RULE, finding, numbers, notes=notes)
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _act_table(curves: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """Rows `act/...` or `hist/...` split into layer (module.in|out) and stat columns."""
+    rows = curves[curves.metric.str.startswith(kind + "/")].copy()
+    if not len(rows):
+        return rows.assign(layer=[], stat=[])
+    parts = rows.metric.str[len(kind) + 1:].str.rsplit(".", n=1, expand=True)
+    rows["layer"], rows["stat"] = parts[0], parts[1]
+    return rows
+
+
+def choose_layers(layers_by_norm: dict[str, set], k: int = 3) -> list[str]:
+    """Up to k probed layers present for every norm, spread over depth; the input to a
+    nonlinearity (a norm layer's output, identity in the unnormalized net) first, as in Ioffe & Szegedy."""
+    common = sorted(set.intersection(*layers_by_norm.values())) if layers_by_norm else []
+    for pick in (lambda l: "norm" in l and l.endswith(".out"), lambda l: l.endswith(".out"), lambda l: True):
+        chosen = [l for l in common if pick(l)]
+        if chosen:
+            return S.spread_pick(chosen, k)
+    return []
+
+
+@S.figure
+def activation_percentiles(curves: pd.DataFrame, layers: Optional[Sequence[str]] = None) -> Figure:
+    """15th/50th/85th activation percentiles over training, per layer, with and without BN
+    (in the style of Ioffe & Szegedy 2015, Fig. 1b-c)."""
+    S.need(curves, ["norm.name", "metric"], "activation percentiles")
+    act = _act_table(curves, "act")
+    act = act[act.stat.isin(["p15", "p50", "p85"])]
+    if not len(act):
+        raise S.NotDrawn("activation percentiles: no act/*.p15|p50|p85 probe rows")
+    norms = S.norms_of(act)
+    layers = list(layers) if layers else choose_layers({n: set(act.loc[act["norm.name"] == n, "layer"]) for n in norms})
+    if not layers:
+        raise S.NotDrawn("activation percentiles: no probed layer common to every norm")
+    fig = Figure(figsize=(2.9 * len(norms) + 0.4, 2.2 * len(layers) + 0.8), layout="constrained")
+    axes = fig.subplots(len(layers), len(norms), squeeze=False, sharex=True)
+    shades = {"p15": "C9", "p50": "C1", "p85": "C6"}
+    for i, layer in enumerate(layers):
+        for j, norm in enumerate(norms):
+            ax = axes[i, j]
+            sub = act[(act.layer == layer) & (act["norm.name"] == norm)]
+            for stat in ("p85", "p50", "p15"):
+                s = sub[sub.stat == stat]
+                if len(s):
+                    S.line_ci(ax, aggregate(s, ["step"], "value"), "step", shades[stat],
+                             f"{stat[1:]}th percentile")
+            ax.set_title(f"{S.label(norm)}: {layer}", fontsize=8)
+            if j == 0:
+                ax.set_ylabel("activation value")
+        axes[-1, 0].set_xlabel("step (SGD updates)")
+    for ax in axes[-1]:
+        ax.set_xlabel("step (SGD updates)")
+    S.legend_outside(fig, axes)
+    fig.suptitle("Activation distribution over training (15th, 50th, 85th percentiles)")
+    return fig
+
+
+def hist_edges(n_bins: int, half_range: float) -> np.ndarray:
+    """Bin edges of the probes' fixed histograms: n_bins equal bins over [-half_range, half_range]
+    (the end bins also hold the tails)."""
+    return np.linspace(-half_range, half_range, n_bins + 1)
+
+
+@S.figure
+def activation_histograms(curves: pd.DataFrame, layer: Optional[str] = None) -> Figure:
+    """Histograms of one layer's activations over training, one panel per norm."""
+    S.need(curves, ["norm.name", "metric"], "activation histograms")
+    h = _act_table(curves, "hist")
+    if not len(h):
+        raise S.NotDrawn("activation histograms: no hist/* probe rows")
+    h["bin"] = pd.to_numeric(h.stat.str.removeprefix("bin"), errors="coerce")
+    norms = S.norms_of(h)
+    layer = layer or (choose_layers({n: set(h.loc[h["norm.name"] == n, "layer"]) for n in norms}, k=3) or [None])[-1]
+    if layer is None:
+        raise S.NotDrawn("activation histograms: no probed layer common to every norm")
+    h = h[h.layer == layer]
+    n_bins = int(h.bin.max()) + 1
+    half = float(h["probes.activations.hist_range"].dropna().iloc[0]) \
+        if "probes.activations.hist_range" in h and h["probes.activations.hist_range"].notna().any() else 5.0
+    edges = hist_edges(n_bins, half)
+    fig = Figure(figsize=(3.4 * len(norms) + 0.8, 3.2), layout="constrained")
+    axes = fig.subplots(1, len(norms), squeeze=False, sharey=True)[0]
+    mesh = None
+    # counts -> fractions per (run, step), then mean over seeds; one colour scale for all panels
+    h = h.assign(frac=h.value / h.groupby(["run", "step"]).value.transform("sum"))
+    vmax = float(h.groupby(["norm.name", "step", "bin"]).frac.mean().max())
+    for ax, norm in zip(axes, norms):
+        sub = h[h["norm.name"] == norm]
+        grid = sub.groupby(["step", "bin"]).frac.mean().unstack("bin").reindex(columns=range(n_bins)).fillna(0)
+        steps = grid.index.to_numpy(float)
+        step_edges = np.concatenate([[steps[0] - (steps[1] - steps[0]) / 2 if len(steps) > 1 else steps[0] - 0.5],
+                                     (steps[1:] + steps[:-1]) / 2,
+                                     [steps[-1] + (steps[-1] - steps[-2]) / 2 if len(steps) > 1 else steps[-1] + 0.5]])
+        mesh = ax.pcolormesh(step_edges, edges, grid.to_numpy().T, cmap="viridis",
+                             norm=PowerNorm(0.5, vmin=0, vmax=vmax), shading="flat")
+        ax.set_title(f"{S.label(norm)}: {layer}", fontsize=8)
+        ax.set_xlabel("step (SGD updates)")
+        ax.grid(False)
+    axes[0].set_ylabel(f"activation value (end bins include |x| > {half:g})")
+    if mesh is not None:
+        fig.colorbar(mesh, ax=list(axes), label="fraction of activations (sqrt scale)")
+    fig.suptitle("Activation histograms over training")
+    return fig
+
+
+def _per_param_mean(curves: pd.DataFrame, prefix: str, stat: str) -> pd.DataFrame:
+    """`{prefix}/{param}.{stat}` rows averaged over parameters: one value per (run, step)."""
+    rows = curves[curves.metric.str.startswith(prefix + "/") & curves.metric.str.endswith("." + stat)]
+    keys = [c for c in ("run", "step", "norm.name") if c in rows]
+    return rows.groupby(keys, as_index=False).value.mean()
+
+
+@S.figure
+def internal_covariate_shift(curves: pd.DataFrame) -> Figure:
+    """Santurkar et al. (2018) ICS over training, per norm: ||G - G'||/||G|| (the rule's measure)
+    and cos(G, G')."""
+    S.need(curves, ["norm.name", "metric"], "internal covariate shift")
+    rel = relative_ics(curves)
+    l2 = rel.groupby(["run", "step", "norm.name"], as_index=False).value.mean() if len(rel) else rel
+    cos = _per_param_mean(curves, "ics", "cos")
+    if not len(l2) and not len(cos):
+        raise S.NotDrawn("internal covariate shift: no ics/* probe rows")
+    fig = Figure(figsize=(8.0, 3.2), layout="constrained")
+    axes = fig.subplots(1, 2, sharex=True)
+    for ax, df, ylabel in ((axes[0], l2, "‖G − G′‖ / ‖G‖ (log scale)"), (axes[1], cos, "cos(G, G′)")):
+        for norm in S.norms_of(df) if len(df) else []:
+            S.line_ci(ax, aggregate(df[df["norm.name"] == norm], ["step"], "value"), "step", S.color(norm), S.label(norm))
+        ax.set_xlabel("step (SGD updates)")
+        ax.set_ylabel(ylabel)
+    if len(l2):
+        S.log10_axis(axes[0], "y", subs=(1.0, 2.0, 5.0))
+    axes[0].set_title("relative gradient change from updating earlier layers (lower: less ICS)", fontsize=8)
+    axes[1].set_title("direction agreement (higher: less ICS)", fontsize=8)
+    S.legend_outside(fig, axes)
+    fig.suptitle("Internal covariate shift (Santurkar et al. 2018), mean over probed parameters")
+    return fig
+
+
+@S.figure
+def loss_landscape(curves: pd.DataFrame) -> Figure:
+    """Loss range along the gradient, gradient predictiveness and beta-smoothness over training."""
+    S.need(curves, ["norm.name", "metric"], "loss landscape")
+    curves = with_relative_grad_pred(curves)
+    ls = curves[curves.metric.str.startswith("landscape/")]
+    if not len(ls):
+        raise S.NotDrawn("loss landscape: no landscape/* probe rows")
+    fig = Figure(figsize=(10.5, 3.2), layout="constrained")
+    axes = fig.subplots(1, 3, sharex=True)
+    for norm in S.norms_of(ls):
+        sub = ls[ls["norm.name"] == norm]
+        lo = aggregate(sub[sub.metric == "landscape/loss_min"], ["step"], "value")
+        hi = aggregate(sub[sub.metric == "landscape/loss_max"], ["step"], "value")
+        if len(lo) and len(hi):
+            band = lo.merge(hi, on="step", suffixes=("_lo", "_hi"))
+            axes[0].fill_between(band.step, band.mean_lo, band.mean_hi, color=S.color(norm), alpha=0.3,
+                                 label=S.label(norm))
+        for ax, m in ((axes[1], "landscape/grad_pred_rel"), (axes[2], "landscape/beta_smooth")):
+            a = aggregate(sub[sub.metric == m], ["step"], "value")
+            if len(a):
+                S.line_ci(ax, a, "step", S.color(norm), S.label(norm))
+    axes[0].set_ylabel("training loss (cross-entropy)")
+    axes[1].set_ylabel("‖∇L(x) − ∇L(x − ηg)‖ / ‖g‖ (log scale)")
+    axes[2].set_ylabel("effective β (log scale)")
+    axes[0].set_title("loss range along the gradient step", fontsize=9)
+    axes[1].set_title("relative gradient predictiveness (lower: better)", fontsize=9)
+    axes[2].set_title("β-smoothness (lower: smoother)", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("step (SGD updates)")
+    for ax in axes[1:]:
+        if ax.has_data():
+            S.log10_axis(ax, "y", subs=(1.0, 2.0, 5.0))
+    S.legend_outside(fig, axes)
+    fig.suptitle("Loss landscape along the training trajectory (Santurkar et al. 2018, Fig. 4)")
+    return fig
+
+
+CHECKS = [check_activations, check_gradients, check_landscape]
+FIGURES = {
+    "activation_percentiles": (lambda runs, curves, v: activation_percentiles(curves),
+                               "15th/50th/85th activation percentiles over training (Ioffe & Szegedy 2015, Fig. 1 style)."),
+    "activation_histograms": (lambda runs, curves, v: activation_histograms(curves), "Activation histograms over training."),
+    "internal_covariate_shift": (lambda runs, curves, v: internal_covariate_shift(curves),
+                                 "Santurkar et al. ICS: gradient change from updating earlier layers, relative to "
+                                 "||G|| (the rule's measure) and as cos(G, G')."),
+    "loss_landscape": (lambda runs, curves, v: loss_landscape(curves),
+                       "Loss range, relative gradient predictiveness and β-smoothness along the gradient."),
+}

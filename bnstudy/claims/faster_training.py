@@ -1,0 +1,181 @@
+"""Faster training: BN reaches a given accuracy in far fewer steps (Ioffe & Szegedy 2015,
+Sec. 4.2, Fig. 2: 14x fewer for Inception). Study: lr_sweep (bn vs none over a grid of rates)."""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from ..analysis import style as S
+from ..analysis.results import chance, steps_column, study_runs, thresholds
+from ..analysis.rules import (Effect, Verdict, acc_cell, decision_text, has_norms, log2, missing, untrained,
+                              verdict)
+from ..analysis.stats import aggregate, censored, fmt_ci, mean_ci
+
+KEY, STUDY, TITLE = "faster_training", "lr_sweep", "Faster training"
+STATEMENT = ("BatchNorm networks reach a given accuracy in far fewer training steps (Ioffe & Szegedy 2015, "
+             "Sec. 4.2, Fig. 2).")
+# fixed 2026-11-25 (issue 13), after the cpu lr_sweep had been run: 1.5x fewer steps is the
+# smallest speed-up that "far fewer" could mean; Ioffe & Szegedy report 14x
+EFFECT = Effect("speed-up (none's steps to the target / BN's, geometric mean over seeds)", "ratio", math.log2(1.5))
+RULE = ("Each norm at its own best learning rate (highest mean final test accuracy in the sweep). Target = the "
+        "highest threshold in trainer.acc_thresholds that every seed of both norms reached at those rates; a run "
+        "that diverged counts as never reaching it, even if it passed it before diverging. Effect = mean "
+        "log2(steps to the target) of none minus that of BN (Welch t over seeds), shown as a ratio; steps are seen only "
+        "at evaluations, so the interval is widened to hold whatever step between two evaluations each seed got "
+        "there. "
+        + decision_text(EFFECT))
+
+
+def best_rate(sel: pd.DataFrame, norm: str) -> float:
+    """The learning rate with the highest mean final accuracy for `norm` (diverged = chance)."""
+    means = sel[sel["norm.name"] == norm].groupby("optim.lr").final_acc.mean()
+    return float(means.idxmax())
+
+
+def eval_interval(runs: pd.DataFrame) -> pd.Series:
+    """Steps between two evaluations: trainer.eval_every, else one epoch."""
+    epoch = (pd.to_numeric(runs["steps"], errors="coerce") / pd.to_numeric(runs["epochs"], errors="coerce")).round()
+    every = pd.to_numeric(runs.get("trainer.eval_every", pd.Series(index=runs.index, dtype=float)), errors="coerce")
+    return every.fillna(epoch)
+
+
+def reached(runs: pd.DataFrame, target: float) -> pd.Series:
+    """Steps to `target` per run; NaN where it was never reached or the run diverged."""
+    return pd.to_numeric(runs[steps_column(target)], errors="coerce").where(runs.status == "completed")
+
+
+def _steps_cell(s: pd.Series) -> str:
+    cell = fmt_ci(*mean_ci(s), digits=0)
+    return cell + (f"; not reached by {s.isna().sum()}/{len(s)}" if s.isna().any() else "")
+
+
+def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
+    title = "BN reaches a target accuracy in fewer steps"
+    sel, notes = study_runs(runs, STUDY)
+    ts = thresholds(sel)
+    if not has_norms(sel, ("bn", "none")) or not ts:
+        return missing(KEY, title, RULE, "finished lr_sweep runs with norm=bn and norm=none", STUDY, notes)
+    sel = sel[sel["norm.name"].isin(["bn", "none"])]
+    rate = {n: best_rate(sel, n) for n in ("bn", "none")}
+    arm = {n: sel[(sel["norm.name"] == n) & (sel["optim.lr"] == rate[n])] for n in ("bn", "none")}
+    blockers = untrained({f"{n} at its best rate {rate[n]:g}": arm[n].final_acc for n in arm},
+                         float(chance(sel).iloc[0]))
+    hit = [t for t in ts if all(reached(arm[n], t).notna().all() for n in arm)]
+    target = hit[-1] if hit else None
+    if target is None:
+        blockers.append(f"no threshold in {ts} was reached by every seed of both norms at their best rates")
+    steps = {n: reached(arm[n], target) if target else pd.Series(dtype=float) for n in arm}
+    # each seed got there somewhere after the evaluation before the one that saw it
+    first = {n: (steps[n] - eval_interval(arm[n])).clip(lower=1) for n in arm}
+    est = censored([(1, log2(first["none"])), (-1, log2(steps["bn"]))],
+                   [(1, log2(steps["none"])), (-1, log2(first["bn"]))],
+                   [(1, log2(steps["none"])), (-1, log2(steps["bn"]))])
+    rows = []
+    for (norm, lr), g in sel.groupby(["norm.name", "optim.lr"]):
+        rows.append({"norm": norm, "learning rate": lr, "best rate": "yes" if lr == rate[norm] else "",
+                     "final test accuracy (%)": acc_cell(*mean_ci(g.final_acc)),
+                     f"steps to {target:.0%}" if target else "steps to target":
+                         _steps_cell(reached(g, target)) if target else "—"})
+    finding = (f"Best rates: bn {rate['bn']:g}, none {rate['none']:g}."
+               + (f" Target {target:.0%} test accuracy: mean steps bn {steps['bn'].mean():.0f}, none "
+                  f"{steps['none'].mean():.0f}." if target else ""))
+    return verdict(KEY, title, RULE, EFFECT, est, blockers, finding, numbers=pd.DataFrame(rows), notes=notes,
+                   params={"target": target})
+
+
+@S.figure
+def convergence(curves: pd.DataFrame, lrs: Optional[Sequence[float]] = None, max_panels: int = 4) -> Figure:
+    """Train loss and test accuracy vs step, BN vs none, at learning rates both ran."""
+    S.need(curves, ["norm.name", "optim.lr", "metric", "step", "value"], "convergence")
+    c = curves[curves.metric.isin(["train/loss", "test/acc"])]
+    shared = S.shared_values(c, "optim.lr")
+    if not shared:
+        raise S.NotDrawn("convergence: no learning rate at which both bn and none have curves")
+    lrs = S.spread_pick(shared, max_panels) if lrs is None else list(lrs)
+    c = c[c["optim.lr"].isin(lrs) & c["norm.name"].isin(["bn", "none"])].copy()
+    c["value"] = c["value"].where(np.isfinite(c["value"]))
+    fig = Figure(figsize=(2.6 * len(lrs) + 0.6, 5.0), layout="constrained")
+    axes = fig.subplots(2, len(lrs), sharex="col", sharey="row", squeeze=False)
+    loss = c[c.metric == "train/loss"]
+    first = loss.sort_values("step").groupby("run").value.first()
+    top = 1.6 * float(first.median()) if len(first) else None  # diverging losses would flatten the rest
+    for j, lr in enumerate(lrs):
+        for norm in ("bn", "none"):
+            sub = c[(c["optim.lr"] == lr) & (c["norm.name"] == norm)]
+            for i, metric in enumerate(("train/loss", "test/acc")):
+                m = sub[sub.metric == metric]
+                if not len(m):
+                    continue
+                agg = aggregate(m, ["step"], "value")
+                S.line_ci(axes[i, j], agg, "step", S.color(norm), S.label(norm),
+                         scale=S.PCT if metric == "test/acc" else 1.0)
+            ends = sub[(sub.metric == "train/loss")].groupby("run").step.max()
+            diverged = sub[sub.get("status", pd.Series("", index=sub.index)) == "diverged"].run.unique()
+            for r in diverged:
+                axes[0, j].plot([ends[r]], [top or 1], marker="x", color=S.color(norm), linestyle="none",
+                                markersize=8, label="diverged")
+        axes[0, j].set_title(f"lr = {lr:g}")
+        axes[1, j].set_xlabel("step (SGD updates)")
+        axes[1, j].xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in axes[0]:
+        S.log10_axis(ax, "y", subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0))
+        if top:
+            ax.set_ylim(top=top * 1.05)
+    axes[0, 0].set_ylabel("train loss (cross-entropy, log scale)")
+    axes[1, 0].set_ylabel("test accuracy (%)")
+    axes[1, 0].set_ylim(0, None)
+    S.legend_outside(fig, axes)
+    fig.suptitle(f"Convergence at learning rates both ran ({S.caption_n(c.drop_duplicates('run'))})")
+    return fig
+
+
+@S.figure
+def steps_to_target(runs: pd.DataFrame, target: Optional[float] = None) -> Figure:
+    """Steps until the test accuracy first reached `target` vs learning rate per norm."""
+    S.need(runs, ["norm.name", "optim.lr"], "steps to target accuracy")
+    ts = thresholds(runs)
+    if not ts:
+        raise S.NotDrawn("steps to target accuracy: runs recorded no steps_to_test_acc thresholds")
+    if target is None:  # the highest threshold some run of each norm reached
+        reached = [t for t in ts if all(runs.loc[runs["norm.name"] == n, steps_column(t)].notna().any()
+                                        for n in S.norms_of(runs))]
+        if not reached:
+            raise S.NotDrawn("steps to target accuracy: no threshold was reached by every norm")
+        target = reached[-1]
+    col = steps_column(target)
+    fig = Figure(figsize=(5.2, 3.6), layout="constrained")
+    ax = fig.subplots()
+    top = float(np.nanmax([pd.to_numeric(runs.get("steps"), errors="coerce").max(), runs[col].max(), 1.0]))
+    for norm in S.norms_of(runs):
+        sub = runs[runs["norm.name"] == norm]
+        hit = sub[sub[col].notna()]
+        if len(hit):
+            S.line_ci(ax, aggregate(hit, ["optim.lr"], col), "optim.lr", S.color(norm), S.label(norm), errorbars=True)
+        miss = sub[sub[col].isna()]
+        if len(miss):
+            ax.plot(miss["optim.lr"], np.full(len(miss), top * 1.3), marker="^", linestyle="none",
+                    color=S.color(norm), markerfacecolor="none", markersize=7,
+                    label=f"not reached ({S.label(norm)})")
+    S.log10_axis(ax)
+    S.log10_axis(ax, "y", subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0))
+    ax.set_xlabel("peak learning rate (log scale)")
+    ax.set_ylabel(f"steps to {target:.0%} test accuracy (log scale)")
+    ax.set_title(f"Steps to {target:.0%} test accuracy\n{S.caption_n(runs)}; open triangle: a seed never got there",
+                 fontsize=9)
+    S.legend_outside(fig, [ax], ncols=2)
+    return fig
+
+
+CHECKS = [check]
+FIGURES = {
+    "convergence": (lambda runs, curves, v: convergence(curves),
+                    "Train loss and test accuracy vs step at learning rates both norms ran (mean over seeds, 95% CI band)."),
+    "steps_to_target": (lambda runs, curves, v: steps_to_target(runs[runs["norm.name"].isin(["bn", "none"])],
+                                                                target=v[0].params.get("target")),
+                        "Steps until the test accuracy first reached the target, vs learning rate."),
+}

@@ -1,0 +1,131 @@
+"""Higher usable learning rates: BN trains at much higher rates without diverging (Ioffe &
+Szegedy 2015, Sec. 3.3; Bjorck et al. 2018; Santurkar et al. 2018). Study: lr_sweep."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ..analysis import style as S
+from ..analysis.results import chance, study_runs
+from ..analysis.rules import (Effect, Verdict, NOT_REPRODUCED, INCONCLUSIVE, acc_col, decision_text, has_norms,
+                              log2, missing, untrained, verdict)
+from ..analysis.stats import aggregate, censored
+
+KEY, STUDY, TITLE = "higher_lr", "lr_sweep", "Higher usable learning rates"
+STATEMENT = ("BatchNorm allows much higher learning rates without divergence (Ioffe & Szegedy 2015, Sec. 3.3; "
+             "Bjorck et al. 2018; Santurkar et al. 2018).")
+USABLE_FRACTION = 0.5  # of the way from chance to the sweep's best mean accuracy
+# fixed 2026-11-25 (issue 13), after the cpu lr_sweep had been run; the earlier rule's ratio
+# (3x) kept: "much higher" is at least one step of a x3 grid
+EFFECT = Effect("BN's largest usable learning rate / none's (geometric mean over seeds)", "ratio", math.log2(3.0))
+RULE = (f"A run is usable when it did not diverge and its final test accuracy is at least {USABLE_FRACTION:g} of "
+        "the way from chance to the best mean accuracy in the sweep. Per seed, a norm's largest usable rate is "
+        "the largest rate of the grid at which that seed's run is usable. Effect = mean log2(largest usable "
+        "rate) of BN minus that of none (Welch t over seeds), shown as a ratio; a seed's limit lies between its largest "
+        "usable rate and the next rate of the grid, so the interval is widened to hold any limit in that bin. No verdict when none's limit is "
+        "outside the grid (a seed of none usable at the grid's top rate), and no 'not reproduced' when BN's is. "
+        + decision_text(EFFECT))
+
+
+def usable(sel: pd.DataFrame) -> pd.Series:
+    """Per run: did not diverge, and accuracy at least USABLE_FRACTION from chance to the sweep's best mean."""
+    c = chance(sel)
+    best = sel.groupby(["norm.name", "optim.lr"]).final_acc.mean().max()
+    return (sel.status == "completed") & (sel.final_acc >= c + USABLE_FRACTION * (best - c))
+
+
+def largest_usable(sel: pd.DataFrame) -> pd.DataFrame:
+    """One row per (norm, seed): the largest usable rate (NaN: none usable), the next rate of the
+    grid above it (itself at the top) and the grid's top rate."""
+    largest = sel[usable(sel)].groupby(["norm.name", "seed"])["optim.lr"].max().rename("largest").reset_index()
+    per = sel[["norm.name", "seed"]].drop_duplicates().merge(largest, how="left", on=["norm.name", "seed"])
+    top = sel.groupby("norm.name")["optim.lr"].max()
+    per["grid_top"] = per["norm.name"].map(top)
+    grid = {n: sorted(g["optim.lr"].unique()) for n, g in sel.groupby("norm.name")}
+    per["next"] = [min([x for x in grid[n] if x > v], default=v) if pd.notna(v) else np.nan
+                   for n, v in zip(per["norm.name"], per.largest)]
+    return per
+
+
+def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
+    title = "BN trains at much higher learning rates"
+    sel, notes = study_runs(runs, STUDY)
+    if not has_norms(sel, ("bn", "none")) or sel.groupby("norm.name")["optim.lr"].nunique().min() < 2:
+        return missing(KEY, title, RULE, "finished lr_sweep runs with norm=bn and norm=none at >= 2 learning rates "
+                       "each", STUDY, notes)
+    sel = sel[sel["norm.name"].isin(["bn", "none"])]
+    per = largest_usable(sel)
+    means = sel.groupby(["norm.name", "optim.lr"]).final_acc.mean()
+    blockers = untrained({f"{n} (its best rate)": [means[n].max()] for n in ("bn", "none")},
+                         float(chance(sel).iloc[0]))
+    for n in ("bn", "none"):
+        seeds = per[(per["norm.name"] == n) & per.largest.isna()].seed.tolist()
+        if seeds:
+            blockers.append(f"{n} has no usable rate in the grid for seed(s) {seeds}: widen the grid downward")
+    at_top = {n: bool(((per["norm.name"] == n) & (per.largest >= per.grid_top)).any()) for n in ("bn", "none")}
+    if at_top["none"]:
+        blockers.append("none is still usable at the grid's top rate for some seed: its limit was not found; "
+                        "extend the grid upward")
+    lr = {n: per.loc[per["norm.name"] == n, "largest"] for n in ("bn", "none")}
+    nxt = {n: per.loc[per["norm.name"] == n, "next"] for n in ("bn", "none")}
+    # each seed's limit lies between its largest usable rate and the next rate of the grid
+    est = censored([(1, log2(lr["bn"])), (-1, log2(nxt["none"]))], [(1, log2(nxt["bn"])), (-1, log2(lr["none"]))],
+                   [(1, log2(lr["bn"])), (-1, log2(lr["none"]))])
+    agg = aggregate(sel, ["norm.name", "optim.lr"], "final_acc")
+    div = sel.groupby(["norm.name", "optim.lr"]).status.apply(lambda s: int((s == "diverged").sum()))
+    use = sel.assign(usable=usable(sel)).groupby(["norm.name", "optim.lr"]).usable.sum()
+    numbers = pd.DataFrame({
+        "norm": agg["norm.name"], "learning rate": agg["optim.lr"], "final test accuracy (%)": acc_col(agg),
+        "diverged seeds": [f"{div[(a, b)]}/{n}" for a, b, n in zip(agg["norm.name"], agg["optim.lr"], agg.n)],
+        "usable seeds": [f"{int(use[(a, b)])}/{n}" for a, b, n in zip(agg["norm.name"], agg["optim.lr"], agg.n)]})
+    fmt = lambda s: ", ".join("none" if pd.isna(x) else f"{x:g}" for x in s)
+    finding = f"Largest usable rate per seed: bn {fmt(lr['bn'])}; none {fmt(lr['none'])}."
+    v = verdict(KEY, title, RULE, EFFECT, est, blockers, finding, numbers=numbers, notes=notes,
+                params={"largest_usable_lr": {n: float(lr[n].max()) for n in lr}})
+    if v.verdict == NOT_REPRODUCED and at_top["bn"]:  # BN's limit is only a lower bound
+        v.verdict, v.reason = INCONCLUSIVE, "BN is usable at the grid's top rate: its limit, and the ratio, may be larger"
+        v.finding += f" Inconclusive: {v.reason}."
+    return v
+
+
+@S.figure
+def accuracy_vs_lr(runs: pd.DataFrame) -> Figure:
+    """Final and best test accuracy vs learning rate per norm; diverged runs marked."""
+    S.need(runs, ["norm.name", "optim.lr", "final_acc"], "accuracy vs learning rate")
+    if runs["optim.lr"].nunique() < 2:
+        raise S.NotDrawn("accuracy vs learning rate: fewer than 2 learning rates")
+    fig = Figure(figsize=(8.0, 3.4), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    r = runs.copy()
+    # best accuracy before a divergence is real but says little: a diverged run counts as chance
+    best = pd.to_numeric(r.get("best_test_acc"), errors="coerce")
+    r["best_acc"] = np.where(r.status == "diverged", r["final_acc"], best)
+    for ax, col, title in ((axes[0], "final_acc", "final test accuracy"), (axes[1], "best_acc", "best test accuracy")):
+        chance = S.chance_line(ax, r)
+        for norm in S.norms_of(r):
+            sub = r[r["norm.name"] == norm]
+            S.line_ci(ax, aggregate(sub, ["optim.lr"], col), "optim.lr", S.color(norm), S.label(norm),
+                     scale=S.PCT, errorbars=True)
+            div = sub[sub.status == "diverged"]
+            if len(div):
+                ax.plot(div["optim.lr"], np.full(len(div), chance * S.PCT * 0.5), marker="x", linestyle="none",
+                        color=S.color(norm), markersize=8, label=f"diverged ({S.label(norm)})")
+        S.log10_axis(ax)
+        ax.set_xlabel("peak learning rate (log scale)")
+        ax.set_title(title)
+        ax.set_ylim(bottom=0)
+    axes[0].set_ylabel("test accuracy (%)")
+    S.legend_outside(fig, axes, ncols=3)
+    fig.suptitle(f"Accuracy vs learning rate ({S.caption_n(r)})\ndiverged runs count as chance and are marked x below it",
+                 fontsize=10)
+    return fig
+
+
+CHECKS = [check]
+FIGURES = {
+    "accuracy_vs_lr": (lambda runs, curves, v: accuracy_vs_lr(runs),
+                       "Final and best test accuracy vs learning rate; x: a diverged seed."),
+}

@@ -1,0 +1,390 @@
+"""Each claim's rule on hand-made run tables where the answer is known: reproduced, not
+reproduced and inconclusive, and missing runs said as such.
+
+The factories here make tidy tables shaped like bnstudy.analysis.results.load's output (one
+row per run; probe rows in long format); test_report.py draws its figures from them too.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bnstudy.analysis.rules import INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED
+from bnstudy.claims import (CLAIMS, covariate_shift, depth, faster_training, higher_lr, inference, init,
+                            intensity_shift, regularization, small_batch)
+
+_ids = itertools.count()
+NO_CURVES = pd.DataFrame(columns=["run", "step", "epoch", "metric", "value", "source"])
+
+
+def row(study, norm, seed, acc, status="completed", **cfg) -> dict:
+    r = {"run": f"{study}/{norm}/{next(_ids)}", "study": study, "status": status, "norm.name": norm, "seed": seed,
+         "scale.name": "cpu", "data.name": "synthetic", "model.num_classes": 10, "steps": 400, "epochs": 4.0,
+         "final_test_acc": acc if status == "completed" else None, "best_test_acc": acc,
+         "final_acc": acc if status == "completed" else (0.1 if status == "diverged" else None)}
+    r.update(cfg)
+    return r
+
+
+def noise(rng, sd=0.004):
+    return float(rng.normal(0, sd))
+
+
+LR_GRID = (0.0125, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)  # x2: resolves a 3x ratio
+
+
+def runs_lr(bn_top=1.6, none_top=0.1, seeds=5, bn_faster=True, lrs=LR_GRID):
+    """lr_sweep: each norm trains (70%) up to its top rate and diverges above it; the faster
+    norm reaches 30% at step 100, the other at step 300 (evaluated every 10 steps)."""
+    rng, rows = np.random.default_rng(0), []
+    for lr, s, (norm, top) in itertools.product(lrs, range(seeds), (("bn", bn_top), ("none", none_top))):
+        ok = lr <= top
+        fast = (norm == "bn") == bn_faster
+        rows.append(row("lr_sweep", norm, s, 0.7 + noise(rng) if ok else None, "completed" if ok else "diverged",
+                        **{"optim.lr": lr, "steps_to_test_acc.0.3": (100 if fast else 300) if ok else None,
+                           "steps_to_test_acc.0.9": None, "trainer.eval_every": 10}))
+    return pd.DataFrame(rows)
+
+
+def runs_batch(bn_small=0.5, gn_small=0.78, seeds=3, sd=0.004):
+    """batch_size_sweep: accuracy falls linearly in log2(batch) from 80% at 128 to *_small at 2."""
+    rng, rows = np.random.default_rng(1), []
+    for b, s in itertools.product((2, 4, 16, 128), range(seeds)):
+        f = np.log2(b / 2) / 6
+        for norm, small in (("bn", bn_small), ("gn", gn_small)):
+            rows.append(row("batch_size_sweep", norm, s, small + (0.8 - small) * f + noise(rng, sd),
+                            **{"data.batch_size": b}))
+    return pd.DataFrame(rows)
+
+
+def runs_init(bn_sensitive=False, seeds=3):
+    """init_sweep: none loses accuracy away from scale 1 (and diverges at 10); bn only if bn_sensitive."""
+    rng, rows = np.random.default_rng(2), []
+    for name, sc, s in itertools.product(("kaiming", "xavier", "orthogonal"), (0.1, 1.0, 2.0, 10.0), range(seeds)):
+        bad = abs(np.log10(sc))
+        rows.append(row("init_sweep", "none", s, 0.75 - 0.5 * bad + noise(rng) if sc < 10 else None,
+                        "completed" if sc < 10 else "diverged", **{"init.name": name, "init.scale": sc}))
+        bn_acc = 0.8 - (0.7 * bad if bn_sensitive else 0.0) + noise(rng)
+        rows.append(row("init_sweep", "bn", s, max(bn_acc, 0.1), **{"init.name": name, "init.scale": sc}))
+    return pd.DataFrame(rows)
+
+
+def runs_depth(bn_deep_penalty=0.03, none_deep_penalty=0.6, seeds=3):
+    rng, rows = np.random.default_rng(3), []
+    for d, plain, s in itertools.product((8, 20, 56), (False, True), range(seeds)):
+        f = d / 56 if plain else 0.1 * d / 56
+        for norm, pen in (("bn", bn_deep_penalty), ("none", none_deep_penalty)):
+            rows.append(row("depth_sweep", norm, s, max(0.1, 0.85 - pen * f) + noise(rng),
+                            **{"model.depth": d, "model.plain": plain}))
+    return pd.DataFrame(rows)
+
+
+def runs_reg(bn_gap=0.13, none_gap=0.17, bn_dropout_gain=0.0, fit=True, seeds=3):
+    """regularization: test accuracy 83%; train-slice accuracy (eval mode) = test + gap, or 70% when not fitted."""
+    rng, rows = np.random.default_rng(4), []
+    for p, s in itertools.product((0.0, 0.3), range(seeds)):
+        for norm, gap in (("bn", bn_gap), ("none", none_gap)):
+            test = 0.83 + (bn_dropout_gain if norm == "bn" and p > 0 else 0.0) + noise(rng)
+            train = min(1.0, test + gap * (1 - p) + noise(rng)) if fit else 0.7
+            rows.append(row("regularization", norm, s, test, **{"model.dropout": p, "final.train_eval/acc": train,
+                                                                 "final.train/acc": 0.5}))
+    return pd.DataFrame(rows)
+
+
+def runs_infer(batch_stats_penalty=0.3, seeds=3):
+    """inference: batch-statistics accuracy 80% - penalty/sqrt(B); running statistics 80%."""
+    rng, rows = np.random.default_rng(5), []
+    for s in range(seeds):
+        r = row("inference", "bn", s, 0.8)
+        for b in (2, 16, 128):
+            r[f"final.infer/acc_running.bs{b}"] = 0.8 + noise(rng)
+            r[f"final.infer/acc_batch.bs{b}"] = 0.8 - batch_stats_penalty / np.sqrt(b) + noise(rng)
+        r["final.infer/acc_precise"] = 0.805
+        rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def runs_shift(bn_cost=0.0, none_cost=0.2, seeds=3):
+    """intensity_shift: each norm 80% on clean test images when trained clean, 80% - cost when
+    trained with intensity variation; shifted test images cost the clean-trained nets 10 points."""
+    rng, rows = np.random.default_rng(6), []
+    for (norm, cost), on, s in itertools.product((("bn", bn_cost), ("none", none_cost), ("gn", 0.01)),
+                                                 (False, True), range(seeds)):
+        clean = 0.8 - (cost if on else 0.0) + noise(rng)
+        rows.append(row("intensity_shift", norm, s, clean, **{"data.intensity_shift": on, "final.test/acc": clean,
+                                                               "final.test_shifted/acc": clean - 0.1}))
+    return pd.DataFrame(rows)
+
+
+def runs_probes(bn_stable=True, bn_less_ics=False, bn_smoother=True, seeds=3, steps=range(0, 2001, 200)):
+    """covariate_shift runs and their probe rows (percentiles, histograms, ICS, landscape)."""
+    rng, runs, rows = np.random.default_rng(7), [], []
+    for norm, s in itertools.product(("bn", "none"), range(seeds)):
+        run = f"covariate_shift/{norm}/{s}"
+        runs.append(row("covariate_shift", norm, s, 0.7, run=run))
+        stable = (norm == "bn") == bn_stable
+        for step in steps:
+            t = step / max(steps)
+            shift, scale = (0.0, 1.0) if stable else (2.0 * t, 1 + 3 * t)
+            for layer in ("layer1.0.norm1.out", "layer2.0.norm1.out", "layer3.0.norm2.out", "layer1.0.out"):
+                for p, z in (("p15", -1.04), ("p50", 0.0), ("p85", 1.04)):
+                    rows.append((run, step, f"act/{layer}.{p}", shift + scale * z + noise(rng, 0.03)))
+                centers = np.linspace(-4.75, 4.75, 20)
+                dens = np.exp(-0.5 * ((centers - shift) / scale) ** 2)
+                rows += [(run, step, f"hist/{layer}.bin{k:02d}", d) for k, d in enumerate(dens / dens.sum())]
+            less = (norm == "bn") == bn_less_ics
+            for prm in ("layer1.0.conv2.weight", "layer3.0.conv1.weight"):
+                rel = (0.1 if less else 0.2) * (1 + noise(rng, 0.05))
+                rows.append((run, step, f"ics/{prm}.l2", 5 * rel))
+                rows.append((run, step, f"ics/{prm}.rel", rel))
+                rows.append((run, step, f"ics/{prm}.cos", (0.6 if less else 0.3) + noise(rng, 0.02)))
+            w = 0.1 if (norm == "bn") == bn_smoother else 1.0
+            base = 2.3 * (1 - 0.6 * t)
+            rows += [(run, step, "landscape/loss_min", base - 0.2 * w), (run, step, "landscape/loss_max", base + w),
+                     (run, step, "landscape/grad_pred", w * (1 + noise(rng, 0.05))),
+                     (run, step, "landscape/grad_pred_rel", w * (1 + noise(rng, 0.05))),
+                     (run, step, "landscape/beta_smooth", 5 * w * (1 + noise(rng, 0.05)))]
+    curves = pd.DataFrame(rows, columns=["run", "step", "metric", "value"]).assign(epoch=0.0, source="probes")
+    return pd.DataFrame(runs), curves
+
+
+# ---------------------------------------------------------------- each claim, both ways
+
+CASES = [  # (check, holds, fails)
+    (faster_training.check, runs_lr(), runs_lr(bn_faster=False)),
+    (higher_lr.check, runs_lr(bn_top=1.6, none_top=0.1), runs_lr(bn_top=0.1, none_top=0.1)),
+    (small_batch.check, runs_batch(), runs_batch(bn_small=0.8)),
+    (regularization.check, runs_reg(), runs_reg(bn_gap=0.17, none_gap=0.13)),
+    (init.check, runs_init(), runs_init(bn_sensitive=True)),
+    (depth.check, runs_depth(), runs_depth(bn_deep_penalty=0.6, none_deep_penalty=0.03)),
+    (inference.check, runs_infer(), runs_infer(batch_stats_penalty=-0.1)),
+    (intensity_shift.check, runs_shift(), runs_shift(bn_cost=0.1)),
+]
+IDS = [c[0].__module__.rsplit(".", 1)[-1] for c in CASES]
+
+
+@pytest.mark.parametrize("check,holds,fails", CASES, ids=IDS)
+def test_rule_both_ways(check, holds, fails):
+    good, bad = check(holds, NO_CURVES), check(fails, NO_CURVES)
+    assert good.verdict == REPRODUCED, good.finding
+    assert bad.verdict == NOT_REPRODUCED, bad.finding
+    for v in (good, bad):
+        assert v.rule and v.finding and len(v.numbers) and not v.missing
+        # the effect, its interval and the minimum effect are printed beside the verdict
+        assert "95% interval [" in v.finding and "minimum effect" in v.finding, v.finding
+        assert v.estimate is not None and v.estimate.has_interval
+
+
+@pytest.mark.parametrize("runs", [runs_batch(bn_small=0.8, seeds=2, sd=0.15), runs_batch(seeds=2, sd=0.15)],
+                         ids=["point-estimate-short", "point-estimate-beyond"])
+def test_two_noisy_seeds_reach_no_verdict_either_way(runs):
+    """A point estimate on either side of the minimum effect is not a verdict: with two seeds
+    whose spread swamps the effect, the verdict is inconclusive and says how many seeds would do."""
+    v = small_batch.check(runs, NO_CURVES)
+    assert v.verdict == INCONCLUSIVE, v.finding
+    assert "contains the minimum effect" in v.reason and "seeds per arm would settle it" in v.reason
+
+
+PROBE_CASES = [
+    (covariate_shift.check_activations, dict(bn_stable=True), dict(bn_stable=False)),
+    (covariate_shift.check_gradients, dict(bn_less_ics=True), dict(bn_less_ics=False)),
+    (covariate_shift.check_landscape, dict(bn_smoother=True), dict(bn_smoother=False)),
+]
+
+
+@pytest.mark.parametrize("check,holds,fails", PROBE_CASES, ids=[c[0].__name__ for c in PROBE_CASES])
+def test_probe_rule_both_ways(check, holds, fails):
+    good, bad = check(*runs_probes(**holds)), check(*runs_probes(**fails))
+    assert good.verdict == REPRODUCED, good.finding
+    assert bad.verdict == NOT_REPRODUCED, bad.finding
+
+
+@pytest.mark.parametrize("check,key", [(covariate_shift.check_gradients, "bn_less_ics"),
+                                       (covariate_shift.check_landscape, "bn_smoother")])
+def test_probe_measures_compared_within_each_model(check, key):
+    """An mlp and a ResNet are two populations: BN better in one and worse in the other is
+    inconclusive, with one row per model, not a pooled mean."""
+    (ra, ca), (rb, cb) = runs_probes(**{key: True}), runs_probes(**{key: False})
+    rename = lambda df: df.assign(run=df.run + "/mlp")  # noqa: E731
+    runs = pd.concat([ra.assign(**{"model.name": "resnet"}), rename(rb).assign(**{"model.name": "mlp"})])
+    v = check(runs, pd.concat([ca, rename(cb)]))
+    assert v.verdict == INCONCLUSIVE, v.finding
+    assert set(v.numbers.model) == {"mlp", "resnet"} and "mlp:" in v.finding and "resnet:" in v.finding
+    same = check(pd.concat([ra.assign(**{"model.name": "resnet"}), rename(ra).assign(**{"model.name": "mlp"})]),
+                 pd.concat([ca, rename(ca)]))
+    assert same.verdict == REPRODUCED, same.finding
+
+
+def test_ics_is_decided_on_the_relative_measure():
+    """BN's gradients are 4x larger and its absolute ||G - G'|| 2x larger: relative to ||G|| it
+    shifts half as much. Runs made before `ics/*.rel` was logged get ||G|| from the gradients probe."""
+    runs, curves = runs_probes(bn_less_ics=False)
+    curves = curves[~curves.metric.str.endswith(".rel")].copy()
+    ics = curves.metric.str.startswith("ics/") & curves.metric.str.endswith(".l2")
+    is_bn = curves.run.str.contains("/bn/")
+    curves.loc[ics, "value"] = np.where(is_bn[ics], 2.0, 1.0)
+    grads = curves.loc[ics].assign(metric=lambda d: "grad/" + d.metric.str[4:-3] + ".norm",
+                                   value=lambda d: np.where(d.run.str.contains("/bn/"), 40.0, 10.0))
+    v = covariate_shift.check_gradients(runs, pd.concat([curves, grads]))
+    assert v.verdict == REPRODUCED, v.finding
+    assert any("gradients probe" in n for n in v.notes)
+
+
+def test_arm_that_did_not_train_makes_the_probe_checks_inconclusive():
+    runs, curves = runs_probes()
+    runs.loc[runs["norm.name"] == "none", "final_acc"] = 0.1
+    for check in (covariate_shift.check_activations, covariate_shift.check_gradients, covariate_shift.check_landscape):
+        v = check(runs, curves)
+        assert v.verdict == INCONCLUSIVE and "none did not train" in v.finding, v.finding
+
+
+ALL_CHECKS = [c[0] for c in CASES] + [c[0] for c in PROBE_CASES]
+
+
+@pytest.mark.parametrize("check", ALL_CHECKS, ids=lambda c: f"{c.__module__.rsplit('.', 1)[-1]}.{c.__name__}")
+def test_missing_runs_say_so_instead_of_guessing(check):
+    other = runs_shift() if check is not intensity_shift.check else runs_batch()
+    v = check(other, NO_CURVES)
+    assert v.verdict == MISSING and "python -m bnstudy run +exp=" in v.missing
+
+
+def test_every_claim_module_is_whole():
+    for c in CLAIMS:
+        assert c.KEY and c.STUDY and c.TITLE and c.STATEMENT and c.CHECKS and c.FIGURES, c.__name__
+        assert "20" in c.STATEMENT or "seed" in c.STATEMENT  # a source is cited
+        for name, (draw, caption) in c.FIGURES.items():
+            assert callable(draw) and caption
+
+
+# ---------------------------------------------------------------- the conditions for no verdict
+
+def test_one_seed_is_inconclusive_and_says_why():
+    v = higher_lr.check(runs_lr(seeds=1), NO_CURVES)
+    assert v.verdict == INCONCLUSIVE and "n=1" in v.finding
+    assert "no CI" in v.numbers.iloc[0]["final test accuracy (%)"]
+
+
+def test_grid_that_misses_the_limit_is_inconclusive():
+    # none still trains at the top rate: its limit is unknown, so no ratio can be claimed
+    v = higher_lr.check(runs_lr(bn_top=3.2, none_top=3.2), NO_CURVES)
+    assert v.verdict == INCONCLUSIVE and "extend the grid" in v.finding
+
+
+def test_a_x3_grid_cannot_show_a_ratio_under_3x():
+    """Equal limits on a x3 grid bound the ratio to (1/3, 3): the interval touches the minimum
+    effect of 3x, so it cannot be 'not reproduced'; a x2 grid can."""
+    x3 = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+    v = higher_lr.check(runs_lr(bn_top=0.1, none_top=0.1, lrs=x3), NO_CURVES)
+    assert v.verdict == INCONCLUSIVE and "contains the minimum effect" in v.finding, v.finding
+
+
+def test_quantized_steps_widen_the_interval_even_when_every_seed_agrees():
+    """Every seed reaches the target at the same evaluation: the interval is the evaluation bins',
+    not zero. BN at 100 and none at 300, evaluated every 100: BN got there anywhere in steps 1-100."""
+    runs = runs_lr().assign(**{"trainer.eval_every": 100})
+    v = faster_training.check(runs, NO_CURVES)
+    assert v.verdict == INCONCLUSIVE, v.finding
+    assert v.estimate.lo < faster_training.EFFECT.minimum < v.estimate.hi and v.estimate.se > 0
+
+
+def test_a_run_that_diverged_after_reaching_the_target_never_reached_it():
+    runs = runs_lr()
+    best = runs[(runs["norm.name"] == "bn") & (runs["optim.lr"] == faster_training.best_rate(runs, "bn"))]
+    runs.loc[best.index[0], ["status", "final_acc"]] = ["diverged", 0.1]  # steps_to_test_acc stays 100
+    assert faster_training.reached(runs.loc[best.index], 0.3).isna().sum() == 1
+    assert "diverged counts as never reaching" in faster_training.RULE
+
+
+def test_no_target_reached_by_both_is_inconclusive():
+    runs = runs_lr()
+    runs.loc[runs["norm.name"] == "none", "steps_to_test_acc.0.3"] = None
+    v = faster_training.check(runs, NO_CURVES)
+    assert v.verdict == INCONCLUSIVE and "no threshold" in v.finding
+
+
+def test_partial_sweep_uses_finished_runs_and_says_what_it_left_out():
+    runs = runs_lr()
+    running = runs.iloc[:3].assign(status="running", final_acc=None, run=["r1", "r2", "r3"])
+    failed = runs.iloc[:1].assign(status="failed", final_acc=None, run=["f1"])
+    v = higher_lr.check(pd.concat([runs, running, failed], ignore_index=True), NO_CURVES)
+    assert v.verdict == REPRODUCED
+    assert any("4 unfinished runs" in n and "3 running" in n and "1 failed" in n for n in v.notes)
+
+
+def test_mixed_scales_use_the_largest():
+    smoke = runs_lr(bn_top=0.1, none_top=0.1).assign(**{"scale.name": "smoke"})
+    v = higher_lr.check(pd.concat([runs_lr(), smoke], ignore_index=True), NO_CURVES)
+    assert v.verdict == REPRODUCED and any("scale=cpu" in n for n in v.notes)
+
+
+def test_an_arm_that_did_not_train_is_named_and_blocks_the_verdict():
+    runs = runs_batch()
+    runs.loc[runs["norm.name"] == "gn", "final_acc"] = 0.1  # GN at chance would "hold" trivially
+    v = small_batch.check(runs, NO_CURVES)
+    assert v.verdict == INCONCLUSIVE and "gn at batch 128 did not train" in v.finding, v.finding
+
+
+def test_depth_verdict_needs_bn_to_train_at_the_deepest_depth():
+    """Both norms at chance at the deepest depth: the advantage there (0) says nothing, even
+    though the shallow nets trained."""
+    runs = runs_depth()
+    runs.loc[runs["model.depth"] == runs["model.depth"].max(), "final_acc"] = 0.1
+    v = depth.check(runs, NO_CURVES)
+    assert v.verdict == INCONCLUSIVE and "bn (plain, depth 56) did not train" in v.finding, v.finding
+
+
+def test_regularization_gap_needs_nets_that_fitted_their_training_set():
+    v = regularization.check(runs_reg(fit=False), NO_CURVES)
+    assert v.verdict == INCONCLUSIVE and "fitted its training set in 0 of 3 seeds" in v.finding, v.finding
+
+
+def test_regularization_gap_is_eval_mode_not_the_running_train_accuracy():
+    """The running train-mode accuracy (dropout on, weights moving) is 50% here; the eval-mode
+    train-slice accuracy decides, so dropout does not lower the gap mechanically."""
+    runs = runs_reg()
+    assert np.allclose(regularization.gap(runs), 100 * (runs["final.train_eval/acc"] - runs.final_test_acc))
+    assert regularization.check(runs, NO_CURVES).verdict == REPRODUCED
+
+
+def test_init_skipinit_is_its_own_population_not_pooled():
+    """SkipInit rescues the unnormalized net at every init. Pooled with plain none, it would
+    make none look init-robust; as its own population the plain comparison still holds,
+    and SkipInit's numbers are reported beside it."""
+    plain = runs_init()
+    rescued = plain[plain["norm.name"] == "none"].assign(**{"model.skipinit": True, "final_acc": 0.78,
+                                                              "status": "completed"})
+    rescued["run"] = rescued.run + "/skipinit"
+    v = init.check(pd.concat([plain.assign(**{"model.skipinit": False}), rescued]), NO_CURVES)
+    assert v.verdict == REPRODUCED, v.finding
+    assert "none + SkipInit spread 0.0" in v.finding
+    assert {"bn", "none", "none + SkipInit"} <= set(v.numbers.columns)
+    only_skip = init.check(pd.concat([plain[plain["norm.name"] == "bn"].assign(**{"model.skipinit": True}),
+                                      rescued]), NO_CURVES)
+    assert only_skip.verdict == NOT_REPRODUCED and "bn + SkipInit" in only_skip.finding
+
+
+def test_init_runs_that_reinitialized_the_classifier_give_no_verdict():
+    v = init.check(runs_init().assign(bnstudy_version="0.1.0"), NO_CURVES)
+    assert v.verdict == INCONCLUSIVE and "re-initialized the classifier" in v.finding
+    assert init.check(runs_init().assign(bnstudy_version="0.2.0"), NO_CURVES).verdict == REPRODUCED
+
+
+def test_inference_counts_seeds_not_momentum_copies():
+    """Runs that differ only in BN momentum share their weights: one seed copied over three
+    momenta is still one seed (no verdict), not three."""
+    one = runs_infer(seeds=1)
+    copies = pd.concat([one.assign(run=one.run + f"/m{m}", **{"norm.momentum": m}) for m in (0.01, 0.1, 0.5)])
+    v = inference.check(copies, NO_CURVES)
+    assert v.verdict == INCONCLUSIVE and "n=1" in v.finding
+
+
+def test_intensity_is_decided_on_the_cost_of_training_with_variation():
+    """Shifted test images cost every net 10 points (eval-mode BN cannot undo a gain); that is
+    beside the rule. The rule reads the cost of training with the variation: none's, not BN's."""
+    v = intensity_shift.check(runs_shift(bn_cost=0.0, none_cost=0.2), NO_CURVES)
+    assert v.verdict == REPRODUCED
+    assert "none's cost +20." in v.finding and "none's cost minus BN's +20." in v.finding, v.finding
+    assert "trained clean: shifted test (%)" in v.numbers.columns
