@@ -103,11 +103,16 @@ def inference_modes(model: nn.Module, x_test: torch.Tensor, y_test: torch.Tensor
 
 @torch.no_grad()
 def shifted_test_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, gain: float, offset: float,
-                          batch_size: int = 100, seed: int = 0) -> float:
-    """Eval-mode accuracy when each test batch of `batch_size` gets its own random shift."""
+                          batch_size: int = 100, seed: int = 0, batch_stats: bool = False) -> float:
+    """Accuracy when each test batch of `batch_size` gets its own random shift: eval mode
+    (running statistics, a fixed affine map that cannot undo a batch's gain), or with
+    `batch_stats` each batch normalized by its own statistics (which can). The same shifts
+    either way (the same seed); the model's state is restored."""
     g = torch.Generator(x.device).manual_seed(seed)
     with preserved_state(model):
         model.eval()
+        for m in bn_layers(model) if batch_stats else []:
+            m.train()  # dropout stays off
         correct = 0
         for i in range(0, len(x), batch_size):
             xb = intensity_shift(x[i:i + batch_size], gain, offset, g)

@@ -134,8 +134,9 @@ def after_training(cfg: Config, model: torch.nn.Module, data) -> dict[str, float
         out.update(inference_modes(model, data.x_test, data.y_test, data.x_train,
                                    list(cfg.evaluation.batch_sizes), cfg.evaluation.precise_bn_images))
     if cfg.evaluation.shifted_test:
-        out["test_shifted/acc"] = shifted_test_accuracy(model, data.x_test, data.y_test, cfg.data.intensity_gain,
-                                                        cfg.data.intensity_offset, seed=cfg.seed)
+        for key, batch_stats in (("test_shifted/acc", False), ("test_shifted/acc_batchstats", True)):
+            out[key] = shifted_test_accuracy(model, data.x_test, data.y_test, cfg.data.intensity_gain,
+                                             cfg.data.intensity_offset, seed=cfg.seed, batch_stats=batch_stats)
     return out
 
 

@@ -387,4 +387,4 @@ def test_intensity_is_decided_on_the_cost_of_training_with_variation():
     v = intensity_shift.check(runs_shift(bn_cost=0.0, none_cost=0.2), NO_CURVES)
     assert v.verdict == REPRODUCED
     assert "none's cost +20." in v.finding and "none's cost minus BN's +20." in v.finding, v.finding
-    assert "trained clean: shifted test (%)" in v.numbers.columns
+    assert "trained clean: shifted test, running statistics (%)" in v.numbers.columns

@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from bnstudy.config import ModelConfig, NormConfig
+from bnstudy.data import normalize
 from bnstudy.evaluation import (batch_independence_gap, batch_stats_accuracy, inference_modes,
                                 precise_bn_, shifted_test_accuracy)
 from bnstudy.nets.resnet import build_model
@@ -113,6 +114,7 @@ def test_eval_mode_keeps_its_promise_and_probes_leave_state_alone():
     assert batch_independence_gap(m, x) < 1e-4
     batch_stats_accuracy(m, x, y, 8)
     shifted_test_accuracy(m, x, y, 0.5, 0.2)
+    shifted_test_accuracy(m, x, y, 0.5, 0.2, batch_stats=True)
     metrics = inference_modes(m, x, y, x, [1, 4, 64], precise_bn_images=64)
     assert {"infer/acc_running.bs1", "infer/acc_batch.bs4", "infer/acc_precise",
             "infer/batch_independence_gap"} <= set(metrics)
@@ -146,3 +148,18 @@ def test_precise_bn_with_ghost_bn_is_the_cumulative_average_of_the_chunk_means()
     assert torch.allclose(m.norm1.running_mean, torch.stack(chunk_means).mean(0), atol=1e-5)
     assert torch.allclose(m.norm1.running_var, torch.stack(chunk_vars).mean(0), rtol=1e-4, atol=1e-5)
     assert m.norm1.num_batches_tracked == 3 and m.norm1.momentum == 0.1
+
+
+def test_batch_statistics_undo_a_per_batch_gain():
+    """A gain applied to a whole test batch: with the batch's own statistics the first BN sees
+    the same normalized input as without it, so the predictions are those of the clean batch."""
+    m = trained_bn_model()
+    x = torch.randint(40, 160, (64, 3, 32, 32), dtype=torch.uint8)  # x 1.5 stays inside 0-255
+    with torch.no_grad():
+        y = m.eval()(normalize(x)).argmax(1)  # labels = the clean predictions
+    m.train()
+    clean = shifted_test_accuracy(m, x, y, 0.0, 0.0, batch_size=64)
+    running = shifted_test_accuracy(m, x, y, 0.5, 0.0, batch_size=64, seed=3)
+    batch = shifted_test_accuracy(m, x, y, 0.5, 0.0, batch_size=64, seed=3, batch_stats=True)
+    same_batch = shifted_test_accuracy(m, x, y, 0.0, 0.0, batch_size=64, batch_stats=True)
+    assert clean == 1.0 and batch == same_batch and 0 <= running <= 1

@@ -24,7 +24,8 @@ RULE = ("Cost of a norm = its mean final test accuracy on the clean test images 
         "The claim is about BN's cost; none's and a per-sample norm's (GN) are shown beside, so a reader sees "
         "whether BN is what removes the cost. BN must have trained in both settings. " + decision_text(EFFECT)
         + " Secondary, not in the verdict: robustness of the clean-trained nets to shifted test images (eval mode, "
-        "running statistics; in eval mode BN is a fixed affine map and cannot undo a per-image gain).")
+        "running statistics, where BN is a fixed affine map and cannot undo a gain; and with each test batch's own "
+        "statistics, which can undo a gain shared by the batch).")
 
 
 def cost(sel: pd.DataFrame, norm: str):
@@ -63,12 +64,13 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
         row = {"norm": norm, "trained clean: clean test (%)": acc_cell(*mean_ci(clean["final.test/acc"])),
                "trained with variation: clean test (%)": acc_cell(*mean_ci(g.loc[on[g.index], "final.test/acc"])),
                "cost (points)": fmt(cost(sel, norm))}
-        if "final.test_shifted/acc" in g:
-            row["trained clean: shifted test (%)"] = acc_cell(*mean_ci(clean["final.test_shifted/acc"]))
+        for col, what in (("final.test_shifted/acc", "running"), ("final.test_shifted/acc_batchstats", "batch")):
+            if col in g:
+                row[f"trained clean: shifted test, {what} statistics (%)"] = acc_cell(*mean_ci(clean[col]))
         rows.append(row)
-    if "final.test_shifted/acc" in sel:
-        notes.append("shifted-test accuracy is with running statistics only: the runs did not log it with batch "
-                     "statistics")
+    if "final.test_shifted/acc" in sel and "final.test_shifted/acc_batchstats" not in sel:
+        notes.append("shifted-test accuracy with running statistics only: these runs did not log it with batch "
+                     "statistics (`test_shifted/acc_batchstats`, logged since bnstudy 0.2.0)")
     return verdict(KEY, title, RULE, EFFECT, est, blockers, finding, numbers=pd.DataFrame(rows), notes=notes)
 
 
