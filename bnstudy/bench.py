@@ -40,8 +40,10 @@ from .optim import build_optimizer
 from .outputs import MetricsLog, git_commit
 
 
-# GPU options, the same for every variant: TrainerConfig fields channels_last, bf16, compile
+# speed options, the same for every variant of one table: channels_last, bf16 autocast, compile
 SPEED = {"channels_last": False, "bf16": False, "compile": False}
+PRECISIONS = {"fp32": {}, "channels_last": {"channels_last": True}, "bf16": {"bf16": True},
+              "bf16+channels_last": {"bf16": True, "channels_last": True}}
 
 
 def _model_and_opt(device: torch.device, seed: int = 0):
@@ -104,8 +106,10 @@ def harness(data: TensorData, batch: int, steps: int, device: torch.device, prob
     epochs = math.ceil(total / (len(data.x_train) // batch))
     with tempfile.TemporaryDirectory() as tmp, MetricsLog(Path(tmp) / "m.csv") as m, \
             MetricsLog(Path(tmp) / "p.csv") as p:
-        res = train(model, data, opt, trainer=TrainerConfig(epochs=epochs, max_steps=total, log_every=10,
-                                                            checkpoint=False, progress=False, **SPEED),
+        trainer = TrainerConfig(epochs=epochs, max_steps=total, log_every=10, checkpoint=False, progress=False,
+                                precision="bf16" if SPEED["bf16"] else "fp32", channels_last=SPEED["channels_last"],
+                                compile=SPEED["compile"])
+        res = train(model, data, opt, trainer=trainer,
                     schedule=ScheduleConfig(name="constant"), base_lr=0.05, batch_size=batch,
                     eval_batch_size=500, augment=True, seed=0, metrics=m, probes=probe_list,
                     probe_metrics=p)
@@ -172,6 +176,31 @@ def classic_loader_only(data: TensorData, batch: int, steps: int, workers: int =
     return rate
 
 
+def precision_variants(data: TensorData, batch: int, steps: int, reps: int, device: torch.device, say) -> dict:
+    """The bare loop and the harness in each precision (PRECISIONS), round-robin in one process:
+    what bf16 autocast and channels_last buy here, and whether the harness keeps up with the
+    bare loop in the fast path."""
+    saved = dict(SPEED)
+    rates: dict[str, list[float]] = {f"{loop} {p}": [] for p in PRECISIONS for loop in ("bare", "harness")}
+    try:
+        for r in range(reps):
+            for p, opts in PRECISIONS.items():
+                SPEED.update({**saved, "channels_last": False, "bf16": False, **opts})
+                for loop in ("bare", "harness"):
+                    fn = bare_loop if loop == "bare" else (lambda *a: harness(*a, probes=False))
+                    rates[f"{loop} {p}"].append(fn(data, batch, steps, device))
+                    say(f"  rep {r + 1}/{reps} {loop:>7} {p:<18}: {rates[f'{loop} {p}'][-1]:7.1f} images/s")
+    finally:
+        SPEED.update(saved)
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    fast = "bf16+channels_last"
+    ratios = {"harness fast / bare fast": med[f"harness {fast}"] / med[f"bare {fast}"],
+              "harness fast / harness fp32": med[f"harness {fast}"] / med["harness fp32"],
+              **{f"bare {p} / bare fp32": med[f"bare {p}"] / med["bare fp32"] for p in PRECISIONS}}
+    return {"images_per_s": rates, "median_images_per_s": med, "ratios": ratios,
+            "targets": {"harness fast / bare fast": 0.95, "harness fast / harness fp32": 2.0}}
+
+
 def _round_robin(variants: dict[str, Callable[[], float]], reps: int, say) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {k: [] for k in variants}
     for r in range(reps):
@@ -214,7 +243,7 @@ import resource, sys, torch, tempfile
 from pathlib import Path
 from bnstudy.config import TrainerConfig, ScheduleConfig, OptimConfig, ModelConfig, NormConfig, ProbesConfig
 from bnstudy.data import image_folder_cifar, synthetic_cifar
-from bnstudy.models import build_model
+from bnstudy.nets.resnet import build_model
 from bnstudy.optim import build_optimizer
 from bnstudy.outputs import MetricsLog
 from bnstudy.probes import build_probes
@@ -253,6 +282,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--bf16", action="store_true", help="GPU option: bf16 autocast, for every variant")
     p.add_argument("--compile", action="store_true", help="torch.compile the training forward, every variant")
     p.add_argument("--quick", action="store_true", help="skip the scaling, cache and memory checks")
+    p.add_argument("--precisions", action="store_true",
+                   help="also the bare loop and the harness in fp32, channels_last, bf16 and bf16 + channels_last")
     a = p.parse_args(argv)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device)
     say = lambda s: print(s, flush=True)  # noqa: E731
@@ -277,6 +308,14 @@ def main(argv: list[str] | None = None) -> dict:
                           "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
               "config": vars(a) | {"out": str(a.out) if a.out else None, "probe_period_steps": period},
               "images_per_s": rates, "median_images_per_s": med, "ratios": ratios, "targets": targets}
+    if a.precisions:
+        from .precision import native_bf16
+
+        say(f"precision variants (native bf16 on this device: {native_bf16(device)}):")
+        result["precision_variants"] = pv = precision_variants(data, a.batch, a.steps, a.reps, device, say)
+        result["precision_variants"]["native_bf16"] = native_bf16(device)
+        for k, v in pv["ratios"].items():
+            say(f"  {k}: {v:.2f}" + (f" (target >= {pv['targets'][k]:g})" if k in pv["targets"] else ""))
     if not a.quick:
         say("scaling:")
         t = {}

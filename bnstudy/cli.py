@@ -42,13 +42,19 @@ register_configs()
 
 
 def _share_resources(cfg) -> None:
-    """Under a parallel launcher (joblib), give each job its share of the CPU cores, so jobs
-    do not oversubscribe them, and on a multi-GPU machine a GPU of its own."""
+    """Give each job of a parallel sweep its own cores, so jobs do not oversubscribe them:
+    under submitit (SLURM, or its local stand-in) torch's threads follow the job's cpus_per_task
+    (SLURM_CPUS_PER_TASK where SLURM sets it); under joblib each job gets cores / n_jobs, and
+    on a multi-GPU machine a GPU of its own."""
     import os
 
     import torch
 
     hc = HydraConfig.get()
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK") or OmegaConf.select(hc, "launcher.cpus_per_task", default=None)
+    if cpus and "submitit" in str(OmegaConf.select(hc, "launcher._target_", default="")):
+        torch.set_num_threads(max(1, int(cpus)))
+        return
     n_jobs = OmegaConf.select(hc, "launcher.n_jobs", default=None)
     if not n_jobs or n_jobs == 1:
         return

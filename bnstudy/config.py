@@ -109,8 +109,11 @@ class TrainerConfig:
     acc_thresholds: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.7, 0.8, 0.9])
     checkpoint: bool = True  # last.pt at every epoch's end
     checkpoint_every: Optional[int] = None  # also every this many steps, inside epochs
-    channels_last: bool = False  # GPU option
-    bf16: bool = False  # GPU option: bf16 autocast
+    # fp32 | bf16 (autocast, with channels_last) | auto: bf16 where the device computes it
+    # natively, else fp32 (bnstudy/precision.py). The default stays fp32 until bf16 is shown
+    # faithful on the real data (results/bench/README.md)
+    precision: str = "fp32"
+    channels_last: Optional[bool] = None  # None: with bf16
     compile: bool = False  # torch.compile the training forward (the model's weights are shared)
     progress: Optional[bool] = None  # tqdm bar; None = when stderr is a terminal
 
@@ -251,6 +254,7 @@ ALLOWED = {
     "init.mode": ("fan_in", "fan_out"),
     "optim.name": ("sgd",),
     "schedule.name": ("constant", "step", "cosine"),
+    "trainer.precision": ("auto", "fp32", "bf16"),
 }
 
 

@@ -22,6 +22,7 @@ from .nets.resnet import build_model, count_parameters
 from .optim import build_optimizer, peak_lr
 from .evaluation import inference_modes, shifted_test_accuracy
 from .outputs import MetricsLog, atomic_write_json, atomic_write_text, provenance
+from .precision import resolve as resolve_precision
 from .probes import build_probes
 from .runfolder import RunLock, claim, truncate_rows
 from .train import train
@@ -82,7 +83,10 @@ def _run_locked(cfg: Config, out_dir: Path, config_text: str, resume: dict | Non
     data = load_data(cfg.data).to(device)  # DataError: the user's to fix, raised
     try:
         model = init_weights(build_model(cfg.model, cfg.norm), cfg.init).to(device)
-        if cfg.trainer.channels_last:
+        precision = resolve_precision(cfg.trainer.precision, cfg.trainer.channels_last, device)
+        summary.update(precision.summary())
+        trainer = dataclasses.replace(cfg.trainer, precision=precision.name, channels_last=precision.channels_last)
+        if precision.channels_last:
             model = model.to(memory_format=torch.channels_last)
         lr = peak_lr(cfg.optim, cfg.data.batch_size)
         optimizer = build_optimizer(model, cfg.optim, lr)
@@ -100,7 +104,7 @@ def _run_locked(cfg: Config, out_dir: Path, config_text: str, resume: dict | Non
         probes = build_probes(cfg.probes, model, data.x_test, data.y_test, cfg.data.eval_batch_size)
         intensity = (cfg.data.intensity_gain, cfg.data.intensity_offset) if cfg.data.intensity_shift else (0.0, 0.0)
         with MetricsLog(out_dir / "metrics.csv") as metrics, MetricsLog(out_dir / "probes.csv") as probe_metrics:
-            result = train(model, data, optimizer, trainer=cfg.trainer, schedule=cfg.schedule,
+            result = train(model, data, optimizer, trainer=trainer, schedule=cfg.schedule,
                            base_lr=lr, batch_size=cfg.data.batch_size,
                            eval_batch_size=cfg.data.eval_batch_size, augment=cfg.data.augment,
                            seed=cfg.seed, metrics=metrics, checkpoint_path=out_dir / "last.pt",

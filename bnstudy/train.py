@@ -20,6 +20,7 @@ from .config import ScheduleConfig, TrainerConfig
 from .data import TensorData, normalize, train_batches
 from .optim import lr_at, set_lr
 from .outputs import MetricsLog, atomic_torch_save
+from .precision import resolve as resolve_precision
 from .probes.base import Probe, ProbeContext, RngState, replayed_rng, rng_state, run_probes
 
 log = logging.getLogger("bnstudy")
@@ -117,9 +118,10 @@ def train(model: nn.Module, data: TensorData, optimizer: torch.optim.Optimizer, 
     total_steps = trainer.epochs * steps_per_epoch
     if trainer.max_steps is not None:
         total_steps = min(total_steps, trainer.max_steps)
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if trainer.bf16 else nullcontext
+    precision = resolve_precision(trainer.precision, trainer.channels_last, device)  # run.py passes it resolved
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision.name == "bf16" else nullcontext
     generator = torch.Generator(device).manual_seed(seed)
-    memory_format = torch.channels_last if trainer.channels_last else torch.preserve_format
+    memory_format = torch.channels_last if precision.channels_last else torch.preserve_format
     forward = torch.compile(model) if trainer.compile else model  # the training forward only
     check_every = trainer.check_every or (1 if device.type == "cpu" else trainer.log_every)
     # a fixed slice of the training set (at most TRAIN_EVAL_IMAGES), evaluated like the

@@ -23,7 +23,7 @@ $PY -m bnstudy bench --device cuda --batch 512 --steps 50 --data-root "$DATA" --
 $PY -m bnstudy bench --device cuda --batch 512 --steps 50 --quick --channels-last --bf16 --compile \
     --out "$OUT/bench_b512_fast.json" | tee "$OUT/bench_b512_fast.txt"
 
-FAST="device=cuda trainer.channels_last=true trainer.bf16=true trainer.compile=true"
+FAST="device=cuda trainer.precision=bf16 trainer.channels_last=true trainer.compile=true"
 /usr/bin/time -f "%e s" -o "$OUT/time_to_91.wall" $PY -m bnstudy run scale=full data=cifar10_folder \
     data.root="$DATA" $FAST "trainer.acc_thresholds=[0.8,0.85,0.9,0.91,0.92]" \
     hydra.run.dir="$OUT/time_to_91" > "$OUT/time_to_91.log" 2>&1

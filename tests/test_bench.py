@@ -17,3 +17,11 @@ def test_bench_quick_writes_rates_and_ratios(tmp_path):
     assert all(v > 0 for v in saved["median_images_per_s"].values())
     assert saved["ratios"]["harness/bare"] == res["median_images_per_s"]["harness"] / res["median_images_per_s"]["bare"]
     assert saved["config"]["probe_period_steps"] == 2
+
+
+def test_bench_precision_variants_side_by_side(tmp_path):
+    res = bench.main(["--quick", "--precisions", "--steps", "2", "--reps", "1", "--probe-steps", "2"])
+    pv = res["precision_variants"]
+    assert set(pv["median_images_per_s"]) == {f"{loop} {p}" for p in bench.PRECISIONS for loop in ("bare", "harness")}
+    assert pv["ratios"]["bare fp32 / bare fp32"] == 1.0 and pv["ratios"]["harness fast / harness fp32"] > 0
+    assert bench.SPEED == {"channels_last": False, "bf16": False, "compile": False}  # restored

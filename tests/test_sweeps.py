@@ -109,6 +109,8 @@ def test_submitit_local_launcher(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     found = runs(tmp_path / "s")
     assert len(found) == 2 and all(status(d) == "completed" for d in found.values())
+    for d in found.values():  # torch's threads follow the job's cpus_per_task (1 in the local preset)
+        assert " 1 threads" in json.loads((d / "summary.json").read_text())["device_name"]
 
 
 def test_unwritable_output_folder_is_one_line(tmp_path):
@@ -137,15 +139,35 @@ def test_wrong_overrides_are_one_line(tmp_path, override, expected):
     assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith(expected), r.stderr
 
 
+# The run as `python -m bnstudy`, except that at step 12 (after the checkpoint at step 10) it
+# says so in a file and waits: the test's SIGINT is what ends the wait, however busy the machine.
+PAUSED_RUN = """
+import sys, time
+from pathlib import Path
+import bnstudy.train as train
+marker, lr_at = Path(sys.argv[1]), train.lr_at
+def paused(step, *a, **kw):
+    if step == 12 and not marker.exists():
+        marker.write_text("at step 12")
+        time.sleep(600)
+    return lr_at(step, *a, **kw)
+train.lr_at = paused
+from bnstudy.cli import main
+main(sys.argv[2:])
+"""
+
+
 def test_ctrl_c_keeps_finished_work_and_resumes(tmp_path):
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     args = ["run", "trainer.max_steps=200", "trainer.epochs=10", "trainer.checkpoint_every=5", *TINY,
             f"hydra.run.dir={tmp_path}/r"]
-    proc = subprocess.Popen([sys.executable, "-m", "bnstudy", *args], cwd=tmp_path, env=env,
+    marker = tmp_path / "paused"
+    proc = subprocess.Popen([sys.executable, "-c", PAUSED_RUN, str(marker), *args], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 180
-    while not (tmp_path / "r" / "last.pt").exists() and time.time() < deadline:
+    deadline = time.time() + 300
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
+    assert marker.exists(), proc.communicate()[1][-2000:]
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
@@ -153,6 +175,7 @@ def test_ctrl_c_keeps_finished_work_and_resumes(tmp_path):
     assert status(tmp_path / "r") == "interrupted"
     r = run_cli(args, cwd=tmp_path)
     assert r.returncode == 0 and status(tmp_path / "r") == "completed"
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["resumed_from_step"] == 10
     m = pd.read_csv(tmp_path / "r" / "metrics.csv")
     assert not m.duplicated(["step", "metric"]).any() and m.step.max() == 200
 
