@@ -327,6 +327,8 @@ def validate(cfg: Config) -> Config:
     if any(b < 1 for b in cfg.evaluation.batch_sizes):
         raise ConfigError("evaluation.batch_sizes", list(cfg.evaluation.batch_sizes), "batch sizes >= 1")
     within("model.dropout", 0, 1, high_open=True)
+    if cfg.model.name == "mlp" and cfg.init.zero_init_residual:
+        raise ConfigError("init.zero_init_residual", True, "needs residual blocks (model=resnet)")
     if cfg.model.plain and cfg.model.skipinit:
         raise ConfigError("model.skipinit", True, "needs residual connections (model.plain=false)")
     if cfg.norm.ghost_batch_size < 2:

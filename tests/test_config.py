@@ -96,11 +96,17 @@ def test_wrong_type_fails_at_composition():
     ("schedule.gamma=nan", "schedule.gamma"),
     ("data.intensity_offset=nan", "data.intensity_offset"),
     ("probes.landscape.lr_multiples=[1.0,nan]", "probes.landscape.lr_multiples"),
+    ("trainer.precision=fp16", "trainer.precision"),
 ])
 def test_impossible_values_name_the_key(override, key):
     with pytest.raises(ConfigError) as err:
         compose_config([override])
     assert err.value.key == key and key in str(err.value) and "\n" not in str(err.value)
+
+
+def test_zero_init_residual_needs_residual_blocks():
+    with pytest.raises(ConfigError, match="init.zero_init_residual"):
+        compose_config(["model=mlp", "init.zero_init_residual=true"])
 
 
 def test_diverge_loss_inf_means_only_a_non_finite_loss_diverges():
