@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -49,9 +49,9 @@ class Effect:
             return "—"
         return f"x{2 ** v:.3g}" if self.unit == "ratio" else f"{v:.1f} points"
 
-    def describe(self) -> str:
-        side = "above" if self.claimed > 0 else "below"
-        return f"{self.name}; minimum effect {self.fmt(self.minimum)} (claimed: {side} it)"
+    def fmt_pm(self, est: Estimate) -> str:
+        """'+4.9 points ± 16.2': an estimate with its 95% half-width, where it has one."""
+        return self.fmt(est.value) + (f" ± {est.half:.1f}" if est.has_interval else "")
 
 
 @dataclass
@@ -164,8 +164,6 @@ def log2(values) -> pd.Series:
     v = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce")
     return np.log2(v.where(v > 0))
 
-
-Check = Callable[[pd.DataFrame, pd.DataFrame], Verdict]  # (runs, curves) -> Verdict
 
 
 def decision_text(effect: Effect) -> str:

@@ -168,6 +168,16 @@ def _per_run(rows: pd.DataFrame) -> pd.DataFrame:
     return rows.groupby(["run", "norm.name"], as_index=False).value.mean()
 
 
+def _means_by_model(per_run: pd.DataFrame, sel: pd.DataFrame, name: str) -> list[str]:
+    """'{model} {name}: bn x, none y' per model: a measure shown beside a rule, in its own units."""
+    models = sel[["run", "model.name"]] if "model.name" in sel else sel[["run"]].assign(**{"model.name": ""})
+    out = []
+    for model, g in per_run.merge(models, on="run").groupby("model.name"):
+        m = {n: g.loc[g["norm.name"] == n, "value"].mean() for n in ("bn", "none")}
+        out.append(f"{model} {name}".strip() + f": bn {m['bn']:.4g}, none {m['none']:.4g}")
+    return out
+
+
 def check_gradients(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     claim, title = "ics_gradients", "BN reduces internal covariate shift (Santurkar et al.'s measure)"
     sel, c, notes = _study(runs, curves)
@@ -179,13 +189,8 @@ def check_gradients(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     if not (c.metric.str.startswith("ics/") & c.metric.str.endswith(".rel")).any():
         notes.append("||G|| read from the gradients probe at the ICS steps (runs made before `ics/*.rel` was logged)")
     verdict, finding, numbers = judge_by_model(sel, {"relative ICS": _per_run(rel)}, {"relative ICS": ICS})
-    aside = []
-    for stat, name in (("l2", "||G - G'||"), ("cos", "cos(G, G')")):
-        per = _per_run(_param_rows(c, "ics", stat)).merge(sel[["run", "model.name"]] if "model.name" in sel
-                                                          else sel[["run"]].assign(**{"model.name": ""}), on="run")
-        for model, g in per.groupby("model.name"):
-            m = {n: g.loc[g["norm.name"] == n, "value"].mean() for n in ("bn", "none")}
-            aside.append(f"{model} {name}: bn {m['bn']:.4g}, none {m['none']:.4g}")
+    aside = [line for stat, name in (("l2", "||G - G'||"), ("cos", "cos(G, G')"))
+             for line in _means_by_model(_per_run(_param_rows(c, "ics", stat)), sel, name)]
     if aside:
         finding += " Beside the rule (absolute units): " + "; ".join(aside) + "."
     return Verdict(claim, title, verdict, ICS_RULE, finding, numbers, notes=notes)
@@ -235,11 +240,8 @@ def check_landscape(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     verdict, finding, numbers = judge_by_model(sel, per, LANDSCAPE)
     beta = c[c.metric == "landscape/beta_smooth"]
     if len(beta):
-        b = _per_run(beta).merge(sel[["run", "model.name"]], on="run") if "model.name" in sel else _per_run(beta).assign(
-            **{"model.name": ""})
-        finding += " Beside the rule, effective beta-smoothness: " + "; ".join(
-            f"{model} bn {g.loc[g['norm.name'] == 'bn', 'value'].mean():.4g}, none "
-            f"{g.loc[g['norm.name'] == 'none', 'value'].mean():.4g}" for model, g in b.groupby("model.name")) + "."
+        finding += (" Beside the rule, effective beta-smoothness: "
+                    + "; ".join(_means_by_model(_per_run(beta), sel, "")) + ".")
     return Verdict(claim, title, verdict, LANDSCAPE_RULE, finding, numbers, notes=notes)
 
 

@@ -49,13 +49,12 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
                           "bn trained with the variation": bn.loc[on[bn.index], "final.test/acc"]},
                          float(chance(sel).iloc[0]))
     est = cost(sel, "bn")
-    fmt = lambda e: EFFECT.fmt(e.value) + (f" ± {e.half:.1f}" if e.has_interval else "")
     norms = S.norms_of(sel)
-    aside = [f"{n}'s cost {fmt(cost(sel, n))}" for n in norms if n != "bn"]
+    aside = [f"{n}'s cost {EFFECT.fmt_pm(cost(sel, n))}" for n in norms if n != "bn"]
     if "none" in norms:  # does BN remove a cost that the variation has without it?
         acc = lambda n, v: points(sel.loc[(sel["norm.name"] == n) & (on == v), "final.test/acc"])
         d = combine([(1, acc("none", False)), (-1, acc("none", True)), (-1, acc("bn", False)), (1, acc("bn", True))])
-        aside.append(f"none's cost minus BN's {fmt(d)}")
+        aside.append(f"none's cost minus BN's {EFFECT.fmt_pm(d)}")
     finding = ("Beside the rule: " + "; ".join(aside) + ".") if aside else ""
     rows = []
     for norm in norms:
@@ -63,7 +62,7 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
         clean = g[~on[g.index]]
         row = {"norm": norm, "trained clean: clean test (%)": acc_cell(*mean_ci(clean["final.test/acc"])),
                "trained with variation: clean test (%)": acc_cell(*mean_ci(g.loc[on[g.index], "final.test/acc"])),
-               "cost (points)": fmt(cost(sel, norm))}
+               "cost (points)": EFFECT.fmt_pm(cost(sel, norm))}
         for col, what in (("final.test_shifted/acc", "running"), ("final.test_shifted/acc_batchstats", "batch")):
             if col in g:
                 row[f"trained clean: shifted test, {what} statistics (%)"] = acc_cell(*mean_ci(clean[col]))

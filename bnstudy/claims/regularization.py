@@ -55,8 +55,7 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
         g = sel[sel["norm.name"] == n]
         for p in sorted(set(g.dropout) - {0}):
             d = difference(points(g.loc[g.dropout == p, "final_acc"]), points(g.loc[g.dropout == 0, "final_acc"]))
-            aside.append(f"dropout {p:g} changes {n}'s test accuracy by {EFFECT.fmt(d.value)}"
-                         + (f" ± {d.half:.1f}" if d.has_interval else ""))
+            aside.append(f"dropout {p:g} changes {n}'s test accuracy by {EFFECT.fmt_pm(d)}")
     finding = ("Beside the rule: " + "; ".join(aside) + ".") if aside else "No runs with dropout: that half is not shown."
     agg_gap = aggregate(sel.assign(gap=sel.gap / 100), ["norm.name", "dropout"], "gap")
     agg_fit = aggregate(sel, ["norm.name", "dropout"], "final.train_eval/acc")

@@ -40,13 +40,12 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     est = combine([(1, acc("bn", ref)), (-1, acc("bn", small)), (-1, acc("gn", ref)), (1, acc("gn", small))])
     blockers = untrained({f"{n} at batch {ref}": acc(n, ref) / 100 for n in ("bn", "gn")}, float(chance(sel).iloc[0]))
     drop = {n: difference(acc(n, ref), acc(n, small)) for n in ("bn", "gn")}
-    fmt = lambda e: EFFECT.fmt(e.value) + (f" ± {e.half:.1f}" if e.has_interval else "")
-    finding = (f"Drop from batch {ref} to batch {small}: bn {fmt(drop['bn'])}, gn {fmt(drop['gn'])} (each with its "
+    finding = (f"Drop from batch {ref} to batch {small}: bn {EFFECT.fmt_pm(drop['bn'])}, gn {EFFECT.fmt_pm(drop['gn'])} (each with its "
                "95% Welch interval).")
     if ref != shared[-1]:  # beside the rule's numbers: the same drop from the largest batch
         top = {n: difference(acc(n, shared[-1]), acc(n, small)) for n in ("bn", "gn")}
-        finding += (f" From the largest batch, {shared[-1]} (not the rule's reference): bn {fmt(top['bn'])}, "
-                    f"gn {fmt(top['gn'])}.")
+        finding += (f" From the largest batch, {shared[-1]} (not the rule's reference): bn {EFFECT.fmt_pm(top['bn'])}, "
+                    f"gn {EFFECT.fmt_pm(top['gn'])}.")
     agg = aggregate(sel[sel["data.batch_size"].isin(shared)], ["norm.name", "data.batch_size"], "final_acc")
     numbers = agg.assign(acc=acc_col(agg)).pivot(index="data.batch_size", columns="norm.name", values="acc").reset_index()
     numbers.columns.name = None
