@@ -89,11 +89,13 @@ class OptimConfig:
 
 @dataclass
 class ScheduleConfig:
-    name: str = "cosine"  # constant | step | cosine
+    name: str = "cosine"  # constant | step | cosine | linear | range
     warmup_steps: int = 0  # linear warmup from 0
+    warmup_fraction: float = 0.0  # or a fraction of the run's steps (the larger of the two counts)
     milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # step: fractions of the run
     gamma: float = 0.1  # step: factor at each milestone
     final_lr_fraction: float = 0.0  # cosine: lr at the end / peak lr
+    range_decades: float = 5.0  # range: an exponential ramp from optim.lr / 10**range_decades up to optim.lr
 
 
 @dataclass
@@ -253,7 +255,7 @@ ALLOWED = {
     "init.distribution": ("normal", "uniform"),
     "init.mode": ("fan_in", "fan_out"),
     "optim.name": ("sgd",),
-    "schedule.name": ("constant", "step", "cosine"),
+    "schedule.name": ("constant", "step", "cosine", "linear", "range"),
     "trainer.precision": ("auto", "fp32", "bf16"),
 }
 
@@ -292,7 +294,7 @@ def validate(cfg: Config) -> Config:
     for key in ("data.batch_size", "data.eval_batch_size", "optim.lr", "optim.lr_batch_size",
                 "norm.eps", "init.scale", "init.std", "trainer.epochs", "trainer.log_every",
                 "model.width", "model.num_classes", "data.synthetic_train_size", "data.synthetic_test_size",
-                "schedule.gamma"):
+                "schedule.gamma", "schedule.range_decades"):
         positive(key)
     positive("trainer.diverge_loss", allow_inf=True)  # inf: only a non-finite loss ends the run
     for key in ("data.train_subset", "data.test_subset", "trainer.max_steps", "trainer.eval_every",
@@ -303,6 +305,10 @@ def validate(cfg: Config) -> Config:
         positive(key, strict=False)
 
     within("norm.momentum", 0, 1)
+    within("schedule.warmup_fraction", 0, 1, high_open=True)
+    if cfg.schedule.name == "range" and (cfg.schedule.warmup_steps or cfg.schedule.warmup_fraction):
+        raise ConfigError("schedule.warmup_steps", cfg.schedule.warmup_steps,
+                          "schedule=range starts low by itself: no warmup (0)")
     if cfg.model.name == "mlp":
         if cfg.norm.name not in ("bn", "none", "noisy_bn"):
             raise ConfigError("norm.name", cfg.norm.name, "model=mlp has a 1-d norm: bn, noisy_bn or none")

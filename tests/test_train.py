@@ -7,7 +7,7 @@ import torch
 
 import bnstudy.train as train_mod
 from bnstudy.optim import build_optimizer, lr_at, peak_lr
-from bnstudy.config import OptimConfig, ScheduleConfig
+from bnstudy.config import ConfigError, OptimConfig, ScheduleConfig
 from bnstudy.nets.resnet import build_model
 from bnstudy.config import ModelConfig, NormConfig
 from bnstudy.run import RunFolderError, run
@@ -25,6 +25,33 @@ def test_schedules():
     assert lr_at(100, 100, 1.0, cos) == pytest.approx(0.0, abs=1e-12)
     w = ScheduleConfig(name="constant", warmup_steps=4)
     assert [lr_at(t, 100, 1.0, w) for t in range(5)] == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0])
+
+
+def test_annealed_and_range_schedules():
+    # linear: warmup over 10% of 100 steps, then down to 0 at the end of the run
+    lin = ScheduleConfig(name="linear", warmup_fraction=0.1)
+    assert [lr_at(t, 100, 1.0, lin) for t in (0, 9, 10, 55, 99)] == pytest.approx([0.1, 1.0, 1.0, 0.5, 1 / 90])
+    assert lr_at(100, 100, 1.0, lin) == 0.0
+    # the fraction and the step count: the larger wins
+    assert lr_at(4, 100, 1.0, ScheduleConfig(name="linear", warmup_steps=20, warmup_fraction=0.1)) == pytest.approx(0.25)
+    # cosine warms up over a fraction too
+    assert lr_at(4, 100, 1.0, ScheduleConfig(name="cosine", warmup_fraction=0.1)) == pytest.approx(0.5)
+    # range: 10**-decades of the rate at step 0, the rate itself at the last step, geometric between
+    r = ScheduleConfig(name="range", range_decades=4.0)
+    lrs = [lr_at(t, 5, 10.0, r) for t in range(5)]
+    assert lrs == pytest.approx([1e-3, 1e-2, 1e-1, 1.0, 10.0])
+
+
+@pytest.mark.parametrize("override", ["schedule.warmup_fraction=1.0", "schedule.warmup_fraction=-0.1",
+                                      "schedule.range_decades=0"])
+def test_bad_schedule_values_refused(override):
+    with pytest.raises(ConfigError, match=override.split("=")[0]):
+        compose_config([override])
+
+
+def test_range_refuses_warmup():
+    with pytest.raises(ConfigError, match="no warmup"):
+        compose_config(["schedule=range", "schedule.warmup_steps=10"])
 
 
 def test_linear_lr_scaling():
