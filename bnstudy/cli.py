@@ -1,4 +1,5 @@
-"""Command line: `python -m bnstudy run [hydra overrides]`, `report SWEEP_DIR ...`, `plot SWEEP_DIR ...`.
+"""Command line: `python -m bnstudy run [hydra overrides]`, `report SWEEP_DIR ...`, `plot SWEEP_DIR ...`,
+`bench`, `reproduce --scale S --runs DIR --out DIR` (bnstudy/reproduce.py).
 
 Exit codes: 0 done (a diverged run is a result, not an error); 1 a run failed;
 2 a bad config value or command line; 3 data that cannot be loaded or an output
@@ -30,6 +31,10 @@ USAGE = """usage: python -m bnstudy run [OVERRIDE ...]
   plot    the figures alone: python -m bnstudy plot SWEEP_DIR [SWEEP_DIR ...] [--out DIR]
   bench   training throughput vs a bare loop and the classic DataLoader recipe
           python -m bnstudy bench [--steps N] [--reps R] [--out results/bench/cpu.json]
+  reproduce  every study's sweep at one scale, then its report and provenance.md into OUT/STUDY;
+          resumable (finished runs are skipped). `python -m bnstudy reproduce --help` for more.
+          python -m bnstudy reproduce --scale cpu --runs /work/runs --out results [--studies A,B]
+              [--launcher joblib --jobs 2] [--dry-run] [OVERRIDE ...]
 """
 
 
@@ -145,6 +150,9 @@ def main(argv: list[str] | None = None) -> None:
     elif cmd == "bench":
         from . import bench
         bench.main(rest)
+    elif cmd == "reproduce":
+        from . import reproduce
+        reproduce.main(rest)
     else:
         print(USAGE, file=sys.stderr)
         _fail(EXIT_CONFIG, f"unknown command {cmd!r}")

@@ -175,6 +175,9 @@ class EvaluationConfig:
     inference_modes: bool = False  # running vs batch statistics over test batch sizes, precise BN
     batch_sizes: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64, 128, 256, 1000])
     precise_bn_images: int = 10000  # training images for the recomputed ("precise") statistics
+    # at the end of a completed run, test accuracy with BN statistics recomputed over
+    # precise_bn_images training images (summary: final_test_acc_precise); cheap, unlike inference_modes
+    precise_bn: bool = False
     shifted_test: bool = False  # test accuracy under random intensity shifts (data.intensity_gain/offset)
 
 
@@ -294,7 +297,7 @@ def validate(cfg: Config) -> Config:
     for key in ("data.batch_size", "data.eval_batch_size", "optim.lr", "optim.lr_batch_size",
                 "norm.eps", "init.scale", "init.std", "trainer.epochs", "trainer.log_every",
                 "model.width", "model.num_classes", "data.synthetic_train_size", "data.synthetic_test_size",
-                "schedule.gamma", "schedule.range_decades"):
+                "schedule.gamma", "schedule.range_decades", "evaluation.precise_bn_images"):
         positive(key)
     positive("trainer.diverge_loss", allow_inf=True)  # inf: only a non-finite loss ends the run
     for key in ("data.train_subset", "data.test_subset", "trainer.max_steps", "trainer.eval_every",

@@ -4,6 +4,8 @@
   statistics at each test batch size, and with "precise BN" statistics recomputed over
   training images; plus the promise of eval mode, that an example's output does not
   depend on the rest of its batch (the largest change in logits, measured).
+- `precise_bn_accuracy`: test accuracy with "precise BN" statistics alone (a study's
+  cheap second evaluation, `evaluation.precise_bn`).
 - `shifted_test_accuracy`: accuracy when each test batch gets a random intensity shift.
 Every function leaves the model exactly as it found it (weights, BN buffers, mode).
 """
@@ -18,6 +20,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .data import intensity_shift, normalize
+from .nets.norms import GhostBatchNorm2d
 from .train import evaluate
 
 
@@ -56,21 +59,41 @@ def batch_stats_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bat
 
 @torch.no_grad()
 def precise_bn_(model: nn.Module, x_train: torch.Tensor, batch_size: int = 200, max_images: int = 10000) -> None:
-    """Recompute BN running statistics as the plain average over training batches (no
-    augmentation), in place (Wu & Johnson 2021, "precise BN")."""
+    """Recompute BN running statistics as the plain average over training batches of
+    `batch_size` (no augmentation), in place (Wu & Johnson 2021, "precise BN").
+
+    Ghost BN layers get population statistics too: here they normalize over whole batches
+    and average those batches' statistics, not their virtual batches', whose variance leaves
+    out the spread between virtual batches. Their virtual batch size is restored afterwards."""
     layers = bn_layers(model)
     momenta = [m.momentum for m in layers]
+    ghosts = [(m, m.virtual_batch_size) for m in layers if isinstance(m, GhostBatchNorm2d)]
     was_training = model.training
     model.eval()
     for m in layers:
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average
         m.train()
-    for i in range(0, min(len(x_train), max_images), batch_size):
-        model(normalize(x_train[i:i + batch_size]))
-    for m, mom in zip(layers, momenta):
-        m.momentum = mom
-    model.train(was_training)
+    for m, _ in ghosts:
+        m.virtual_batch_size = batch_size  # a batch no larger than its virtual batch: plain BN
+    try:
+        for i in range(0, min(len(x_train), max_images), batch_size):
+            model(normalize(x_train[i:i + batch_size]))
+    finally:
+        for m, mom in zip(layers, momenta):
+            m.momentum = mom
+        for m, size in ghosts:
+            m.virtual_batch_size = size
+        model.train(was_training)
+
+
+def precise_bn_accuracy(model: nn.Module, x_test: torch.Tensor, y_test: torch.Tensor, x_train: torch.Tensor,
+                        images: int, eval_batch_size: int) -> float:
+    """Test accuracy (eval mode) with BN statistics recomputed over the first `images`
+    training images by precise_bn_; the model's own running statistics are left as they were."""
+    with preserved_state(model):
+        precise_bn_(model, x_train, max_images=images)
+        return evaluate(model, x_test, y_test, eval_batch_size)[1]
 
 
 @torch.no_grad()

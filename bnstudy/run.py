@@ -20,7 +20,7 @@ from .config import Config
 from .data import DataError, load_data
 from .nets.resnet import build_model, count_parameters
 from .optim import build_optimizer, peak_lr
-from .evaluation import inference_modes, shifted_test_accuracy
+from .evaluation import bn_layers, inference_modes, precise_bn_accuracy, shifted_test_accuracy
 from .outputs import MetricsLog, atomic_write_json, atomic_write_text, provenance
 from .precision import resolve as resolve_precision
 from .probes import build_probes
@@ -112,9 +112,11 @@ def _run_locked(cfg: Config, out_dir: Path, config_text: str, resume: dict | Non
                            intensity=intensity)
             summary.update(dataclasses.asdict(result))
             if result.status == "completed":
-                after = after_training(cfg, model, data)
+                after = after_training(cfg, model, data, result.final_test_acc)
                 metrics.log(result.steps, result.epochs, after)
                 summary.update(after)
+                if "test/acc_precise" in after:
+                    summary["final_test_acc_precise"] = after["test/acc_precise"]
     except KeyboardInterrupt:
         summary.update(status="interrupted", wall_time_s=time.perf_counter() - t0)
         atomic_write_json(out_dir / "summary.json", _ordered(summary))
@@ -131,9 +133,14 @@ def _run_locked(cfg: Config, out_dir: Path, config_text: str, resume: dict | Non
     return summary
 
 
-def after_training(cfg: Config, model: torch.nn.Module, data) -> dict[str, float]:
+def after_training(cfg: Config, model: torch.nn.Module, data, final_test_acc: float | None = None) -> dict[str, float]:
     """The studies' measurements on the trained model (bnstudy/evaluation.py)."""
     out: dict[str, float] = {}
+    if cfg.evaluation.precise_bn:
+        # a net without BN keeps no statistics to recompute: its accuracy is the final one
+        out["test/acc_precise"] = (precise_bn_accuracy(model, data.x_test, data.y_test, data.x_train,
+                                                       cfg.evaluation.precise_bn_images, cfg.data.eval_batch_size)
+                                   if bn_layers(model) else final_test_acc)
     if cfg.evaluation.inference_modes:
         out.update(inference_modes(model, data.x_test, data.y_test, data.x_train,
                                    list(cfg.evaluation.batch_sizes), cfg.evaluation.precise_bn_images))

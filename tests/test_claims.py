@@ -36,27 +36,32 @@ def noise(rng, sd=0.004):
 LR_GRID = (0.0125, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)  # x2: resolves a 3x ratio
 
 
-def runs_lr(bn_top=1.6, none_top=0.1, seeds=5, bn_faster=True, lrs=LR_GRID):
-    """lr_sweep: each norm trains (70%) up to its top rate and diverges above it; the faster
-    norm reaches 30% at step 100, the other at step 300 (evaluated every 10 steps)."""
+def runs_lr(bn_top=1.6, none_top=0.1, seeds=5, bn_faster=True, lrs=LR_GRID, skip_top=0.4, skip_steps=300):
+    """lr_sweep: each arm trains (70%) up to its top rate and diverges above it; the faster of bn
+    and none reaches 30% at step 100, the other at step 300, and none + SkipInit (norm.name none,
+    model.skipinit) at `skip_steps` (evaluated every 10 steps). skip_top=None: no SkipInit arm."""
     rng, rows = np.random.default_rng(0), []
-    for lr, s, (norm, top) in itertools.product(lrs, range(seeds), (("bn", bn_top), ("none", none_top))):
+    arms = [("bn", False, bn_top), ("none", False, none_top)] + ([("none", True, skip_top)] if skip_top else [])
+    for lr, s, (norm, skip, top) in itertools.product(lrs, range(seeds), arms):
         ok = lr <= top
-        fast = (norm == "bn") == bn_faster
+        steps = skip_steps if skip else 100 if (norm == "bn") == bn_faster else 300
         rows.append(row("lr_sweep", norm, s, 0.7 + noise(rng) if ok else None, "completed" if ok else "diverged",
-                        **{"optim.lr": lr, "steps_to_test_acc.0.3": (100 if fast else 300) if ok else None,
+                        **{"optim.lr": lr, "model.skipinit": skip, "steps_to_test_acc.0.3": steps if ok else None,
                            "steps_to_test_acc.0.9": None, "trainer.eval_every": 10}))
     return pd.DataFrame(rows)
 
 
-def runs_batch(bn_small=0.5, gn_small=0.78, seeds=3, sd=0.004):
-    """batch_size_sweep: accuracy falls linearly in log2(batch) from 80% at 128 to *_small at 2."""
+def runs_batch(bn_small=0.5, gn_small=0.78, seeds=3, sd=0.004, lrs=(0.05, 0.1, 0.2)):
+    """batch_size_sweep: at its best base rate (0.1 at batch >= 16, 0.05 below) a norm's accuracy
+    falls linearly in log2(batch) from 80% at 128 to *_small at 2; each doubling of the rate
+    away from the best costs 5 points."""
     rng, rows = np.random.default_rng(1), []
-    for b, s in itertools.product((2, 4, 16, 128), range(seeds)):
+    for b, lr, s in itertools.product((2, 4, 16, 128), lrs, range(seeds)):
         f = np.log2(b / 2) / 6
+        off = 0.05 * abs(np.log2(lr / (0.1 if b >= 16 else 0.05)))
         for norm, small in (("bn", bn_small), ("gn", gn_small)):
-            rows.append(row("batch_size_sweep", norm, s, small + (0.8 - small) * f + noise(rng, sd),
-                            **{"data.batch_size": b}))
+            rows.append(row("batch_size_sweep", norm, s, small + (0.8 - small) * f - off + noise(rng, sd),
+                            **{"data.batch_size": b, "optim.lr": lr}))
     return pd.DataFrame(rows)
 
 
@@ -155,6 +160,7 @@ def runs_probes(bn_stable=True, bn_less_ics=False, bn_smoother=True, seeds=3, st
 
 CASES = [  # (check, holds, fails)
     (faster_training.check, runs_lr(), runs_lr(bn_faster=False)),
+    (faster_training.check_skipinit, runs_lr(), runs_lr(skip_steps=100)),
     (higher_lr.check, runs_lr(bn_top=1.6, none_top=0.1), runs_lr(bn_top=0.1, none_top=0.1)),
     (small_batch.check, runs_batch(), runs_batch(bn_small=0.8)),
     (regularization.check, runs_reg(), runs_reg(bn_gap=0.17, none_gap=0.13)),
@@ -163,7 +169,7 @@ CASES = [  # (check, holds, fails)
     (inference.check, runs_infer(), runs_infer(batch_stats_penalty=-0.1)),
     (intensity_shift.check, runs_shift(), runs_shift(bn_cost=0.1)),
 ]
-IDS = [c[0].__module__.rsplit(".", 1)[-1] for c in CASES]
+IDS = [c[0].__module__.rsplit(".", 1)[-1] + ("" if c[0].__name__ == "check" else f".{c[0].__name__}") for c in CASES]
 
 
 @pytest.mark.parametrize("check,holds,fails", CASES, ids=IDS)
@@ -305,6 +311,30 @@ def test_no_target_reached_by_both_is_inconclusive():
     assert v.verdict == INCONCLUSIVE and "no threshold" in v.finding
 
 
+def test_lr_sweep_skipinit_is_its_own_arm_not_pooled_with_none():
+    """SkipInit (norm.name none, model.skipinit) trains fast (step 50) and at every rate of the
+    grid. Pooled with plain none it would make none look fast and stable; as its own arm the
+    BN-vs-none rules still hold, and BN-vs-SkipInit is judged apart (not reproduced here)."""
+    runs = runs_lr(skip_top=3.2, skip_steps=50)
+    faster, versus_skip = faster_training.check(runs, NO_CURVES), faster_training.check_skipinit(runs, NO_CURVES)
+    assert faster.verdict == REPRODUCED, faster.finding
+    assert set(faster.numbers.norm) == {"bn", "none"} and faster.numbers["final test accuracy (%)"].str.endswith("(n=5)").all()
+    assert versus_skip.verdict == NOT_REPRODUCED and "none + SkipInit" in versus_skip.finding, versus_skip.finding
+    assert set(versus_skip.numbers.norm) == {"bn", "none + SkipInit"}
+    higher = higher_lr.check(runs, NO_CURVES)
+    assert higher.verdict == REPRODUCED, higher.finding
+    assert "none + SkipInit (beside the rule): 3.2, 3.2" in higher.finding
+    table = higher.numbers[higher.numbers.norm == "none + SkipInit"]
+    assert len(table) == len(LR_GRID) and (table["usable seeds"] == "5/5").all()
+
+
+def test_faster_than_skipinit_needs_its_runs():
+    runs = runs_lr(skip_top=None)
+    assert faster_training.check(runs, NO_CURVES).verdict == REPRODUCED
+    v = faster_training.check_skipinit(runs, NO_CURVES)
+    assert v.verdict == MISSING and "norm=skipinit" in v.missing, v.missing
+
+
 def test_partial_sweep_uses_finished_runs_and_says_what_it_left_out():
     runs = runs_lr()
     running = runs.iloc[:3].assign(status="running", final_acc=None, run=["r1", "r2", "r3"])
@@ -324,7 +354,29 @@ def test_an_arm_that_did_not_train_is_named_and_blocks_the_verdict():
     runs = runs_batch()
     runs.loc[runs["norm.name"] == "gn", "final_acc"] = 0.1  # GN at chance would "hold" trivially
     v = small_batch.check(runs, NO_CURVES)
-    assert v.verdict == INCONCLUSIVE and "gn at batch 128 did not train" in v.finding, v.finding
+    assert v.verdict == INCONCLUSIVE and "gn at batch 128 (its best rate 0.05) did not train" in v.finding, v.finding
+
+
+def test_small_batch_takes_each_cell_at_its_own_best_rate():
+    """A rate that ruins BN at batch 2 (chance) does not count against it when another rate
+    trains there: the drop is read at each cell's best rate, and the table names the rates."""
+    runs = runs_batch(bn_small=0.8, gn_small=0.8)
+    ruined = (runs["norm.name"] == "bn") & (runs["data.batch_size"] == 2) & (runs["optim.lr"] == 0.2)
+    runs.loc[ruined, "final_acc"] = 0.1
+    v = small_batch.check(runs, NO_CURVES)
+    assert v.verdict == NOT_REPRODUCED, v.finding
+    assert abs(v.estimate.value) < 2, v.finding
+    table = v.numbers.set_index("batch size")
+    assert table.loc[2, "bn best base rate"] == "0.05" and table.loc[128, "gn best base rate"] == "0.1"
+    assert "bn, precise statistics (%)" not in v.numbers  # no precise-BN accuracy in these runs
+
+
+def test_small_batch_shows_the_precise_bn_effect_beside_the_rule():
+    runs = runs_batch()
+    runs["final_acc_precise"] = runs["final_acc"] + np.where(runs["norm.name"] == "bn", 0.01, 0.0)
+    v = small_batch.check(runs, NO_CURVES)
+    assert v.verdict == REPRODUCED and "With precise BN statistics (information, not the rule): effect +" in v.finding
+    assert "bn, precise statistics (%)" in v.numbers
 
 
 def test_depth_verdict_needs_bn_to_train_at_the_deepest_depth():

@@ -2,7 +2,6 @@
 import json
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from conftest import EXPERIMENTS, run_cli
@@ -46,10 +45,11 @@ def test_lr_sweep_covers_the_grid(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     import yaml
     cfgs = [yaml.safe_load(p.read_text()) for p in (tmp_path / "sweep").glob("*/config.yaml")]
-    grid = {(c["norm"]["name"], c["optim"]["lr"]) for c in cfgs}
-    lrs = sorted({lr for _, lr in grid})
-    assert {n for n, _ in grid} == {"bn", "none"} and lrs[0] <= 0.003 and lrs[-1] >= 3
-    assert len(grid) == len(cfgs) == 2 * len(lrs)
+    # norm=skipinit records norm.name none and model.skipinit: an arm of its own
+    grid = {(c["norm"]["name"], c["model"]["skipinit"], c["optim"]["lr"]) for c in cfgs}
+    lrs = sorted({lr for *_, lr in grid})
+    assert {(n, skip) for n, skip, _ in grid} == {("bn", False), ("none", False), ("none", True)}
+    assert lrs == [0.1, 3.2] and len(grid) == len(cfgs) == 3 * len(lrs)
 
 
 def test_missing_data_folder_is_one_line(tmp_path):

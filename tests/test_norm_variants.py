@@ -5,9 +5,10 @@ from torch import nn
 from bnstudy.config import ModelConfig, NormConfig
 from bnstudy.data import normalize
 from bnstudy.evaluation import (batch_independence_gap, batch_stats_accuracy, inference_modes,
-                                precise_bn_, shifted_test_accuracy)
+                                precise_bn_, precise_bn_accuracy, shifted_test_accuracy)
 from bnstudy.nets.resnet import build_model
 from bnstudy.nets.norms import GhostBatchNorm2d, NoisyBatchNorm2d, make_norm_layer
+from bnstudy.train import evaluate
 
 
 def test_ghost_bn_normalizes_each_virtual_batch_like_bn():
@@ -133,21 +134,50 @@ def test_precise_bn_is_the_average_over_training_batches():
     assert m[0].momentum == 0.1
 
 
-def test_precise_bn_with_ghost_bn_is_the_cumulative_average_of_the_chunk_means():
-    """precise_bn_ sets momentum=None (torch's cumulative average); ghost BN, with batches
-    larger than its virtual batch, must average each forward's chunk-averaged statistics."""
+def test_precise_bn_with_ghost_bn_averages_whole_batches_not_ghost_batches():
+    """Precise statistics are population statistics (Wu & Johnson 2021): ghost BN layers are
+    recomputed over whole batches, as plain BN would be, and keep their ghost size after."""
     torch.manual_seed(0)
     m = build_model(ModelConfig(depth=8), NormConfig(name="ghost_bn", ghost_batch_size=8))
+    plain = build_model(ModelConfig(depth=8), NormConfig(name="bn"))
+    plain.load_state_dict(m.state_dict())
     seen = []
     m.norm1.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach().clone()))
     x = torch.randint(0, 256, (60, 3, 32, 32), dtype=torch.uint8)
-    precise_bn_(m, x, batch_size=20, max_images=60)  # 3 forwards, chunks of 8, 8, 4
+    precise_bn_(m, x, batch_size=20, max_images=60)  # 3 forwards of 20 (ghost batches would be 8, 8, 4)
+    precise_bn_(plain, x, batch_size=20, max_images=60)
     assert len(seen) == 3 and all(len(inp) == 20 for inp in seen)
-    chunk_means = [torch.stack([c.mean((0, 2, 3)) for c in inp.split(8)]).mean(0) for inp in seen]
-    chunk_vars = [torch.stack([c.var((0, 2, 3)) for c in inp.split(8)]).mean(0) for inp in seen]
-    assert torch.allclose(m.norm1.running_mean, torch.stack(chunk_means).mean(0), atol=1e-5)
-    assert torch.allclose(m.norm1.running_var, torch.stack(chunk_vars).mean(0), rtol=1e-4, atol=1e-5)
-    assert m.norm1.num_batches_tracked == 3 and m.norm1.momentum == 0.1
+    assert torch.allclose(m.norm1.running_mean, torch.stack([inp.mean((0, 2, 3)) for inp in seen]).mean(0), atol=1e-5)
+    assert torch.allclose(m.norm1.running_var, torch.stack([inp.var((0, 2, 3)) for inp in seen]).mean(0),
+                          rtol=1e-4, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(m.state_dict().values(), plain.state_dict().values()))
+    assert m.norm1.num_batches_tracked == 3 and m.norm1.momentum == 0.1 and m.norm1.virtual_batch_size == 8
+
+
+def test_precise_bn_accuracy_leaves_the_model_as_it_was():
+    m = trained_bn_model()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    y = torch.randint(0, 10, (64,))
+    acc = precise_bn_accuracy(m, x, y, x, images=64, eval_batch_size=32)
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items()) and m.training
+    precise_bn_(m, x, max_images=64)
+    assert acc == evaluate(m, x, y, 32)[1]
+
+
+def test_ghost_bn_at_the_batch_size_computes_what_bn_does():
+    """norm_batch's reference arm: ghost size = SGD batch is plain BN in training mode (outputs,
+    gradients and running statistics), so the study's 128 is BN at batch 128."""
+    torch.manual_seed(0)
+    ghost = build_model(ModelConfig(depth=8), NormConfig(name="ghost_bn", ghost_batch_size=16)).train()
+    bn = build_model(ModelConfig(depth=8), NormConfig(name="bn")).train()
+    bn.load_state_dict(ghost.state_dict())
+    x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
+    for m in (ghost, bn):
+        torch.nn.functional.cross_entropy(m(x), y).backward()
+    assert torch.equal(ghost(x), bn(x))
+    assert all(torch.equal(a, b) for a, b in zip(ghost.state_dict().values(), bn.state_dict().values()))
+    assert all(torch.equal(a.grad, b.grad) for a, b in zip(ghost.parameters(), bn.parameters()))
 
 
 def test_batch_statistics_undo_a_per_batch_gain():

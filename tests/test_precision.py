@@ -28,3 +28,38 @@ def test_a_run_records_its_precision(tmp_path, tiny_overrides):
     assert s["precision"] == ("bf16" if native else "fp32") and s["channels_last"] == native
     bad = run_cli(["run", "trainer.precision=fp16", f"hydra.run.dir={tmp_path}/b"], cwd=tmp_path)
     assert bad.returncode == 2 and "trainer.precision" in bad.stderr
+
+
+def _precision_runs(bf16_acc, fp32_acc, diverged=None):
+    """Runs of the precision study: one row per seed and precision at lr 0.1; `diverged` adds
+    lr-10 rows, {precision: how many of 5 seeds diverged}."""
+    import pandas as pd
+
+    rows = [{"study": "precision", "norm.name": "bn", "optim.lr": 0.1, "trainer.precision": p, "seed": s,
+             "status": "completed", "final_acc": a, "final_test_acc": a, "scale.name": "cpu", "data.name": "synthetic"}
+            for p, accs in (("bf16", bf16_acc), ("fp32", fp32_acc)) for s, a in enumerate(accs)]
+    for p, n in (diverged or {}).items():
+        rows += [{"study": "precision", "norm.name": "bn", "optim.lr": 10.0, "trainer.precision": p, "seed": s,
+                  "status": "diverged" if s < n else "completed", "final_acc": 0.1, "final_test_acc": None,
+                  "scale.name": "cpu", "data.name": "synthetic"} for s in range(5)]
+    return pd.DataFrame(rows)
+
+
+def test_precision_check_has_three_outcomes():
+    import sys
+
+    from conftest import REPO
+    sys.path.insert(0, str(REPO / "scripts"))
+    import precision_check as pc
+
+    tight = [0.700, 0.702, 0.698, 0.701, 0.699]
+    same = pc.check(_precision_runs(tight, [a + 0.001 for a in tight], {"bf16": 5, "fp32": 5}))
+    assert same[0] == pc.FAITHFUL, same[1]
+    # 5 points lower in bf16, tightly: the interval excludes 0
+    assert pc.check(_precision_runs([a - 0.05 for a in tight], tight))[0] == pc.NOT_FAITHFUL
+    # divergence disagrees at the high rate: not faithful, whatever the accuracies say
+    assert pc.check(_precision_runs(tight, tight, {"bf16": 0, "fp32": 5}))[0] == pc.NOT_FAITHFUL
+    # seeds 3 points apart: the interval holds 0 but is wider than +-2: neither shown
+    noisy = [0.40, 0.44, 0.37, 0.43, 0.41]
+    outcome, text = pc.check(_precision_runs(noisy[::-1], noisy))
+    assert outcome == pc.INCONCLUSIVE and "seeds per arm would settle it" in text

@@ -14,6 +14,12 @@ from conftest import REPO
 RESULTS = REPO / "results"
 
 
+def bare(verdict: str) -> str:
+    """A verdict without its parentheticals: '(was reproduced)' in the README, and MISSING's own
+    '(runs missing)' on both sides."""
+    return re.sub(r"\(.*?\)", "", verdict).strip()
+
+
 def readme_verdicts() -> dict[str, list[str]]:
     """study -> the verdict column of its rows in results/README.md's table, in order."""
     out: dict[str, list[str]] = {}
@@ -24,7 +30,7 @@ def readme_verdicts() -> dict[str, list[str]]:
             continue
         m = re.match(r"\[(\w+)\]", cells[0])
         study = m.group(1) if m else study
-        out.setdefault(study, []).append(re.sub(r"\*\*|\(.*?\)", "", cells[3]).strip())
+        out.setdefault(study, []).append(bare(re.sub(r"\*\*", "", cells[3])))
     return out
 
 
@@ -32,7 +38,8 @@ PUBLISHED = readme_verdicts()
 
 
 def test_every_study_is_in_the_summary():
-    assert set(PUBLISHED) == {c.STUDY for c in report.CLAIMS}
+    """Every study with a results folder; a study whose rules are written before its runs has none yet."""
+    assert set(PUBLISHED) == {c.STUDY for c in report.CLAIMS if (RESULTS / c.STUDY).is_dir()}
 
 
 @pytest.mark.parametrize("study", sorted(PUBLISHED))
@@ -42,5 +49,5 @@ def test_summary_verdicts_follow_from_the_published_runs(study):
     curves = pd.read_csv(curves_path) if curves_path.exists() else pd.DataFrame(
         columns=["step", "epoch", "metric", "value", "source", "run"])
     checks = report.run_checks(Results(runs, curves, []))
-    computed = [v.verdict for c in report.CLAIMS if c.STUDY == study for v in checks[c.KEY]]
+    computed = [bare(v.verdict) for c in report.CLAIMS if c.STUDY == study for v in checks[c.KEY]]
     assert PUBLISHED[study] == computed

@@ -13,15 +13,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
 from bnstudy.analysis import report, style
-from bnstudy.analysis.results import NoRunsError, load, with_config
+from bnstudy.analysis.results import NoRunsError, load, variant_names, with_config
 from bnstudy.analysis.rules import MISSING, REPRODUCED
 from bnstudy.claims import (covariate_shift, depth, faster_training, higher_lr, inference, init, intensity_shift,
-                            regularization, small_batch)
+                            norm_batch, regularization, small_batch)
 from bnstudy.cli import main
 from conftest import run_cli
+from test_claim_norm_batch import runs_norm_batch
+from test_claim_stable_lr import study as range_study
 from test_claims import runs_batch, runs_depth, runs_infer, runs_init, runs_lr, runs_probes, runs_reg, runs_shift
 
 
@@ -38,8 +41,9 @@ def nest(flat: dict) -> dict:
     return out
 
 
-def write_run(folder: Path, r: dict, probes: pd.DataFrame | None = None) -> None:
-    """A run folder as bnstudy.run writes it, from one factory row (see test_claims)."""
+def write_run(folder: Path, r: dict, probes: pd.DataFrame | None = None, metrics: pd.DataFrame | None = None) -> None:
+    """A run folder as bnstudy.run writes it, from one factory row (see test_claims); `metrics`,
+    if given, are its metrics.csv rows (step, metric, value) in place of the made-up ones."""
     folder.mkdir(parents=True)
     r = {k: (None if isinstance(v, float) and pd.isna(v) else v) for k, v in r.items()}
     config = {k: v for k, v in r.items() if (("." in k and not k.startswith(("final.", "steps_to_test_acc.")))
@@ -48,12 +52,17 @@ def write_run(folder: Path, r: dict, probes: pd.DataFrame | None = None) -> None
     summary = {"status": r["status"], "steps": r["steps"], "epochs": r["epochs"], "final_test_acc": r["final_test_acc"],
                "best_test_acc": r["best_test_acc"],
                "steps_to_test_acc": {k.split(".", 1)[1]: r[k] for k in r if k.startswith("steps_to_test_acc.")}}
+    if r.get("final_test_acc_precise") is not None:
+        summary["final_test_acc_precise"] = r["final_test_acc_precise"]
     (folder / "summary.json").write_text(json.dumps(summary))
     rows = [(r["steps"], 1.0, k[len("final."):], v) for k, v in r.items() if k.startswith("final.") and v is not None]
     if r["final_test_acc"] is not None:
         rows += [(r["steps"] // 2, 0.5, "train/loss", 1.5), (r["steps"], 1.0, "train/loss", 1.0),
                  (r["steps"], 1.0, "test/acc", r["final_test_acc"])]
-    pd.DataFrame(rows, columns=["step", "epoch", "metric", "value"]).to_csv(folder / "metrics.csv", index=False)
+    rows = pd.DataFrame(rows, columns=["step", "epoch", "metric", "value"])
+    if metrics is not None:
+        rows = metrics.assign(epoch=0.0)[["step", "epoch", "metric", "value"]]
+    rows.to_csv(folder / "metrics.csv", index=False)
     if probes is not None and len(probes):
         probes[["step", "epoch", "metric", "value"]].to_csv(folder / "probes.csv", index=False)
 
@@ -62,9 +71,13 @@ def write_run(folder: Path, r: dict, probes: pd.DataFrame | None = None) -> None
 def every_study(tmp_path_factory) -> Path:
     """Run folders for every study, where each claim holds."""
     root = tmp_path_factory.mktemp("studies")
-    tables = [runs_lr(), runs_batch(), runs_init(), runs_depth(), runs_reg(), runs_infer(), runs_shift()]
+    tables = [runs_lr(), runs_batch(), runs_norm_batch(), runs_init(), runs_depth(), runs_reg(), runs_infer(),
+              runs_shift()]
     for i, r in enumerate(pd.concat(tables, ignore_index=True).to_dict("records")):
         write_run(root / r["study"] / str(i), r)
+    rruns, rcurves = range_study()
+    for i, r in enumerate(rruns.to_dict("records")):
+        write_run(root / "lr_range" / str(i), r, metrics=rcurves[rcurves.run == r["run"]])
     pruns, pcurves = runs_probes(bn_less_ics=True)
     for i, r in enumerate(pruns.to_dict("records")):
         write_run(root / "covariate_shift" / str(i), r, pcurves[pcurves.run == r["run"]].assign(epoch=0.0))
@@ -118,7 +131,7 @@ def test_a_seed_in_two_sweep_folders_counts_once(tmp_path, capsys):
     write_run(tmp_path / "b" / "new", {**base.iloc[0].to_dict(), "seed": 7})  # a new seed is kept
     res = load([tmp_path / "a", tmp_path / "b"])
     assert len(res.runs) == len(base) + 1 and len(res.duplicates) == len(base)
-    assert res.runs.groupby(["norm.name", "data.batch_size", "seed"]).size().max() == 1
+    assert res.runs.groupby(["norm.name", "data.batch_size", "optim.lr", "seed"]).size().max() == 1
     assert all("the same config and seed as" in w for w in res.warnings())
     assert set(res.curves.run) == set(res.runs.run)
     main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "out")])
@@ -156,10 +169,22 @@ def _probe_curves():
     return with_config(curves, runs, ["norm.name", "seed"])
 
 
+def _lr_curves():
+    """Train loss and test accuracy every 10 steps for runs_lr's runs that trained, config attached."""
+    runs = runs_lr()
+    rows = [(run, step, metric, value) for run in runs.loc[runs.status == "completed", "run"]
+            for step in range(10, 50, 10) for metric, value in (("train/loss", 2.3 / step ** 0.3),
+                                                                 ("test/acc", 0.7 * step / 40))]
+    curves = pd.DataFrame(rows, columns=["run", "step", "metric", "value"]).assign(epoch=0.0, source="metrics")
+    return with_config(curves, runs, report.CURVE_COLUMNS)
+
+
 FIGURES = {
     "accuracy_vs_lr": lambda: higher_lr.accuracy_vs_lr(runs_lr()),
+    "convergence": lambda: faster_training.convergence(_lr_curves()),
     "steps_to_target": lambda: faster_training.steps_to_target(runs_lr()),
     "accuracy_vs_batch_size": lambda: small_batch.accuracy_vs_batch_size(runs_batch()),
+    "accuracy_vs_norm_batch": lambda: norm_batch.accuracy_vs_norm_batch(runs_norm_batch()),
     "init_heatmap": lambda: init.init_heatmap(runs_init()),
     "accuracy_vs_depth": lambda: depth.accuracy_vs_depth(runs_depth()),
     "regularization": lambda: regularization.regularization(runs_reg()),
@@ -189,6 +214,17 @@ def test_log_axes_where_the_sweep_is_logarithmic():
     assert small_batch.accuracy_vs_batch_size(runs_batch()).axes[0].get_xscale() == "log"
 
 
+@pytest.mark.parametrize("name", ["accuracy_vs_lr", "convergence", "steps_to_target"])
+def test_lr_sweep_figures_draw_skipinit_as_an_arm_of_its_own(name):
+    """none + SkipInit (norm.name none) has its own line, color and legend entry, not none's."""
+    fig = FIGURES[name]()
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert {"BatchNorm", "no normalization", "no normalization + SkipInit"} <= set(labels), labels
+    colors = {to_hex(line.get_color()) for ax in fig.axes for line in ax.get_lines()}
+    arms = [to_hex(style.color(n)) for n in ("bn", "none", "none + SkipInit")]
+    assert len(set(arms)) == 3 and set(arms) <= colors
+
+
 @pytest.mark.parametrize("fn", [higher_lr.accuracy_vs_lr, small_batch.accuracy_vs_batch_size, init.init_heatmap,
                                 depth.accuracy_vs_depth, inference.inference_modes, intensity_shift.intensity_shift],
                          ids=lambda f: f.__name__)
@@ -212,12 +248,13 @@ def test_report_with_every_study_present(every_study, tmp_path):
     out = tmp_path / "out"
     checks = report.report([every_study], out)
     verdicts = [v for vs in checks.values() for v in vs]
-    assert len(verdicts) == 11 and all(v.verdict == REPRODUCED for v in verdicts), \
+    assert len(verdicts) == sum(len(c.CHECKS) for c in report.CLAIMS) == 15 \
+        and all(v.verdict == REPRODUCED for v in verdicts), \
         [(v.claim, v.verdict, v.finding) for v in verdicts if v.verdict != REPRODUCED]
     pngs = sorted(p.stem for p in (out / "figures").glob("*.png"))
     assert pngs == sorted(ALL_FIGURES) and len(list((out / "figures").glob("*.pdf"))) == len(pngs)
     md = (out / "report.md").read_text()
-    assert md.count("**Verdict: reproduced**") == 11 and "runs missing" not in md
+    assert md.count("**Verdict: reproduced**") == len(verdicts) and "runs missing" not in md
     assert md.count("![") == len(pngs)
     assert "(n=3)" in md and "±" in md  # numbers carry their CIs
 
@@ -257,7 +294,7 @@ def test_report_of_runs_missing_a_claim_keeps_its_section(tmp_path):
 def test_report_from_a_real_smoke_lr_sweep(tmp_path):
     """The one slow test: a real (tiny) lr_sweep, then the report through the command line."""
     sweep = tmp_path / "sweep"
-    r = run_cli(["run", "+exp=lr_sweep", "scale=smoke", "optim.lr=0.03,3.0", "scale.seeds='0,1'", "model.depth=8",
+    r = run_cli(["run", "+exp=lr_sweep", "scale=smoke", "scale.seeds='0,1'", "model.depth=8",
                  "trainer.max_steps=4", "trainer.log_every=2", "data.train_subset=256", "data.test_subset=100",
                  f"hydra.sweep.dir={sweep}"], cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -272,20 +309,24 @@ def test_report_from_a_real_smoke_lr_sweep(tmp_path):
     out = tmp_path / "report"
     r = run_cli(["report", str(sweep), "--out", str(out)], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
-    # lr_sweep's two claims, then one line for the claims of the studies not run
-    assert "wrote" in r.stdout and r.stdout.count("  BN ") + r.stdout.count("  Inference") == 2
+    # lr_sweep's claims' checks, then one line for the claims of the studies not run
+    lr_checks = sum(len(c.CHECKS) for c in report.CLAIMS if c.STUDY == "lr_sweep")
+    assert "wrote" in r.stdout and r.stdout.count("  BN ") == lr_checks == 3, r.stdout
     assert f"{len(report.CLAIMS) - 2} other claims not tested here" in r.stdout
 
     runs = pd.read_csv(out / "runs.csv")
-    assert len(runs) == 9 and set(runs.status) <= {"completed", "diverged", "running"}
+    # norm {bn, none, skipinit} x lr {0.1, 3.2} x 2 seeds, and the copy still running
+    assert len(runs) == 13 and set(runs.status) <= {"completed", "diverged", "running"}
     assert {"optim.lr", "data.batch_size", "norm.name", "seed", "study", "scale.name", "status", "run_dir",
             "final_test_acc", "best_test_acc", "steps", "wall_time_s", "train_images_per_s",
             "steps_to_test_acc.0.3"} <= set(runs.columns)
-    assert set(runs["optim.lr"]) == {0.03, 3.0} and set(runs.seed) == {0, 1, 7}
+    assert set(runs["optim.lr"]) == {0.1, 3.2} and set(runs.seed) == {0, 1, 7}
+    finished = variant_names(runs[runs.status != "running"]).value_counts().to_dict()
+    assert finished == {"bn": 4, "none": 4, "none + SkipInit": 4}, finished
     with gzip.open(out / "curves.csv.gz", "rt") as f:
         curves = pd.read_csv(f)
     assert {"run", "step", "epoch", "metric", "value", "source"} <= set(curves.columns)
-    assert {"train/loss", "test/acc"} <= set(curves.metric) and curves.run.nunique() == 9
+    assert {"train/loss", "test/acc"} <= set(curves.metric) and curves.run.nunique() == 13
 
     for name in ("convergence", "accuracy_vs_lr"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 10_000 and (out / "figures" / f"{name}.pdf").exists()
@@ -296,7 +337,7 @@ def test_report_from_a_real_smoke_lr_sweep(tmp_path):
             assert section.count("**Verdict: ") == len(claim.CHECKS), claim.TITLE
         else:
             assert f". {claim.TITLE}\n" not in md and f"+exp={claim.STUDY}`" in md
-    assert "(n=2)" in md and "still_running" in md
+    assert "(n=2)" in md and "still_running" in md and "| none + SkipInit |" in md
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == md.count("![") >= 2
 

@@ -25,11 +25,12 @@ from matplotlib.figure import Figure
 
 from .. import claims as C
 from . import rules, style
-from .results import FINISHED, Results, load, study_runs, with_config
+from .results import FINISHED, Results, load, study_runs, variant_names, with_config
 from .rules import Verdict
 
 CLAIMS = C.CLAIMS  # modules: KEY, STUDY, TITLE, STATEMENT, CHECKS, FIGURES
-CURVE_COLUMNS = ["norm.name", "optim.lr", "seed", "status", "model.name", "probes.activations.hist_range"]
+CURVE_COLUMNS = ["norm.name", "model.skipinit", "optim.lr", "seed", "status", "model.name",
+                 "probes.activations.hist_range"]  # model.skipinit: results.variant_names
 
 
 def run_checks(res: Results) -> dict[str, list[Verdict]]:
@@ -145,6 +146,8 @@ def _status_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def _unfinished(runs: pd.DataFrame) -> pd.DataFrame:
     u = runs[~runs.status.isin(FINISHED)]
+    if "norm.name" in u:  # a SkipInit run is its own arm: say so (results.variant_names)
+        u = u.assign(**{"norm.name": variant_names(u)})
     why = u.get("error", pd.Series("", index=u.index)).fillna("")
     cols = [c for c in ("run", "study", "norm.name", "optim.lr", "seed") if c in u]
     return u[cols].assign(status=u.status, why=why.str.slice(0, 120)).reset_index(drop=True)

@@ -3,7 +3,8 @@
 `runs`: one row per run folder: every config value as a dotted column (`optim.lr`,
 `norm.name`, ...), the summary (`status`, `final_test_acc`, `steps_to_test_acc.0.5`, ...),
 the last value of each metrics.csv metric (`final.train/acc`, `final.infer/acc_batch.bs2`),
-`final_acc` (see below), `run` (an id) and `run_dir`.
+`final_acc` (see below; `final_acc_precise` likewise where runs recorded precise-BN accuracy),
+`run` (an id) and `run_dir`.
 `curves`: the long-format metrics.csv and probes.csv rows of all runs with a `run` column.
 
 Reads run folders (anything holding summary.json, found recursively), or a published report
@@ -203,6 +204,10 @@ def load(paths: Sequence[Path]) -> Results:
         final = pd.to_numeric(runs.get("final_test_acc"), errors="coerce")
         runs["final_acc"] = np.where(runs.status == "diverged", chance(runs),
                                      np.where(runs.status == "completed", final, np.nan))
+        if "final_test_acc_precise" in runs:  # evaluation.precise_bn: the same, with recomputed BN statistics
+            precise = pd.to_numeric(runs["final_test_acc_precise"], errors="coerce")
+            runs["final_acc_precise"] = np.where(runs.status == "diverged", chance(runs),
+                                                 np.where(runs.status == "completed", precise, np.nan))
     for p in published:
         r, c = load_published(p)
         runs = pd.concat([runs, r], ignore_index=True)
@@ -226,7 +231,7 @@ def variant_names(runs: pd.DataFrame) -> pd.Series:
     """Each run's norm name, with ' + SkipInit' where it used model.skipinit: a different
     network, so a population of its own in every comparison and figure."""
     skip = runs["model.skipinit"].fillna(False).astype(bool) if "model.skipinit" in runs else False
-    return runs["norm.name"] + np.where(skip, SKIPINIT, "")
+    return runs["norm.name"].astype(object) + np.where(skip, SKIPINIT, "")  # object: an all-NaN column stays NaN
 
 
 def with_config(curves: pd.DataFrame, runs: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
@@ -263,6 +268,19 @@ def study_runs(runs: pd.DataFrame, study: str) -> tuple[pd.DataFrame, list[str]]
         counts = ", ".join(f"{n} {s}" for s, n in unfinished.status.value_counts().items())
         notes.append(f"left out {len(unfinished)} unfinished runs ({counts}); the verdict may change when they finish")
     return sel[sel.status.isin(FINISHED)].copy(), notes
+
+
+def at_best_rate(runs: pd.DataFrame, by: Sequence[str], rate: str = "optim.lr",
+                 value: str = "final_acc") -> pd.DataFrame:
+    """The runs of each `by` group at that group's own best rate: the `rate` with the highest
+    mean `value` over seeds (final_acc counts a diverged run as chance); a tie goes to the
+    lower rate. Rows keep their columns; the index is new."""
+    by = list(by)
+    if not len(runs):
+        return runs.copy()
+    means = runs.groupby(by + [rate], dropna=False)[value].mean().dropna().reset_index()
+    best = means.sort_values([value, rate], ascending=[False, True]).groupby(by, dropna=False).head(1)
+    return runs.merge(best[by + [rate]], on=by + [rate], how="inner")
 
 
 def thresholds(runs: pd.DataFrame) -> list[float]:

@@ -151,8 +151,9 @@ def acc_col(agg: pd.DataFrame) -> list[str]:
     return [acc_cell(m, h, n) for m, h, n in zip(agg["mean"], agg.ci, agg.n)]
 
 
-def has_norms(sel: pd.DataFrame, norms: Sequence[str]) -> bool:
-    return len(sel) > 0 and set(norms) <= set(sel["norm.name"])
+def has_norms(sel: pd.DataFrame, norms: Sequence[str], column: str = "norm.name") -> bool:
+    """Whether `sel` has runs of every one of `norms` (in `column`: 'variant' for results.variant_names)."""
+    return len(sel) > 0 and set(norms) <= set(sel[column])
 
 
 def points(values) -> pd.Series:

@@ -28,7 +28,9 @@ STYLE = {
     "axes.spines.top": False, "axes.spines.right": False, "savefig.bbox": "tight",
     "legend.frameon": False, "lines.linewidth": 1.6, "lines.markersize": 5,
 }
-NORM_COLORS = {"bn": "C0", "none": "C3", "gn": "C2", "ln": "C4", "ghost_bn": "C1", "noisy_bn": "C5"}
+# a SkipInit variant (results.variant_names) is another network: a color of its own, never its norm's
+NORM_COLORS = {"bn": "C0", "none": "C3", "none" + SKIPINIT: "C8", "gn": "C2", "ln": "C4", "ghost_bn": "C1",
+               "noisy_bn": "C5"}
 NORM_LABELS = {"bn": "BatchNorm", "none": "no normalization", "gn": "GroupNorm", "ln": "LayerNorm",
                "ghost_bn": "ghost BatchNorm", "noisy_bn": "noisy BatchNorm"}
 NORM_ORDER = list(NORM_COLORS)
@@ -50,9 +52,13 @@ def figure(fn: Callable[..., Figure]) -> Callable[..., Figure]:
 
 
 
-def norms_of(df: pd.DataFrame) -> list[str]:
-    present = list(df["norm.name"].dropna().unique())
-    return sorted(present, key=lambda n: (NORM_ORDER.index(n) if n in NORM_ORDER else 99, n))
+def norms_of(df: pd.DataFrame, column: str = "norm.name") -> list[str]:
+    """The norms present in the house order; column='variant' (results.variant_names) puts each
+    SkipInit variant right after its norm."""
+    def key(n: str):
+        base = n[: -len(SKIPINIT)] if n.endswith(SKIPINIT) else n
+        return NORM_ORDER.index(base) if base in NORM_ORDER else 99, base, n.endswith(SKIPINIT)
+    return sorted(df[column].dropna().unique(), key=key)
 
 
 
@@ -144,9 +150,9 @@ def legend_outside(fig: Figure, axes, ncols: int = 4) -> None:
 
 
 
-def shared_values(df: pd.DataFrame, column: str, norms: Sequence[str] = ("bn", "none")) -> list:
-    """Values of `column` at which every one of `norms` has rows."""
-    sets = [set(df.loc[df["norm.name"] == n, column].dropna()) for n in norms]
+def shared_values(df: pd.DataFrame, column: str, norms: Sequence[str] = ("bn", "none"), by: str = "norm.name") -> list:
+    """Values of `column` at which every one of `norms` (values of `by`) has rows."""
+    sets = [set(df.loc[df[by] == n, column].dropna()) for n in norms]
     return sorted(set.intersection(*sets)) if sets else []
 
 

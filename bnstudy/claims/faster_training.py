@@ -1,8 +1,10 @@
 """Faster training: BN reaches a given accuracy in far fewer steps (Ioffe & Szegedy 2015,
-Sec. 4.2, Fig. 2: 14x fewer for Inception). Study: lr_sweep (bn vs none over a grid of rates)."""
+Sec. 4.2, Fig. 2: 14x fewer for Inception). Study: lr_sweep (bn, none and none + SkipInit over a
+grid of rates); BN is compared with each unnormalized arm by the same rule."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Optional, Sequence
 
 import numpy as np
@@ -11,7 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ..analysis import style as S
-from ..analysis.results import chance, steps_column, study_runs, thresholds
+from ..analysis.results import SKIPINIT, chance, steps_column, study_runs, thresholds, variant_names
 from ..analysis.rules import (Effect, Verdict, acc_cell, decision_text, has_norms, log2, missing, untrained,
                               verdict)
 from ..analysis.stats import aggregate, censored, fmt_ci, mean_ci
@@ -22,18 +24,23 @@ STATEMENT = ("BatchNorm networks reach a given accuracy in far fewer training st
 # fixed 2026-11-25 (issue 13), after the cpu lr_sweep had been run: 1.5x fewer steps is the
 # smallest speed-up that "far fewer" could mean; Ioffe & Szegedy report 14x
 EFFECT = Effect("speed-up (none's steps to the target / BN's, geometric mean over seeds)", "ratio", math.log2(1.5))
-RULE = ("Each norm at its own best learning rate (highest mean final test accuracy in the sweep). Target = the "
-        "highest threshold in trainer.acc_thresholds that every seed of both norms reached at those rates; a run "
-        "that diverged counts as never reaching it, even if it passed it before diverging. Effect = mean "
-        "log2(steps to the target) of none minus that of BN (Welch t over seeds), shown as a ratio; steps are seen only "
-        "at evaluations, so the interval is widened to hold whatever step between two evaluations each seed got "
-        "there. "
+RULE = ("BN is compared with none, and separately with none + SkipInit (model.skipinit; never pooled with "
+        "none), by the same rule. Each arm at its own best learning rate (highest mean final test accuracy in the "
+        "sweep). Target = the highest threshold in trainer.acc_thresholds that every seed of both arms reached at "
+        "those rates; a run that diverged counts as never reaching it, even if it passed it before diverging. "
+        "Effect = mean log2(steps to the target) of the unnormalized arm minus that of BN (Welch t over seeds), "
+        "shown as a ratio; steps are seen only at evaluations, so the interval is widened to hold whatever step "
+        "between two evaluations each seed got there. "
         + decision_text(EFFECT))
 
 
-def best_rate(sel: pd.DataFrame, norm: str) -> float:
-    """The learning rate with the highest mean final accuracy for `norm` (diverged = chance)."""
-    means = sel[sel["norm.name"] == norm].groupby("optim.lr").final_acc.mean()
+ARMS = ("bn", "none", "none" + SKIPINIT)  # results.variant_names of the study's arms
+
+
+def best_rate(sel: pd.DataFrame, arm: str) -> float:
+    """The learning rate with the highest mean final accuracy for `arm`, a variant name such as
+    'none + SkipInit' (diverged = chance)."""
+    means = sel[variant_names(sel) == arm].groupby("optim.lr").final_acc.mean()
     return float(means.idxmax())
 
 
@@ -54,50 +61,69 @@ def _steps_cell(s: pd.Series) -> str:
     return cell + (f"; not reached by {s.isna().sum()}/{len(s)}" if s.isna().any() else "")
 
 
-def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
-    title = "BN reaches a target accuracy in fewer steps"
+def compare(runs: pd.DataFrame, other: str, title: str) -> Verdict:
+    """BN vs the unnormalized arm `other` ('none' or 'none + SkipInit'), each at its own best rate."""
     sel, notes = study_runs(runs, STUDY)
     ts = thresholds(sel)
-    if not has_norms(sel, ("bn", "none")) or not ts:
-        return missing(KEY, title, RULE, "finished lr_sweep runs with norm=bn and norm=none", STUDY, notes)
-    sel = sel[sel["norm.name"].isin(["bn", "none"])]
-    rate = {n: best_rate(sel, n) for n in ("bn", "none")}
-    arm = {n: sel[(sel["norm.name"] == n) & (sel["optim.lr"] == rate[n])] for n in ("bn", "none")}
+    sel = sel.assign(variant=variant_names(sel)) if len(sel) else sel
+    pair = ("bn", other)
+    if not has_norms(sel, pair, "variant") or not ts:
+        return missing(KEY, title, RULE, f"finished lr_sweep runs with norm=bn and norm={_config_name(other)}", STUDY,
+                       notes)
+    sel = sel[sel.variant.isin(pair)]
+    rate = {n: best_rate(sel, n) for n in pair}
+    arm = {n: sel[(sel.variant == n) & (sel["optim.lr"] == rate[n])] for n in pair}
     blockers = untrained({f"{n} at its best rate {rate[n]:g}": arm[n].final_acc for n in arm},
                          float(chance(sel).iloc[0]))
     hit = [t for t in ts if all(reached(arm[n], t).notna().all() for n in arm)]
     target = hit[-1] if hit else None
     if target is None:
-        blockers.append(f"no threshold in {ts} was reached by every seed of both norms at their best rates")
+        blockers.append(f"no threshold in {ts} was reached by every seed of both arms at their best rates")
     steps = {n: reached(arm[n], target) if target else pd.Series(dtype=float) for n in arm}
     # each seed got there somewhere after the evaluation before the one that saw it
     first = {n: (steps[n] - eval_interval(arm[n])).clip(lower=1) for n in arm}
-    est = censored([(1, log2(first["none"])), (-1, log2(steps["bn"]))],
-                   [(1, log2(steps["none"])), (-1, log2(first["bn"]))],
-                   [(1, log2(steps["none"])), (-1, log2(steps["bn"]))])
+    est = censored([(1, log2(first[other])), (-1, log2(steps["bn"]))],
+                   [(1, log2(steps[other])), (-1, log2(first["bn"]))],
+                   [(1, log2(steps[other])), (-1, log2(steps["bn"]))])
     rows = []
-    for (norm, lr), g in sel.groupby(["norm.name", "optim.lr"]):
-        rows.append({"norm": norm, "learning rate": lr, "best rate": "yes" if lr == rate[norm] else "",
+    for (variant, lr), g in sel.groupby(["variant", "optim.lr"]):
+        rows.append({"norm": variant, "learning rate": lr, "best rate": "yes" if lr == rate[variant] else "",
                      "final test accuracy (%)": acc_cell(*mean_ci(g.final_acc)),
                      f"steps to {target:.0%}" if target else "steps to target":
                          _steps_cell(reached(g, target)) if target else "—"})
-    finding = (f"Best rates: bn {rate['bn']:g}, none {rate['none']:g}."
-               + (f" Target {target:.0%} test accuracy: mean steps bn {steps['bn'].mean():.0f}, none "
-                  f"{steps['none'].mean():.0f}." if target else ""))
-    return verdict(KEY, title, RULE, EFFECT, est, blockers, finding, numbers=pd.DataFrame(rows), notes=notes,
+    finding = (f"Best rates: bn {rate['bn']:g}, {other} {rate[other]:g}."
+               + (f" Target {target:.0%} test accuracy: mean steps bn {steps['bn'].mean():.0f}, {other} "
+                  f"{steps[other].mean():.0f}." if target else ""))
+    effect = replace(EFFECT, name=EFFECT.name.replace("none's", f"{other}'s"))
+    return verdict(KEY, title, RULE, effect, est, blockers, finding, numbers=pd.DataFrame(rows), notes=notes,
                    params={"target": target})
+
+
+def _config_name(arm: str) -> str:
+    return "skipinit" if arm.endswith(SKIPINIT) else arm
+
+
+def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
+    return compare(runs, "none", "BN reaches a target accuracy in fewer steps")
+
+
+def check_skipinit(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
+    return compare(runs, "none" + SKIPINIT,
+                   "BN reaches a target accuracy in fewer steps than an unnormalized net with SkipInit")
 
 
 @S.figure
 def convergence(curves: pd.DataFrame, lrs: Optional[Sequence[float]] = None, max_panels: int = 4) -> Figure:
-    """Train loss and test accuracy vs step, BN vs none, at learning rates both ran."""
+    """Train loss and test accuracy vs step per arm (BN, none, none + SkipInit), at learning rates
+    both BN and none ran."""
     S.need(curves, ["norm.name", "optim.lr", "metric", "step", "value"], "convergence")
     c = curves[curves.metric.isin(["train/loss", "test/acc"])]
-    shared = S.shared_values(c, "optim.lr")
+    c = c.assign(variant=variant_names(c))
+    shared = S.shared_values(c, "optim.lr", by="variant")
     if not shared:
         raise S.NotDrawn("convergence: no learning rate at which both bn and none have curves")
     lrs = S.spread_pick(shared, max_panels) if lrs is None else list(lrs)
-    c = c[c["optim.lr"].isin(lrs) & c["norm.name"].isin(["bn", "none"])].copy()
+    c = c[c["optim.lr"].isin(lrs) & c.variant.isin(ARMS)].copy()
     c["value"] = c["value"].where(np.isfinite(c["value"]))
     fig = Figure(figsize=(2.6 * len(lrs) + 0.6, 5.0), layout="constrained")
     axes = fig.subplots(2, len(lrs), sharex="col", sharey="row", squeeze=False)
@@ -105,8 +131,8 @@ def convergence(curves: pd.DataFrame, lrs: Optional[Sequence[float]] = None, max
     first = loss.sort_values("step").groupby("run").value.first()
     top = 1.6 * float(first.median()) if len(first) else None  # diverging losses would flatten the rest
     for j, lr in enumerate(lrs):
-        for norm in ("bn", "none"):
-            sub = c[(c["optim.lr"] == lr) & (c["norm.name"] == norm)]
+        for norm in S.norms_of(c, "variant"):
+            sub = c[(c["optim.lr"] == lr) & (c.variant == norm)]
             for i, metric in enumerate(("train/loss", "test/acc")):
                 m = sub[sub.metric == metric]
                 if not len(m):
@@ -136,23 +162,26 @@ def convergence(curves: pd.DataFrame, lrs: Optional[Sequence[float]] = None, max
 
 @S.figure
 def steps_to_target(runs: pd.DataFrame, target: Optional[float] = None) -> Figure:
-    """Steps until the test accuracy first reached `target` vs learning rate per norm."""
+    """Steps until the test accuracy first reached `target` vs learning rate per arm (SkipInit
+    variants apart); a diverged run never reached it, as in the rule."""
     S.need(runs, ["norm.name", "optim.lr"], "steps to target accuracy")
     ts = thresholds(runs)
     if not ts:
         raise S.NotDrawn("steps to target accuracy: runs recorded no steps_to_test_acc thresholds")
-    if target is None:  # the highest threshold some run of each norm reached
-        reached = [t for t in ts if all(runs.loc[runs["norm.name"] == n, steps_column(t)].notna().any()
-                                        for n in S.norms_of(runs))]
-        if not reached:
+    runs = runs.assign(variant=variant_names(runs))
+    arms = S.norms_of(runs, "variant")
+    if target is None:  # the highest threshold some run of each arm reached
+        hit = [t for t in ts if all(reached(runs[runs.variant == n], t).notna().any() for n in arms)]
+        if not hit:
             raise S.NotDrawn("steps to target accuracy: no threshold was reached by every norm")
-        target = reached[-1]
+        target = hit[-1]
     col = steps_column(target)
+    runs = runs.assign(**{col: reached(runs, target)})
     fig = Figure(figsize=(5.2, 3.6), layout="constrained")
     ax = fig.subplots()
     top = float(np.nanmax([pd.to_numeric(runs.get("steps"), errors="coerce").max(), runs[col].max(), 1.0]))
-    for norm in S.norms_of(runs):
-        sub = runs[runs["norm.name"] == norm]
+    for norm in arms:
+        sub = runs[runs.variant == norm]
         hit = sub[sub[col].notna()]
         if len(hit):
             S.line_ci(ax, aggregate(hit, ["optim.lr"], col), "optim.lr", S.color(norm), S.label(norm), errorbars=True)
@@ -165,17 +194,24 @@ def steps_to_target(runs: pd.DataFrame, target: Optional[float] = None) -> Figur
     S.log10_axis(ax, "y", subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0))
     ax.set_xlabel("peak learning rate (log scale)")
     ax.set_ylabel(f"steps to {target:.0%} test accuracy (log scale)")
-    ax.set_title(f"Steps to {target:.0%} test accuracy\n{S.caption_n(runs)}; open triangle: a seed never got there",
-                 fontsize=9)
+    ax.set_title(f"Steps to {target:.0%} test accuracy ({S.caption_n(runs)})\nopen triangle: a seed never got there "
+                 "or diverged", fontsize=9)
     S.legend_outside(fig, [ax], ncols=2)
     return fig
 
 
-CHECKS = [check]
+def _figure_target(verdicts) -> Optional[float]:
+    """The lowest of the checks' targets: one every compared arm reached at its best rate."""
+    targets = [v.params["target"] for v in verdicts if v.params.get("target")]
+    return min(targets) if targets else None
+
+
+CHECKS = [check, check_skipinit]
 FIGURES = {
     "convergence": (lambda runs, curves, v: convergence(curves),
-                    "Train loss and test accuracy vs step at learning rates both norms ran (mean over seeds, 95% CI band)."),
-    "steps_to_target": (lambda runs, curves, v: steps_to_target(runs[runs["norm.name"].isin(["bn", "none"])],
-                                                                target=v[0].params.get("target")),
+                    "Train loss and test accuracy vs step at learning rates both BN and none ran, with none + SkipInit "
+                    "beside them (mean over seeds, 95% CI band)."),
+    "steps_to_target": (lambda runs, curves, v: steps_to_target(runs[variant_names(runs).isin(ARMS)],
+                                                                target=_figure_target(v)),
                         "Steps until the test accuracy first reached the target, vs learning rate."),
 }

@@ -1,5 +1,6 @@
 """Higher usable learning rates: BN trains at much higher rates without diverging (Ioffe &
-Szegedy 2015, Sec. 3.3; Bjorck et al. 2018; Santurkar et al. 2018). Study: lr_sweep."""
+Szegedy 2015, Sec. 3.3; Bjorck et al. 2018; Santurkar et al. 2018). Study: lr_sweep; the rule
+compares BN with plain none, and shows none + SkipInit beside them without a verdict."""
 from __future__ import annotations
 
 import math
@@ -9,7 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..analysis import style as S
-from ..analysis.results import chance, study_runs
+from ..analysis.results import SKIPINIT, chance, study_runs, variant_names
 from ..analysis.rules import (Effect, Verdict, NOT_REPRODUCED, INCONCLUSIVE, acc_col, decision_text, has_norms,
                               log2, missing, untrained, verdict)
 from ..analysis.stats import aggregate, censored
@@ -17,12 +18,17 @@ from ..analysis.stats import aggregate, censored
 KEY, STUDY, TITLE = "higher_lr", "lr_sweep", "Higher usable learning rates"
 STATEMENT = ("BatchNorm allows much higher learning rates without divergence (Ioffe & Szegedy 2015, Sec. 3.3; "
              "Bjorck et al. 2018; Santurkar et al. 2018).")
+ARMS = ("bn", "none")  # the rule's (results.variant_names): plain none, never pooled with SkipInit
+SKIP = "none" + SKIPINIT  # lr_sweep's third arm: shown, not judged
 USABLE_FRACTION = 0.5  # of the way from chance to the sweep's best mean accuracy
 # fixed 2026-11-25 (issue 13), after the cpu lr_sweep had been run; the earlier rule's ratio
 # (3x) kept: "much higher" is at least one step of a x3 grid
 EFFECT = Effect("BN's largest usable learning rate / none's (geometric mean over seeds)", "ratio", math.log2(3.0))
 RULE = (f"A run is usable when it did not diverge and its final test accuracy is at least {USABLE_FRACTION:g} of "
-        "the way from chance to the best mean accuracy in the sweep. Per seed, a norm's largest usable rate is "
+        "the way from chance to the best mean accuracy in the sweep over the rule's arms, bn and none (the bar "
+        "the rule of 2026-11-25 set, when the sweep had no other arm; SkipInit's accuracy does not move it). "
+        "SkipInit runs (model.skipinit) are an arm of their own, shown beside the rule and never pooled with "
+        "none. Per seed, a norm's largest usable rate is "
         "the largest rate of the grid at which that seed's run is usable. Effect = mean log2(largest usable "
         "rate) of BN minus that of none (Welch t over seeds), shown as a ratio; a seed's limit lies between its largest "
         "usable rate and the next rate of the grid, so the interval is widened to hold any limit in that bin. No verdict when none's limit is "
@@ -31,58 +37,63 @@ RULE = (f"A run is usable when it did not diverge and its final test accuracy is
 
 
 def usable(sel: pd.DataFrame) -> pd.Series:
-    """Per run: did not diverge, and accuracy at least USABLE_FRACTION from chance to the sweep's best mean."""
+    """Per run: did not diverge, and accuracy at least USABLE_FRACTION from chance to the best mean
+    of the rule's arms (bn and plain none: the sweep the rule was written for held only those)."""
     c = chance(sel)
-    best = sel.groupby(["norm.name", "optim.lr"]).final_acc.mean().max()
+    means = sel.groupby([variant_names(sel), "optim.lr"]).final_acc.mean()
+    best = means[means.index.get_level_values(0).isin(ARMS)].max()
     return (sel.status == "completed") & (sel.final_acc >= c + USABLE_FRACTION * (best - c))
 
 
 def largest_usable(sel: pd.DataFrame) -> pd.DataFrame:
-    """One row per (norm, seed): the largest usable rate (NaN: none usable), the next rate of the
-    grid above it (itself at the top) and the grid's top rate."""
-    largest = sel[usable(sel)].groupby(["norm.name", "seed"])["optim.lr"].max().rename("largest").reset_index()
-    per = sel[["norm.name", "seed"]].drop_duplicates().merge(largest, how="left", on=["norm.name", "seed"])
-    top = sel.groupby("norm.name")["optim.lr"].max()
-    per["grid_top"] = per["norm.name"].map(top)
-    grid = {n: sorted(g["optim.lr"].unique()) for n, g in sel.groupby("norm.name")}
+    """One row per (variant, seed): the largest usable rate (NaN: none usable), the next rate of
+    the grid above it (itself at the top) and the grid's top rate."""
+    sel = sel.assign(variant=variant_names(sel))
+    largest = sel[usable(sel)].groupby(["variant", "seed"])["optim.lr"].max().rename("largest").reset_index()
+    per = sel[["variant", "seed"]].drop_duplicates().merge(largest, how="left", on=["variant", "seed"])
+    top = sel.groupby("variant")["optim.lr"].max()
+    per["grid_top"] = per.variant.map(top)
+    grid = {n: sorted(g["optim.lr"].unique()) for n, g in sel.groupby("variant")}
     per["next"] = [min([x for x in grid[n] if x > v], default=v) if pd.notna(v) else np.nan
-                   for n, v in zip(per["norm.name"], per.largest)]
+                   for n, v in zip(per.variant, per.largest)]
     return per
 
 
 def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     title = "BN trains at much higher learning rates"
     sel, notes = study_runs(runs, STUDY)
-    if not has_norms(sel, ("bn", "none")) or sel.groupby("norm.name")["optim.lr"].nunique().min() < 2:
+    sel = sel.assign(variant=variant_names(sel)) if len(sel) else sel
+    if (not has_norms(sel, ARMS, "variant")
+            or sel[sel.variant.isin(ARMS)].groupby("variant")["optim.lr"].nunique().min() < 2):
         return missing(KEY, title, RULE, "finished lr_sweep runs with norm=bn and norm=none at >= 2 learning rates "
                        "each", STUDY, notes)
-    sel = sel[sel["norm.name"].isin(["bn", "none"])]
+    sel = sel[sel.variant.isin(ARMS + (SKIP,))]
     per = largest_usable(sel)
-    means = sel.groupby(["norm.name", "optim.lr"]).final_acc.mean()
-    blockers = untrained({f"{n} (its best rate)": [means[n].max()] for n in ("bn", "none")},
-                         float(chance(sel).iloc[0]))
-    for n in ("bn", "none"):
-        seeds = per[(per["norm.name"] == n) & per.largest.isna()].seed.tolist()
+    means = sel.groupby(["variant", "optim.lr"]).final_acc.mean()
+    blockers = untrained({f"{n} (its best rate)": [means[n].max()] for n in ARMS}, float(chance(sel).iloc[0]))
+    for n in ARMS:
+        seeds = per[(per.variant == n) & per.largest.isna()].seed.tolist()
         if seeds:
             blockers.append(f"{n} has no usable rate in the grid for seed(s) {seeds}: widen the grid downward")
-    at_top = {n: bool(((per["norm.name"] == n) & (per.largest >= per.grid_top)).any()) for n in ("bn", "none")}
+    at_top = {n: bool(((per.variant == n) & (per.largest >= per.grid_top)).any()) for n in ARMS}
     if at_top["none"]:
         blockers.append("none is still usable at the grid's top rate for some seed: its limit was not found; "
                         "extend the grid upward")
-    lr = {n: per.loc[per["norm.name"] == n, "largest"] for n in ("bn", "none")}
-    nxt = {n: per.loc[per["norm.name"] == n, "next"] for n in ("bn", "none")}
+    lr = {n: g.largest for n, g in per.groupby("variant")}
+    nxt = {n: g["next"] for n, g in per.groupby("variant")}
     # each seed's limit lies between its largest usable rate and the next rate of the grid
     est = censored([(1, log2(lr["bn"])), (-1, log2(nxt["none"]))], [(1, log2(nxt["bn"])), (-1, log2(lr["none"]))],
                    [(1, log2(lr["bn"])), (-1, log2(lr["none"]))])
-    agg = aggregate(sel, ["norm.name", "optim.lr"], "final_acc")
-    div = sel.groupby(["norm.name", "optim.lr"]).status.apply(lambda s: int((s == "diverged").sum()))
-    use = sel.assign(usable=usable(sel)).groupby(["norm.name", "optim.lr"]).usable.sum()
+    agg = aggregate(sel, ["variant", "optim.lr"], "final_acc")
+    div = sel.groupby(["variant", "optim.lr"]).status.apply(lambda s: int((s == "diverged").sum()))
+    use = sel.assign(usable=usable(sel)).groupby(["variant", "optim.lr"]).usable.sum()
     numbers = pd.DataFrame({
-        "norm": agg["norm.name"], "learning rate": agg["optim.lr"], "final test accuracy (%)": acc_col(agg),
-        "diverged seeds": [f"{div[(a, b)]}/{n}" for a, b, n in zip(agg["norm.name"], agg["optim.lr"], agg.n)],
-        "usable seeds": [f"{int(use[(a, b)])}/{n}" for a, b, n in zip(agg["norm.name"], agg["optim.lr"], agg.n)]})
+        "norm": agg.variant, "learning rate": agg["optim.lr"], "final test accuracy (%)": acc_col(agg),
+        "diverged seeds": [f"{div[(a, b)]}/{n}" for a, b, n in zip(agg.variant, agg["optim.lr"], agg.n)],
+        "usable seeds": [f"{int(use[(a, b)])}/{n}" for a, b, n in zip(agg.variant, agg["optim.lr"], agg.n)]})
     fmt = lambda s: ", ".join("none" if pd.isna(x) else f"{x:g}" for x in s)
-    finding = f"Largest usable rate per seed: bn {fmt(lr['bn'])}; none {fmt(lr['none'])}."
+    finding = (f"Largest usable rate per seed: bn {fmt(lr['bn'])}; none {fmt(lr['none'])}."
+               + (f" {SKIP} (beside the rule): {fmt(lr[SKIP])}." if SKIP in lr else ""))
     v = verdict(KEY, title, RULE, EFFECT, est, blockers, finding, numbers=numbers, notes=notes,
                 params={"largest_usable_lr": {n: float(lr[n].max()) for n in lr}})
     if v.verdict == NOT_REPRODUCED and at_top["bn"]:  # BN's limit is only a lower bound
@@ -93,20 +104,20 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
 
 @S.figure
 def accuracy_vs_lr(runs: pd.DataFrame) -> Figure:
-    """Final and best test accuracy vs learning rate per norm; diverged runs marked."""
+    """Final and best test accuracy vs learning rate per arm (SkipInit variants apart); diverged runs marked."""
     S.need(runs, ["norm.name", "optim.lr", "final_acc"], "accuracy vs learning rate")
     if runs["optim.lr"].nunique() < 2:
         raise S.NotDrawn("accuracy vs learning rate: fewer than 2 learning rates")
     fig = Figure(figsize=(8.0, 3.4), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
-    r = runs.copy()
+    r = runs.assign(variant=variant_names(runs))
     # best accuracy before a divergence is real but says little: a diverged run counts as chance
     best = pd.to_numeric(r.get("best_test_acc"), errors="coerce")
     r["best_acc"] = np.where(r.status == "diverged", r["final_acc"], best)
     for ax, col, title in ((axes[0], "final_acc", "final test accuracy"), (axes[1], "best_acc", "best test accuracy")):
         chance = S.chance_line(ax, r)
-        for norm in S.norms_of(r):
-            sub = r[r["norm.name"] == norm]
+        for norm in S.norms_of(r, "variant"):
+            sub = r[r.variant == norm]
             S.line_ci(ax, aggregate(sub, ["optim.lr"], col), "optim.lr", S.color(norm), S.label(norm),
                      scale=S.PCT, errorbars=True)
             div = sub[sub.status == "diverged"]

@@ -87,7 +87,7 @@ def init_heatmap(runs: pd.DataFrame) -> Figure:
     if runs.groupby(["init.name", "init.scale"]).ngroups < 2:
         raise S.NotDrawn("accuracy over initializations: fewer than 2 (scheme, scale) cells")
     runs = runs.assign(variant=variant_names(runs))
-    norms = [v for n in S.norms_of(runs) for v in sorted(runs.loc[runs["norm.name"] == n, "variant"].unique())]
+    norms = S.norms_of(runs, "variant")
     names = sorted(runs["init.name"].dropna().unique())
     scales = sorted(runs["init.scale"].dropna().unique())
     fig = Figure(figsize=(1.0 + (0.9 * len(scales) + 1.0) * len(norms), 0.5 * len(names) + 1.6), layout="constrained")

@@ -1,0 +1,352 @@
+"""`python -m bnstudy reproduce`: rerun every study at one scale and rebuild its results folder.
+
+For each study, three steps, each what a user could type by hand:
+  run         python -m bnstudy run +exp=STUDY scale=SCALE hydra.sweep.dir=RUNS/STUDY-SCALE-DATA OVERRIDE ...
+  report      python -m bnstudy report RUNS/STUDY-SCALE-DATA --out OUT/STUDY
+  provenance  OUT/STUDY/provenance.md, from the run folders: commands, commits, data, machines,
+              runs by status, wall time
+The sweep runs as a subprocess (a study that fails there is one line, and the next one starts);
+the report and provenance run in this process. A sweep skips its finished runs, so the same
+command resumes where an earlier one stopped. A hand-written OUT/STUDY/README.md is never touched.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from .config import CONF_DIR
+
+EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 1, 2, 130
+EXP_DIR = CONF_DIR / "exp"
+# Studies left out unless named in --studies: precision benchmarks the harness (bf16 against
+# fp32, checked by scripts/precision_check.py), it tests no claim about BN.
+NOT_BY_DEFAULT = ("precision",)
+# set by reproduce itself: an override of one of these would send the runs elsewhere
+RESERVED = ("exp", "scale", "hydra.sweep.dir")
+
+DESCRIPTION = """\
+Rerun every study at one scale and rebuild its results folder. For each study, in order:
+  python -m bnstudy run +exp=STUDY scale=SCALE hydra.sweep.dir=RUNS/STUDY-SCALE-DATA OVERRIDE ...
+  python -m bnstudy report RUNS/STUDY-SCALE-DATA --out OUT/STUDY
+then OUT/STUDY/provenance.md from the run folders (the commands, the commits the runs came
+from, the data, the machines, the runs by status, the wall time). DATA is the data config
+(data=..., default synthetic). OUT/STUDY/README.md, written by hand, is never touched.
+
+Resumable: a sweep skips its finished runs and resumes interrupted ones, so running the same
+command again picks up where it stopped (Ctrl-C stops everything; finished runs are kept).
+
+Studies: every YAML in bnstudy/conf/exp/, in the order of the claims that read them
+(bnstudy/claims CLAIMS, the report's order), then any other study by name; precision (a
+benchmark of the harness, not a claim) only when named in --studies, which runs the studies
+it names in the order given. A study whose sweep or report fails is one line, and the next
+study starts; the exit code is then 1 (2: a bad command line, 130: interrupted)."""
+
+EPILOG = """\
+example (the real data, 2 runs at a time):
+  python -m bnstudy reproduce --scale cpu --runs /work/runs --out results --launcher joblib --jobs 2 \\
+      data=cifar10_folder data.root=../shared/data/cifar10-jpeg"""
+
+
+def _fail(code: int, message: str) -> None:
+    print(f"bnstudy: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _say(line: str) -> None:
+    print(f"reproduce: {line}", flush=True)  # flushed: the sweeps' own output interleaves
+
+
+# ---------------------------------------------------------------- which studies, which commands
+
+def all_studies() -> list[str]:
+    """Every study in bnstudy/conf/exp/: those the claims read, in the claims' order, then the rest by name."""
+    from .claims import CLAIMS
+
+    found = sorted(p.stem for p in EXP_DIR.glob("*.yaml"))
+    claimed = list(dict.fromkeys(c.STUDY for c in CLAIMS if c.STUDY in found))
+    return claimed + [s for s in found if s not in claimed]
+
+
+def select_studies(names: Optional[str]) -> list[str]:
+    """The default studies, or those named (comma-separated, in their order); ValueError for an unknown name."""
+    known = all_studies()
+    if not names:
+        return [s for s in known if s not in NOT_BY_DEFAULT]
+    chosen = list(dict.fromkeys(n.strip() for n in names.split(",") if n.strip()))
+    unknown = [n for n in chosen if n not in known]
+    if unknown or not chosen:
+        raise ValueError(f"--studies: no study {', '.join(map(repr, unknown)) or 'named'} "
+                         f"(studies: {', '.join(known)})")
+    return chosen
+
+
+def _key(override: str) -> str:
+    return override.partition("=")[0].lstrip("+~")
+
+
+def data_name(overrides: list[str]) -> str:
+    """The data config a run of these overrides uses: the last data=..., else config.yaml's default."""
+    given = [o.partition("=")[2] for o in overrides if _key(o) == "data"]
+    if given:
+        return given[-1]
+    defaults = yaml.safe_load((CONF_DIR / "config.yaml").read_text())["defaults"]
+    return next(d["data"] for d in defaults if isinstance(d, dict) and "data" in d)
+
+
+@dataclass
+class Plan:
+    study: str
+    sweep_dir: Path
+    out_dir: Path
+    run_args: list[str]  # after `python -m bnstudy`
+    report_args: list[str]
+
+    def shell(self, args: list[str]) -> str:
+        return "python -m bnstudy " + shlex.join(args)
+
+
+def plan(study: str, scale: str, runs: Path, out: Path, overrides: list[str],
+         launcher: Optional[str] = None, jobs: Optional[int] = None) -> Plan:
+    sweep_dir = runs / f"{study}-{scale}-{data_name(overrides)}"
+    launch = ([f"hydra/launcher={launcher}"] if launcher else []) + ([f"hydra.launcher.n_jobs={jobs}"] if jobs else [])
+    return Plan(study, sweep_dir, out / study,
+                ["run", f"+exp={study}", f"scale={scale}", f"hydra.sweep.dir={sweep_dir}", *launch, *overrides],
+                ["report", str(sweep_dir), "--out", str(out / study)])
+
+
+# ---------------------------------------------------------------- the steps
+
+def run_sweep(args: list[str]) -> int:
+    """`python -m bnstudy ARGS` as a subprocess; its exit code. On Ctrl-C the sweep (which got the
+    same SIGINT from the terminal) is given time to mark its runs interrupted; then this raises."""
+    proc = subprocess.Popen([sys.executable, "-m", "bnstudy", *args])
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:  # the signal came to this process alone: pass it on
+            proc.send_signal(signal.SIGINT)
+            proc.wait()
+        raise
+
+
+def build_report(sweep_dir: Path, out_dir: Path) -> None:
+    """`python -m bnstudy report SWEEP_DIR --out OUT_DIR`, in this process."""
+    from .analysis import report
+
+    shown = report.report([sweep_dir], out_dir, warn=lambda line: print(f"bnstudy: warning: {line}", file=sys.stderr))
+    for checks in shown.values():
+        for v in checks:
+            print(f"{v.verdict:>26}  {v.title}")
+
+
+def read_runs(sweep_dir: Path) -> list[dict]:
+    """One row per run folder under `sweep_dir`: its config and summary.json, flattened (the
+    columns of runs.csv, without reading the curves), and when summary.json was last written."""
+    from .analysis.results import find_run_dirs, flatten
+
+    rows = []
+    for d in find_run_dirs([sweep_dir]):
+        try:
+            summary = json.loads((d / "summary.json").read_text())
+            config = yaml.safe_load((d / "config.yaml").read_text()) if (d / "config.yaml").exists() else {}
+        except (OSError, ValueError, yaml.YAMLError):
+            rows.append({"status": "unreadable", "run_dir": str(d)})
+            continue
+        summary.pop("traceback", None)
+        row = flatten(config if isinstance(config, dict) else {})
+        for k, v in flatten(summary if isinstance(summary, dict) else {}).items():
+            row.setdefault(k, v)
+        row.update(run_dir=str(d), written=(d / "summary.json").stat().st_mtime)
+        rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------- provenance.md
+
+def _duration(seconds: float) -> str:
+    if seconds != seconds:  # NaN: no run recorded a wall time
+        return "unknown"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def _counts(rows: list[dict], columns: list[str]) -> str:
+    """A markdown table: each distinct combination of `columns` among the runs and how many runs have it."""
+    from collections import Counter
+
+    from .analysis.report import md_table
+    import pandas as pd
+
+    def cell(v):
+        return "" if v is None or v != v else str(v)
+
+    counts = Counter(tuple(cell(r.get(c)) for c in columns) for r in rows)
+    table = pd.DataFrame([(*k, n) for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))],
+                         columns=[*columns, "runs"])
+    return md_table(table)
+
+
+def provenance_md(rows: list[dict], p: Plan, command: str, sweep_wall_s: Optional[float],
+                  started: Optional[float]) -> str:
+    """provenance.md for one study: what made OUT/STUDY, from its run folders' rows (read_runs)."""
+    import statistics
+
+    walls = [float(r["wall_time_s"]) for r in rows if isinstance(r.get("wall_time_s"), (int, float))]
+    fresh = sum(1 for r in rows if started is not None and r.get("written", 0) >= started)
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"# Provenance: {p.study}",
+        "",
+        f"Written by `python -m bnstudy reproduce` on {now} from {_n(len(rows), 'run folder')} under "
+        f"`{p.sweep_dir}` (regenerated on every reproduce; README.md beside it is written by hand).",
+        "",
+        "## Commands",
+        "",
+        f"This folder was rebuilt by, in `{Path.cwd()}`,",
+        "",
+        f"    {command}",
+        "",
+        "which, for this study, ran",
+        "",
+        f"    {p.shell(p.run_args)}",
+        f"    {p.shell(p.report_args)}",
+        "",
+        "Running either again skips the runs that have finished (a sweep resumes where it stopped).",
+        "",
+        "## Code",
+        "",
+        "The commit each run's code came from (`-dirty`: with uncommitted changes to tracked files).",
+        "",
+        _counts(rows, ["git_commit", "bnstudy_version"]),
+        "",
+        "## Data",
+        "",
+        "Subset sizes as configured (`data.*_subset`, empty: all) and as loaded (`n_train`, `n_test`).",
+        "",
+        _counts(rows, ["data.name", "data.root", "data.train_subset", "data.test_subset", "n_train", "n_test"]),
+        "",
+        "## Machines",
+        "",
+        _counts(rows, ["hostname", "device_name", "torch_version", "precision"]),
+        "",
+        "## Runs by status",
+        "",
+        _counts(rows, ["status"]),
+        "",
+        "## Wall time",
+        "",
+        f"- the runs' own (summary.json `wall_time_s`, {_n(len(walls), 'run')}): "
+        f"{_duration(sum(walls)) if walls else 'unknown'} in all, "
+        f"median {_duration(statistics.median(walls)) if walls else 'unknown'} a run;",
+    ]
+    if sweep_wall_s is not None:
+        lines.append(f"- this reproduce's sweep step: {_duration(sweep_wall_s)} ({_n(fresh, 'run')} written by it, "
+                     f"{len(rows) - fresh} already finished before it).")
+    return "\n".join(lines) + "\n"
+
+
+def write_provenance(p: Plan, command: str, sweep_wall_s: Optional[float], started: Optional[float]) -> list[dict]:
+    rows = read_runs(p.sweep_dir)
+    p.out_dir.mkdir(parents=True, exist_ok=True)
+    (p.out_dir / "provenance.md").write_text(provenance_md(rows, p, command, sweep_wall_s, started))
+    return rows
+
+
+# ---------------------------------------------------------------- the command
+
+def reproduce_one(p: Plan, command: str) -> Optional[str]:
+    """Sweep, report and provenance for one study; None when done, else why it failed (one line)."""
+    _say(f"{p.study}: {p.shell(p.run_args)}")
+    started = time.time()
+    t0 = time.perf_counter()
+    code = run_sweep(p.run_args)
+    sweep_wall_s = time.perf_counter() - t0
+    if code in (EXIT_INTERRUPTED, -signal.SIGINT):
+        raise KeyboardInterrupt
+    if code != 0:
+        return f"the sweep exited with code {code} (its error is above); {p.out_dir} left as it was"
+    _say(f"{p.study}: {p.shell(p.report_args)}")
+    try:
+        build_report(p.sweep_dir, p.out_dir)
+        rows = write_provenance(p, command, sweep_wall_s, started)
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # a report that cannot be built is this study's failure, not the others'
+        return f"the report failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    unfinished = sum(1 for r in rows if r.get("status") not in ("completed", "diverged"))
+    _say(f"{p.study}: {_n(len(rows), 'run')}" + (f" ({unfinished} not finished: see provenance.md)" if unfinished else "")
+         + f", sweep {_duration(sweep_wall_s)}; wrote {p.out_dir}/report.md and provenance.md")
+    return None
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bnstudy reproduce", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", required=True, help="smoke | cpu | full (bnstudy/conf/scale/)")
+    parser.add_argument("--runs", required=True, type=Path, help="folder of the sweeps: RUNS/STUDY-SCALE-DATA/")
+    parser.add_argument("--out", required=True, type=Path, help="results folder: a report per study in OUT/STUDY/")
+    parser.add_argument("--studies", help="comma-separated study names, run in this order (default: all but precision)")
+    parser.add_argument("--launcher", help="a Hydra launcher: joblib (runs in parallel), local, slurm")
+    parser.add_argument("--jobs", type=int, help="runs at a time with --launcher joblib (the default launcher then)")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    parser.add_argument("overrides", nargs="*", metavar="OVERRIDE",
+                        help="passed to every study's run, e.g. data=cifar10_folder data.root=PATH")
+    a = parser.parse_intermixed_args(argv)
+
+    if not (CONF_DIR / "scale" / f"{a.scale}.yaml").exists():
+        _fail(EXIT_CONFIG, f"--scale {a.scale}: one of {', '.join(sorted(p.stem for p in (CONF_DIR / 'scale').glob('*.yaml')))}")
+    reserved = [o for o in a.overrides if _key(o) in RESERVED]
+    if reserved:
+        _fail(EXIT_CONFIG, f"{reserved[0]}: reproduce sets this itself (use --scale, --studies, --runs)")
+    if a.jobs is not None and (a.jobs < 1 or a.launcher not in (None, "joblib")):
+        _fail(EXIT_CONFIG, f"--jobs {a.jobs}: a positive number of runs at a time, with --launcher joblib")
+    launcher = a.launcher or ("joblib" if a.jobs else None)
+    try:
+        studies = select_studies(a.studies)
+    except ValueError as e:
+        _fail(EXIT_CONFIG, str(e))
+
+    plans = [plan(s, a.scale, a.runs, a.out, a.overrides, launcher, a.jobs) for s in studies]
+    if a.dry_run:
+        for p in plans:
+            print(f"# {p.study}\n{p.shell(p.run_args)}\n{p.shell(p.report_args)}")
+        return
+
+    command = "python -m bnstudy reproduce " + shlex.join(argv)
+    failures: dict[str, str] = {}
+    current = None
+    t0 = time.perf_counter()
+    try:
+        for p in plans:
+            current = p.study
+            why = reproduce_one(p, command)
+            if why:
+                failures[p.study] = why
+                print(f"bnstudy: error: {p.study} failed: {why}", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        _fail(EXIT_INTERRUPTED, f"interrupted during {current}; finished runs are kept under {a.runs}: "
+                                "the same command resumes")
+    _say(f"{len(plans) - len(failures)} of {len(plans)} studies done in {_duration(time.perf_counter() - t0)}"
+         + (f"; failed: {', '.join(failures)}" if failures else ""))
+    if failures:
+        sys.exit(EXIT_FAILED)

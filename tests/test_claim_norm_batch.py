@@ -1,0 +1,130 @@
+"""The norm_batch claim (BN at small normalization batches, a fixed SGD batch) on hand-made run
+tables, and the precise-BN evaluation its runs record, from a run to the runs table."""
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bnstudy.analysis import style
+from bnstudy.analysis.results import load
+from bnstudy.analysis.rules import INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED
+from bnstudy.claims import norm_batch
+from bnstudy.config import ConfigError
+from bnstudy.run import run
+
+from conftest import compose_config
+from test_claims import NO_CURVES, noise, row
+
+
+def runs_norm_batch(small=0.5, seeds=5, sd=0.004, sizes=(2, 4, 8, 16, 128), lrs=(0.05, 0.1, 0.2), batch=128,
+                    precise_gain=0.01):
+    """norm_batch: at its best rate (0.1 at normalization batch >= 8, 0.05 below) ghost BN's accuracy
+    falls linearly in log2(normalization batch) from 80% at 128 to `small` at 2; each doubling of
+    the rate away from the best costs 5 points; precise statistics add `precise_gain`."""
+    rng, rows = np.random.default_rng(8), []
+    for g, lr, s in itertools.product(sizes, lrs, range(seeds)):
+        nb = min(g, batch)
+        off = 0.05 * abs(np.log2(lr / (0.1 if nb >= 8 else 0.05)))
+        acc = small + (0.8 - small) * np.log2(nb / 2) / 6 - off + noise(rng, sd)
+        rows.append(row("norm_batch", "ghost_bn", s, acc, **{"norm.ghost_batch_size": g, "data.batch_size": batch,
+                                                             "optim.lr": lr, "final_test_acc_precise": acc + precise_gain,
+                                                             "final_acc_precise": acc + precise_gain}))
+    return pd.DataFrame(rows)
+
+
+def test_reproduced_with_each_normalization_batch_at_its_best_rate():
+    v = norm_batch.check(runs_norm_batch(), NO_CURVES)
+    assert v.verdict == REPRODUCED, v.finding
+    assert 28 < v.estimate.value < 32 and "95% interval [" in v.finding and "minimum effect +2.0 points" in v.finding
+    table = v.numbers.set_index("normalization batch")
+    assert list(table.index) == ["2", "4", "8", "16", "128"]
+    assert table.loc["2", "best peak rate"] == "0.05" and table.loc["128", "best peak rate"] == "0.1"
+    assert {"running statistics (%)", "precise statistics (%)"} <= set(v.numbers.columns)
+    assert "With precise BN statistics (information, not the rule): +30" in v.finding, v.finding
+
+
+def test_not_reproduced_when_small_normalization_batches_cost_nothing():
+    v = norm_batch.check(runs_norm_batch(small=0.8), NO_CURVES)
+    assert v.verdict == NOT_REPRODUCED, v.finding
+
+
+def test_an_untrained_reference_arm_blocks_the_verdict():
+    runs = runs_norm_batch()
+    runs.loc[runs["norm.ghost_batch_size"] == 128, "final_acc"] = 0.1
+    v = norm_batch.check(runs, NO_CURVES)
+    assert v.verdict == INCONCLUSIVE, v.finding
+    assert "normalization batch 128 (its best rate 0.05) did not train" in v.reason, v.reason
+
+
+def test_the_small_arm_at_chance_is_the_claimed_degradation_not_a_blocker():
+    runs = runs_norm_batch()
+    runs.loc[runs["norm.ghost_batch_size"] == 2, "final_acc"] = 0.1
+    v = norm_batch.check(runs, NO_CURVES)
+    assert v.verdict == REPRODUCED and not v.reason, v.finding
+
+
+def test_absent_sizes_fall_back_to_the_smallest_and_largest_present_and_say_so():
+    """The smoke study: ghost 2 and 32 at batch 64 (no 128); ghost 256 at batch 64 is normalized as 64."""
+    runs = runs_norm_batch(sizes=(4, 32, 256), batch=64, seeds=3)
+    v = norm_batch.check(runs, NO_CURVES)
+    assert list(v.numbers["normalization batch"]) == ["4", "32", "64"]
+    assert any("reference is the largest present, 64" in n for n in v.notes), v.notes
+    assert any("the small arm is the smallest present, 4" in n for n in v.notes), v.notes
+    assert v.verdict == REPRODUCED, v.finding
+
+
+def test_other_norms_and_other_sgd_batches_are_left_out():
+    runs = pd.concat([runs_norm_batch(seeds=3),
+                      runs_norm_batch(small=0.8, seeds=3).assign(**{"norm.name": "bn"}),
+                      runs_norm_batch(small=0.8, seeds=2, batch=32)], ignore_index=True)
+    v = norm_batch.check(runs, NO_CURVES)
+    assert v.verdict == REPRODUCED and v.estimate.n == 3, v.finding
+    assert any("using batch 128 only" in n for n in v.notes), v.notes
+
+
+@pytest.mark.parametrize("runs", [runs_norm_batch().iloc[0:0], runs_norm_batch(sizes=(16,)),
+                                  runs_norm_batch().assign(study="lr_sweep")], ids=["none", "one size", "other study"])
+def test_missing_runs_say_so(runs):
+    v = norm_batch.check(runs, NO_CURVES)
+    assert v.verdict == MISSING and "python -m bnstudy run +exp=norm_batch" in v.missing
+
+
+def test_figure_draws_running_and_precise_against_an_inverted_log2_axis():
+    fig = norm_batch.accuracy_vs_norm_batch(runs_norm_batch())
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.xaxis_inverted()
+    labels = ax.get_legend_handles_labels()[1]
+    assert {"running statistics", "precise statistics", "chance"} <= set(labels)
+    with pytest.raises(style.NotDrawn):
+        norm_batch.accuracy_vs_norm_batch(runs_norm_batch(sizes=(16,)))
+
+
+# ---------------------------------------------------------------- the precise-BN evaluation, end to end
+
+@pytest.mark.parametrize("norm", ["ghost_bn", "gn"])
+def test_precise_bn_accuracy_reaches_the_summary_and_the_runs_table(tmp_path, tiny_overrides, norm):
+    out = tmp_path / norm
+    run(compose_config(tiny_overrides + [f"norm={norm}", "norm.ghost_batch_size=8", "evaluation.precise_bn=true",
+                                         "evaluation.precise_bn_images=64", "study=norm_batch"]), out)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "completed" and 0 <= summary["final_test_acc_precise"] <= 1
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert metrics[metrics.metric == "test/acc_precise"].step.tolist() == [summary["steps"]]
+    if norm == "gn":  # no statistics to recompute
+        assert summary["final_test_acc_precise"] == summary["final_test_acc"]
+    runs = load([tmp_path]).runs
+    assert runs.loc[0, "final_acc_precise"] == summary["final_test_acc_precise"]
+
+
+def test_precise_bn_is_off_unless_asked(tmp_path, tiny_overrides):
+    run(compose_config(tiny_overrides), tmp_path / "run")
+    assert "final_test_acc_precise" not in json.loads((tmp_path / "run" / "summary.json").read_text())
+
+
+def test_precise_bn_images_must_be_positive():
+    with pytest.raises(ConfigError, match="evaluation.precise_bn_images"):
+        compose_config(["evaluation.precise_bn_images=0"])
