@@ -3,12 +3,14 @@
     python scripts/precision_check.py SWEEP_DIR [--out results/bench/precision.md]
 
 For each norm at the lowest rate: bf16 (autocast + channels_last) minus fp32 final test
-accuracy over seeds, with a 95% Welch interval. Faithful when the interval includes 0 and lies
+accuracy over seeds, with a 95% Welch interval (rule v1) and, on the seeds both precisions ran,
+a paired 95% t interval of the per-seed differences (rule v2, added 2026-11-29). Faithful when the interval includes 0 and lies
 within +-2 points; not faithful when it excludes 0 or lies wholly outside +-2 points;
 inconclusive otherwise, with the seeds per arm the observed spread would need to decide. At the
 highest rate (where the sweep has two): the number of seeds that diverged in each precision,
 which must agree. The fast path is faithful when every row is; not faithful when any row is;
-inconclusive otherwise.
+inconclusive otherwise. The default may become auto only when v2 says faithful, v1 does not say
+not faithful and divergence agrees (bnstudy/conf/exp/precision.yaml).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import pandas as pd
 
 from bnstudy.analysis.results import load, study_runs
 from bnstudy.analysis.rules import points
-from bnstudy.analysis.stats import MAX_SEEDS, difference, seeds_needed
+from bnstudy.analysis.stats import MAX_SEEDS, difference, one_sample, seeds_needed
 
 BOUND = 2.0  # points
 
@@ -45,32 +47,50 @@ def judge(e) -> tuple[str, str]:
     return INCONCLUSIVE, f"wider than ±{BOUND:g} ({more})"
 
 
+def _row(norm, lr, rule, a, b, e) -> tuple[str, str]:
+    outcome, why = judge(e)
+    return outcome, (f"| {norm} | {lr:g} | {rule} | {b.mean():.1f}% (n={len(b)}) | {a.mean():.1f}% (n={len(a)}) | "
+                     f"{e.value:+.2f} [{e.lo:+.2f}, {e.hi:+.2f}] | {outcome}: {why} |")
+
+
 def check(runs: pd.DataFrame) -> tuple[str, str]:
     sel, notes = study_runs(runs, "precision")
     col = "trainer.precision"
-    lines, outcomes = ["| norm | lr | fp32 | bf16 | bf16 - fp32 (95% Welch interval) | outcome |",
-                       "|---|---|---|---|---|---|"], []
+    lines = ["| norm | lr | rule | fp32 | bf16 | bf16 - fp32 (95% interval) | outcome |",
+             "|---|---|---|---|---|---|---|"]
+    v1, v2, diverge = [], [], []
     low, high = sel["optim.lr"].min(), sel["optim.lr"].max()
     for norm, g in sel[sel["optim.lr"] == low].groupby("norm.name"):
         a, b = (points(g.loc[g[col] == p, "final_acc"]) for p in ("bf16", "fp32"))
-        e = difference(a, b)
-        outcome, why = judge(e)
-        outcomes.append(outcome)
-        lines.append(f"| {norm} | {low:g} | {b.mean():.1f}% (n={len(b)}) | {a.mean():.1f}% (n={len(a)}) | "
-                     f"{e.value:+.2f} [{e.lo:+.2f}, {e.hi:+.2f}] | {outcome}: {why} |")
+        outcome, line = _row(norm, low, "v1: Welch", a, b, difference(a, b))
+        v1.append(outcome)
+        lines.append(line)
+        pair = g.pivot_table(index="seed", columns=col, values="final_acc").dropna()
+        pa, pb = (points(pair[p]) if p in pair else points(pd.Series(dtype=float)) for p in ("bf16", "fp32"))
+        outcome, line = _row(norm, low, f"v2: paired over {len(pair)} seeds", pa, pb, one_sample(pa - pb))
+        v2.append(outcome)
+        lines.append(line)
     if high != low:
         lines += ["", "| norm | lr | seeds diverged, fp32 | seeds diverged, bf16 | agree |", "|---|---|---|---|---|"]
         for norm, g in sel[sel["optim.lr"] == high].groupby("norm.name"):
             d = {p: f"{int((g.loc[g[col] == p, 'status'] == 'diverged').sum())}/{int((g[col] == p).sum())}"
                  for p in ("fp32", "bf16")}
-            outcomes.append(FAITHFUL if d["fp32"] == d["bf16"] else NOT_FAITHFUL)
+            diverge.append(FAITHFUL if d["fp32"] == d["bf16"] else NOT_FAITHFUL)
             lines.append(f"| {norm} | {high:g} | {d['fp32']} | {d['bf16']} | "
                          f"{'yes' if d['fp32'] == d['bf16'] else 'no'} |")
     lines += [""] + [f"- {n}" for n in notes]
-    overall = (NOT_FAITHFUL if NOT_FAITHFUL in outcomes else
-               FAITHFUL if outcomes and all(o == FAITHFUL for o in outcomes) else INCONCLUSIVE)
-    lines.append(f"\n**bf16 + channels_last: {overall}** under the rule of bnstudy/conf/exp/precision.yaml.")
-    return overall, "\n".join(lines)
+
+    def overall(outcomes: list[str]) -> str:
+        return (NOT_FAITHFUL if NOT_FAITHFUL in outcomes else
+                FAITHFUL if outcomes and all(o == FAITHFUL for o in outcomes) else INCONCLUSIVE)
+
+    result = {"v1": overall(v1 + diverge), "v2": overall(v2 + diverge)}
+    final = (FAITHFUL if result["v2"] == FAITHFUL and result["v1"] != NOT_FAITHFUL else
+             NOT_FAITHFUL if NOT_FAITHFUL in result.values() else INCONCLUSIVE)
+    lines.append(f"\n**bf16 + channels_last: {final}** under the rules of bnstudy/conf/exp/precision.yaml "
+                 f"(v1, Welch: {result['v1']}; v2, paired: {result['v2']}"
+                 + ("" if diverge else "; divergence not in these runs") + ").")
+    return final, "\n".join(lines)
 
 
 def main(argv=None) -> int:

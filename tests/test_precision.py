@@ -53,13 +53,19 @@ def test_precision_check_has_three_outcomes():
     import precision_check as pc
 
     tight = [0.700, 0.702, 0.698, 0.701, 0.699]
-    same = pc.check(_precision_runs(tight, [a + 0.001 for a in tight], {"bf16": 5, "fp32": 5}))
+    jitter = [0.002, -0.001, 0.0, -0.002, 0.001]
+    same = pc.check(_precision_runs(tight, [a + j for a, j in zip(tight, jitter)], {"bf16": 5, "fp32": 5}))
     assert same[0] == pc.FAITHFUL, same[1]
     # 5 points lower in bf16, tightly: the interval excludes 0
-    assert pc.check(_precision_runs([a - 0.05 for a in tight], tight))[0] == pc.NOT_FAITHFUL
+    assert pc.check(_precision_runs([a - 0.05 + j for a, j in zip(tight, jitter)], tight))[0] == pc.NOT_FAITHFUL
+    # seed to seed 3 points apart, but each seed's bf16 run within 0.2 of its fp32 run: the
+    # paired rule (v2) sees it, Welch (v1) cannot: faithful, since v1 does not say otherwise
+    spread = [0.40, 0.44, 0.37, 0.43, 0.41]
+    outcome, text = pc.check(_precision_runs([a + j for a, j in zip(spread, jitter)], spread))
+    assert outcome == pc.FAITHFUL and "v1, Welch: inconclusive; v2, paired: faithful" in text
     # divergence disagrees at the high rate: not faithful, whatever the accuracies say
     assert pc.check(_precision_runs(tight, tight, {"bf16": 0, "fp32": 5}))[0] == pc.NOT_FAITHFUL
-    # seeds 3 points apart: the interval holds 0 but is wider than +-2: neither shown
+    # seeds 3 points apart, and so are the pairs: the intervals hold 0 but are wider than +-2
     noisy = [0.40, 0.44, 0.37, 0.43, 0.41]
-    outcome, text = pc.check(_precision_runs(noisy[::-1], noisy))
+    outcome, text = pc.check(_precision_runs([0.44, 0.37, 0.43, 0.40, 0.41], noisy))
     assert outcome == pc.INCONCLUSIVE and "seeds per arm would settle it" in text
