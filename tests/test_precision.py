@@ -48,6 +48,8 @@ def _precision_runs(bf16_acc, fp32_acc, diverged=None):
 def test_precision_check_has_three_outcomes():
     import sys
 
+    import pandas as pd
+
     from conftest import REPO
     sys.path.insert(0, str(REPO / "scripts"))
     import precision_check as pc
@@ -61,8 +63,15 @@ def test_precision_check_has_three_outcomes():
     # seed to seed 3 points apart, but each seed's bf16 run within 0.2 of its fp32 run: the
     # paired rule (v2) sees it, Welch (v1) cannot: faithful, since v1 does not say otherwise
     spread = [0.40, 0.44, 0.37, 0.43, 0.41]
-    outcome, text = pc.check(_precision_runs([a + j for a, j in zip(spread, jitter)], spread))
+    paired = _precision_runs([a + j for a, j in zip(spread, jitter)], spread, {"bf16": 5, "fp32": 5})
+    outcome, text = pc.check(paired)
     assert outcome == pc.FAITHFUL and "v1, Welch: inconclusive; v2, paired: faithful" in text
+    # without runs at a higher rate, divergence is unchecked: not faithful yet
+    assert pc.check(paired[paired["optim.lr"] == 0.1])[0] == pc.INCONCLUSIVE
+    # a second sweep under another schedule is judged apart, never pooled; the annealed one decides
+    annealed = _precision_runs(tight, [a + j for a, j in zip(tight, jitter)]).assign(**{"schedule.name": "linear"})
+    outcome, text = pc.check(pd.concat([paired.assign(**{"schedule.name": "constant"}), annealed]))
+    assert outcome == pc.FAITHFUL and "| linear | bn | 0.1 | v2: paired over 5 seeds" in text
     # divergence disagrees at the high rate: not faithful, whatever the accuracies say
     assert pc.check(_precision_runs(tight, tight, {"bf16": 0, "fp32": 5}))[0] == pc.NOT_FAITHFUL
     # seeds 3 points apart, and so are the pairs: the intervals hold 0 but are wider than +-2

@@ -270,6 +270,12 @@ def study_runs(runs: pd.DataFrame, study: str) -> tuple[pd.DataFrame, list[str]]
     return sel[sel.status.isin(FINISHED)].copy(), notes
 
 
+# stated in every rule that picks each arm's rate on the seeds that then measure it
+SELECTION_BIAS = ("Choosing each arm's best rate on the same seeds that then measure it biases that arm upward (by "
+                  "up to ~0.85 sd/sqrt(seeds) when the rates tie; arms with flat accuracy over the grid gain more); "
+                  "not corrected.")
+
+
 def at_best_rate(runs: pd.DataFrame, by: Sequence[str], rate: str = "optim.lr",
                  value: str = "final_acc") -> pd.DataFrame:
     """The runs of each `by` group at that group's own best rate: the `rate` with the highest

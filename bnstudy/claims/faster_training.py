@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ..analysis import style as S
-from ..analysis.results import SKIPINIT, chance, steps_column, study_runs, thresholds, variant_names
+from ..analysis.results import SELECTION_BIAS, SKIPINIT, chance, steps_column, study_runs, thresholds, variant_names
 from ..analysis.rules import (Effect, Verdict, acc_cell, decision_text, has_norms, log2, missing, untrained,
                               verdict)
 from ..analysis.stats import aggregate, censored, fmt_ci, mean_ci
@@ -30,8 +30,9 @@ RULE = ("BN is compared with none, and separately with none + SkipInit (model.sk
         "those rates; a run that diverged counts as never reaching it, even if it passed it before diverging. "
         "Effect = mean log2(steps to the target) of the unnormalized arm minus that of BN (Welch t over seeds), "
         "shown as a ratio; steps are seen only at evaluations, so the interval is widened to hold whatever step "
-        "between two evaluations each seed got there. "
-        + decision_text(EFFECT))
+        "between two evaluations each seed got there. Under a decaying rate, steps to a target are shaped by the "
+        "schedule (the slower arm may reach it only as the rate falls): the speed-up is read at the schedule's "
+        "pace. " + SELECTION_BIAS + " " + decision_text(EFFECT))
 
 
 ARMS = ("bn", "none", "none" + SKIPINIT)  # results.variant_names of the study's arms

@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..analysis import style as S
-from ..analysis.results import at_best_rate, chance, study_runs
+from ..analysis.results import SELECTION_BIAS, at_best_rate, chance, study_runs
 from ..analysis.rules import Effect, Verdict, acc_cell, decision_text, missing, points, untrained, verdict
 from ..analysis.stats import aggregate, difference, mean_ci
 
@@ -32,7 +32,7 @@ RULE = ("A run's normalization batch is min(norm.ghost_batch_size, data.batch_si
         f"reference arm ({REFERENCE}) must have trained; the small arm may sit at chance: that is the claimed "
         "degradation itself, not a failed arm. Shown beside as information, not decided: the same effect with "
         "precise BN statistics (recomputed after training over training images in whole batches, not ghost "
-        "batches), at the same rates. " + decision_text(EFFECT))
+        "batches), at the same rates. " + SELECTION_BIAS + " " + decision_text(EFFECT))
 RATE = "optim.lr"
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..analysis import style as S
-from ..analysis.results import at_best_rate, chance, study_runs
+from ..analysis.results import SELECTION_BIAS, at_best_rate, chance, study_runs
 from ..analysis.rules import Effect, Verdict, acc_cell, decision_text, has_norms, missing, points, untrained, verdict
 from ..analysis.stats import aggregate, combine, difference, mean_ci
 
@@ -31,7 +31,7 @@ RULE = ("Each (norm, batch size) cell at its own best base learning rate: the op
         "Effect = BN's drop minus GN's, in points (Welch-Satterthwaite t over the four cells' seeds). BN and GN "
         "must have trained at the reference batch. Shown beside as information, not decided: the same effect with "
         "precise BN statistics (recomputed after training over training images; GN keeps none, so its accuracy is "
-        "the same), at the same rates. " + decision_text(EFFECT))
+        "the same), at the same rates. " + SELECTION_BIAS + " " + decision_text(EFFECT))
 
 
 def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
