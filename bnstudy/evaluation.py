@@ -12,7 +12,7 @@ Every function leaves the model exactly as it found it (weights, BN buffers, mod
 from __future__ import annotations
 
 import copy
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Iterator
 
 import torch
@@ -88,12 +88,13 @@ def precise_bn_(model: nn.Module, x_train: torch.Tensor, batch_size: int = 200, 
 
 
 def precise_bn_accuracy(model: nn.Module, x_test: torch.Tensor, y_test: torch.Tensor, x_train: torch.Tensor,
-                        images: int, eval_batch_size: int) -> float:
+                        images: int, eval_batch_size: int, autocast=nullcontext) -> float:
     """Test accuracy (eval mode) with BN statistics recomputed over the first `images`
-    training images by precise_bn_; the model's own running statistics are left as they were."""
+    training images by precise_bn_ (in fp32); the model's own running statistics are left as
+    they were. The test forward runs under `autocast`, as the run's own evaluation does."""
     with preserved_state(model):
         precise_bn_(model, x_train, max_images=images)
-        return evaluate(model, x_test, y_test, eval_batch_size)[1]
+        return evaluate(model, x_test, y_test, eval_batch_size, autocast=autocast)[1]
 
 
 @torch.no_grad()

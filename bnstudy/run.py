@@ -7,6 +7,7 @@ A run never raises for its own failure: it records `failed` (with the error) or
 from __future__ import annotations
 
 import dataclasses
+from contextlib import nullcontext
 import logging
 import time
 import traceback
@@ -112,7 +113,7 @@ def _run_locked(cfg: Config, out_dir: Path, config_text: str, resume: dict | Non
                            intensity=intensity)
             summary.update(dataclasses.asdict(result))
             if result.status == "completed":
-                after = after_training(cfg, model, data, result.final_test_acc)
+                after = after_training(cfg, model, data, result.final_test_acc, precision)
                 metrics.log(result.steps, result.epochs, after)
                 summary.update(after)
                 if "test/acc_precise" in after:
@@ -133,13 +134,18 @@ def _run_locked(cfg: Config, out_dir: Path, config_text: str, resume: dict | Non
     return summary
 
 
-def after_training(cfg: Config, model: torch.nn.Module, data, final_test_acc: float | None = None) -> dict[str, float]:
+def after_training(cfg: Config, model: torch.nn.Module, data, final_test_acc: float | None = None,
+                   precision=None) -> dict[str, float]:
     """The studies' measurements on the trained model (bnstudy/evaluation.py)."""
     out: dict[str, float] = {}
+    bf16 = precision is not None and precision.name == "bf16"
+    autocast = (lambda: torch.autocast(next(model.parameters()).device.type, dtype=torch.bfloat16)) if bf16 \
+        else nullcontext
     if cfg.evaluation.precise_bn:
         # a net without BN keeps no statistics to recompute: its accuracy is the final one
         out["test/acc_precise"] = (precise_bn_accuracy(model, data.x_test, data.y_test, data.x_train,
-                                                       cfg.evaluation.precise_bn_images, cfg.data.eval_batch_size)
+                                                       cfg.evaluation.precise_bn_images, cfg.data.eval_batch_size,
+                                                       autocast)
                                    if bn_layers(model) else final_test_acc)
     if cfg.evaluation.inference_modes:
         out.update(inference_modes(model, data.x_test, data.y_test, data.x_train,

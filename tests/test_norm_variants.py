@@ -193,3 +193,18 @@ def test_batch_statistics_undo_a_per_batch_gain():
     batch = shifted_test_accuracy(m, x, y, 0.5, 0.0, batch_size=64, seed=3, batch_stats=True)
     same_batch = shifted_test_accuracy(m, x, y, 0.0, 0.0, batch_size=64, batch_stats=True)
     assert clean == 1.0 and batch == same_batch and 0 <= running <= 1
+
+
+def test_ghost_bn_under_bf16_autocast_keeps_fp32_running_statistics():
+    """Under the fast path (bf16 autocast) the chunks are bf16; the running statistics stay
+    fp32 buffers and move (a bf16 batch mean once failed lerp_ into them)."""
+    from bnstudy.nets.norms import GhostBatchNorm2d
+
+    torch.manual_seed(0)
+    layer = GhostBatchNorm2d(4, virtual_batch_size=2).train()
+    x = torch.randn(8, 4, 3, 3) * 2 + 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(torch.nn.functional.conv2d(x, torch.eye(4).view(4, 4, 1, 1)))  # a bf16 input, as after a conv
+    assert out.shape == x.shape
+    assert layer.running_mean.dtype == layer.running_var.dtype == torch.float32
+    assert layer.running_mean.abs().sum() > 0 and layer.num_batches_tracked.item() == 1

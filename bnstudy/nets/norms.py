@@ -37,8 +37,9 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
                          for c in chunks])
         if self.track_running_stats:
             with torch.no_grad():
-                mean = torch.stack([c.mean(dim=(0, 2, 3)) for c in chunks]).mean(0)  # (C,)
-                var = torch.stack([c.var(dim=(0, 2, 3), unbiased=True) for c in chunks]).mean(0)
+                # in fp32, as the running statistics are (under bf16 autocast the chunks are bf16)
+                mean = torch.stack([c.float().mean(dim=(0, 2, 3)) for c in chunks]).mean(0)  # (C,)
+                var = torch.stack([c.float().var(dim=(0, 2, 3), unbiased=True) for c in chunks]).mean(0)
                 self.num_batches_tracked += 1
                 # momentum=None is torch's cumulative average (precise BN sets it): weight 1/n
                 factor = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
