@@ -112,8 +112,8 @@ class TrainerConfig:
     checkpoint: bool = True  # last.pt at every epoch's end
     checkpoint_every: Optional[int] = None  # also every this many steps, inside epochs
     # fp32 | bf16 (autocast, with channels_last) | auto: bf16 where the device computes it
-    # natively, else fp32 (bnstudy/precision.py). The default stays fp32 until bf16 is shown
-    # faithful on the real data (results/bench/README.md)
+    # natively, else fp32 (bnstudy/precision.py). The default is fp32: bf16 was not faithful on
+    # the real data under the rule fixed before its runs (results/bench/precision.md)
     precision: str = "fp32"
     channels_last: Optional[bool] = None  # None: with bf16
     compile: bool = False  # torch.compile the training forward (the model's weights are shared)
