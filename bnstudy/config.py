@@ -33,12 +33,15 @@ class DataConfig:
     synthetic_train_size: int = 5000
     synthetic_test_size: int = 1000
     synthetic_noise: float = 0.6
-    # intensity shift (as from different scanners): with intensity_shift, each training batch
+    # intensity shift (as from different scanners): with intensity_shift, each training image
     # is multiplied by a random gain in [1/(1+g), 1+g] and shifted by an offset in [-o, o]
-    # (pixel range 0-1); evaluation.shifted_test uses the same ranges on test batches
+    # (pixel range 0-1); evaluation.shifted_test uses the same ranges on test images.
+    # intensity_per_image: each image draws its own gain and offset (scanners and patients
+    # differ image by image); false: one draw per batch (what every run did before 2026-11-29)
     intensity_shift: bool = False
     intensity_gain: float = 0.5
     intensity_offset: float = 0.2
+    intensity_per_image: bool = True
 
 
 @dataclass
@@ -222,6 +225,12 @@ def _by_scale(smoke: Any, cpu: Any, full: Any, *, _root_: DictConfig) -> Any:
     return {"smoke": smoke, "cpu": cpu, "full": full}[_root_.scale.name]
 
 
+def _by_model(mlp: Any, resnet: Any, *, _root_: DictConfig) -> Any:
+    """`${by_model:MLP,RESNET}` in a study file: the value for the run's model.name, for a study
+    that sweeps both nets but trains each its own way (covariate_shift)."""
+    return {"mlp": mlp, "resnet": resnet}[_root_.model.name]
+
+
 def _run_dirname(overrides: str, max_len: int = 120) -> str:
     """`${run_dirname:${hydra.job.override_dirname}}`: a run's folder name from its overrides,
     shortened with a hash of the whole when long (file names stop at 255 bytes)."""
@@ -235,6 +244,7 @@ def _run_dirname(overrides: str, max_len: int = 120) -> str:
 
 def register_configs() -> None:
     OmegaConf.register_new_resolver("by_scale", _by_scale, replace=True)
+    OmegaConf.register_new_resolver("by_model", _by_model, replace=True)
     OmegaConf.register_new_resolver("run_dirname", _run_dirname, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)

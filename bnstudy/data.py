@@ -244,20 +244,26 @@ def _mean_std(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, t
             torch.tensor(CIFAR10_STD, device=device, dtype=dtype).view(1, 3, 1, 1))
 
 
-def intensity_shift(x: torch.Tensor, gain: float, offset: float, generator: torch.Generator) -> torch.Tensor:
-    """One random global gain in [1/(1+gain), 1+gain] (log-uniform) and offset in
-    [-offset, offset] for the whole uint8 batch, as if it came from another scanner."""
-    u = torch.rand(2, generator=generator, device=generator.device).to(x.device)
-    g = torch.exp((2 * u[0] - 1) * math.log1p(gain))
-    o = (2 * u[1] - 1) * offset * 255
+def intensity_shift(x: torch.Tensor, gain: float, offset: float, generator: torch.Generator,
+                    per_image: bool = False) -> torch.Tensor:
+    """A random global gain in [1/(1+gain), 1+gain] (log-uniform) and offset in [-offset, offset]
+    (pixel range 0-1) on a uint8 batch: with `per_image`, each image draws its own (scanners and
+    patients differ image by image); else one draw for the whole batch, as if it came from
+    another scanner. Pixels are rounded and clipped to 0-255. One draw per batch takes the same
+    two random numbers as before `per_image` existed."""
+    n = x.shape[0] if per_image else 1
+    u = torch.rand(2, n, generator=generator, device=generator.device).to(x.device)
+    g = torch.exp((2 * u[0] - 1) * math.log1p(gain)).view(n, 1, 1, 1)
+    o = ((2 * u[1] - 1) * offset * 255).view(n, 1, 1, 1)
     return (x.float() * g + o).round().clamp(0, 255).to(torch.uint8)
 
 
 def train_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator,
                   do_augment: bool = True, gain: float = 0.0,
-                  offset: float = 0.0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                  offset: float = 0.0, per_image: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of shuffled, augmented, normalized batches; the last partial batch is dropped.
-    With `gain` or `offset`, each batch also gets a random intensity shift."""
+    With `gain` or `offset`, each batch also gets a random intensity shift (intensity_shift:
+    each image its own with `per_image`, else one for the batch)."""
     perm = torch.randperm(len(x), generator=generator, device=generator.device).to(x.device)
     for i in range(len(x) // batch_size):
         idx = perm[i * batch_size:(i + 1) * batch_size]
@@ -265,5 +271,5 @@ def train_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: 
         if do_augment:
             xb = augment(xb, generator)
         if gain > 0 or offset > 0:
-            xb = intensity_shift(xb, gain, offset, generator)
+            xb = intensity_shift(xb, gain, offset, generator, per_image)
         yield normalize(xb), y[idx]

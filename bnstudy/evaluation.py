@@ -6,7 +6,7 @@
   depend on the rest of its batch (the largest change in logits, measured).
 - `precise_bn_accuracy`: test accuracy with "precise BN" statistics alone (a study's
   cheap second evaluation, `evaluation.precise_bn`).
-- `shifted_test_accuracy`: accuracy when each test batch gets a random intensity shift.
+- `shifted_test_accuracy`: accuracy when each test batch (or image) gets a random intensity shift.
 Every function leaves the model exactly as it found it (weights, BN buffers, mode).
 """
 from __future__ import annotations
@@ -127,10 +127,12 @@ def inference_modes(model: nn.Module, x_test: torch.Tensor, y_test: torch.Tensor
 
 @torch.no_grad()
 def shifted_test_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, gain: float, offset: float,
-                          batch_size: int = 100, seed: int = 0, batch_stats: bool = False) -> float:
-    """Accuracy when each test batch of `batch_size` gets its own random shift: eval mode
-    (running statistics, a fixed affine map that cannot undo a batch's gain), or with
-    `batch_stats` each batch normalized by its own statistics (which can). The same shifts
+                          batch_size: int = 100, seed: int = 0, batch_stats: bool = False,
+                          per_image: bool = False) -> float:
+    """Accuracy when each test batch of `batch_size` gets its own random shift (with
+    `per_image`, each test image its own): eval mode (running statistics, a fixed affine map
+    that cannot undo a batch's gain), or with `batch_stats` each batch normalized by its own
+    statistics (which can undo a gain shared by the batch, not one per image). The same shifts
     either way (the same seed); the model's state is restored."""
     g = torch.Generator(x.device).manual_seed(seed)
     with preserved_state(model):
@@ -139,6 +141,6 @@ def shifted_test_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ga
             m.train()  # dropout stays off
         correct = 0
         for i in range(0, len(x), batch_size):
-            xb = intensity_shift(x[i:i + batch_size], gain, offset, g)
+            xb = intensity_shift(x[i:i + batch_size], gain, offset, g, per_image)
             correct += (model(normalize(xb)).argmax(1) == y[i:i + batch_size]).sum().item()
     return correct / len(x)

@@ -103,7 +103,8 @@ def _run_locked(cfg: Config, out_dir: Path, config_text: str, resume: dict | Non
                  f"batch={cfg.data.batch_size} seed={cfg.seed} on {device} -> {out_dir}"
                  + (f" (resuming at step {resume['step']})" if resume else ""))
         probes = build_probes(cfg.probes, model, data.x_test, data.y_test, cfg.data.eval_batch_size)
-        intensity = (cfg.data.intensity_gain, cfg.data.intensity_offset) if cfg.data.intensity_shift else (0.0, 0.0)
+        intensity = ((cfg.data.intensity_gain, cfg.data.intensity_offset, cfg.data.intensity_per_image)
+                     if cfg.data.intensity_shift else (0.0, 0.0))
         with MetricsLog(out_dir / "metrics.csv") as metrics, MetricsLog(out_dir / "probes.csv") as probe_metrics:
             result = train(model, data, optimizer, trainer=trainer, schedule=cfg.schedule,
                            base_lr=lr, batch_size=cfg.data.batch_size,
@@ -153,7 +154,8 @@ def after_training(cfg: Config, model: torch.nn.Module, data, final_test_acc: fl
     if cfg.evaluation.shifted_test:
         for key, batch_stats in (("test_shifted/acc", False), ("test_shifted/acc_batchstats", True)):
             out[key] = shifted_test_accuracy(model, data.x_test, data.y_test, cfg.data.intensity_gain,
-                                             cfg.data.intensity_offset, seed=cfg.seed, batch_stats=batch_stats)
+                                             cfg.data.intensity_offset, seed=cfg.seed, batch_stats=batch_stats,
+                                             per_image=cfg.data.intensity_per_image)
     return out
 
 

@@ -104,11 +104,11 @@ def train(model: nn.Module, data: TensorData, optimizer: torch.optim.Optimizer, 
           eval_batch_size: int, augment: bool, seed: int, metrics: MetricsLog,
           checkpoint_path: Optional[Path] = None, probes: Sequence[Probe] = (),
           probe_metrics: Optional[MetricsLog] = None, resume: Optional[dict] = None,
-          intensity: tuple[float, float] = (0.0, 0.0)) -> TrainResult:
+          intensity: tuple = (0.0, 0.0)) -> TrainResult:
     """Train `model` in place. `probes` measure without changing the run (bnstudy/probes/);
     their rows go to `probe_metrics` (probes.csv). `resume` is a checkpoint_state() to
     continue from (model and optimizer already loaded from it). `intensity` = (gain,
-    offset) ranges of a random per-batch intensity shift (0, 0: none)."""
+    offset[, per_image]) of a random intensity shift (data.intensity_shift; 0, 0: none)."""
     if probes and probe_metrics is None:
         raise ValueError("train(probes=...) needs probe_metrics, the log their rows go to")
     device = data.x_train.device

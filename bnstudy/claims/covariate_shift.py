@@ -1,13 +1,14 @@
 """Internal covariate shift. Ioffe & Szegedy (2015, Fig. 1) credit BN with keeping each
-layer's input distribution stable over training; Santurkar et al. (2018) measure ICS through
-gradients, find BN does not reduce it (Sec. 2.2), and credit a smoother loss landscape
+layer's input distribution stable over training; Santurkar et al. (2018) find BN nets train as
+well with covariate shift injected on purpose (noisy BN, Sec. 2.1), measure ICS through
+gradients and find BN does not reduce it (Sec. 2.2), and credit a smoother loss landscape
 instead (Sec. 3.1, Fig. 4). Study: covariate_shift (a sigmoid mlp and a ResNet-20, bn / none /
-noisy_bn); three checks, each judged within each model (an mlp's and a ResNet's measures are
-not one population) and decided where the models agree."""
+noisy_bn, each at its own best rate from a grid); four checks, each judged within each model
+(an mlp's and a ResNet's measures are not one population) and decided where the models agree."""
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -15,16 +16,19 @@ from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 
 from ..analysis import style as S
-from ..analysis.results import chance, study_runs, with_config
+from ..analysis.results import SELECTION_BIAS, at_best_rate, chance, study_runs, with_config
 from ..analysis.rules import (INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Effect, Verdict, decide, decision_text,
-                              effect_line, has_norms, log2, missing, untrained)
+                              effect_line, has_norms, log2, missing, points, untrained)
 from ..analysis.stats import aggregate, difference, fmt_ci, mean_ci
 
 KEY, STUDY, TITLE = "covariate_shift", "covariate_shift", "Internal covariate shift"
 STATEMENT = ("BatchNorm works by reducing internal covariate shift: layer input distributions stay stable during "
-             "training (Ioffe & Szegedy 2015, Fig. 1). Santurkar et al. (2018) measure ICS through gradients, "
-             "find BN does not reduce it, and credit a smoother loss landscape instead.")
-# all fixed 2026-11-25 (issue 13), after the cpu covariate_shift runs: a measure counts as
+             "training (Ioffe & Szegedy 2015, Fig. 1). Santurkar et al. (2018) find BN nets train as well with "
+             "covariate shift injected on purpose (noisy BN), measure ICS through gradients, find BN does not reduce "
+             "it, and credit a smoother loss landscape instead.")
+RATE = "optim.lr"
+TRAIN_ACC = "final.train/acc"  # training accuracy in train mode over the last trainer.log_every steps
+# fixed 2026-11-25 (issue 13), after the first cpu covariate_shift runs: a measure counts as
 # reduced by BN when none's value is at least 1.5x BN's
 RATIO = math.log2(1.5)
 DRIFT = Effect("none's activation drift / BN's (geometric mean over seeds)", "ratio", RATIO)
@@ -32,58 +36,112 @@ ICS = Effect("none's relative ICS ||G - G'||/||G|| / BN's", "ratio", RATIO)
 LANDSCAPE = {"loss range": Effect("none's loss range along the gradient / BN's", "ratio", RATIO),
              "relative gradient predictiveness": Effect(
                  "none's relative gradient predictiveness ||grad L(w - eta g) - g||/||g|| / BN's", "ratio", RATIO)}
-_EACH_MODEL = ("Judged within each model; the verdict is the models' common one, else inconclusive. Both bn and "
-               "none must have trained in a model (final accuracy). ")
-ACT_RULE = ("Drift of a layer's activation distribution = the range over training of its 15th, 50th and 85th "
-            "percentiles, averaged, divided by the mean 15-85 spread (scale-free). Layers: those probed in both "
+# fixed 2026-11-29, before any run of this protocol: noisy BN costs BN less than 2 points (the
+# harness's smallest accuracy effect; Santurkar et al. Fig. 2: "almost non-existent")
+NOISY = Effect("BN's final training accuracy minus noisy BN's", "points", 2.0, claimed=-1)
+# the protocol every check shares (written 2026-11-29, before any run of it)
+_PROTOCOL = ("Each arm (model x norm) at its own best peak learning rate: the rate of the grid with the highest mean "
+             "final test accuracy over seeds (a diverged run counts as chance; a tie goes to the lower rate); every "
+             "measure is read on those runs only. An arm whose mean accuracy at its best rate is within 5 points of "
+             "chance did not train: every comparison within its model that uses it is inconclusive, with that reason. "
+             + SELECTION_BIAS + " ")
+_EACH_MODEL = ("Judged within each model; the verdict is the models' common one, else inconclusive. ")
+ACT_RULE = (_PROTOCOL + "Drift of a layer's activation distribution = the range over training of its 15th, 50th and "
+            "85th percentiles, averaged, divided by the mean 15-85 spread (scale-free). Layers: those probed in both "
             "nets (inputs to the nonlinearities first). Per run, drift is averaged over layers; effect = mean "
             "log2(drift) of none minus that of BN (Welch t over seeds), shown as a ratio. " + _EACH_MODEL
             + decision_text(DRIFT) + " (Ioffe & Szegedy 2015, Fig. 1b-c.)")
-ICS_RULE = ("Santurkar et al. (2018, Def. 2.1) ICS of a layer: the change of its gradient G caused by the update "
-            "of the layers before it (in forward order), decided on the relative measure ||G - G'||/||G|| (BN's "
-            "gradients are larger, so the absolute ||G - G'|| would read them as more shift; it is shown beside, "
-            "with cos(G, G')). Per run, averaged over probed parameters and steps; effect = mean log2 of none "
-            "minus that of BN (Welch t over seeds), shown as a ratio. " + _EACH_MODEL + decision_text(ICS)
-            + " Santurkar et al. report that BN does not reduce it.")
-LANDSCAPE_RULE = ("Along each gradient step (Santurkar et al. 2018, Sec. 3.1), averaged over training: the loss "
-                  "range max - min over the step sizes, and the gradient predictiveness relative to the gradient, "
-                  "max ||grad L(w - eta g) - g||/||g|| (effective beta-smoothness shown beside; its units depend "
-                  "on the parametrization). Effect per measure = mean log2 of none minus that of BN (Welch t over "
-                  "seeds), shown as a ratio. Reproduced: both measures' intervals lie above 1.5x; not reproduced: "
-                  "one lies below; inconclusive: otherwise. " + _EACH_MODEL)
+ICS_RULE = (_PROTOCOL + "Santurkar et al. (2018, Def. 2.1) ICS of a layer: the change of its gradient G caused by the "
+            "update of the layers before it (in forward order), decided on the relative measure ||G - G'||/||G|| "
+            "(BN's gradients are larger, so the absolute ||G - G'|| would read them as more shift; it is shown "
+            "beside, with cos(G, G'), and decides nothing). Per run, averaged over probed parameters and steps; "
+            "effect = mean log2 of none minus that of BN (Welch t over seeds), shown as a ratio. " + _EACH_MODEL
+            + decision_text(ICS) + " Santurkar et al. report that BN does not reduce it.")
+LANDSCAPE_RULE = (_PROTOCOL + "Along each gradient step (Santurkar et al. 2018, Sec. 3.1), averaged over training: the "
+                  "loss range max - min over the step sizes, and the gradient predictiveness relative to the "
+                  "gradient, max ||grad L(w - eta g) - g||/||g|| (effective beta-smoothness shown beside; its units "
+                  "depend on the parametrization). Effect per measure = mean log2 of none minus that of BN (Welch t "
+                  "over seeds), shown as a ratio. Reproduced: both measures' intervals lie above 1.5x; not "
+                  "reproduced: one lies below; inconclusive: otherwise, or an arm did not train. " + _EACH_MODEL)
+NOISY_RULE = (_PROTOCOL + "Santurkar et al. (2018, Sec. 2.1, Fig. 2): a BN net with noise injected after each BN "
+              "layer (a random per-unit scale and shift, drawn anew every step: covariate shift on purpose) still "
+              "performs about as well as plain BN in terms of training. Effect = mean final training accuracy "
+              "(train mode, noise on, over the last trainer.log_every steps, `train/acc`; a diverged run counts as "
+              "chance) of bn minus that of noisy_bn, each at its own best rate, in points (Welch t over seeds); the "
+              "claim is that it stays below +2 points. Both must have trained, judged on that training accuracy "
+              "(noisy BN's eval mode replaces the noise by its mean, an approximation that is not the claim's "
+              "object). " + _EACH_MODEL + decision_text(NOISY) + " Beside it, information only: the same difference "
+              "in final test accuracy (eval mode), and noisy BN's activation drift over BN's, which shows whether the "
+              "noise injected visible shift.")
+
+
+def best_rate_runs(sel: pd.DataFrame) -> pd.DataFrame:
+    """Each (model, norm) arm's runs at its own best rate (the rule's selection); runs without a
+    recorded rate are kept as they are."""
+    if RATE not in sel or sel[RATE].isna().all() or not len(sel):
+        return sel
+    by = [c for c in ("model.name", "norm.name") if c in sel]
+    return at_best_rate(sel, by, RATE)
+
+
+def rate_notes(sel: pd.DataFrame, best: pd.DataFrame) -> list[str]:
+    """'best peak rates: mlp bn 0.2, ...' and the arms whose best rate sits at an edge of the grid."""
+    if RATE not in best or best[RATE].isna().all() or not len(best):
+        return []
+    models = best["model.name"] if "model.name" in best else pd.Series("", index=best.index)
+    arms = best.assign(_model=models).groupby(["_model", "norm.name"])[RATE].first()
+    grid = sorted(pd.to_numeric(sel[RATE], errors="coerce").dropna().unique())
+    out = ["best peak rates: " + ", ".join(f"{m} {n} {r:g}".strip() for (m, n), r in arms.items())]
+    edge = [f"{m} {n}".strip() for (m, n), r in arms.items() if len(grid) > 1 and r in (grid[0], grid[-1])]
+    if edge:
+        out.append(f"at an edge of the rate grid ({grid[0]:g}-{grid[-1]:g}), so a rate outside it might do better: "
+                   + ", ".join(edge))
+    return out
 
 
 def _study(runs: pd.DataFrame, curves: pd.DataFrame):
+    """(the best-rate runs, their curves with config columns, notes)."""
     sel, notes = study_runs(runs, STUDY)
-    c = curves[curves.run.isin(sel.run)] if len(sel) else curves.iloc[0:0]
-    cols = ["norm.name", "seed"] + (["model.name"] if "model.name" in sel else [])
-    return sel, with_config(c, sel, cols), notes
+    best = best_rate_runs(sel)
+    notes += rate_notes(sel, best)
+    c = curves[curves.run.isin(best.run)] if len(best) else curves.iloc[0:0]
+    cols = ["norm.name", "seed"] + (["model.name"] if "model.name" in best else [])
+    return best, with_config(c, best, cols), notes
 
 
-def judge_by_model(sel: pd.DataFrame, per_run: dict[str, pd.DataFrame], effects: dict[str, Effect]):
-    """Decide each measure (per_run: run, norm.name, value) within each model: a model's verdict is
-    reproduced when all its measures are, not reproduced when one is; the models' common verdict,
-    else inconclusive. Returns (verdict, finding, numbers)."""
+def _arm_name(m: pd.DataFrame, norm: str, model: str) -> str:
+    rate = m.loc[m["norm.name"] == norm, RATE] if RATE in m else pd.Series(dtype=float)
+    where = ", ".join(p for p in (model, f"its best rate {rate.iloc[0]:g}" if len(rate.dropna()) else "") if p)
+    return f"{norm} ({where})" if where else norm
+
+
+def judge_by_model(sel: pd.DataFrame, per_run: dict[str, pd.DataFrame], effects: dict[str, Effect],
+                   arms: tuple[str, str] = ("none", "bn"), scale: Callable = log2):
+    """Decide each measure (per_run: run, norm.name, value) within each model: effect =
+    mean scale(value) of arms[0] minus that of arms[1]; a model's verdict is reproduced when all
+    its measures are, not reproduced when one is; the models' common verdict, else inconclusive.
+    Both arms must have trained (`sel` holds the runs the measures come from). Returns
+    (verdict, finding, numbers)."""
     models = sel.groupby("model.name").run if "model.name" in sel else [("", sel.run)]
     c = float(chance(sel).iloc[0]) if len(sel) else 0.1
+    first, second = arms
     outcomes, lines, rows = [], [], []
     for model, ids in models:
         m = sel[sel.run.isin(ids)]
-        blockers = untrained({f"{n}{f' ({model})' if model else ''}": m.loc[m["norm.name"] == n, "final_acc"]
-                              for n in ("bn", "none")}, c)
+        blockers = untrained({_arm_name(m, n, model): m.loc[m["norm.name"] == n, "final_acc"] for n in arms}, c)
         decided, parts, reasons = [], [], []
         for name, df in per_run.items():
             d = df[df.run.isin(ids)]
-            bn, none = d.loc[d["norm.name"] == "bn", "value"], d.loc[d["norm.name"] == "none", "value"]
-            if not len(bn) or not len(none):
+            a, b = d.loc[d["norm.name"] == first, "value"], d.loc[d["norm.name"] == second, "value"]
+            if not len(a) or not len(b):
                 continue
-            est = difference(log2(none), log2(bn))
+            est = difference(scale(a), scale(b))
             v, reason = decide(est, effects[name], blockers)
             decided.append(v)
             reasons.append(reason)
             parts.append(effect_line(effects[name], est) + (f" [{v}]" if len(per_run) > 1 else ""))
-            for norm, s in (("bn", bn), ("none", none)):
-                rows.append({"model": model, "measure": name, "norm": norm, "value": fmt_ci(*mean_ci(s), digits=4)})
+            for norm, vals in ((second, b), (first, a)):
+                rows.append({"model": model, "measure": name, "norm": norm, "value": fmt_ci(*mean_ci(vals), digits=4)})
         if not decided:
             continue
         outcome = (REPRODUCED if all(v == REPRODUCED for v in decided) else
@@ -243,6 +301,50 @@ def check_landscape(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
         finding += (" Beside the rule, effective beta-smoothness: "
                     + "; ".join(_means_by_model(_per_run(beta), sel, "")) + ".")
     return Verdict(claim, title, verdict, LANDSCAPE_RULE, finding, numbers, notes=notes)
+
+
+# ---------------------------------------------------------------- noisy BN (Santurkar et al., Sec. 2.1)
+
+
+def check_noisy_bn(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
+    claim, title = "noisy_bn", "BN nets train as well with covariate shift injected (noisy BN)"
+    sel, c, notes = _study(runs, curves)
+    if not has_norms(sel, ("bn", "noisy_bn")) or TRAIN_ACC not in sel:
+        return missing(claim, title, NOISY_RULE, f"covariate_shift runs with norm=bn and norm=noisy_bn logging "
+                       f"`{TRAIN_ACC[len('final.'):]}`", STUDY, notes)
+    # training accuracy, noise on; a diverged run counts as chance, as final_acc does
+    train = pd.to_numeric(sel[TRAIN_ACC], errors="coerce").where(sel.status == "completed", chance(sel))
+    on_train = sel.assign(final_acc=train)
+    acc = on_train.assign(value=train)[["run", "norm.name", "value"]]
+    verdict, finding, numbers = judge_by_model(on_train, {"final training accuracy": acc},
+                                               {"final training accuracy": NOISY}, arms=("bn", "noisy_bn"),
+                                               scale=points)
+    test = sel.assign(value=sel.final_acc)[["run", "norm.name", "value"]]
+    aside = []
+    for model, g in (sel.groupby("model.name") if "model.name" in sel else [("", sel)]):
+        t = test[test.run.isin(g.run)]
+        d = difference(points(t.loc[t["norm.name"] == "bn", "value"]), points(t.loc[t["norm.name"] == "noisy_bn", "value"]))
+        aside.append(f"{model} {NOISY.fmt_pm(d)}".strip())
+    finding += (" Beside the rule, final test accuracy (eval mode: noisy BN's noise replaced by its mean), BN's minus "
+                "noisy BN's: " + "; ".join(aside) + ".")
+    act = _act_table(c, "act") if len(c) else c
+    if len(act) and has_norms(act, ("bn", "noisy_bn")):
+        act = act[act.stat.isin(["p15", "p50", "p85"])]
+        layers = choose_layers({n: set(act.loc[act["norm.name"] == n, "layer"]) for n in ("bn", "noisy_bn")},
+                               k=10 ** 6)
+        drift = activation_drift(act[act.layer.isin(layers)]).merge(sel[["run", "norm.name"]], on="run")
+        per_run = drift.groupby(["run", "norm.name"], as_index=False).drift.mean()
+        models = sel[["run", "model.name"]] if "model.name" in sel else sel[["run"]].assign(**{"model.name": ""})
+        aside = []
+        for model, g in per_run.merge(models, on="run").groupby("model.name"):
+            a, b = g.loc[g["norm.name"] == "noisy_bn", "drift"], g.loc[g["norm.name"] == "bn", "drift"]
+            if len(a) and len(b):
+                est = difference(log2(a), log2(b))
+                aside.append(f"{model} noisy BN's drift / BN's ".lstrip() + DRIFT.fmt(est.value)
+                             + (f" (95% interval [{DRIFT.fmt(est.lo)}, {DRIFT.fmt(est.hi)}])" if est.has_interval else ""))
+        if aside:
+            finding += " Beside the rule, the injected shift: " + "; ".join(aside) + "."
+    return Verdict(claim, title, verdict, NOISY_RULE, finding, numbers, notes=notes)
 
 
 # ---------------------------------------------------------------- figures
@@ -424,14 +526,23 @@ def loss_landscape(curves: pd.DataFrame) -> Figure:
     return fig
 
 
-CHECKS = [check_activations, check_gradients, check_landscape]
+def best_rate_curves(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
+    """The curves (config columns attached, as the report passes them) of the runs the rules
+    read: each arm at its best rate."""
+    return curves[curves.run.isin(best_rate_runs(runs).run)]
+
+
+CHECKS = [check_activations, check_gradients, check_landscape, check_noisy_bn]
 FIGURES = {
-    "activation_percentiles": (lambda runs, curves, v: activation_percentiles(curves),
-                               "15th/50th/85th activation percentiles over training (Ioffe & Szegedy 2015, Fig. 1 style)."),
-    "activation_histograms": (lambda runs, curves, v: activation_histograms(curves), "Activation histograms over training."),
-    "internal_covariate_shift": (lambda runs, curves, v: internal_covariate_shift(curves),
+    "activation_percentiles": (lambda runs, curves, v: activation_percentiles(best_rate_curves(runs, curves)),
+                               "15th/50th/85th activation percentiles over training, each arm at its best rate "
+                               "(Ioffe & Szegedy 2015, Fig. 1 style)."),
+    "activation_histograms": (lambda runs, curves, v: activation_histograms(best_rate_curves(runs, curves)),
+                              "Activation histograms over training, each arm at its best rate."),
+    "internal_covariate_shift": (lambda runs, curves, v: internal_covariate_shift(best_rate_curves(runs, curves)),
                                  "Santurkar et al. ICS: gradient change from updating earlier layers, relative to "
-                                 "||G|| (the rule's measure) and as cos(G, G')."),
-    "loss_landscape": (lambda runs, curves, v: loss_landscape(curves),
-                       "Loss range, relative gradient predictiveness and β-smoothness along the gradient."),
+                                 "||G|| (the rule's measure) and as cos(G, G'), each arm at its best rate."),
+    "loss_landscape": (lambda runs, curves, v: loss_landscape(best_rate_curves(runs, curves)),
+                       "Loss range, relative gradient predictiveness and β-smoothness along the gradient, each arm "
+                       "at its best rate."),
 }

@@ -1,27 +1,89 @@
 """Trainability of deep networks: BN makes deep networks trainable that do not train without
-it, above all plain networks without shortcuts (He et al. 2016, Fig. 1; Bjorck et al. 2018).
-Study: depth_sweep (depth x plain/residual, bn / none)."""
+it, above all plain networks without shortcuts (He et al. 2016, Sec. 4.2 and Fig. 6; Bjorck et
+al. 2018). Study: depth_sweep (depth x plain/residual x bn/none x peak rate)."""
 from __future__ import annotations
 
-import numpy as np
+import math
+
 import pandas as pd
 from matplotlib.figure import Figure
 
 from ..analysis import style as S
-from ..analysis.results import chance, study_runs
-from ..analysis.rules import Effect, Verdict, acc_col, decision_text, has_norms, missing, points, untrained, verdict
-from ..analysis.stats import aggregate, difference
+from ..analysis.results import SELECTION_BIAS, at_best_rate, chance, study_runs
+from ..analysis.rules import (Effect, Verdict, acc_cell, decision_text, has_norms, missing, points, untrained,
+                              verdict)
+from ..analysis.stats import aggregate, difference, mean_ci
 
 KEY, STUDY, TITLE = "depth", "depth_sweep", "Trainability of deep networks"
 STATEMENT = ("BatchNorm makes deep networks trainable that do not train without it, above all plain networks "
              "without shortcuts (He et al. 2016, Fig. 1; Bjorck et al. 2018).")
-# fixed 2026-11-25 (issue 13), after the cpu depth_sweep: "trainable where the other is not"
-# is a large gap; 5 points is the least that could mean it
-EFFECT = Effect("BN's minus none's final accuracy at the deepest depth", "points", 5.0)
-RULE = ("At the deepest depth both norms ran (plain networks without shortcuts where both norms ran them, else "
-        "residual): effect = BN's minus none's mean final accuracy, in points (Welch t over seeds). BN must have "
-        "trained at that depth (else the setup, not the norm, failed: no warmup, too few steps), and none at the "
-        "shallowest (else nothing shows it can train at all). " + decision_text(EFFECT))
+# fixed 2026-11-25 (issue 13), after the old cpu depth_sweep, kept 2026-11-29 for the redesigned
+# protocol (issue 16) before any run of it: "trainable where the other is not" is a large gap;
+# 5 points is the least that could mean it
+EFFECT = Effect("BN's minus none's final accuracy at the deep depth", "points", 5.0)
+RATE = "optim.lr"
+RULE = ("Plain networks (no shortcuts; residual networks only where no plain ones ran with both norms). Each "
+        "(network, depth, norm) cell at its own best peak learning rate: the rate of the grid with the highest "
+        "mean final test accuracy over seeds (a diverged run counts as chance; a tie goes to the lower rate). The "
+        "deep depth is the deepest both norms ran, the shallow depth the shallowest. Effect = BN's minus none's "
+        "mean final test accuracy at the deep depth, in points (Welch t over seeds). BN's deep arm must have "
+        "trained (else the setup failed, not the unnormalized net: too few steps, no warmup), and none's "
+        "shallow arm must have trained (else nothing shows that the unnormalized net trains at all in this "
+        "setup). None's deep arm may sit at chance: that is the claimed outcome, not a failed arm. Shown beside, "
+        "not decided: the same effect for the residual networks, and each norm's accuracy lost from the shallow "
+        "depth to the deep one. " + SELECTION_BIAS + " " + decision_text(EFFECT))
+
+
+def _with_kind(runs: pd.DataFrame) -> pd.DataFrame:
+    plain = runs["model.plain"].fillna(False).astype(bool) if "model.plain" in runs else False
+    return runs.assign(plain=plain)
+
+
+def best_rate_cells(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs of each (network, depth, norm) cell at that cell's own best peak rate."""
+    if RATE not in runs:  # one unnamed rate
+        return runs.copy()
+    return at_best_rate(runs, ["plain", "model.depth", "norm.name"], RATE)
+
+
+class _Kind:
+    """One network kind (plain or residual) at its best rates: its shared depths and arms."""
+
+    def __init__(self, best: pd.DataFrame, plain: bool):
+        self.name = "plain" if plain else "residual"
+        self.sub = best[best.plain == plain]
+        depths = [set(self.sub.loc[self.sub["norm.name"] == n, "model.depth"]) for n in ("bn", "none")]
+        self.depths = sorted(depths[0] & depths[1])
+
+    @property
+    def ok(self) -> bool:
+        return len(self.depths) >= 2
+
+    def acc(self, norm: str, depth) -> pd.Series:
+        return self.sub.loc[(self.sub["norm.name"] == norm) & (self.sub["model.depth"] == depth), "final_acc"]
+
+    def rate(self, norm: str, depth) -> str:
+        """', its best rate 0.1' (empty where the runs name no rate)."""
+        r = self.sub.loc[(self.sub["norm.name"] == norm) & (self.sub["model.depth"] == depth)]
+        return f", its best rate {float(r[RATE].iloc[0]):g}" if RATE in r and len(r) else ""
+
+    def arm(self, norm: str, depth) -> str:
+        return f"{norm} ({self.name}, depth {depth:g}{self.rate(norm, depth)})"
+
+    def effect(self):
+        deep = self.depths[-1]
+        return difference(points(self.acc("bn", deep)), points(self.acc("none", deep)))
+
+    def blockers(self, chance_: float) -> list[str]:
+        shallow, deep = self.depths[0], self.depths[-1]
+        return untrained({self.arm("bn", deep): self.acc("bn", deep),
+                          self.arm("none", shallow): self.acc("none", shallow)}, chance_)
+
+    def losses(self) -> str:
+        shallow, deep = self.depths[0], self.depths[-1]
+        loss = {n: 100 * (self.acc(n, shallow).mean() - self.acc(n, deep).mean()) for n in ("bn", "none")}
+        return (f"accuracy lost from depth {shallow:g} to {deep:g} ({self.name}): bn {loss['bn']:.1f}, "
+                f"none {loss['none']:.1f} points")
 
 
 def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
@@ -30,35 +92,53 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     if not has_norms(sel, ("bn", "none")) or sel["model.depth"].nunique() < 2:
         return missing(KEY, title, RULE, "finished depth_sweep runs with norm=bn and norm=none at >= 2 depths",
                        STUDY, notes)
-    sel = sel.assign(plain=sel["model.plain"].fillna(False).astype(bool) if "model.plain" in sel else False)
-    kind = "plain" if has_norms(sel[sel.plain], ("bn", "none")) else "residual"
-    sub = sel[sel.plain == (kind == "plain")]
-    depths = sorted(set(sub.loc[sub["norm.name"] == "bn", "model.depth"])
-                    & set(sub.loc[sub["norm.name"] == "none", "model.depth"]))
-    if len(depths) < 2:
+    best = best_rate_cells(_with_kind(sel))
+    kinds = {p: _Kind(best, p) for p in (True, False)}
+    main = kinds[True] if kinds[True].ok else kinds[False]
+    if not main.ok:
         return missing(KEY, title, RULE, "bn and none runs at >= 2 shared depths", STUDY, notes)
-    shallow, deep = depths[0], depths[-1]
-    acc = lambda n, d: sub.loc[(sub["norm.name"] == n) & (sub["model.depth"] == d), "final_acc"]
-    est = difference(points(acc("bn", deep)), points(acc("none", deep)))
-    blockers = untrained({f"bn ({kind}, depth {deep})": acc("bn", deep),
-                          f"none ({kind}, depth {shallow})": acc("none", shallow)}, float(chance(sel).iloc[0]))
-    loss = {n: 100 * (acc(n, shallow).mean() - acc(n, deep).mean()) for n in ("bn", "none")}
-    finding = (f"{kind.capitalize()} nets, depth {deep}. Beside the rule: accuracy lost from depth {shallow} to {deep}: "
-               f"bn {loss['bn']:.1f}, none {loss['none']:.1f} points.")
-    agg = aggregate(sel, ["plain", "model.depth", "norm.name"], "final_acc")
-    numbers = agg.assign(network=np.where(agg.plain, "plain", "residual"), acc=acc_col(agg)).pivot_table(
-        index=["network", "model.depth"], columns="norm.name", values="acc", aggfunc="first").reset_index()
-    numbers.columns.name = None
-    return verdict(KEY, title, RULE, EFFECT, est, blockers, finding, numbers=numbers, notes=notes)
+    c = float(chance(sel).iloc[0])
+    deep = main.depths[-1]
+    est = main.effect()
+    blockers = main.blockers(c)
+    finding = (f"Final test accuracy (%) at depth {deep:g}: {main.arm('bn', deep)} "
+               f"{acc_cell(*mean_ci(main.acc('bn', deep)))}, {main.arm('none', deep)} "
+               f"{acc_cell(*mean_ci(main.acc('none', deep)))}. Beside the rule: {main.losses()}.")
+    other = kinds[main.name == "residual"]  # the kind not decided on
+    if other is not main and other.ok:
+        o_est, o_deep = other.effect(), other.depths[-1]
+        if math.isfinite(o_est.value):
+            o_block = other.blockers(c)
+            finding += (f" {other.name.capitalize()} nets, depth {o_deep:g} (information, not the rule): BN minus "
+                        f"none {EFFECT.fmt_pm(o_est)}" + (" (± its 95% Welch half-width)" if o_est.has_interval
+                                                           else "")
+                        + (f", but {'; '.join(o_block)}" if o_block else "") + f"; {other.losses()}.")
+    return verdict(KEY, title, RULE, EFFECT, est, blockers, finding, numbers=_table(best), notes=notes)
+
+
+def _table(best: pd.DataFrame) -> pd.DataFrame:
+    """One row per (network, depth): each norm's best rate and its accuracy there."""
+    rows = []
+    groups = sorted(best.groupby(["plain", "model.depth"]), key=lambda kv: (not kv[0][0], kv[0][1]))  # plain first
+    for (plain, depth), g in groups:
+        row = {"network": "plain" if plain else "residual", "depth": f"{depth:g}"}
+        for n in ("bn", "none"):
+            a = g[g["norm.name"] == n]
+            if RATE in g:
+                row[f"{n} best rate"] = f"{float(a[RATE].iloc[0]):g}" if len(a) else "—"
+            row[f"{n} (%)"] = acc_cell(*mean_ci(a.final_acc)) if len(a) else "—"
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 @S.figure
 def accuracy_vs_depth(runs: pd.DataFrame) -> Figure:
-    """Final test accuracy vs depth per norm, plain (no shortcuts) and residual."""
+    """Final test accuracy vs depth per norm, plain (no shortcuts) and residual, each cell at
+    its own best peak rate."""
     S.need(runs, ["norm.name", "model.depth", "final_acc"], "accuracy vs depth")
     if runs["model.depth"].nunique() < 2:
         raise S.NotDrawn("accuracy vs depth: fewer than 2 depths")
-    r = runs.assign(plain=runs["model.plain"].fillna(False).astype(bool) if "model.plain" in runs else False)
+    r = best_rate_cells(_with_kind(runs))
     fig = Figure(figsize=(5.2, 3.6), layout="constrained")
     ax = fig.subplots()
     S.chance_line(ax, r)
@@ -67,16 +147,18 @@ def accuracy_vs_depth(runs: pd.DataFrame) -> Figure:
             sub = r[(r["norm.name"] == norm) & (r.plain == plain)]
             if len(sub):
                 S.line_ci(ax, aggregate(sub, ["model.depth"], "final_acc"), "model.depth", S.color(norm),
-                         f"{S.label(norm)}, {'plain' if plain else 'residual'}", scale=S.PCT, errorbars=True,
-                         linestyle=style)
+                          f"{S.label(norm)}, {'plain' if plain else 'residual'}", scale=S.PCT, errorbars=True,
+                          linestyle=style)
     ax.set_xticks(sorted(r["model.depth"].dropna().unique()))
     ax.set_xlabel("depth (weighted layers)")
     ax.set_ylabel("final test accuracy (%)")
-    ax.set_title(f"Trainability vs depth\n{S.caption_n(r)}", fontsize=9)
+    rates = ", each cell at its best rate" if RATE in r and runs[RATE].nunique() > 1 else ""
+    ax.set_title(f"Trainability vs depth{rates}\n{S.caption_n(r)}", fontsize=9)
     ax.legend(loc="best")
     return fig
 
 
 CHECKS = [check]
 FIGURES = {"accuracy_vs_depth": (lambda runs, curves, v: accuracy_vs_depth(runs),
-                                 "Final test accuracy vs depth, plain and residual.")}
+                                 "Final test accuracy vs depth, plain and residual, each cell at its own best "
+                                 "peak rate.")}

@@ -1,56 +1,149 @@
-"""Inference with population statistics: at inference BN must use running (population)
+"""Inference with population statistics: at inference BN must use population (running)
 statistics, so that the output does not depend on the other images in the batch; this
-matters most for small batches (Ioffe & Szegedy 2015, Sec. 3.1). Study: inference."""
+matters most for small batches (Ioffe & Szegedy 2015, Sec. 3.1). Asked at a large and a small
+normalization batch (ghost BN), with precise BN beside the running averages (Wu & Johnson 2021,
+Sec. 3-4). Study: inference."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from ..analysis import style as S
 from ..analysis.results import chance, study_runs
-from ..analysis.rules import Effect, Verdict, acc_cell, acc_col, decision_text, missing, untrained, verdict
+from ..analysis.rules import (INCONCLUSIVE, NOT_REPRODUCED, Effect, Verdict, acc_cell, decide, missing, pct,
+                              untrained, verdict)
 from ..analysis.stats import aggregate, mean_ci, one_sample
 
 KEY, STUDY, TITLE = "inference", "inference", "Inference with running vs batch statistics"
 STATEMENT = ("At inference BN must use population (running) statistics: the output must not depend on the other "
-             "images in the batch, which matters most for small batches (Ioffe & Szegedy 2015, Sec. 3.1).")
-# fixed 2026-11-25 (issue 13), after the cpu inference runs: 2 points
-EFFECT = Effect("accuracy with running statistics minus with the evaluation batch's own, at the smallest "
-                "evaluation batch (paired per seed)", "points", 2.0)
-RULE = ("For BN runs, paired within each seed: test accuracy with running (population) statistics minus with "
-        "the evaluation batch's own statistics, at the smallest evaluation batch size, in points (one-sample t "
-        "over seeds). Runs that differ only in norm.momentum share their weights (momentum moves only the running "
-        "estimates): they are averaged within the seed, not counted as seeds. BN must have trained. "
-        + decision_text(EFFECT))
+             "images in the batch, which matters most for small batches (Ioffe & Szegedy 2015, Sec. 3.1); the "
+             "train/test mismatch of BN's statistics grows as the normalization batch shrinks (Wu & Johnson 2021, "
+             "Sec. 4).")
+BN_NORMS = ("bn", "ghost_bn")
+# fixed 2026-11-25 (issue 13), after the cpu inference runs: 2 points; the protocol and the rule
+# across normalization batches written 2026-11-29, before any run of it (issue 16)
+EFFECT = Effect("accuracy with running statistics minus with the test batch's own, at the smallest test batch "
+                "(paired per seed), at the deciding normalization batch", "points", 2.0)
+RULE = ("A run's normalization batch is min(norm.ghost_batch_size, data.batch_size) (norm=bn: data.batch_size). "
+        "For each normalization batch: per seed, test accuracy with running (population) statistics minus with the "
+        "test batch's own statistics, at the smallest test batch, in points (one-sample t over seeds); runs that "
+        "differ only in norm.momentum share their weights (momentum moves only the running estimates), so they are "
+        "averaged within the seed, not counted as seeds. Minimum effect +2.0 points. The claim is that population "
+        "statistics win at every normalization batch. Reproduced: at every normalization batch the 95% interval "
+        "lies above +2.0 points; not reproduced: at some normalization batch it lies below +2.0 points; "
+        "inconclusive otherwise, or when a normalization batch's runs did not train (mean final accuracy within 5 "
+        "points of chance) or have fewer than 2 seeds, and no other normalization batch is not reproduced. The "
+        "effect line is the deciding normalization batch's: the smallest one not reproduced, else the smallest "
+        "inconclusive one, else the one with the lowest interval bound. Shown beside, not decided: the same effect "
+        "with precise BN statistics (recomputed after training over training images) instead of running ones; "
+        "running minus precise at each momentum (the running average's error, Wu & Johnson 2021, Sec. 3); and "
+        "accuracy with the statistics of the training normalization batch (test batch = normalization batch) "
+        "minus precise (the train/test inconsistency, Wu & Johnson 2021, Sec. 4). No rate is chosen on the runs: "
+        "every compared accuracy is read from the same trained net.")
+
+
+def normalization_batch(runs: pd.DataFrame) -> pd.Series:
+    """Images each BN statistic is computed over in training: the ghost batch, at most the SGD
+    batch (norm=bn: the SGD batch; NaN where the table does not say)."""
+    nan = pd.Series(np.nan, index=runs.index)
+    batch = pd.to_numeric(runs.get("data.batch_size", nan), errors="coerce")
+    ghost = pd.to_numeric(runs.get("norm.ghost_batch_size", nan), errors="coerce")
+    return pd.Series(np.where(runs["norm.name"] == "ghost_bn", np.fmin(ghost, batch), batch), index=runs.index)
+
+
+def nb_label(b: float) -> str:
+    return f"{b:g}" if np.isfinite(b) else "the SGD batch"
+
+
+def _bn_runs(sel: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """Completed BN / ghost-BN runs at one SGD batch (the most common), with their normalization batch."""
+    sel = sel[(sel.status == "completed") & sel["norm.name"].isin(BN_NORMS)]
+    if "data.batch_size" in sel and sel["data.batch_size"].nunique() > 1:
+        keep = sel["data.batch_size"].value_counts().index[0]
+        notes.append(f"runs at SGD batches {sorted(sel['data.batch_size'].unique())}: using batch {keep} only")
+        sel = sel[sel["data.batch_size"] == keep]
+    return sel.copy().assign(norm_batch=normalization_batch(sel))
+
+
+def _per_seed(values: pd.Series, runs: pd.DataFrame) -> pd.Series:
+    """A per-run quantity averaged within each seed (momentum copies are one net)."""
+    return values.groupby(runs.loc[values.index, "seed"]).mean()
 
 
 def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     title = "Inference with running statistics beats batch statistics at small batches"
     sel, notes = study_runs(runs, STUDY)
-    long = inference_table(sel[sel.status == "completed"]) if len(sel) else pd.DataFrame()
-    if not len(long) or "bn" not in set(long["norm.name"]) or long["mode"].nunique() < 2:
-        return missing(KEY, title, RULE, "completed inference runs with norm=bn logging `infer/acc_running.bs{B}` "
-                       "and `infer/acc_batch.bs{B}`", STUDY, notes)
-    bn = long[long["norm.name"] == "bn"]
-    wide = bn.pivot_table(index=["run", "eval_batch"], columns="mode", values="acc").dropna().reset_index()
+    sel = _bn_runs(sel, notes) if len(sel) else sel
+    long = inference_table(sel) if len(sel) else pd.DataFrame()
+    if not len(long) or long["mode"].nunique() < 2:
+        return missing(KEY, title, RULE, "completed inference runs with norm=bn or ghost_bn logging "
+                       "`infer/acc_running.bs{B}` and `infer/acc_batch.bs{B}`", STUDY, notes)
+    wide = long.pivot_table(index=["run", "eval_batch"], columns="mode", values="acc").dropna(
+        subset=["running", "batch"]).reset_index()
     if not len(wide):
-        return missing(KEY, title, RULE, "runs with both modes at a shared eval batch size", STUDY, notes)
+        return missing(KEY, title, RULE, "runs with both modes at a shared test batch size", STUDY, notes)
     smallest = int(wide.eval_batch.min())
-    wide = wide.assign(diff=100 * (wide.running - wide.batch)).merge(sel[["run", "seed"]], on="run")
-    per_seed = wide[wide.eval_batch == smallest].groupby("seed")["diff"].mean()
-    est = one_sample(per_seed)
-    blockers = untrained({"bn": sel.loc[sel["norm.name"] == "bn", "final_acc"]}, float(chance(sel).iloc[0]))
-    finding = f"Smallest evaluation batch: {smallest}."
-    if "final.infer/acc_precise" in sel:
-        p = mean_ci(sel[sel["norm.name"] == "bn"].groupby("seed")["final.infer/acc_precise"].mean())
-        if p[2]:
-            finding += f" Beside the rule, precise (recomputed population) statistics: {acc_cell(*p)}."
-    by_seed = long.groupby(["norm.name", "eval_batch", "mode", "seed"], as_index=False).acc.mean()
-    agg = aggregate(by_seed, ["norm.name", "eval_batch", "mode"], "acc")
-    numbers = agg.assign(acc=acc_col(agg)).pivot_table(
-        index=["norm.name", "eval_batch"], columns="mode", values="acc", aggfunc="first").reset_index()
-    numbers.columns.name = None
-    return verdict(KEY, title, RULE, EFFECT, est, blockers, finding, numbers=numbers, notes=notes)
+    r = sel.set_index("run")
+    at = wide[wide.eval_batch == smallest].set_index("run")
+    diff = 100 * (at.running - at.batch)  # per run, points
+    precise = pd.to_numeric(r.get("final.infer/acc_precise", pd.Series(np.nan, index=r.index)), errors="coerce")
+    ch = float(chance(sel).iloc[0])
+    arms = []  # (normalization batch, estimate, blockers, (verdict, reason))
+    info = []
+    for b, g in r.groupby("norm_batch", dropna=False, sort=True):
+        lab = nb_label(b)
+        d = diff[diff.index.isin(g.index)]
+        est = one_sample(_per_seed(d, g))
+        blockers = untrained({f"normalization batch {lab}": g.final_acc}, ch)
+        arms.append((b, est, blockers, decide(est, EFFECT, blockers)))
+        parts = [f"normalization batch {lab}: {EFFECT.fmt_pm(est)}"]
+        p = precise.reindex(d.index)
+        if p.notna().any():
+            e = one_sample(_per_seed(100 * (p - at.batch.reindex(d.index)), g))
+            parts.append(f"with precise instead of running statistics {EFFECT.fmt_pm(e)}")
+            momenta = g.groupby("norm.momentum") if "norm.momentum" in g else []
+            for m, gm in momenta:
+                e = one_sample(_per_seed(100 * (at.running.reindex(gm.index) - precise.reindex(gm.index)), gm))
+                parts.append(f"running minus precise at momentum {m:g} {EFFECT.fmt_pm(e)}")
+            own = wide[(wide.eval_batch == b) & wide.run.isin(g.index)].set_index("run")
+            if len(own):  # the statistics the net was trained with (Wu & Johnson 2021, Sec. 4)
+                e = one_sample(_per_seed(100 * (own.batch - precise.reindex(own.index)), g.loc[own.index]))
+                parts.append(f"batch statistics of the training normalization batch (test batch {lab}) minus "
+                             f"precise {EFFECT.fmt_pm(e)}")
+        info.append("; ".join(parts))
+    failed = [a for a in arms if a[3][0] == NOT_REPRODUCED]
+    open_ = [a for a in arms if a[3][0] == INCONCLUSIVE]
+    decider = (failed or open_ or [min(arms, key=lambda a: a[1].lo if a[1].has_interval else -np.inf)])[0]
+    b, est, blockers, _ = decider
+    finding = (f"Smallest test batch: {smallest}. Deciding normalization batch: {nb_label(b)} (of "
+               f"{', '.join(nb_label(a[0]) for a in arms)}). Per normalization batch, paired over seeds, ± the 95% "
+               "half-width (running minus batch statistics decides; the rest is information): " + " | ".join(info))
+    return verdict(KEY, title, RULE, EFFECT, est, blockers, finding, numbers=_table(long, sel, precise), notes=notes)
+
+
+def _same(values: pd.Series, b: float) -> pd.Series:
+    """Which of `values` (normalization batches) are `b`, NaN matching NaN."""
+    return values.isna() if pd.isna(b) else values == b
+
+
+def _table(long: pd.DataFrame, sel: pd.DataFrame, precise: pd.Series) -> pd.DataFrame:
+    """Accuracy (%) per normalization batch and test batch with running, batch and precise
+    statistics; seeds are the replicates (momentum copies averaged within a seed)."""
+    nb = sel.set_index("run")["norm_batch"]
+    long = long.assign(norm_batch=long.run.map(nb))
+    by_seed = long.groupby(["norm_batch", "eval_batch", "mode", "seed"], dropna=False, as_index=False).acc.mean()
+    p = sel.assign(precise=precise.reindex(sel.run).to_numpy())
+    rows = []
+    for (b, e), g in by_seed.groupby(["norm_batch", "eval_batch"], dropna=False, sort=True):
+        row = {"normalization batch": nb_label(b), "test batch": int(e)}
+        for mode, col in (("running", "running statistics (%)"), ("batch", "test batch's own statistics (%)")):
+            row[col] = acc_cell(*mean_ci(g.loc[g["mode"] == mode, "acc"]))
+        pb = p[_same(p.norm_batch, b)].groupby("seed").precise.mean().dropna()
+        if len(pb):
+            row["precise statistics (%)"] = acc_cell(*mean_ci(pb))
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def inference_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -66,32 +159,42 @@ def inference_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 @S.figure
 def inference_modes(runs: pd.DataFrame) -> Figure:
-    """Test accuracy vs evaluation batch size with running vs batch statistics, per norm."""
-    long = inference_table(runs)
+    """Test accuracy vs test batch size with running vs batch statistics, per normalization
+    batch, with precise statistics beside (eval mode: one value at every test batch)."""
+    S.need(runs, ["norm.name", "seed"], "inference modes")
+    sel = _bn_runs(runs, []) if "status" in runs else runs.assign(norm_batch=normalization_batch(runs))
+    long = inference_table(sel)
     if not len(long):
         raise S.NotDrawn("inference modes: no infer/acc_{running|batch}.bs{B} rows")
-    fig = Figure(figsize=(5.4, 3.7), layout="constrained")
+    long = long.assign(norm_batch=long.run.map(sel.set_index("run")["norm_batch"]))
+    fig = Figure(figsize=(5.6, 3.9), layout="constrained")
     ax = fig.subplots()
-    for norm in S.norms_of(long):
+    S.chance_line(ax, sel)
+    sizes = sorted(long.norm_batch.unique(), key=lambda b: -b if np.isfinite(b) else -np.inf)
+    for k, b in enumerate(sizes):
+        color = f"C{k}"
+        sub_b = long[_same(long.norm_batch, b)]
         for mode, style in (("running", "-"), ("batch", "--")):
-            sub = long[(long["norm.name"] == norm) & (long["mode"] == mode)]
+            sub = sub_b[sub_b["mode"] == mode]
             if len(sub):
                 sub = sub.groupby(["eval_batch", "seed"], as_index=False).acc.mean()  # seeds are the replicates
-                S.line_ci(ax, aggregate(sub, ["eval_batch"], "acc"), "eval_batch", S.color(norm),
-                         f"{S.label(norm)}, {mode} statistics", scale=S.PCT, errorbars=True, linestyle=style)
-        if "final.infer/acc_precise" in runs:
-            p = runs.loc[runs["norm.name"] == norm, "final.infer/acc_precise"].dropna()
+                S.line_ci(ax, aggregate(sub, ["eval_batch"], "acc"), "eval_batch", color,
+                          f"norm. batch {nb_label(b)}, {mode} statistics", scale=S.PCT, errorbars=True,
+                          linestyle=style)
+        if "final.infer/acc_precise" in sel:
+            p = sel[_same(sel.norm_batch, b)].groupby("seed")["final.infer/acc_precise"].mean().dropna()
             if len(p):
-                ax.axhline(p.mean() * S.PCT, color=S.color(norm), linestyle=":", linewidth=1.2,
-                           label=f"{S.label(norm)}, precise statistics")
+                ax.axhline(p.mean() * S.PCT, color=color, linestyle=":", linewidth=1.4,
+                           label=f"norm. batch {nb_label(b)}, precise statistics ({pct(p.mean())})")
     S.log2_axis(ax, long.eval_batch.unique())
-    ax.set_xlabel("evaluation batch size (images, log₂ scale)")
+    ax.set_xlabel("test batch size (images, log₂ scale)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"Inference with running vs batch statistics\n{S.caption_n(runs)}", fontsize=9)
-    ax.legend(loc="best")
+    ax.set_title(f"Inference with running, batch and precise BN statistics\n{S.caption_n(sel)}", fontsize=9)
+    ax.legend(loc="best", fontsize=7)
     return fig
 
 
 CHECKS = [check]
 FIGURES = {"inference_modes": (lambda runs, curves, v: inference_modes(runs),
-                               "Accuracy with running vs batch statistics vs evaluation batch size.")}
+                               "Accuracy with running vs batch statistics vs test batch size, per normalization "
+                               "batch; precise BN statistics dotted (eval mode: the same at every test batch).")}

@@ -1,6 +1,6 @@
 """Less dependence on initialization: BN makes training less sensitive to the initial
 weights' scale and scheme (Ioffe & Szegedy 2015, Sec. 3.3). Study: init_sweep (init scheme x
-scale, bn / none, with and without SkipInit)."""
+scale x bn / none / none + SkipInit, at one peak rate)."""
 from __future__ import annotations
 
 import numpy as np
@@ -16,16 +16,21 @@ from ..analysis.stats import aggregate, difference
 KEY, STUDY, TITLE = "init", "init_sweep", "Less dependence on initialization"
 STATEMENT = ("BatchNorm makes training less sensitive to the initial weights' scale and scheme (Ioffe & Szegedy "
              "2015, Sec. 3.3).")
-# fixed 2026-11-25 (issue 13), after the cpu init_sweep: 5 points of spread (a spread is a
-# max minus a min over many cells, so it is larger and noisier than one cell's difference)
+# fixed 2026-11-25 (issue 13), after the old cpu init_sweep, kept 2026-11-29 for the redesigned
+# protocol (issue 16) before any run of it: 5 points of spread (a spread is a max minus a min
+# over many cells, so it is larger and noisier than one cell's difference)
 EFFECT = Effect("none's accuracy spread over the init cells minus BN's (per seed: best minus worst cell)", "points", 5.0)
 FIXED_IN = "0.2.0"  # the bnstudy version whose init schemes leave the classifier alone
-RULE = ("Cells: the init settings (scheme x scale, and zero_init_residual where swept) both norms ran. Per seed, a "
-        "norm's spread = its best minus its worst cell's final accuracy (diverged = chance). Effect = none's spread "
-        "minus BN's, in points (Welch t over seeds). BN and none are compared without SkipInit (model.skipinit="
-        "false) when both ran so; SkipInit variants are their own populations, reported beside, never pooled. "
-        "Each compared norm's best cell must have trained, and the runs must leave the classifier's init alone "
-        f"(bnstudy >= {FIXED_IN}). " + decision_text(EFFECT))
+RATE = "optim.lr"
+RULE = ("Cells: the init settings (scheme x scale, and zero_init_residual where swept) both compared arms ran, at "
+        "one peak learning rate (where runs used several, the most common one, noted). Per seed, an arm's spread "
+        "= its best minus its worst cell's final test accuracy (diverged = chance), in points. Effect = none's "
+        "spread minus BN's (Welch t over seeds). BN and none are compared without SkipInit (model.skipinit=false) "
+        "when both ran so; none + SkipInit (norm=skipinit) is an arm of its own, never pooled with none: BN's "
+        "spread against its spread is shown beside, with its interval, not decided. Each compared arm's best cell "
+        "must have trained (an arm that trains nowhere has no spread to show), and the runs must leave the "
+        f"classifier's init alone (bnstudy >= {FIXED_IN}). An arm's worst cell may sit at chance: that is the "
+        "init dependence the claim is about. " + decision_text(EFFECT))
 
 
 def _older(version: str, than: str) -> bool:
@@ -40,9 +45,19 @@ def spreads(sel: pd.DataFrame) -> pd.DataFrame:
         spread=lambda d: 100 * d.spread)
 
 
+def _one_rate(sel: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """The runs at one peak rate: a spread over init cells must not also span rates."""
+    if RATE not in sel or sel[RATE].nunique() <= 1:
+        return sel
+    keep = sel[RATE].value_counts().sort_index().sort_values(ascending=False, kind="stable").index[0]
+    notes.append(f"runs at peak rates {sorted(sel[RATE].unique())}: using {keep:g} only")
+    return sel[sel[RATE] == keep]
+
+
 def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     title = "BN makes training less dependent on initialization"
     sel, notes = study_runs(runs, STUDY)
+    sel = _one_rate(sel, notes)
     keys = [k for k in ("init.name", "init.scale", "init.zero_init_residual") if k in sel and sel[k].nunique() > 1]
     if not has_norms(sel, ("bn", "none")) or not keys:
         return missing(KEY, title, RULE, "finished init_sweep runs with norm=bn and norm=none over >= 2 init "
@@ -54,25 +69,39 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     if not pairs:
         return missing(KEY, title, RULE, ">= 2 init settings run with both bn and none", STUDY, notes)
     bn_v, none_v = pairs[0]  # without SkipInit where both ran so
-    sel = sel[[tuple(r) in (cells[bn_v] & cells[none_v]) for r in sel[keys].to_numpy()]]
+    shared = cells[bn_v] & cells[none_v]
+    sel = sel[[tuple(r) in shared for r in sel[keys].to_numpy()]]
     sp = spreads(sel)
+    spread = lambda v: sp.loc[sp.variant == v, "spread"]
     agg = aggregate(sel, ["variant"] + keys, "final_acc")
     best = agg.groupby("variant")["mean"].max()
-    blockers = untrained({f"{v} (its best cell)": [best[v]] for v in (bn_v, none_v)}, float(chance(sel).iloc[0]))
-    est = difference(sp.loc[sp.variant == none_v, "spread"], sp.loc[sp.variant == bn_v, "spread"])
+    worst = agg.groupby("variant")["mean"].min()
+    c = float(chance(sel).iloc[0])
+    blockers = untrained({f"{v} (its best cell)": [best[v]] for v in (bn_v, none_v)}, c)
+    est = difference(spread(none_v), spread(bn_v))
     old = sorted({str(v) for v in sel.get("bnstudy_version", pd.Series(dtype=str)).dropna() if _older(v, FIXED_IN)})
     if old:
         blockers.append(f"these runs were made with bnstudy {', '.join(old)}, whose init schemes and scales also "
                         f"re-initialized the classifier (no norm follows it: logits of std ~4.6 under kaiming), which "
                         f"BN cannot absorb; fixed in {FIXED_IN}: rerun")
-    worst = agg.groupby("variant")["mean"].min()
-    others = [v for v in sorted(best.index) if v not in (bn_v, none_v)]
-    finding = (f"Mean spread: {bn_v} {sp.loc[sp.variant == bn_v, 'spread'].mean():.1f}, {none_v} "
-               f"{sp.loc[sp.variant == none_v, 'spread'].mean():.1f} points; worst cell: {bn_v} {pct(worst[bn_v])}, "
-               f"{none_v} {pct(worst[none_v])}.")
+    rate = f" at peak rate {float(sel[RATE].iloc[0]):g}" if RATE in sel and sel[RATE].notna().any() else ""
+    finding = (f"Over {len(shared)} init cells{rate}. Mean spread: {bn_v} {spread(bn_v).mean():.1f}, {none_v} "
+               f"{spread(none_v).mean():.1f} points; best cell: {bn_v} {pct(best[bn_v])}, {none_v} "
+               f"{pct(best[none_v])}; worst cell: {bn_v} {pct(worst[bn_v])}, {none_v} {pct(worst[none_v])}.")
+    skip = "none" + SKIPINIT
+    if skip != none_v and skip in cells and len(cells[skip] & shared) == len(shared):
+        est_s = difference(spread(skip), spread(bn_v))
+        s_block = untrained({f"{skip} (its best cell)": [best[skip]]}, c)
+        finding += (f" Beside the rule, against the unnormalized net with SkipInit: {skip}'s spread minus "
+                    f"{bn_v}'s {EFFECT.fmt_pm(est_s)}" + (" (± its 95% Welch half-width)" if est_s.has_interval
+                                                           else "")
+                    + (f", but {'; '.join(s_block)}" if s_block else "")
+                    + f"; {skip} best cell {pct(best[skip])}, worst {pct(worst[skip])}.")
+    others = [v for v in sorted(best.index) if v not in (bn_v, none_v, skip)
+              or (v == skip and len(cells[skip] & shared) < len(shared))]
     if others:
-        finding += " Beside them (not in the verdict): " + "; ".join(
-            f"{v} spread {sp.loc[sp.variant == v, 'spread'].mean():.1f} points, worst {pct(worst[v])}" for v in others) + "."
+        finding += " Also beside (not in the verdict): " + "; ".join(
+            f"{v} spread {spread(v).mean():.1f} points, worst {pct(worst[v])}" for v in others) + "."
     numbers = agg.assign(acc=acc_col(agg)).pivot_table(index=keys, columns="variant", values="acc",
                                                         aggfunc="first").reset_index()
     numbers.columns.name = None

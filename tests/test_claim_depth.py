@@ -1,0 +1,142 @@
+"""The depth claim (BN makes deep nets trainable, plain nets above all) on hand-made run tables:
+each (network, depth, norm) cell at its own best peak rate, BN's deep arm required to have
+trained, none's deep arm allowed to sit at chance (the claimed outcome)."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bnstudy.analysis import style
+from bnstudy.analysis.rules import INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED
+from bnstudy.claims import depth
+
+from test_claims import NO_CURVES, noise, row
+
+BEST = {"bn": 0.1, "none": 0.02}  # each norm's best rate; the other rate of the grid costs 5 points
+
+
+def runs_depth(plain_deep=None, residual_deep=None, shallow=None, seeds=3, depths=(20, 56), lrs=(0.02, 0.1),
+               none_diverges_at_high_rate=True, sd=0.004):
+    """depth_sweep at its best rate: each (network, norm) trains to `shallow[norm]` at the
+    shallowest depth and to `*_deep[norm]` at the deepest (linear in depth between); at the
+    other rate 5 points less, except that none diverges (chance) at 0.1 when
+    `none_diverges_at_high_rate`. An accuracy at chance (0.1) stays at chance at every rate."""
+    plain_deep = {"bn": 0.45, "none": 0.1, **(plain_deep or {})}
+    residual_deep = {"bn": 0.55, "none": 0.1, **(residual_deep or {})}
+    shallow = {"bn": 0.6, "none": 0.5, **(shallow or {})}
+    rng, rows = np.random.default_rng(11), []
+    lo, hi = min(depths), max(depths)
+    for d, plain, norm, lr, s in itertools.product(depths, (False, True), ("bn", "none"), lrs, range(seeds)):
+        deep = (plain_deep if plain else residual_deep)[norm]
+        f = (d - lo) / (hi - lo) if hi > lo else 0.0
+        acc = shallow[norm] + (deep - shallow[norm]) * f
+        status = "completed"
+        if acc > 0.1 + 1e-9 and lr != BEST[norm]:
+            if norm == "none" and none_diverges_at_high_rate:
+                status = "diverged"
+            acc -= 0.05
+        acc = max(0.1, acc) + (noise(rng, sd) if acc > 0.1 + 1e-9 else 0.0)
+        rows.append(row("depth_sweep", norm, s, acc, status, **{"model.depth": d, "model.plain": plain,
+                                                                 "optim.lr": lr}))
+    return pd.DataFrame(rows)
+
+
+def test_reproduced_with_each_cell_at_its_own_best_rate():
+    v = depth.check(runs_depth(), NO_CURVES)
+    assert v.verdict == REPRODUCED and not v.reason, v.finding
+    assert 34 < v.estimate.value < 36 and v.estimate.n == 3, v.finding  # bn 45% minus none at chance
+    assert "95% interval [" in v.finding and "minimum effect +5.0 points" in v.finding
+    table = v.numbers.set_index(["network", "depth"])
+    assert table.loc[("plain", "56"), "bn best rate"] == "0.1" and table.loc[("plain", "20"), "none best rate"] == "0.02"
+    assert table.loc[("plain", "56"), "none best rate"] == "0.02"  # at chance at both rates: the tie goes to the lower
+    assert "accuracy lost from depth 20 to 56 (plain): bn 15.0, none 40.0 points" in v.finding, v.finding
+
+
+def test_not_reproduced_when_none_trains_deep_at_its_own_smaller_rate():
+    """The unnormalized plain net diverges at BN's rate (0.1) but trains at 0.02 as well as BN: at
+    one shared rate it would look untrainable (a spurious 'reproduced'); at its own best rate the
+    gap is gone."""
+    runs = runs_depth(plain_deep={"none": 0.45})
+    at_bn_rate = runs[runs["optim.lr"] == 0.1]
+    assert (at_bn_rate[(at_bn_rate["norm.name"] == "none") & at_bn_rate["model.plain"]].final_acc == 0.1).all()
+    v = depth.check(runs, NO_CURVES)
+    assert v.verdict == NOT_REPRODUCED, v.finding
+    assert abs(v.estimate.value) < 1, v.finding
+    assert "none (plain, depth 56, its best rate 0.02)" in v.finding
+
+
+def test_bn_that_did_not_train_deep_is_inconclusive_never_negative():
+    """BN at chance at plain depth 56 (the setup failed it: too few steps, no warmup) while none
+    trains there: the effect (-35 points) lies far below the minimum, but the verdict must not
+    be 'not reproduced'."""
+    v = depth.check(runs_depth(plain_deep={"bn": 0.1, "none": 0.45}), NO_CURVES)
+    assert v.estimate.hi < 0, v.finding
+    assert v.verdict == INCONCLUSIVE, v.finding
+    assert "bn (plain, depth 56, its best rate 0.02) did not train" in v.reason, v.reason
+
+
+def test_none_untrained_at_the_shallow_depth_blocks_the_verdict():
+    """none at chance at every depth: BN's large advantage at depth 56 says nothing about depth,
+    since nothing shows the unnormalized net trains at all in this setup."""
+    runs = runs_depth(shallow={"none": 0.1})
+    v = depth.check(runs, NO_CURVES)
+    assert v.estimate.lo > 5, v.finding  # the interval alone would say 'reproduced'
+    assert v.verdict == INCONCLUSIVE, v.finding
+    assert "none (plain, depth 20, its best rate 0.02) did not train" in v.reason, v.reason
+
+
+def test_none_at_chance_at_the_deep_depth_is_the_claim_not_a_blocker():
+    runs = runs_depth()
+    deep_none = (runs["model.depth"] == 56) & (runs["norm.name"] == "none")
+    runs.loc[deep_none, "status"] = "diverged"  # every deep unnormalized run diverged: counted as chance
+    v = depth.check(runs, NO_CURVES)
+    assert v.verdict == REPRODUCED and not v.reason, v.finding
+
+
+def test_residual_nets_are_shown_beside_not_decided():
+    """Residual BN and none equal at depth 56: printed with its interval, the verdict stays the plain nets'."""
+    v = depth.check(runs_depth(residual_deep={"none": 0.55}), NO_CURVES)
+    assert v.verdict == REPRODUCED, v.finding
+    assert "Residual nets, depth 56 (information, not the rule): BN minus none -0.3 points ± 0.7" in v.finding, v.finding
+    assert "(± its 95% Welch half-width)" in v.finding
+
+
+def test_residual_nets_decide_only_where_no_plain_nets_ran_with_both_norms():
+    runs = runs_depth(residual_deep={"none": 0.55})
+    runs = runs[~(runs["model.plain"] & (runs["norm.name"] == "none"))]
+    v = depth.check(runs, NO_CURVES)
+    assert v.verdict == NOT_REPRODUCED, v.finding
+    assert "bn (residual, depth 56, its best rate 0.1)" in v.finding and "Residual nets, depth" not in v.finding
+
+
+def test_the_deep_depth_is_the_deepest_both_norms_ran():
+    """At scale=full BN may have runs at 110 that none lacks: the comparison is at 56."""
+    runs = runs_depth(depths=(20, 56, 110))
+    runs = runs[~((runs["model.depth"] == 110) & (runs["norm.name"] == "none"))]
+    v = depth.check(runs, NO_CURVES)
+    assert "at depth 56:" in v.finding and "depth 110" not in v.finding.split("Beside")[0], v.finding
+    assert "110" in set(v.numbers.depth)
+
+
+@pytest.mark.parametrize("runs", [runs_depth().iloc[0:0], runs_depth()[lambda r: r["norm.name"] == "bn"],
+                                  runs_depth(depths=(56,)), runs_depth().assign(study="lr_sweep")],
+                         ids=["none", "one norm", "one depth", "other study"])
+def test_missing_runs_say_so(runs):
+    v = depth.check(runs, NO_CURVES)
+    assert v.verdict == MISSING and "python -m bnstudy run +exp=depth_sweep" in v.missing
+
+
+def test_figure_draws_each_cell_at_its_best_rate():
+    fig = depth.accuracy_vs_depth(runs_depth())
+    ax = fig.axes[0]
+    assert "each cell at its best rate" in ax.get_title()
+    handles, labels = ax.get_legend_handles_labels()
+    assert {"BatchNorm, plain", "no normalization, plain", "BatchNorm, residual", "chance"} <= set(labels)
+    bn_plain = handles[labels.index("BatchNorm, plain")]
+    line = bn_plain.lines[0] if hasattr(bn_plain, "lines") else bn_plain  # an errorbar container or a line
+    assert np.allclose(line.get_ydata(), [60, 45], atol=1)  # its best rate (0.1), not the mean over rates
+    with pytest.raises(style.NotDrawn):
+        depth.accuracy_vs_depth(runs_depth(depths=(56,)))
