@@ -164,3 +164,16 @@ def test_cpu_protocol_trains_each_net_its_own_way():
     assert res.probes.activations.every == 25 and res.probes.ics.every == 50 and res.trainer.log_every == 39
     for cfg in (mlp, res):
         assert cfg.schedule.name == "linear" and cfg.schedule.warmup_fraction == 0.1 and cfg.scale.seeds == "0,1,2,3,4"
+
+
+def test_noisy_bn_is_read_at_its_best_rate_for_training_not_for_test_accuracy():
+    """The ResNet's noisy BN trains best at 0.8 (as well as BN) but its eval-mode test accuracy is
+    best at 0.2, where it trains 10 points worse. Read at the rate test accuracy picks, the check
+    would call noisy BN worse at training than it is (a review's finding, amended 2026-11-29)."""
+    runs, curves = runs_cs()
+    noisy = (runs["model.name"] == "resnet") & (runs["norm.name"] == "noisy_bn")
+    runs.loc[noisy & (runs["optim.lr"] == 0.8), "final.train/acc"] = 0.6
+    runs.loc[noisy & (runs["optim.lr"] == 0.2), "final.train/acc"] = 0.5
+    v = C.check_noisy_bn(runs, curves)
+    assert v.verdict == REPRODUCED, v.finding
+    assert "best rate chosen by its final training accuracy" in " ".join(v.notes)

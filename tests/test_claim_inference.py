@@ -139,3 +139,20 @@ def test_study_file_sweeps_the_protocol_of_its_header():
     assert max(cfg.evaluation.batch_sizes) == 1000 and cfg.evaluation.precise_bn_images == 10000
     assert cfg.scale.seeds == "0,1,2,3,4" and cfg.data.batch_size == 128
     assert cfg.probes.activations.every is None and cfg.probes.bn.every is None
+
+
+def test_a_normalization_batch_whose_runs_all_diverged_blocks_reproduced():
+    """Every ghost-16 run diverged (no completed run to read): without a blocker, 'every
+    normalization batch' would be decided on batch 128 alone (a review's finding, 2026-11-29)."""
+    runs = runs_inference()
+    runs.loc[runs["norm.ghost_batch_size"] == 16, "status"] = "diverged"
+    v = inference.check(runs, NO_CURVES)
+    assert v.verdict == INCONCLUSIVE, v.finding
+    assert "normalization batch 16 did not train (no completed run" in v.reason
+
+
+def test_a_failure_elsewhere_stands_when_a_normalization_batch_has_no_completed_run():
+    runs = runs_inference(penalty={16: 0.5, 128: -0.1}, sizes=(16, 128))
+    runs.loc[runs["norm.ghost_batch_size"] == 16, "status"] = "diverged"
+    v = inference.check(runs, NO_CURVES)
+    assert v.verdict == NOT_REPRODUCED, v.finding

@@ -67,7 +67,8 @@ NOISY_RULE = (_PROTOCOL + "Santurkar et al. (2018, Sec. 2.1, Fig. 2): a BN net w
               "layer (a random per-unit scale and shift, drawn anew every step: covariate shift on purpose) still "
               "performs about as well as plain BN in terms of training. Effect = mean final training accuracy "
               "(train mode, noise on, over the last trainer.log_every steps, `train/acc`; a diverged run counts as "
-              "chance) of bn minus that of noisy_bn, each at its own best rate, in points (Welch t over seeds); the "
+              "chance) of bn minus that of noisy_bn, each at its own best rate by that training accuracy (amended "
+              "2026-11-29 before any run of this protocol: first by test accuracy), in points (Welch t over seeds); the "
               "claim is that it stays below +2 points. Both must have trained, judged on that training accuracy "
               "(noisy BN's eval mode replaces the noise by its mean, an approximation that is not the claim's "
               "object). " + _EACH_MODEL + decision_text(NOISY) + " Beside it, information only: the same difference "
@@ -99,9 +100,15 @@ def rate_notes(sel: pd.DataFrame, best: pd.DataFrame) -> list[str]:
     return out
 
 
-def _study(runs: pd.DataFrame, curves: pd.DataFrame):
-    """(the best-rate runs, their curves with config columns, notes)."""
+def _study(runs: pd.DataFrame, curves: pd.DataFrame, by_training: bool = False):
+    """(the best-rate runs, their curves with config columns, notes). `by_training`: each arm's
+    best rate by its final training accuracy (noise on; a diverged run as chance), kept in
+    final_acc, with the test accuracy in `test_acc` (the noisy-BN check)."""
     sel, notes = study_runs(runs, STUDY)
+    if by_training and TRAIN_ACC in sel:
+        train = pd.to_numeric(sel[TRAIN_ACC], errors="coerce").where(sel.status == "completed", chance(sel))
+        sel = sel.assign(test_acc=sel.final_acc, final_acc=train)
+        notes.append("each arm's best rate chosen by its final training accuracy (this check's measure)")
     best = best_rate_runs(sel)
     notes += rate_notes(sel, best)
     c = curves[curves.run.isin(best.run)] if len(best) else curves.iloc[0:0]
@@ -308,18 +315,15 @@ def check_landscape(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
 
 def check_noisy_bn(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     claim, title = "noisy_bn", "BN nets train as well with covariate shift injected (noisy BN)"
-    sel, c, notes = _study(runs, curves)
+    sel, c, notes = _study(runs, curves, by_training=True)  # final_acc: training accuracy, noise on
     if not has_norms(sel, ("bn", "noisy_bn")) or TRAIN_ACC not in sel:
         return missing(claim, title, NOISY_RULE, f"covariate_shift runs with norm=bn and norm=noisy_bn logging "
                        f"`{TRAIN_ACC[len('final.'):]}`", STUDY, notes)
-    # training accuracy, noise on; a diverged run counts as chance, as final_acc does
-    train = pd.to_numeric(sel[TRAIN_ACC], errors="coerce").where(sel.status == "completed", chance(sel))
-    on_train = sel.assign(final_acc=train)
-    acc = on_train.assign(value=train)[["run", "norm.name", "value"]]
-    verdict, finding, numbers = judge_by_model(on_train, {"final training accuracy": acc},
+    acc = sel.assign(value=sel.final_acc)[["run", "norm.name", "value"]]
+    verdict, finding, numbers = judge_by_model(sel, {"final training accuracy": acc},
                                                {"final training accuracy": NOISY}, arms=("bn", "noisy_bn"),
                                                scale=points)
-    test = sel.assign(value=sel.final_acc)[["run", "norm.name", "value"]]
+    test = sel.assign(value=sel.test_acc)[["run", "norm.name", "value"]]
     aside = []
     for model, g in (sel.groupby("model.name") if "model.name" in sel else [("", sel)]):
         t = test[test.run.isin(g.run)]

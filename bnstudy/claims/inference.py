@@ -33,7 +33,8 @@ RULE = ("A run's normalization batch is min(norm.ghost_batch_size, data.batch_si
         "statistics win at every normalization batch. Reproduced: at every normalization batch the 95% interval "
         "lies above +2.0 points; not reproduced: at some normalization batch it lies below +2.0 points; "
         "inconclusive otherwise, or when a normalization batch's runs did not train (mean final accuracy within 5 "
-        "points of chance) or have fewer than 2 seeds, and no other normalization batch is not reproduced. The "
+        "points of chance; a normalization batch with no completed run counts so: amended 2026-11-29 before any run) "
+        "or have fewer than 2 seeds, and no other normalization batch is not reproduced. The "
         "effect line is the deciding normalization batch's: the smallest one not reproduced, else the smallest "
         "inconclusive one, else the one with the lowest interval bound. Shown beside, not decided: the same effect "
         "with precise BN statistics (recomputed after training over training images) instead of running ones; "
@@ -74,6 +75,8 @@ def _per_seed(values: pd.Series, runs: pd.DataFrame) -> pd.Series:
 def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     title = "Inference with running statistics beats batch statistics at small batches"
     sel, notes = study_runs(runs, STUDY)
+    bn_all = sel[sel["norm.name"].isin(BN_NORMS)] if len(sel) else sel
+    swept = set(normalization_batch(bn_all).dropna()) if len(bn_all) else set()  # every status
     sel = _bn_runs(sel, notes) if len(sel) else sel
     long = inference_table(sel) if len(sel) else pd.DataFrame()
     if not len(long) or long["mode"].nunique() < 2:
@@ -116,6 +119,10 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     open_ = [a for a in arms if a[3][0] == INCONCLUSIVE]
     decider = (failed or open_ or [min(arms, key=lambda a: a[1].lo if a[1].has_interval else -np.inf)])[0]
     b, est, blockers, _ = decider
+    # a normalization batch whose runs all diverged or failed is an arm that did not train, not one to forget
+    if not failed:
+        blockers = list(blockers) + [f"normalization batch {nb_label(x)} did not train (no completed run: all "
+                                     "diverged or failed)" for x in sorted(swept - set(r.norm_batch.dropna()))]
     finding = (f"Smallest test batch: {smallest}. Deciding normalization batch: {nb_label(b)} (of "
                f"{', '.join(nb_label(a[0]) for a in arms)}). Per normalization batch, paired over seeds, ± the 95% "
                "half-width (running minus batch statistics decides; the rest is information): " + " | ".join(info))
