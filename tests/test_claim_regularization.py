@@ -119,7 +119,8 @@ def test_figure_draws_each_arm_at_its_best_rate():
 
 def test_cpu_protocol_fits_every_arm_in_a_stated_budget():
     cfg = compose_config(["+exp=regularization", "scale=cpu", "norm=none", "model.dropout=0.3"])
-    assert (cfg.data.train_subset, cfg.data.batch_size, cfg.trainer.epochs) == (500, 100, 60)  # 300 steps
+    # amended 2026-11-29 after feasibility pilots: none could not fit 500 images in 300 steps
+    assert (cfg.data.train_subset, cfg.data.batch_size, cfg.trainer.epochs) == (250, 25, 100)  # 1000 steps
     assert cfg.data.augment is False and cfg.schedule.name == "linear" and cfg.schedule.warmup_fraction == 0.1
     assert cfg.probes.activations.every is None and cfg.probes.gradients.every is None
-    assert cfg.trainer.eval_every == 150 and cfg.scale.seeds == "0,1,2,3,4"
+    assert cfg.trainer.eval_every == 500 and cfg.scale.seeds == "0,1,2,3,4"

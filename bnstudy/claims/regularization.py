@@ -28,7 +28,7 @@ EFFECT = Effect("none's train-test gap minus BN's (eval mode, without dropout)",
 NOISE = Effect("GN's train-test gap minus BN's (without dropout)", "points", 2.0)
 NEED = Effect(f"how much more dropout {DROPOUT:g} closes none's gap than BN's", "points", 2.0)
 _PROTOCOL = ("Gap = final eval-mode accuracy on the fixed training slice (`train_eval/acc`: running statistics, no "
-             "dropout, no augmentation; at scale=cpu the whole 500-image training set) minus final test accuracy, in "
+             "dropout, no augmentation; at scale=cpu the whole 250-image training set) minus final test accuracy, in "
              f"points. A run fitted when its train-slice accuracy is >= {FIT_LEVEL:.0%} (a diverged run did not). "
              "Each arm (norm x dropout) is read at its own best peak learning rate among the rates of the grid at "
              "which every seed fitted: the one with the highest mean final test accuracy (a tie goes to the lower "
