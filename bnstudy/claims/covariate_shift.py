@@ -107,7 +107,7 @@ def _study(runs: pd.DataFrame, curves: pd.DataFrame, by_training: bool = False):
     sel, notes = study_runs(runs, STUDY)
     if by_training and TRAIN_ACC in sel:
         train = pd.to_numeric(sel[TRAIN_ACC], errors="coerce").where(sel.status == "completed", chance(sel))
-        sel = sel.assign(test_acc=sel.final_acc, final_acc=train)
+        sel = sel.copy().assign(test_acc=sel.final_acc, final_acc=train)  # copy: a defragmented frame
         notes.append("each arm's best rate chosen by its final training accuracy (this check's measure)")
     best = best_rate_runs(sel)
     notes += rate_notes(sel, best)
