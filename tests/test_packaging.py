@@ -5,7 +5,6 @@ import importlib.util
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import pytest
 

@@ -1,13 +1,11 @@
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from bnstudy.runfolder import (Claim, RunBusy, RunLock, claim, count_rows, read_summary,
-                               set_aside, truncate_rows)
+from bnstudy.runfolder import RunBusy, RunLock, claim, count_rows, truncate_rows
 
 
 def write_run(d, status, config="a: 1\n", ckpt_step=None):

@@ -79,7 +79,6 @@ def test_finished_runs_are_skipped_and_rerun_recomputes(tmp_path):
             f"hydra.sweep.dir={tmp_path}/s"]
     assert run_cli(args, cwd=tmp_path).returncode == 0
     before = {n: (d / "metrics.csv").read_bytes() for n, d in runs(tmp_path / "s").items()}
-    t0 = time.time()
     r = run_cli(args, cwd=tmp_path)
     assert r.returncode == 0 and r.stderr.count("skipped") + r.stdout.count("skipped") >= 2
     assert {n: (d / "metrics.csv").read_bytes() for n, d in runs(tmp_path / "s").items()} == before

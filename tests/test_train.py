@@ -5,7 +5,6 @@ import pandas as pd
 import pytest
 import torch
 
-import bnstudy.train as train_mod
 from bnstudy.optim import build_optimizer, lr_at, peak_lr
 from bnstudy.config import ConfigError, OptimConfig, ScheduleConfig
 from bnstudy.nets.resnet import build_model
@@ -127,7 +126,7 @@ def test_divergence_read_every_few_steps_names_the_same_step(tmp_path, tiny_over
 
 def test_compiled_forward_trains_like_eager(tmp_path, tiny_overrides):
     over = tiny_overrides + ["trainer.max_steps=4", "trainer.log_every=1"]
-    eager = run(compose_config(over), tmp_path / "eager")
+    run(compose_config(over), tmp_path / "eager")
     compiled = run(compose_config(over + ["trainer.compile=true"]), tmp_path / "compiled")
     assert compiled["status"] == "completed", compiled.get("message")
 
