@@ -276,6 +276,15 @@ SELECTION_BIAS = ("Choosing each arm's best rate on the same seeds that then mea
                   "not corrected.")
 
 
+def normalization_batch(runs: pd.DataFrame) -> pd.Series:
+    """Images each BN statistic is computed over in training: for ghost_bn the ghost batch, at most
+    the SGD batch; otherwise the SGD batch (NaN where the table does not say)."""
+    nan = pd.Series(np.nan, index=runs.index)
+    batch = pd.to_numeric(runs.get("data.batch_size", nan), errors="coerce")
+    ghost = pd.to_numeric(runs.get("norm.ghost_batch_size", nan), errors="coerce")
+    return pd.Series(np.where(runs["norm.name"] == "ghost_bn", np.fmin(ghost, batch), batch), index=runs.index)
+
+
 def at_best_rate(runs: pd.DataFrame, by: Sequence[str], rate: str = "optim.lr",
                  value: str = "final_acc") -> pd.DataFrame:
     """The runs of each `by` group at that group's own best rate: the `rate` with the highest

@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..analysis import style as S
-from ..analysis.results import chance, study_runs
+from ..analysis.results import chance, normalization_batch, study_runs
 from ..analysis.rules import (INCONCLUSIVE, NOT_REPRODUCED, Effect, Verdict, acc_cell, decide, missing, pct,
                               untrained, verdict)
 from ..analysis.stats import aggregate, mean_ci, one_sample
@@ -42,15 +42,6 @@ RULE = ("A run's normalization batch is min(norm.ghost_batch_size, data.batch_si
         "accuracy with the statistics of the training normalization batch (test batch = normalization batch) "
         "minus precise (the train/test inconsistency, Wu & Johnson 2021, Sec. 4). No rate is chosen on the runs: "
         "every compared accuracy is read from the same trained net.")
-
-
-def normalization_batch(runs: pd.DataFrame) -> pd.Series:
-    """Images each BN statistic is computed over in training: the ghost batch, at most the SGD
-    batch (norm=bn: the SGD batch; NaN where the table does not say)."""
-    nan = pd.Series(np.nan, index=runs.index)
-    batch = pd.to_numeric(runs.get("data.batch_size", nan), errors="coerce")
-    ghost = pd.to_numeric(runs.get("norm.ghost_batch_size", nan), errors="coerce")
-    return pd.Series(np.where(runs["norm.name"] == "ghost_bn", np.fmin(ghost, batch), batch), index=runs.index)
 
 
 def nb_label(b: float) -> str:

@@ -6,12 +6,11 @@ GroupNorm has no arm here: it never looks across the batch, so a GN net is the s
 normalization batch; its side of the claim is bnstudy/claims/small_batch.py's."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from ..analysis import style as S
-from ..analysis.results import SELECTION_BIAS, at_best_rate, chance, study_runs
+from ..analysis.results import SELECTION_BIAS, at_best_rate, chance, normalization_batch, study_runs
 from ..analysis.rules import Effect, Verdict, acc_cell, decision_text, missing, points, untrained, verdict
 from ..analysis.stats import aggregate, difference, mean_ci
 
@@ -34,12 +33,6 @@ RULE = ("A run's normalization batch is min(norm.ghost_batch_size, data.batch_si
         "precise BN statistics (recomputed after training over training images in whole batches, not ghost "
         "batches), at the same rates. " + SELECTION_BIAS + " " + decision_text(EFFECT))
 RATE = "optim.lr"
-
-
-def normalization_batch(runs: pd.DataFrame) -> pd.Series:
-    """Images each BN statistic is computed over in training: the ghost batch, at most the SGD batch."""
-    ghost = pd.to_numeric(runs["norm.ghost_batch_size"], errors="coerce")
-    return np.minimum(ghost, pd.to_numeric(runs["data.batch_size"], errors="coerce"))
 
 
 def _ghost_runs(runs: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
