@@ -14,6 +14,7 @@ skipped and named; the same (config, seed) found in several folders is counted o
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -296,6 +297,32 @@ def at_best_rate(runs: pd.DataFrame, by: Sequence[str], rate: str = "optim.lr",
     means = runs.groupby(by + [rate], dropna=False)[value].mean().dropna().reset_index()
     best = means.sort_values([value, rate], ascending=[False, True]).groupby(by, dropna=False).head(1)
     return runs.merge(best[by + [rate]], on=by + [rate], how="inner")
+
+
+def edge_rates(runs: pd.DataFrame, best: pd.DataFrame, by: Sequence[str], rate: str = "optim.lr",
+               prefixes: Sequence[str] = ()) -> list[str]:
+    """A note naming the `by` groups whose best `rate` (in `best`, from at_best_rate) is the lowest
+    or highest rate that group ran in `runs`: a rate outside the grid might have done better, so
+    that arm's accuracy may be understated. A group is named by its values, each after its
+    `prefixes` entry ('batch ' names 2 'batch 2'). Empty when no best rate sits at an edge."""
+    by = list(by)
+    if not len(best) or rate not in best or not set(by) <= set(best.columns):
+        return []
+    as_tuple = lambda key: key if isinstance(key, tuple) else (key,)
+    grids = {as_tuple(key): sorted(pd.to_numeric(g, errors="coerce").dropna().unique())
+             for key, g in runs.groupby(by, dropna=False)[rate]}
+    edge = []
+    for key, r in best.groupby(by, dropna=False)[rate].first().items():
+        keys = as_tuple(key)
+        grid = grids.get(keys, [])
+        if len(grid) > 1 and r in (grid[0], grid[-1]):
+            name = " ".join(p + (f"{k:g}" if isinstance(k, numbers.Real) else str(k))
+                            for p, k in zip(list(prefixes) + [""] * len(keys), keys)).strip()
+            edge.append(f"{name} at {r:g} ({'lowest' if r == grid[0] else 'highest'} of {grid[0]:g}-{grid[-1]:g})")
+    if not edge:
+        return []
+    return ["best rate at an edge of the grid it ran, so a rate outside the grid might have done better "
+            "(information; the rule uses the grid as committed): " + "; ".join(edge)]
 
 
 def thresholds(runs: pd.DataFrame) -> list[float]:

@@ -16,7 +16,7 @@ from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 
 from ..analysis import style as S
-from ..analysis.results import SELECTION_BIAS, at_best_rate, chance, study_runs, with_config
+from ..analysis.results import SELECTION_BIAS, at_best_rate, chance, edge_rates, study_runs, with_config
 from ..analysis.rules import (INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Effect, Verdict, decide, decision_text,
                               effect_line, has_norms, log2, missing, points, untrained)
 from ..analysis.stats import aggregate, difference, fmt_ci, mean_ci
@@ -89,15 +89,10 @@ def rate_notes(sel: pd.DataFrame, best: pd.DataFrame) -> list[str]:
     """'best peak rates: mlp bn 0.2, ...' and the arms whose best rate sits at an edge of the grid."""
     if RATE not in best or best[RATE].isna().all() or not len(best):
         return []
-    models = best["model.name"] if "model.name" in best else pd.Series("", index=best.index)
-    arms = best.assign(_model=models).groupby(["_model", "norm.name"])[RATE].first()
-    grid = sorted(pd.to_numeric(sel[RATE], errors="coerce").dropna().unique())
+    models = lambda d: d.assign(_model=d["model.name"] if "model.name" in d else "")  # noqa: E731
+    arms = models(best).groupby(["_model", "norm.name"])[RATE].first()
     out = ["best peak rates: " + ", ".join(f"{m} {n} {r:g}".strip() for (m, n), r in arms.items())]
-    edge = [f"{m} {n}".strip() for (m, n), r in arms.items() if len(grid) > 1 and r in (grid[0], grid[-1])]
-    if edge:
-        out.append(f"at an edge of the rate grid ({grid[0]:g}-{grid[-1]:g}), so a rate outside it might do better: "
-                   + ", ".join(edge))
-    return out
+    return out + edge_rates(models(sel), models(best), ["_model", "norm.name"], RATE)
 
 
 def _study(runs: pd.DataFrame, curves: pd.DataFrame, by_training: bool = False):

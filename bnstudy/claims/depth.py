@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..analysis import style as S
-from ..analysis.results import SELECTION_BIAS, at_best_rate, chance, study_runs
+from ..analysis.results import SELECTION_BIAS, at_best_rate, chance, edge_rates, study_runs
 from ..analysis.rules import (Effect, Verdict, acc_cell, decision_text, has_norms, missing, points, untrained,
                               verdict)
 from ..analysis.stats import aggregate, difference, mean_ci
@@ -93,6 +93,10 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
         return missing(KEY, title, RULE, "finished depth_sweep runs with norm=bn and norm=none at >= 2 depths",
                        STUDY, notes)
     best = best_rate_cells(_with_kind(sel))
+    if RATE in sel:
+        net = lambda d: d.assign(net=d.plain.map({True: "plain", False: "residual"}))  # noqa: E731
+        notes += edge_rates(net(_with_kind(sel)), net(best), ["net", "model.depth", "norm.name"], RATE,
+                            prefixes=("", "depth ", ""))
     kinds = {p: _Kind(best, p) for p in (True, False)}
     main = kinds[True] if kinds[True].ok else kinds[False]
     if not main.ok:

@@ -13,7 +13,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ..analysis import style as S
-from ..analysis.results import SELECTION_BIAS, SKIPINIT, chance, steps_column, study_runs, thresholds, variant_names
+from ..analysis.results import (SELECTION_BIAS, SKIPINIT, at_best_rate, chance, edge_rates, steps_column, study_runs,
+                                thresholds, variant_names)
 from ..analysis.rules import (Effect, Verdict, acc_cell, decision_text, has_norms, log2, missing, untrained,
                               verdict)
 from ..analysis.stats import aggregate, censored, fmt_ci, mean_ci
@@ -36,13 +37,6 @@ RULE = ("BN is compared with none, and separately with none + SkipInit (model.sk
 
 
 ARMS = ("bn", "none", "none" + SKIPINIT)  # results.variant_names of the study's arms
-
-
-def best_rate(sel: pd.DataFrame, arm: str) -> float:
-    """The learning rate with the highest mean final accuracy for `arm`, a variant name such as
-    'none + SkipInit' (diverged = chance)."""
-    means = sel[variant_names(sel) == arm].groupby("optim.lr").final_acc.mean()
-    return float(means.idxmax())
 
 
 def eval_interval(runs: pd.DataFrame) -> pd.Series:
@@ -72,8 +66,10 @@ def compare(runs: pd.DataFrame, other: str, title: str) -> Verdict:
         return missing(KEY, title, RULE, f"finished lr_sweep runs with norm=bn and norm={_config_name(other)}", STUDY,
                        notes)
     sel = sel[sel.variant.isin(pair)]
-    rate = {n: best_rate(sel, n) for n in pair}
-    arm = {n: sel[(sel.variant == n) & (sel["optim.lr"] == rate[n])] for n in pair}
+    best = at_best_rate(sel, ["variant"])  # a variant name such as 'none + SkipInit'
+    notes += edge_rates(sel, best, ["variant"])
+    arm = {n: best[best.variant == n] for n in pair}
+    rate = {n: float(arm[n]["optim.lr"].iloc[0]) for n in pair}
     blockers = untrained({f"{n} at its best rate {rate[n]:g}": arm[n].final_acc for n in arm},
                          float(chance(sel).iloc[0]))
     hit = [t for t in ts if all(reached(arm[n], t).notna().all() for n in arm)]

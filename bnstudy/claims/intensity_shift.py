@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..analysis import style as S
-from ..analysis.results import SELECTION_BIAS, at_best_rate, chance, study_runs
+from ..analysis.results import SELECTION_BIAS, at_best_rate, chance, edge_rates, study_runs
 from ..analysis.rules import (TRAINED_MARGIN, Effect, Verdict, acc_cell, decision_text, has_norms, missing, points,
                               untrained, verdict)
 from ..analysis.stats import aggregate, combine, difference, mean_ci
@@ -88,6 +88,9 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
                        STUDY, notes)
     sel = _protocol(sel, notes)
     best = _cells(sel)
+    if RATE in sel:
+        label = lambda d: d.assign(images=d[SWITCH].astype(bool).map({True: "varied", False: "clean"}))  # noqa: E731
+        notes += edge_rates(label(sel), label(best), ["norm.name", "images"], RATE)
     if not (len(_arm(best, "bn", False)) and len(_arm(best, "bn", True))):
         return missing(KEY, title, RULE, f"intensity_shift runs with norm=bn at {SWITCH}=false and true of one "
                        "protocol", STUDY, notes)

@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..analysis import style as S
-from ..analysis.results import SELECTION_BIAS, at_best_rate, chance, normalization_batch, study_runs
+from ..analysis.results import SELECTION_BIAS, at_best_rate, chance, edge_rates, normalization_batch, study_runs
 from ..analysis.rules import Effect, Verdict, acc_cell, decision_text, missing, points, untrained, verdict
 from ..analysis.stats import aggregate, difference, mean_ci
 
@@ -55,6 +55,7 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
         return missing(KEY, title, RULE, "finished norm_batch runs (norm=ghost_bn) at >= 2 normalization batch sizes",
                        STUDY, notes)
     best = at_best_rate(sel, ["norm_batch"], RATE)
+    notes += edge_rates(sel, best, ["norm_batch"], RATE, prefixes=("normalization batch ",))
     sizes = sorted(best.norm_batch.unique())
     ref = REFERENCE if REFERENCE in sizes else sizes[-1]
     small = SMALL if SMALL in sizes else sizes[0]

@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..analysis import style as S
-from ..analysis.results import SELECTION_BIAS, at_best_rate, chance, study_runs
+from ..analysis.results import SELECTION_BIAS, at_best_rate, chance, edge_rates, study_runs
 from ..analysis.rules import Effect, Verdict, acc_cell, decision_text, has_norms, missing, points, untrained, verdict
 from ..analysis.stats import aggregate, combine, difference, mean_ci
 
@@ -39,7 +39,9 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     sel, notes = study_runs(runs, STUDY)
     if not has_norms(sel, ("bn", "gn")):
         return missing(KEY, title, RULE, "finished batch_size_sweep runs with norm=bn and norm=gn", STUDY, notes)
-    best = at_best_rate(sel[sel["norm.name"].isin(["bn", "gn"])], CELL)
+    pair = sel[sel["norm.name"].isin(["bn", "gn"])]
+    best = at_best_rate(pair, CELL)
+    notes += edge_rates(pair, best, CELL, prefixes=("", "batch "))
     shared = sorted(set(best.loc[best["norm.name"] == "bn", "data.batch_size"])
                     & set(best.loc[best["norm.name"] == "gn", "data.batch_size"]))
     if len(shared) < 2:
