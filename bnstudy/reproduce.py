@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import shlex
 import signal
 import subprocess
@@ -21,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import yaml
 
@@ -34,6 +35,8 @@ EXP_DIR = CONF_DIR / "exp"
 NOT_BY_DEFAULT = ("precision",)
 # set by reproduce itself: an override of one of these would send the runs elsewhere
 RESERVED = ("exp", "scale", "hydra.sweep.dir")
+# in a study's sweep folder: the run folders of the last reproduce's sweep (runfolder.note_in_sweep)
+SWEEP_LIST_FILE = "reproduce-sweep.txt"
 
 DESCRIPTION = """\
 Rerun every study at one scale and rebuild its results folder. For each study, in order:
@@ -45,6 +48,9 @@ from, the data, the machines, the runs by status, the wall time). DATA is the da
 
 Resumable: a sweep skips its finished runs and resumes interrupted ones, so running the same
 command again picks up where it stopped (Ctrl-C stops everything; finished runs are kept).
+The report reads only the run folders of this sweep's grid (each run notes its folder in
+RUNS/STUDY-SCALE-DATA/reproduce-sweep.txt): a folder an earlier grid left there is listed in
+the report's and provenance.md's "Left out", never counted, and its files are kept.
 
 Studies: every YAML in bnstudy/conf/exp/, in the order of the claims that read them
 (bnstudy/claims CLAIMS, the report's order), then any other study by name; precision (a
@@ -127,10 +133,14 @@ def plan(study: str, scale: str, runs: Path, out: Path, overrides: list[str],
 
 # ---------------------------------------------------------------- the steps
 
-def run_sweep(args: list[str]) -> int:
-    """`python -m bnstudy ARGS` as a subprocess; its exit code. On Ctrl-C the sweep (which got the
-    same SIGINT from the terminal) is given time to mark its runs interrupted; then this raises."""
-    proc = subprocess.Popen([sys.executable, "-m", "bnstudy", *args])
+def run_sweep(args: list[str], sweep_list: Optional[Path] = None) -> int:
+    """`python -m bnstudy ARGS` as a subprocess; its exit code. Each of its runs notes its folder
+    in `sweep_list` (runfolder.note_in_sweep). On Ctrl-C the sweep (which got the same SIGINT
+    from the terminal) is given time to mark its runs interrupted; then this raises."""
+    from .runfolder import SWEEP_LIST_ENV  # (runfolder imports torch: not at reproduce's start)
+
+    env = {**os.environ, SWEEP_LIST_ENV: str(sweep_list)} if sweep_list else None
+    proc = subprocess.Popen([sys.executable, "-m", "bnstudy", *args], env=env)
     try:
         return proc.wait()
     except KeyboardInterrupt:
@@ -142,23 +152,28 @@ def run_sweep(args: list[str]) -> int:
         raise
 
 
-def build_report(sweep_dir: Path, out_dir: Path) -> None:
-    """`python -m bnstudy report SWEEP_DIR --out OUT_DIR`, in this process."""
+def build_report(sweep_dir: Path, out_dir: Path, keep: Optional[set[Path]] = None) -> None:
+    """`python -m bnstudy report SWEEP_DIR --out OUT_DIR`, in this process, over the run folders
+    in `keep` only (the sweep's grid) when given."""
     from .analysis import report
 
-    shown = report.report([sweep_dir], out_dir, warn=lambda line: print(f"bnstudy: warning: {line}", file=sys.stderr))
+    shown = report.report([sweep_dir], out_dir, warn=lambda line: print(f"bnstudy: warning: {line}", file=sys.stderr),
+                          keep=keep)
     for checks in shown.values():
         for v in checks:
             print(f"{v.verdict:>26}  {v.title}")
 
 
-def read_runs(sweep_dir: Path) -> list[dict]:
-    """One row per run folder under `sweep_dir`: its config and summary.json, flattened (the
-    columns of runs.csv, without reading the curves), and when summary.json was last written."""
+def read_runs(sweep_dir: Path, keep: Optional[set[Path]] = None) -> list[dict]:
+    """One row per run folder under `sweep_dir` (in `keep`, when given): its config and
+    summary.json, flattened (the columns of runs.csv, without reading the curves), and when
+    summary.json was last written."""
     from .analysis.results import find_run_dirs, flatten
 
     rows = []
     for d in find_run_dirs([sweep_dir]):
+        if keep is not None and d.resolve() not in keep:
+            continue
         try:
             summary = json.loads((d / "summary.json").read_text())
             config = yaml.safe_load((d / "config.yaml").read_text()) if (d / "config.yaml").exists() else {}
@@ -207,8 +222,9 @@ def _counts(rows: list[dict], columns: list[str]) -> str:
 
 
 def provenance_md(rows: list[dict], p: Plan, command: str, sweep_wall_s: Optional[float],
-                  started: Optional[float]) -> str:
-    """provenance.md for one study: what made OUT/STUDY, from its run folders' rows (read_runs)."""
+                  started: Optional[float], left_out: Sequence[str] = ()) -> str:
+    """provenance.md for one study: what made OUT/STUDY, from its run folders' rows (read_runs);
+    `left_out`: the folders under the sweep folder that this sweep's grid does not hold."""
     import statistics
 
     walls = [float(r["wall_time_s"]) for r in rows if isinstance(r.get("wall_time_s"), (int, float))]
@@ -262,14 +278,38 @@ def provenance_md(rows: list[dict], p: Plan, command: str, sweep_wall_s: Optiona
     if sweep_wall_s is not None:
         lines.append(f"- this reproduce's sweep step: {_duration(sweep_wall_s)} ({_n(fresh, 'run')} written by it, "
                      f"{len(rows) - fresh} already finished before it).")
+    if left_out:
+        lines += ["", "## Left out", "",
+                  f"{_n(len(left_out), 'run folder')} under `{p.sweep_dir}` that this sweep's grid does not hold "
+                  "(left by an earlier version of the study, or by another command) are not in the report; "
+                  "their files are kept:", ""]
+        lines += [f"- `{name}`" for name in left_out]
     return "\n".join(lines) + "\n"
 
 
-def write_provenance(p: Plan, command: str, sweep_wall_s: Optional[float], started: Optional[float]) -> list[dict]:
-    rows = read_runs(p.sweep_dir)
+def write_provenance(p: Plan, command: str, sweep_wall_s: Optional[float], started: Optional[float],
+                     keep: Optional[set[Path]] = None) -> list[dict]:
+    from .analysis.results import find_run_dirs
+
+    rows = read_runs(p.sweep_dir, keep)
+    left_out = ([str(d.relative_to(p.sweep_dir)) for d in find_run_dirs([p.sweep_dir]) if d.resolve() not in keep]
+                if keep is not None else [])
     p.out_dir.mkdir(parents=True, exist_ok=True)
-    (p.out_dir / "provenance.md").write_text(provenance_md(rows, p, command, sweep_wall_s, started))
+    (p.out_dir / "provenance.md").write_text(provenance_md(rows, p, command, sweep_wall_s, started, left_out))
     return rows
+
+
+def sweep_grid(sweep_list: Path, sweep_dir: Path) -> Optional[set[Path]]:
+    """The run folders the sweep noted (resolved), or None when it noted none (a launcher whose
+    jobs could not write the list): then the report reads every folder, with a warning."""
+    from .runfolder import swept_folders
+
+    swept = {d.resolve() for d in swept_folders(sweep_list)}
+    if not swept:
+        print(f"bnstudy: warning: the sweep noted no run folders in {sweep_list}: the report reads every "
+              f"folder under {sweep_dir}, including any an earlier grid left", file=sys.stderr, flush=True)
+        return None
+    return swept
 
 
 # ---------------------------------------------------------------- the command
@@ -279,7 +319,10 @@ def reproduce_one(p: Plan, command: str) -> Optional[str]:
     _say(f"{p.study}: {p.shell(p.run_args)}")
     started = time.time()
     t0 = time.perf_counter()
-    code = run_sweep(p.run_args)
+    p.sweep_dir.mkdir(parents=True, exist_ok=True)
+    sweep_list = p.sweep_dir / SWEEP_LIST_FILE
+    sweep_list.write_text("")  # this sweep's folders only
+    code = run_sweep(p.run_args, sweep_list)
     sweep_wall_s = time.perf_counter() - t0
     if code in (EXIT_INTERRUPTED, -signal.SIGINT):
         raise KeyboardInterrupt
@@ -287,8 +330,9 @@ def reproduce_one(p: Plan, command: str) -> Optional[str]:
         return f"the sweep exited with code {code} (its error is above); {p.out_dir} left as it was"
     _say(f"{p.study}: {p.shell(p.report_args)}")
     try:
-        build_report(p.sweep_dir, p.out_dir)
-        rows = write_provenance(p, command, sweep_wall_s, started)
+        keep = sweep_grid(sweep_list, p.sweep_dir)
+        build_report(p.sweep_dir, p.out_dir, keep)
+        rows = write_provenance(p, command, sweep_wall_s, started, keep)
     except KeyboardInterrupt:
         raise
     except Exception as e:  # a report that cannot be built is this study's failure, not the others'

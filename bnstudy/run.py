@@ -25,7 +25,7 @@ from .evaluation import bn_layers, inference_modes, precise_bn_accuracy, shifted
 from .outputs import MetricsLog, atomic_write_json, atomic_write_text, provenance
 from .precision import resolve as resolve_precision
 from .probes import build_probes
-from .runfolder import RunLock, claim, truncate_rows
+from .runfolder import RunLock, claim, note_in_sweep, truncate_rows
 from .train import train
 from .nets.init import init_weights
 
@@ -57,6 +57,7 @@ def run(cfg: Config, out_dir: Path) -> dict[str, Any]:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise RunFolderError(f"cannot create the run folder {out_dir}: {e.strerror}") from None
+    note_in_sweep(out_dir)
     config_text = OmegaConf.to_yaml(OmegaConf.structured(cfg))
     with RunLock(out_dir):
         found = claim(out_dir, config_text, rerun=cfg.rerun)

@@ -18,6 +18,9 @@ from typing import Any, Optional
 import torch
 
 FINISHED = ("completed", "diverged")
+# `reproduce` sets this to a file; every run of its sweep (run, resumed or skipped) appends its
+# folder there, so the report reads this sweep's grid and not a folder an earlier grid left
+SWEEP_LIST_ENV = "BNSTUDY_SWEEP_LIST"
 CHECKPOINT_KEYS = {"step", "model", "optimizer", "rng", "rows", "result", "accum", "step_in_epoch"}
 RUN_FILES = ("summary.json", "metrics.csv", "probes.csv", "last.pt", "config.yaml")
 
@@ -66,6 +69,22 @@ class RunLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def note_in_sweep(run_dir: Path) -> None:
+    """Append `run_dir` to the file named by $BNSTUDY_SWEEP_LIST, if set (one line per run; an
+    appended line this short is written whole, even with several runs at a time)."""
+    path = os.environ.get(SWEEP_LIST_ENV)
+    if path:
+        with open(path, "a") as f:
+            f.write(f"{Path(run_dir).resolve()}\n")
+
+
+def swept_folders(path: Path) -> set[Path]:
+    """The run folders a sweep noted in `path` (note_in_sweep); empty if it noted none."""
+    if not Path(path).exists():
+        return set()
+    return {Path(line) for line in Path(path).read_text().splitlines() if line.strip()}
 
 
 def set_aside(run_dir: Path, reason: str) -> Optional[Path]:

@@ -1,8 +1,11 @@
 """`python -m bnstudy reproduce`: the plan it prints, one real smoke study end to end, and its failures."""
 import re
+import shutil
 import time
 
+import pandas as pd
 import pytest
+import yaml
 
 from bnstudy import reproduce
 from bnstudy.claims import CLAIMS
@@ -54,8 +57,9 @@ def test_a_bad_command_line_is_one_line_and_exit_2(tmp_path, capsys, args, messa
 def test_a_failed_study_is_one_line_and_the_next_one_runs(tmp_path, capsys, monkeypatch):
     codes = {"regularization": 3, "inference": 0}
     ran, reported = [], []
-    monkeypatch.setattr(reproduce, "run_sweep", lambda args: ran.append(args[1]) or codes[args[1][5:]])
-    monkeypatch.setattr(reproduce, "build_report", lambda sweep, out: reported.append(out.name))
+    monkeypatch.setattr(reproduce, "run_sweep", lambda args, *_: ran.append(args[1]) or codes[args[1][5:]])
+    monkeypatch.setattr(reproduce, "build_report", lambda sweep, out, *_: reported.append(out.name))
+    monkeypatch.setattr(reproduce, "sweep_grid", lambda *_: None)
     monkeypatch.setattr(reproduce, "write_provenance", lambda *a: [])
     with pytest.raises(SystemExit) as e:
         reproduce.main(["--scale", "smoke", "--runs", str(tmp_path), "--out", str(tmp_path / "out"),
@@ -109,6 +113,12 @@ def test_smoke_reproduce_writes_report_and_provenance_then_resumes(tmp_path):
     assert "python -m bnstudy reproduce " + " ".join(args[1:]) in prov
 
     (out / "README.md").write_text("written by hand\n")
+    # a finished run that the study's grid no longer holds (as if a rate had been dropped from it)
+    stale = summary.parent.parent / "optim.lr=9.9,seed=0"
+    shutil.copytree(summary.parent, stale)
+    config = yaml.safe_load((stale / "config.yaml").read_text())
+    config["optim"]["lr"] = 9.9  # a config of its own, not a repeat of the kept run
+    (stale / "config.yaml").write_text(yaml.safe_dump(config))
     mtime = summary.stat().st_mtime
     t0 = time.perf_counter()
     r = run_cli(args, cwd=tmp_path)
@@ -116,4 +126,10 @@ def test_smoke_reproduce_writes_report_and_provenance_then_resumes(tmp_path):
     assert "skipped" in r.stdout + r.stderr and summary.stat().st_mtime == mtime
     assert time.perf_counter() - t0 < 30
     assert (out / "README.md").read_text() == "written by hand\n"
-    assert "(0 runs written by it, 1 already finished before it)" in (out / "provenance.md").read_text()
+    prov = (out / "provenance.md").read_text()
+    assert "(0 runs written by it, 1 already finished before it)" in prov
+    assert "1 run folder under" in prov and "- `optim.lr=9.9,seed=0`" in prov, prov
+    assert len(pd.read_csv(out / "runs.csv")) == 1  # the stale folder is not in the report's tables
+    report = (out / "report.md").read_text()
+    assert "optim.lr=9.9,seed=0" in report and "not in this sweep's grid" in report
+    assert (stale / "summary.json").exists()  # and its files are kept

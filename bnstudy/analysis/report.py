@@ -18,7 +18,7 @@ import datetime
 import html
 import re
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Collection, Optional, Sequence, Union
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -233,8 +233,9 @@ def write_tables(res: Results, out: Path) -> None:
         res.curves[cols].to_csv(out / "curves.csv.gz", index=False, compression={"method": "gzip", "mtime": 0})
 
 
-def _load(sources: Sequence[Path], warn: Optional[Callable[[str], None]]) -> Results:
-    res = load(sources)
+def _load(sources: Sequence[Path], warn: Optional[Callable[[str], None]],
+          keep: Optional[Collection[Path]] = None) -> Results:
+    res = load(sources, keep)
     for line in res.warnings():
         (warn or (lambda _: None))(line)
     return res
@@ -250,11 +251,13 @@ def plot(sources: Sequence[Path], out: Path, warn: Optional[Callable[[str], None
     return {n: (Path(out) / "figures" / f"{n}.png" if isinstance(f, Figure) else f) for n, f in figs.items()}
 
 
-def report(sources: Sequence[Path], out: Path, warn: Optional[Callable[[str], None]] = None) -> dict[str, list[Verdict]]:
+def report(sources: Sequence[Path], out: Path, warn: Optional[Callable[[str], None]] = None,
+           keep: Optional[Collection[Path]] = None) -> dict[str, list[Verdict]]:
     """Tables, figures, report.md and report.html into `out`; returns the verdicts of the
-    claims whose study is among the runs. `warn` as for plot()."""
+    claims whose study is among the runs. `warn` as for plot(); `keep` as for results.load
+    (reproduce: the run folders of the sweep it just ran)."""
     out = Path(out)
-    res = _load(sources, warn)
+    res = _load(sources, warn, keep)
     if not any(Path(s).resolve() == out.resolve() for s in sources):  # rebuilding a report in place: its tables are the source
         write_tables(res, out)
     checks = run_checks(res)

@@ -18,7 +18,7 @@ import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Collection, Iterable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -180,13 +180,23 @@ def _mtime(run_dir) -> float:
         return 0.0
 
 
-def load(paths: Sequence[Path]) -> Results:
+# why a run folder outside `keep` is left out (bnstudy reproduce: folders its sweep did not run)
+NOT_IN_SWEEP = ("not in this sweep's grid (left by an earlier version of the study, or by another command); "
+                "its files are kept")
+
+
+def load(paths: Sequence[Path], keep: Optional[Collection[Path]] = None) -> Results:
     """Load every run folder under `paths`, or the tables of a published report folder
-    (NoRunsError when a path is missing or holds neither)."""
+    (NoRunsError when a path is missing or holds neither). With `keep`, run folders not in it
+    are left out, each listed in `skipped` (NOT_IN_SWEEP)."""
     paths = [Path(p) for p in paths]
     published = [p for p in paths if p.is_dir() and is_published(p)]
     dirs = find_run_dirs([p for p in paths if p not in published]) if len(published) < len(paths) else []
     rows, curves, skipped = [], [], []
+    if keep is not None:
+        keep = {Path(k).resolve() for k in keep}
+        skipped = [(str(d), NOT_IN_SWEEP) for d in dirs if d.resolve() not in keep]
+        dirs = [d for d in dirs if d.resolve() in keep]
     base = Path(os.path.commonpath([str(d.resolve()) for d in dirs])) if dirs else None
     for d in dirs:
         try:
