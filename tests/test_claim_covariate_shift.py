@@ -66,6 +66,29 @@ def test_each_arm_at_its_best_rate_reproduces_the_probe_claims():
         assert any("best peak rates: mlp bn 0.2, mlp noisy_bn 0.2, mlp none 0.8" in n for n in v.notes), v.notes
 
 
+def test_a_diverged_run_at_the_best_rate_is_left_out_of_the_probe_measures():
+    """A seed of BN that blew up at its best rate: its probes (here a huge drift and ICS up to the
+    blow-up) would make BN look shifted. It is named and left out of the measures; the other
+    four seeds still reproduce, and its accuracy still counts as chance."""
+    runs, curves = runs_cs()
+    blown = "covariate_shift/resnet/bn/0.2/0"
+    runs.loc[runs.run == blown, "status"] = "diverged"
+    c = curves.copy()
+    c.loc[c.run == blown, "value"] = c.loc[c.run == blown, "value"] * 1e6
+    for check in PROBE_CHECKS:
+        v = check(runs, c)
+        assert v.verdict == REPRODUCED, (check.__name__, v.finding)
+        assert any("1 run(s) at their arm's best rate diverged" in n and blown in n for n in v.notes), v.notes
+
+
+def test_a_verdict_resting_on_one_model_says_so():
+    runs, curves = runs_cs()
+    mlp = runs[runs["model.name"] == "mlp"]
+    v = C.check_gradients(mlp, curves[curves.run.isin(mlp.run)])
+    assert v.verdict == REPRODUCED and "Judged on the mlp alone" in v.finding, v.finding
+    assert "alone" not in C.check_gradients(runs, curves).finding
+
+
 def test_reading_every_rate_instead_would_not_reproduce():
     """The same runs with no rate recorded are one arm per norm: none's 2x ICS at one rate of
     three is diluted below 1.5x. The best-rate selection is what makes the verdict above."""

@@ -44,8 +44,11 @@ _PROTOCOL = ("Each arm (model x norm) at its own best peak learning rate: the ra
              "final test accuracy over seeds (a diverged run counts as chance; a tie goes to the lower rate); every "
              "measure is read on those runs only. An arm whose mean accuracy at its best rate is within 5 points of "
              "chance did not train: every comparison within its model that uses it is inconclusive, with that reason. "
+             "A run that diverged at its arm's best rate is left out of the probe measures (its probes end at the "
+             "blow-up) and named; its accuracy still counts as chance (amended before any run of this protocol). "
              + SELECTION_BIAS + " ")
-_EACH_MODEL = ("Judged within each model; the verdict is the models' common one, else inconclusive. ")
+_EACH_MODEL = ("Judged within each model; the verdict is the models' common one, else inconclusive (a verdict that "
+               "only one model's runs could judge says so). ")
 ACT_RULE = (_PROTOCOL + "Drift of a layer's activation distribution = the range over training of its 15th, 50th and "
             "85th percentiles, averaged, divided by the mean 15-85 spread (scale-free). Layers: those probed in both "
             "nets (inputs to the nonlinearities first). Per run, drift is averaged over layers; effect = mean "
@@ -106,7 +109,12 @@ def _study(runs: pd.DataFrame, curves: pd.DataFrame, by_training: bool = False):
         notes.append("each arm's best rate chosen by its final training accuracy (this check's measure)")
     best = best_rate_runs(sel)
     notes += rate_notes(sel, best)
-    c = curves[curves.run.isin(best.run)] if len(best) else curves.iloc[0:0]
+    # a diverged run's probes end at its blow-up: they would measure that, not the claim
+    blown = best[best.status != "completed"] if len(best) else best
+    if len(blown):
+        notes.append(f"{len(blown)} run(s) at their arm's best rate diverged: left out of the probe measures, their "
+                     "accuracy counted as chance: " + ", ".join(map(str, blown.run)))
+    c = curves[curves.run.isin(best.run[best.status == "completed"])] if len(best) else curves.iloc[0:0]
     cols = ["norm.name", "seed"] + (["model.name"] if "model.name" in best else [])
     return best, with_config(c, best, cols), notes
 
@@ -127,7 +135,7 @@ def judge_by_model(sel: pd.DataFrame, per_run: dict[str, pd.DataFrame], effects:
     models = sel.groupby("model.name").run if "model.name" in sel else [("", sel.run)]
     c = float(chance(sel).iloc[0]) if len(sel) else 0.1
     first, second = arms
-    outcomes, lines, rows = [], [], []
+    outcomes, lines, rows, judged = [], [], [], []
     for model, ids in models:
         m = sel[sel.run.isin(ids)]
         blockers = untrained({_arm_name(m, n, model): m.loc[m["norm.name"] == n, "final_acc"] for n in arms}, c)
@@ -149,6 +157,7 @@ def judge_by_model(sel: pd.DataFrame, per_run: dict[str, pd.DataFrame], effects:
         outcome = (REPRODUCED if all(v == REPRODUCED for v in decided) else
                    NOT_REPRODUCED if NOT_REPRODUCED in decided else INCONCLUSIVE)
         outcomes.append(outcome)
+        judged.append(model)
         reason = "; ".join(dict.fromkeys(r for r in reasons if r)) if outcome == INCONCLUSIVE else ""
         lines.append((f"{model}: " if model else "") + "; ".join(parts) + f" — {outcome}"
                      + (f" ({reason})" if reason else ""))
@@ -161,6 +170,9 @@ def judge_by_model(sel: pd.DataFrame, per_run: dict[str, pd.DataFrame], effects:
     finding = ". ".join(lines) + "." if lines else ""
     if len(set(outcomes)) > 1:
         finding += " The models disagree: inconclusive."
+    if len(judged) == 1 and judged[0]:
+        finding += (f" Judged on the {judged[0]} alone: the study's other net has no runs with this measure here, "
+                    "so this is one model's verdict, not two agreeing.")
     return verdict, finding, numbers
 
 
