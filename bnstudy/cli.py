@@ -27,7 +27,7 @@ USAGE = """usage: python -m bnstudy run [OVERRIDE ...]
                python -m bnstudy run +exp=lr_sweep scale=smoke
           `python -m bnstudy run --help` lists the config groups and values.
   report  tables, figures and a verdict per claim from finished runs (never trains)
-          python -m bnstudy report SWEEP_DIR [SWEEP_DIR ...] [--out DIR]
+          python -m bnstudy report SWEEP_DIR [SWEEP_DIR ...] [--out DIR] [--sweep-list DIR]
   plot    the figures alone: python -m bnstudy plot SWEEP_DIR [SWEEP_DIR ...] [--out DIR]
   bench   training throughput vs a bare loop and the classic DataLoader recipe
           python -m bnstudy bench [--steps N] [--reps R] [--out results/bench/cpu.json]
@@ -112,11 +112,25 @@ def analyse(cmd: str, args: list[str]) -> None:
         + " into --out. Never trains."))
     parser.add_argument("sweep_dirs", nargs="+", type=Path, metavar="SWEEP_DIR")
     parser.add_argument("--out", type=Path, help="output folder (default: the first SWEEP_DIR/report)")
+    if cmd == "report":
+        parser.add_argument("--sweep-list", type=Path, metavar="DIR", help=(
+            "read only the run folders a sweep noted in DIR (its sweep_list=DIR; bnstudy reproduce sets it), "
+            "leaving out any an earlier grid left in SWEEP_DIR; with one SWEEP_DIR"))
     a = parser.parse_args(args)
     out = a.out or a.sweep_dirs[0] / "report"
+    keep = None
+    if getattr(a, "sweep_list", None) is not None:
+        from .runfolder import swept_folders
+
+        if len(a.sweep_dirs) != 1 or not a.sweep_list.is_dir():
+            _fail(EXIT_CONFIG, f"--sweep-list {a.sweep_list}: " + ("an existing folder" if len(a.sweep_dirs) == 1
+                                                                   else "with exactly one SWEEP_DIR"))
+        keep = {d.resolve() for d in swept_folders(a.sweep_list, a.sweep_dirs[0])}
+        if not keep:
+            _fail(EXIT_CONFIG, f"--sweep-list {a.sweep_list}: no run noted itself there")
     try:
         if cmd == "report":
-            shown = report.report(a.sweep_dirs, out, warn=_warn)
+            shown = report.report(a.sweep_dirs, out, warn=_warn, keep=keep)
             for checks in shown.values():
                 for v in checks:
                     print(f"{v.verdict:>26}  {v.title}")

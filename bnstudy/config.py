@@ -206,6 +206,9 @@ class Config:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     study: str = "run"  # the named study this run belongs to (set by bnstudy/conf/exp/*)
     rerun: bool = False  # recompute a finished run (its earlier files move to attempts/)
+    # a folder where each run of this sweep notes its run folder's name (an empty file named after
+    # it), so a report can read this sweep's grid alone (bnstudy reproduce sets it)
+    sweep_list: Optional[str] = None
 
 
 GROUP_SCHEMAS = {

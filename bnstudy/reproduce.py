@@ -15,12 +15,13 @@ import argparse
 import datetime
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -35,8 +36,9 @@ EXP_DIR = CONF_DIR / "exp"
 NOT_BY_DEFAULT = ("precision",)
 # set by reproduce itself: an override of one of these would send the runs elsewhere
 RESERVED = ("exp", "scale", "hydra.sweep.dir")
-# in a study's sweep folder: the run folders of the last reproduce's sweep (runfolder.note_in_sweep)
-SWEEP_LIST_FILE = "reproduce-sweep.txt"
+# in a study's sweep folder: one folder per reproduce, where each run of its sweep notes itself
+# (config sweep_list, runfolder.note_in_sweep)
+SWEEP_LISTS = "sweep-lists"
 
 DESCRIPTION = """\
 Rerun every study at one scale and rebuild its results folder. For each study, in order:
@@ -48,9 +50,10 @@ from, the data, the machines, the runs by status, the wall time). DATA is the da
 
 Resumable: a sweep skips its finished runs and resumes interrupted ones, so running the same
 command again picks up where it stopped (Ctrl-C stops everything; finished runs are kept).
-The report reads only the run folders of this sweep's grid (each run notes its folder in
-RUNS/STUDY-SCALE-DATA/reproduce-sweep.txt): a folder an earlier grid left there is listed in
-the report's and provenance.md's "Left out", never counted, and its files are kept.
+The report reads only the run folders of this sweep's grid: each run notes itself in
+RUNS/STUDY-SCALE-DATA/sweep-lists/STAMP/ (config sweep_list), and the report reads those
+(report --sweep-list), plus any folder the sweep wrote; a folder an earlier grid left is listed
+in the report's and provenance.md's "Left out", never counted, and its files are kept.
 
 Studies: every YAML in bnstudy/conf/exp/, in the order of the claims that read them
 (bnstudy/claims CLAIMS, the report's order), then any other study by name; precision (a
@@ -121,6 +124,14 @@ class Plan:
     def shell(self, args: list[str]) -> str:
         return "python -m bnstudy " + shlex.join(args)
 
+    def noting(self, sweep_list: Path) -> "Plan":
+        """This plan with each run noting itself in `sweep_list`, and the report reading only
+        the folders noted there."""
+        value = str(sweep_list)
+        value = value if re.fullmatch(r"[\w/.:+-]+", value) else "'" + value.replace("'", "\\'") + "'"  # Hydra quoting
+        return replace(self, run_args=[*self.run_args, f"sweep_list={value}"],
+                       report_args=[*self.report_args, "--sweep-list", str(sweep_list)])
+
 
 def plan(study: str, scale: str, runs: Path, out: Path, overrides: list[str],
          launcher: Optional[str] = None, jobs: Optional[int] = None) -> Plan:
@@ -133,14 +144,10 @@ def plan(study: str, scale: str, runs: Path, out: Path, overrides: list[str],
 
 # ---------------------------------------------------------------- the steps
 
-def run_sweep(args: list[str], sweep_list: Optional[Path] = None) -> int:
-    """`python -m bnstudy ARGS` as a subprocess; its exit code. Each of its runs notes its folder
-    in `sweep_list` (runfolder.note_in_sweep). On Ctrl-C the sweep (which got the same SIGINT
-    from the terminal) is given time to mark its runs interrupted; then this raises."""
-    from .runfolder import SWEEP_LIST_ENV  # (runfolder imports torch: not at reproduce's start)
-
-    env = {**os.environ, SWEEP_LIST_ENV: str(sweep_list)} if sweep_list else None
-    proc = subprocess.Popen([sys.executable, "-m", "bnstudy", *args], env=env)
+def run_sweep(args: list[str]) -> int:
+    """`python -m bnstudy ARGS` as a subprocess; its exit code. On Ctrl-C the sweep (which got the
+    same SIGINT from the terminal) is given time to mark its runs interrupted; then this raises."""
+    proc = subprocess.Popen([sys.executable, "-m", "bnstudy", *args])
     try:
         return proc.wait()
     except KeyboardInterrupt:
@@ -299,30 +306,37 @@ def write_provenance(p: Plan, command: str, sweep_wall_s: Optional[float], start
     return rows
 
 
-def sweep_grid(sweep_list: Path, sweep_dir: Path) -> Optional[set[Path]]:
-    """The run folders the sweep noted (resolved), or None when it noted none (a launcher whose
-    jobs could not write the list): then the report reads every folder, with a warning."""
+def sweep_grid(sweep_list: Path, sweep_dir: Path, started: float) -> Optional[set[Path]]:
+    """The run folders of this sweep's grid (resolved): those its runs noted in `sweep_list`, and
+    any whose summary.json was written since `started` (a run that wrote but did not note itself
+    is this sweep's all the same; a warning names it). None when no run noted itself: the report
+    then reads every folder, with a warning."""
+    from .analysis.results import find_run_dirs
     from .runfolder import swept_folders
 
-    swept = {d.resolve() for d in swept_folders(sweep_list)}
+    warn = lambda line: print(f"bnstudy: warning: {line}", file=sys.stderr, flush=True)  # noqa: E731
+    swept = {d.resolve() for d in swept_folders(sweep_list, sweep_dir)}
     if not swept:
-        print(f"bnstudy: warning: the sweep noted no run folders in {sweep_list}: the report reads every "
-              f"folder under {sweep_dir}, including any an earlier grid left", file=sys.stderr, flush=True)
+        warn(f"the sweep noted no run folders in {sweep_list}: the report reads every folder under {sweep_dir}, "
+             "including any an earlier grid left")
         return None
-    return swept
+    fresh = {d.resolve() for d in find_run_dirs([sweep_dir]) if (d / "summary.json").stat().st_mtime >= started}
+    for d in sorted(fresh - swept):
+        warn(f"{d} was written by this sweep but not noted in {sweep_list}: counted as this sweep's")
+    return swept | fresh
 
 
 # ---------------------------------------------------------------- the command
 
 def reproduce_one(p: Plan, command: str) -> Optional[str]:
     """Sweep, report and provenance for one study; None when done, else why it failed (one line)."""
+    sweep_list = (p.sweep_dir / SWEEP_LISTS / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}").resolve()
+    sweep_list.mkdir(parents=True, exist_ok=True)  # this reproduce's own: another's never mixes in
+    p = p.noting(sweep_list)
     _say(f"{p.study}: {p.shell(p.run_args)}")
     started = time.time()
     t0 = time.perf_counter()
-    p.sweep_dir.mkdir(parents=True, exist_ok=True)
-    sweep_list = p.sweep_dir / SWEEP_LIST_FILE
-    sweep_list.write_text("")  # this sweep's folders only
-    code = run_sweep(p.run_args, sweep_list)
+    code = run_sweep(p.run_args)
     sweep_wall_s = time.perf_counter() - t0
     if code in (EXIT_INTERRUPTED, -signal.SIGINT):
         raise KeyboardInterrupt
@@ -330,7 +344,7 @@ def reproduce_one(p: Plan, command: str) -> Optional[str]:
         return f"the sweep exited with code {code} (its error is above); {p.out_dir} left as it was"
     _say(f"{p.study}: {p.shell(p.report_args)}")
     try:
-        keep = sweep_grid(sweep_list, p.sweep_dir)
+        keep = sweep_grid(sweep_list, p.sweep_dir, started)
         build_report(p.sweep_dir, p.out_dir, keep)
         rows = write_provenance(p, command, sweep_wall_s, started, keep)
     except KeyboardInterrupt:

@@ -57,7 +57,11 @@ def run(cfg: Config, out_dir: Path) -> dict[str, Any]:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise RunFolderError(f"cannot create the run folder {out_dir}: {e.strerror}") from None
-    note_in_sweep(out_dir)
+    if cfg.sweep_list:
+        try:
+            note_in_sweep(out_dir, Path(cfg.sweep_list))
+        except OSError as e:
+            raise RunFolderError(f"cannot note this run in sweep_list={cfg.sweep_list}: {e.strerror}") from None
     config_text = OmegaConf.to_yaml(OmegaConf.structured(cfg))
     with RunLock(out_dir):
         found = claim(out_dir, config_text, rerun=cfg.rerun)

@@ -18,9 +18,7 @@ from typing import Any, Optional
 import torch
 
 FINISHED = ("completed", "diverged")
-# `reproduce` sets this to a file; every run of its sweep (run, resumed or skipped) appends its
-# folder there, so the report reads this sweep's grid and not a folder an earlier grid left
-SWEEP_LIST_ENV = "BNSTUDY_SWEEP_LIST"
+
 CHECKPOINT_KEYS = {"step", "model", "optimizer", "rng", "rows", "result", "accum", "step_in_epoch"}
 RUN_FILES = ("summary.json", "metrics.csv", "probes.csv", "last.pt", "config.yaml")
 
@@ -71,20 +69,21 @@ class RunLock:
             self._fd = None
 
 
-def note_in_sweep(run_dir: Path) -> None:
-    """Append `run_dir` to the file named by $BNSTUDY_SWEEP_LIST, if set (one line per run; an
-    appended line this short is written whole, even with several runs at a time)."""
-    path = os.environ.get(SWEEP_LIST_ENV)
-    if path:
-        with open(path, "a") as f:
-            f.write(f"{Path(run_dir).resolve()}\n")
+def note_in_sweep(run_dir: Path, sweep_list: Path) -> None:
+    """Note `run_dir` as one of this sweep's runs (config `sweep_list`, set by reproduce): an
+    empty file named after the run folder in the `sweep_list` folder. One file per run, so runs
+    on several processes or machines never write to the same file, and the name is relative to
+    the sweep folder, so it reads the same wherever that folder is mounted."""
+    Path(sweep_list).mkdir(parents=True, exist_ok=True)
+    (Path(sweep_list) / Path(run_dir).name).touch()
 
 
-def swept_folders(path: Path) -> set[Path]:
-    """The run folders a sweep noted in `path` (note_in_sweep); empty if it noted none."""
-    if not Path(path).exists():
+def swept_folders(sweep_list: Path, sweep_dir: Path) -> set[Path]:
+    """The run folders under `sweep_dir` that a sweep noted in `sweep_list` (note_in_sweep);
+    empty when it noted none."""
+    if not Path(sweep_list).is_dir():
         return set()
-    return {Path(line) for line in Path(path).read_text().splitlines() if line.strip()}
+    return {Path(sweep_dir) / f.name for f in Path(sweep_list).iterdir()}
 
 
 def set_aside(run_dir: Path, reason: str) -> Optional[Path]:
@@ -125,7 +124,7 @@ def truncate_rows(path: Path, rows: int) -> None:
 
 
 # keys that say where or how a run executes, not what it computes
-_VOLATILE = ("data.root", "data.cache_dir", "device", "trainer.progress", "rerun", "scale.seeds")
+_VOLATILE = ("data.root", "data.cache_dir", "device", "trainer.progress", "rerun", "scale.seeds", "sweep_list")
 
 
 def same_config(old_text: str, new_text: str) -> bool:

@@ -72,13 +72,26 @@ def test_a_diverged_run_at_the_best_rate_is_left_out_of_the_probe_measures():
     four seeds still reproduce, and its accuracy still counts as chance."""
     runs, curves = runs_cs()
     blown = "covariate_shift/resnet/bn/0.2/0"
-    runs.loc[runs.run == blown, "status"] = "diverged"
+    runs.loc[runs.run == blown, ["status", "final_acc"]] = ["diverged", 0.1]  # a diverged run counts as chance
     c = curves.copy()
     c.loc[c.run == blown, "value"] = c.loc[c.run == blown, "value"] * 1e6
     for check in PROBE_CHECKS:
         v = check(runs, c)
         assert v.verdict == REPRODUCED, (check.__name__, v.finding)
         assert any("1 run(s) at their arm's best rate diverged" in n and blown in n for n in v.notes), v.notes
+
+
+def test_an_arm_that_diverged_on_every_seed_blocks_its_model_and_so_the_verdict():
+    """resnet none blew up at its best rate on every seed: it has no probe measures left, but its
+    model is not thereby absent; that comparison is blocked (did not train), so the models'
+    common verdict is inconclusive, not the mlp's alone."""
+    runs, curves = runs_cs()
+    gone = (runs["model.name"] == "resnet") & (runs["norm.name"] == "none")
+    runs.loc[gone, ["status", "final_acc"]] = ["diverged", 0.1]
+    for check in PROBE_CHECKS:
+        v = check(runs, curves)
+        assert v.verdict == INCONCLUSIVE, (check.__name__, v.finding)
+        assert "resnet: not measured" in v.finding and "did not train" in v.finding and "alone" not in v.finding
 
 
 def test_a_verdict_resting_on_one_model_says_so():
@@ -164,8 +177,8 @@ def test_noisy_bn_check_says_when_its_runs_are_missing():
 def test_a_best_rate_at_the_edge_of_the_grid_is_noted():
     runs, curves = runs_cs()
     notes = C.check_gradients(runs, curves).notes
-    assert any("at an edge of the grid" in n and "mlp none at 0.8 (highest of 0.05-0.8)" in n
-               and "resnet none at 0.05 (lowest" in n for n in notes), notes
+    assert any("at an edge of the grid" in n and "mlp none at 0.8, the highest of its grid (0.05 to 0.8)" in n
+               and "resnet none at 0.05, the lowest" in n for n in notes), notes
 
 
 def test_figures_draw_the_best_rate_runs_only():

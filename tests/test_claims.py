@@ -314,6 +314,12 @@ def test_a_run_that_diverged_after_reaching_the_target_never_reached_it():
     assert "diverged counts as never reaching" in faster_training.RULE
 
 
+def test_an_arm_without_any_accuracy_is_missing_not_a_crash():
+    runs = runs_lr()
+    runs.loc[runs["norm.name"] == "none", "final_acc"] = np.nan  # e.g. runs that never wrote a final accuracy
+    assert faster_training.check(runs, NO_CURVES).verdict == MISSING
+
+
 def test_no_target_reached_by_both_is_inconclusive():
     runs = runs_lr()
     runs.loc[runs["norm.name"] == "none", "steps_to_test_acc.0.3"] = None
@@ -386,7 +392,7 @@ def test_a_best_rate_at_an_edge_of_its_grid_is_noted_beside_the_verdict():
     done better, which the notes say; the cells whose best rate is inside the grid are not named."""
     v = small_batch.check(runs_batch(), NO_CURVES)
     edge = [n for n in v.notes if "edge of the grid" in n]
-    assert len(edge) == 1 and "bn batch 2 at 0.05 (lowest of 0.05-0.2)" in edge[0], v.notes
+    assert len(edge) == 1 and "bn batch 2 at 0.05, the lowest of its grid (0.05 to 0.2)" in edge[0], v.notes
     assert "gn batch 4 at 0.05" in edge[0] and "batch 16" not in edge[0] and "batch 128" not in edge[0]
     inside = runs_batch(lrs=(0.025, 0.05, 0.1, 0.2))
     assert not [n for n in small_batch.check(inside, NO_CURVES).notes if "edge of the grid" in n]
@@ -398,8 +404,11 @@ def test_edge_rates_uses_each_groups_own_grid():
                          "final_acc": [0.3, 0.5, 0.4, 0.2, 0.6, 0.5]})
     best = at_best_rate(runs, ["arm"])
     notes = edge_rates(runs, best, ["arm"], prefixes=("arm ",))
-    assert len(notes) == 1 and "arm b at 0.2 (highest of 0.1-0.2)" in notes[0], notes
+    assert len(notes) == 1 and "arm b at 0.2, the highest of its grid (0.1 to 0.2)" in notes[0], notes
     assert "arm a" not in notes[0] and "arm c" not in notes[0]
+    nan_key = runs.assign(arm=runs.arm.where(runs.arm != "b"))  # a missing key is a group too
+    notes = edge_rates(nan_key, at_best_rate(nan_key, ["arm"]), ["arm"])
+    assert len(notes) == 1 and "nan at 0.2, the highest" in notes[0], notes
 
 
 def test_small_batch_shows_the_precise_bn_effect_beside_the_rule():

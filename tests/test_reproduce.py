@@ -1,4 +1,5 @@
 """`python -m bnstudy reproduce`: the plan it prints, one real smoke study end to end, and its failures."""
+import os
 import re
 import shutil
 import time
@@ -77,6 +78,27 @@ def test_a_failed_study_is_one_line_and_the_next_one_runs(tmp_path, capsys, monk
     assert e.value.code == 130 and ran == ["+exp=regularization"]
 
 
+def test_the_grid_is_the_noted_folders_and_any_written_during_the_sweep(tmp_path, capsys):
+    """A run folder noted by the sweep counts, and so does one written since the sweep started
+    that did not note itself (with a warning); an older folder the sweep did not note does not."""
+    from bnstudy.runfolder import note_in_sweep
+
+    sweep = tmp_path / "sweep"
+    for name in ("noted", "old", "unnoted_new"):
+        (sweep / name).mkdir(parents=True)
+        (sweep / name / "summary.json").write_text("{}")
+    past = time.time() - 100
+    os.utime(sweep / "noted" / "summary.json", (past, past))
+    os.utime(sweep / "old" / "summary.json", (past, past))
+    lists = sweep / "sweep-lists" / "1"
+    note_in_sweep(sweep / "noted", lists)
+    keep = reproduce.sweep_grid(lists, sweep, started=time.time() - 10)
+    assert keep == {(sweep / "noted").resolve(), (sweep / "unnoted_new").resolve()}
+    assert "unnoted_new was written by this sweep but not noted" in capsys.readouterr().err
+    assert reproduce.sweep_grid(sweep / "sweep-lists" / "none", sweep, started=0.0) is None  # nothing noted
+    assert "the report reads every folder" in capsys.readouterr().err
+
+
 def test_provenance_counts_commits_statuses_and_wall_time(tmp_path):
     rows = [{"git_commit": "aaa", "bnstudy_version": "0.2.0", "status": "completed", "wall_time_s": 10.0,
              "data.name": "cifar10_folder", "data.train_subset": 10000, "hostname": "vm", "written": 5.0},
@@ -133,3 +155,8 @@ def test_smoke_reproduce_writes_report_and_provenance_then_resumes(tmp_path):
     report = (out / "report.md").read_text()
     assert "optim.lr=9.9,seed=0" in report and "not in this sweep's grid" in report
     assert (stale / "summary.json").exists()  # and its files are kept
+    # the report command provenance.md gives rebuilds the same tables, by hand
+    report_cmd = re.search(r"python -m bnstudy (report .* --sweep-list \S+)", prov).group(1).split()
+    r = run_cli([*report_cmd[:2], "--out", "by_hand", *report_cmd[4:]], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(pd.read_csv(tmp_path / "by_hand" / "runs.csv")) == 1

@@ -309,30 +309,40 @@ def at_best_rate(runs: pd.DataFrame, by: Sequence[str], rate: str = "optim.lr",
     return runs.merge(best[by + [rate]], on=by + [rate], how="inner")
 
 
+def _key_text(v) -> str:
+    """A group key as the notes print it: bools and strings as they are, integers whole, other
+    numbers in %g."""
+    if isinstance(v, (bool, np.bool_, str)) or not isinstance(v, numbers.Real):
+        return str(v)
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:g}"
+
+
 def edge_rates(runs: pd.DataFrame, best: pd.DataFrame, by: Sequence[str], rate: str = "optim.lr",
                prefixes: Sequence[str] = ()) -> list[str]:
     """A note naming the `by` groups whose best `rate` (in `best`, from at_best_rate) is the lowest
-    or highest rate that group ran in `runs`: a rate outside the grid might have done better, so
+    or highest rate that group ran in `runs`: a rate beyond the grid might have done better, so
     that arm's accuracy may be understated. A group is named by its values, each after its
-    `prefixes` entry ('batch ' names 2 'batch 2'). Empty when no best rate sits at an edge."""
+    `prefixes` entry ('batch ' names 2 'batch 2'). Empty when no best rate sits at an edge.
+    Information only: it changes no verdict."""
     by = list(by)
     if not len(best) or rate not in best or not set(by) <= set(best.columns):
         return []
-    as_tuple = lambda key: key if isinstance(key, tuple) else (key,)
-    grids = {as_tuple(key): sorted(pd.to_numeric(g, errors="coerce").dropna().unique())
-             for key, g in runs.groupby(by, dropna=False)[rate]}
+    num = lambda d: d.assign(**{rate: pd.to_numeric(d[rate], errors="coerce")})  # noqa: E731
+    grid = num(runs).groupby(by, dropna=False)[rate].agg(lo="min", hi="max", n="nunique")
+    picked = num(best).groupby(by, dropna=False)[rate].first().rename("best")
+    table = grid.join(picked, how="inner")  # index alignment matches NaN keys too
     edge = []
-    for key, r in best.groupby(by, dropna=False)[rate].first().items():
-        keys = as_tuple(key)
-        grid = grids.get(keys, [])
-        if len(grid) > 1 and r in (grid[0], grid[-1]):
-            name = " ".join(p + (f"{k:g}" if isinstance(k, numbers.Real) else str(k))
-                            for p, k in zip(list(prefixes) + [""] * len(keys), keys)).strip()
-            edge.append(f"{name} at {r:g} ({'lowest' if r == grid[0] else 'highest'} of {grid[0]:g}-{grid[-1]:g})")
+    for key, r in table.iterrows():
+        if r.n < 2 or r.best not in (r.lo, r.hi):
+            continue
+        keys = key if isinstance(key, tuple) else (key,)
+        name = " ".join(p + _key_text(k) for p, k in zip(list(prefixes) + [""] * len(keys), keys)).strip()
+        edge.append(f"{name} at {r.best:g}, the {'lowest' if r.best == r.lo else 'highest'} of its grid "
+                    f"({r.lo:g} to {r.hi:g})")
     if not edge:
         return []
-    return ["best rate at an edge of the grid it ran, so a rate outside the grid might have done better "
-            "(information; the rule uses the grid as committed): " + "; ".join(edge)]
+    return ["best rate at an edge of the grid the arm ran, so a rate beyond it might do better (information only; "
+            "the rule uses the committed grid): " + "; ".join(edge)]
 
 
 def thresholds(runs: pd.DataFrame) -> list[float]:

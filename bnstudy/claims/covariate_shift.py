@@ -153,6 +153,14 @@ def judge_by_model(sel: pd.DataFrame, per_run: dict[str, pd.DataFrame], effects:
             for norm, vals in ((second, b), (first, a)):
                 rows.append({"model": model, "measure": name, "norm": norm, "value": fmt_ci(*mean_ci(vals), digits=4)})
         if not decided:
+            if not all((m["norm.name"] == n).any() for n in arms):
+                continue  # no runs of one arm in this model: nothing to judge here
+            # both arms ran but no measure came from completed runs of both (e.g. one arm diverged
+            # on every seed): that model's comparison is blocked, not absent
+            why = "; ".join(blockers) or "no measure from completed runs of both arms at their best rates"
+            outcomes.append(INCONCLUSIVE)
+            judged.append(model)
+            lines.append((f"{model}: " if model else "") + f"not measured — {INCONCLUSIVE} ({why})")
             continue
         outcome = (REPRODUCED if all(v == REPRODUCED for v in decided) else
                    NOT_REPRODUCED if NOT_REPRODUCED in decided else INCONCLUSIVE)
@@ -171,8 +179,8 @@ def judge_by_model(sel: pd.DataFrame, per_run: dict[str, pd.DataFrame], effects:
     if len(set(outcomes)) > 1:
         finding += " The models disagree: inconclusive."
     if len(judged) == 1 and judged[0]:
-        finding += (f" Judged on the {judged[0]} alone: the study's other net has no runs with this measure here, "
-                    "so this is one model's verdict, not two agreeing.")
+        finding += (f" Judged on the {judged[0]} alone: no other net has runs of both arms here, so this is one "
+                    "model's verdict, not two agreeing.")
     return verdict, finding, numbers
 
 
@@ -539,8 +547,9 @@ def loss_landscape(curves: pd.DataFrame) -> Figure:
 
 def best_rate_curves(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     """The curves (config columns attached, as the report passes them) of the runs the rules
-    read: each arm at its best rate."""
-    return curves[curves.run.isin(best_rate_runs(runs).run)]
+    read: each arm at its best rate, without the runs that diverged there (as the checks)."""
+    best = best_rate_runs(runs)
+    return curves[curves.run.isin(best.run[best.status == "completed"])]
 
 
 CHECKS = [check_activations, check_gradients, check_landscape, check_noisy_bn]

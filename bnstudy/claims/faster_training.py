@@ -69,6 +69,9 @@ def compare(runs: pd.DataFrame, other: str, title: str) -> Verdict:
     best = at_best_rate(sel, ["variant"])  # a variant name such as 'none + SkipInit'
     notes += edge_rates(sel, best, ["variant"])
     arm = {n: best[best.variant == n] for n in pair}
+    if not all(len(a) for a in arm.values()):  # an arm with no finished run at any rate
+        return missing(KEY, title, RULE, f"finished lr_sweep runs with norm=bn and norm={_config_name(other)}", STUDY,
+                       notes)
     rate = {n: float(arm[n]["optim.lr"].iloc[0]) for n in pair}
     blockers = untrained({f"{n} at its best rate {rate[n]:g}": arm[n].final_acc for n in arm},
                          float(chance(sel).iloc[0]))
