@@ -171,16 +171,13 @@ def build_report(sweep_dir: Path, out_dir: Path, keep: Optional[set[Path]] = Non
             print(f"{v.verdict:>26}  {v.title}")
 
 
-def read_runs(sweep_dir: Path, keep: Optional[set[Path]] = None) -> list[dict]:
-    """One row per run folder under `sweep_dir` (in `keep`, when given): its config and
-    summary.json, flattened (the columns of runs.csv, without reading the curves), and when
-    summary.json was last written."""
-    from .analysis.results import find_run_dirs, flatten
+def read_runs(run_dirs: Sequence[Path]) -> list[dict]:
+    """One row per run folder: its config and summary.json, flattened (the columns of runs.csv,
+    without reading the curves), and when summary.json was last written."""
+    from .analysis.results import flatten
 
     rows = []
-    for d in find_run_dirs([sweep_dir]):
-        if keep is not None and d.resolve() not in keep:
-            continue
+    for d in run_dirs:
         try:
             summary = json.loads((d / "summary.json").read_text())
             config = yaml.safe_load((d / "config.yaml").read_text()) if (d / "config.yaml").exists() else {}
@@ -298,9 +295,10 @@ def write_provenance(p: Plan, command: str, sweep_wall_s: Optional[float], start
                      keep: Optional[set[Path]] = None) -> list[dict]:
     from .analysis.results import find_run_dirs
 
-    rows = read_runs(p.sweep_dir, keep)
-    left_out = ([str(d.relative_to(p.sweep_dir)) for d in find_run_dirs([p.sweep_dir]) if d.resolve() not in keep]
-                if keep is not None else [])
+    dirs = find_run_dirs([p.sweep_dir])
+    kept = [d for d in dirs if keep is None or d.resolve() in keep]
+    rows = read_runs(kept)
+    left_out = [str(d.relative_to(p.sweep_dir)) for d in dirs if d not in kept]
     p.out_dir.mkdir(parents=True, exist_ok=True)
     (p.out_dir / "provenance.md").write_text(provenance_md(rows, p, command, sweep_wall_s, started, left_out))
     return rows

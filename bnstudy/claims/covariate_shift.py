@@ -88,6 +88,12 @@ def best_rate_runs(sel: pd.DataFrame) -> pd.DataFrame:
     return at_best_rate(sel, by, RATE)
 
 
+def measured_runs(best: pd.DataFrame) -> pd.Series:
+    """The runs whose probes the checks read: those of `best` that completed (a diverged run's
+    probes end at its blow-up)."""
+    return best.run[best.status == "completed"]
+
+
 def rate_notes(sel: pd.DataFrame, best: pd.DataFrame) -> list[str]:
     """'best peak rates: mlp bn 0.2, ...' and the arms whose best rate sits at an edge of the grid."""
     if RATE not in best or best[RATE].isna().all() or not len(best):
@@ -114,7 +120,7 @@ def _study(runs: pd.DataFrame, curves: pd.DataFrame, by_training: bool = False):
     if len(blown):
         notes.append(f"{len(blown)} run(s) at their arm's best rate diverged: left out of the probe measures, their "
                      "accuracy counted as chance: " + ", ".join(map(str, blown.run)))
-    c = curves[curves.run.isin(best.run[best.status == "completed"])] if len(best) else curves.iloc[0:0]
+    c = curves[curves.run.isin(measured_runs(best))] if len(best) else curves.iloc[0:0]
     cols = ["norm.name", "seed"] + (["model.name"] if "model.name" in best else [])
     return best, with_config(c, best, cols), notes
 
@@ -548,8 +554,7 @@ def loss_landscape(curves: pd.DataFrame) -> Figure:
 def best_rate_curves(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     """The curves (config columns attached, as the report passes them) of the runs the rules
     read: each arm at its best rate, without the runs that diverged there (as the checks)."""
-    best = best_rate_runs(runs)
-    return curves[curves.run.isin(best.run[best.status == "completed"])]
+    return curves[curves.run.isin(measured_runs(best_rate_runs(runs)))]
 
 
 CHECKS = [check_activations, check_gradients, check_landscape, check_noisy_bn]
