@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from bnstudy.analysis.rules import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Effect, decide
-from bnstudy.analysis.stats import (Estimate, aggregate, censored, combine, diff_ci, difference, mean_ci, one_sample,
+from bnstudy.analysis.stats import (Estimate, aggregate, bins_span, censored, combine, diff_ci, difference, mean_ci, one_sample,
                                     seeds_needed, t975)
 
 
@@ -53,6 +53,25 @@ def test_censored_interval_holds_the_bins_even_without_spread():
     se = math.sqrt(2 * (1 / 12) / 2)
     assert combine(mid).half == 0 and e.value == 1.0 and e.se == pytest.approx(se) and e.dof == pytest.approx(2)
     assert (e.lo, e.hi) == (pytest.approx(0 - 4.303 * se), pytest.approx(2 + 4.303 * se))
+
+
+def test_seeds_needed_and_mde_of_a_censored_estimate_count_the_bins():
+    """Bins of width 1, every seed in the same bin: estimate 3, bin ends' means 2 (least
+    favourable) and 4 (most). More seeds narrow the interval around 2 and 4, not around 3: to
+    exclude 1 takes 3 seeds an arm (t(4) * sqrt(1/18) = 0.65 < 1 = 2 - 1; at 2 seeds 1.24 > 1),
+    where the gap from the estimate (2) would say 2; no number excludes 2.5, between the ends."""
+    e = censored([(1, [3.0, 3.0]), (-1, [1.0, 1.0])], [(1, [4.0, 4.0]), (-1, [0.0, 0.0])],
+                 [(1, [3.5, 3.5]), (-1, [0.5, 0.5])])
+    assert e.value == 3.0 and e.ends == (pytest.approx(2.0), pytest.approx(4.0))
+    assert seeds_needed(e, 1.0) == 3 and seeds_needed(e, 5.0) == 3
+    assert seeds_needed(e, 2.5) is None and bins_span(e, 2.5) and not bins_span(e, 1.0)
+    assert e.mde == pytest.approx((4.303 + 0.8416) * math.sqrt(1 / 12) + 1.0, rel=1e-3)
+    plain = one_sample([1.0, 2.0, 3.0])
+    assert plain.ends == (2.0, 2.0) and not bins_span(plain, 2.0)
+    assert plain.mde == pytest.approx((4.303 + 0.8416) * plain.se, rel=1e-3)
+    verdict, reason = decide(e, Effect("e", "points", 2.5))
+    assert verdict == INCONCLUSIVE and "bins alone span the minimum effect" in reason
+    assert "about 3 seeds per arm" in decide(e, Effect("e", "points", 1.0, -1))[1]
 
 
 @pytest.mark.parametrize("lo,hi,claimed,expected", [

@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from .stats import Estimate, fmt_ci, seeds_needed
+from .stats import Estimate, bins_span, fmt_ci, seeds_needed
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 MISSING = "not tested (runs missing)"
@@ -105,7 +105,9 @@ def decide(est: Estimate, effect: Effect, blockers: Sequence[str] = ()) -> tuple
     if short:
         return NOT_REPRODUCED, ""
     n = seeds_needed(est, m)
-    more = ("no number of seeds would settle it at this estimate" if n is None
+    more = ("no number of seeds would settle it: the measurement's bins alone span the minimum effect (a finer "
+            "grid or denser evaluations would)" if bins_span(est, m)
+            else "no number of seeds would settle it at this estimate" if n is None
             else f"about {n} seeds per arm would settle it at the observed spread" if n <= 1000
             else "more than 1000 seeds per arm would be needed at the observed spread")
     return INCONCLUSIVE, (f"the interval [{effect.fmt(est.lo)}, {effect.fmt(est.hi)}] contains the minimum effect "

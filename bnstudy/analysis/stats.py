@@ -68,10 +68,21 @@ class Estimate:
         return math.isfinite(self.half)
 
     @property
+    def ends(self) -> tuple[float, float]:
+        """The means of the bin ends least and most favourable to a positive effect (a censored
+        estimate); (value, value) otherwise. More seeds narrow the interval around these ends,
+        never the distance between them."""
+        return (self.bounds[0] + self.half, self.bounds[1] - self.half) if self.bounds else (self.value, self.value)
+
+    @property
     def mde(self) -> float:
         """Minimum detectable effect: the smallest distance from a threshold that these seeds
-        detect with 80% power at the 5% level ((t + z_0.8) * se)."""
-        return (t975(self.dof) + Z80) * self.se if self.has_interval else math.nan
+        detect with 80% power at the 5% level ((t + z_0.8) * se), plus, for a censored estimate,
+        the larger distance from the estimate to a bin end's mean (the bins do not shrink)."""
+        if not self.has_interval:
+            return math.nan
+        least, most = self.ends
+        return (t975(self.dof) + Z80) * self.se + max(self.value - least, most - self.value, 0.0)
 
 
 def combine(arms: Sequence[tuple[float, Sequence[float]]]) -> Estimate:
@@ -140,11 +151,20 @@ def censored(arms_low: Sequence[tuple[float, Sequence[float]]],
                     (least - half, most + half))
 
 
+def bins_span(est: Estimate, threshold: float) -> bool:
+    """Whether a censored estimate's bin ends lie on both sides of `threshold` (or on it): then
+    no number of seeds excludes it; a finer grid or denser evaluations would."""
+    least, most = est.ends
+    return est.bounds is not None and least <= threshold <= most
+
+
 def seeds_needed(est: Estimate, threshold: float) -> Optional[int]:
     """Seeds per arm at which the 95% interval, at the observed spread and estimate, would
-    exclude `threshold`; None when no number would (estimate on the threshold, or no spread
-    measured), MAX_SEEDS + 1 when more than MAX_SEEDS."""
-    gap = abs(est.value - threshold)
+    exclude `threshold`; None when no number would (estimate on the threshold, a censored
+    estimate whose bins span it, or no spread measured), MAX_SEEDS + 1 when more than MAX_SEEDS.
+    For a censored estimate the interval narrows around the bin ends' means, not the estimate."""
+    least, most = est.ends
+    gap = least - threshold if least > threshold else threshold - most if most < threshold else 0.0
     if not est.sds or not math.isfinite(gap) or gap == 0:
         return None
     for n in range(2, MAX_SEEDS + 1):
