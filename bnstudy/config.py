@@ -234,6 +234,18 @@ def _by_model(mlp: Any, resnet: Any, *, _root_: DictConfig) -> Any:
     return {"mlp": mlp, "resnet": resnet}[_root_.model.name]
 
 
+def _by_arm(bn: Any, none: Any, skipinit: Any, *, _root_: DictConfig) -> Any:
+    """`${by_arm:BN,NONE,SKIPINIT}` in a study file: the value for the run's arm, norm=bn,
+    norm=none or norm=skipinit (none with model.skipinit), for a study that gives each arm a
+    setting of its own rather than a grid (steps_to_target: each arm's own learning rate)."""
+    if _root_.model.get("skipinit") and _root_.norm.name == "none":
+        return skipinit
+    arms = {"bn": bn, "none": none}
+    if _root_.norm.name not in arms:
+        raise ValueError(f"by_arm: norm={_root_.norm.name} has no value here (arms: bn, none, skipinit)")
+    return arms[_root_.norm.name]
+
+
 def _run_dirname(overrides: str, max_len: int = 120) -> str:
     """`${run_dirname:${hydra.job.override_dirname}}`: a run's folder name from its overrides,
     shortened with a hash of the whole when long (file names stop at 255 bytes)."""
@@ -248,6 +260,7 @@ def _run_dirname(overrides: str, max_len: int = 120) -> str:
 def register_configs() -> None:
     OmegaConf.register_new_resolver("by_scale", _by_scale, replace=True)
     OmegaConf.register_new_resolver("by_model", _by_model, replace=True)
+    OmegaConf.register_new_resolver("by_arm", _by_arm, replace=True)
     OmegaConf.register_new_resolver("run_dirname", _run_dirname, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)

@@ -15,7 +15,7 @@ import pytest
 from bnstudy.analysis.results import at_best_rate, edge_rates
 from bnstudy.analysis.rules import INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED
 from bnstudy.claims import (CLAIMS, covariate_shift, depth, faster_training, higher_lr, inference, init,
-                            intensity_shift, regularization, small_batch)
+                            intensity_shift, regularization, small_batch, steps_to_target)
 
 _ids = itertools.count()
 NO_CURVES = pd.DataFrame(columns=["run", "step", "epoch", "metric", "value", "source"])
@@ -49,6 +49,24 @@ def runs_lr(bn_top=1.6, none_top=0.1, seeds=5, bn_faster=True, lrs=LR_GRID, skip
         rows.append(row("lr_sweep", norm, s, 0.7 + noise(rng) if ok else None, "completed" if ok else "diverged",
                         **{"optim.lr": lr, "model.skipinit": skip, "steps_to_test_acc.0.3": steps if ok else None,
                            "steps_to_test_acc.0.9": None, "trainer.eval_every": 10}))
+    return pd.DataFrame(rows)
+
+
+STEPS_RATES = {("bn", False): 0.05, ("none", False): 0.1, ("none", True): 0.2}
+
+
+def runs_steps(bn_steps=100, none_steps=200, skip_steps=200, seeds=10, every=8, none_acc=0.36):
+    """steps_to_target: each arm at one rate, tested every `every` steps; a seed reaches 30% at
+    its arm's steps give or take ~6% (rounded up to the evaluation that saw it), and 40% only
+    for BN (none ends at `none_acc`)."""
+    rng, rows = np.random.default_rng(7), []
+    arms = {("bn", False): (bn_steps, 0.5), ("none", False): (none_steps, none_acc), ("none", True): (skip_steps, 0.4)}
+    for s, ((norm, skip), (steps, acc)) in itertools.product(range(seeds), arms.items()):
+        seen = every * np.ceil(steps * np.exp(rng.normal(0, 0.06)) / every)
+        rows.append(row("steps_to_target", norm, 10 + s, acc + noise(rng),
+                        **{"optim.lr": STEPS_RATES[norm, skip], "model.skipinit": skip, "trainer.eval_every": every,
+                           "steps": 312, "epochs": 4.0, "steps_to_test_acc.0.3": seen,
+                           "steps_to_test_acc.0.4": seen * 1.5 if norm == "bn" else None}))
     return pd.DataFrame(rows)
 
 
@@ -171,6 +189,8 @@ def runs_probes(bn_stable=True, bn_less_ics=False, bn_smoother=True, seeds=3, st
 CASES = [  # (check, holds, fails)
     (faster_training.check, runs_lr(), runs_lr(bn_faster=False)),
     (faster_training.check_skipinit, runs_lr(), runs_lr(skip_steps=100)),
+    (steps_to_target.check, runs_steps(), runs_steps(none_steps=110)),
+    (steps_to_target.check_skipinit, runs_steps(), runs_steps(skip_steps=105)),
     (higher_lr.check, runs_lr(bn_top=1.6, none_top=0.1), runs_lr(bn_top=0.1, none_top=0.1)),
     (small_batch.check, runs_batch(), runs_batch(bn_small=0.8)),
     (regularization.check, runs_reg(), runs_reg(bn_gap=0.17, none_gap=0.13)),
@@ -304,6 +324,23 @@ def test_quantized_steps_widen_the_interval_even_when_every_seed_agrees():
     v = faster_training.check(runs, NO_CURVES)
     assert v.verdict == INCONCLUSIVE, v.finding
     assert v.estimate.lo < faster_training.EFFECT.minimum < v.estimate.hi and v.estimate.se > 0
+
+
+def test_steps_to_target_reads_its_own_study_at_each_arms_one_rate():
+    """Each arm ran one rate (lr_sweep's choice), so no rate is picked and no grid edge is noted;
+    the 8-step bins leave a 2x speed-up's interval clear of 1.5x, where lr_sweep's 39-step bins
+    on the same steps do not; lr_sweep's check does not read these runs, nor this one lr_sweep's."""
+    runs = runs_steps()
+    v = steps_to_target.check(runs, NO_CURVES)
+    assert v.verdict == REPRODUCED and v.params["target"] == 0.3 and not any("edge" in n for n in v.notes), v.finding
+    assert "Best rates: bn 0.05, none 0.1." in v.finding and set(v.numbers["best rate"]) == {"yes"}
+    assert "seeds 10-19, which chose nothing" in steps_to_target.RULE
+    coarse = steps_to_target.check(runs.assign(**{"trainer.eval_every": 39}), NO_CURVES)
+    assert coarse.verdict == INCONCLUSIVE and coarse.estimate.lo < v.estimate.lo, coarse.finding
+    assert faster_training.check(runs, NO_CURVES).verdict == MISSING
+    assert steps_to_target.check(runs_lr(), NO_CURVES).verdict == MISSING
+    skip = steps_to_target.check_skipinit(runs, NO_CURVES)
+    assert skip.verdict == REPRODUCED and "none + SkipInit 0.2" in skip.finding, skip.finding
 
 
 def test_a_run_that_diverged_after_reaching_the_target_never_reached_it():

@@ -137,3 +137,15 @@ def test_cli_unknown_option_lists_choices(tmp_path):
     r = run_cli(["run", "norm=batchnorm"], cwd=tmp_path)
     assert r.returncode != 0
     assert "norm" in r.stderr and "bn" in r.stderr and "gn" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_steps_to_target_gives_each_arm_its_own_rate():
+    """`${by_arm:BN,NONE,SKIPINIT}`: one rate per arm, not a grid; an arm it has no value for is
+    a clear error, not a silent default."""
+    rate = {arm: compose_config(["+exp=steps_to_target", "scale=cpu", f"norm={arm}"]).optim.lr
+            for arm in ("bn", "none", "skipinit")}
+    assert rate == {"bn": 0.05, "none": 0.1, "skipinit": 0.2}
+    cfg = compose_config(["+exp=steps_to_target", "scale=cpu", "norm=bn"])
+    assert (cfg.trainer.eval_every, cfg.data.test_subset, cfg.data.batch_size) == (8, 2000, 128)
+    with pytest.raises(Exception, match="by_arm: norm=gn has no value here"):
+        compose_config(["+exp=steps_to_target", "scale=cpu", "norm=gn"])

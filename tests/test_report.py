@@ -20,12 +20,13 @@ from bnstudy.analysis import report, style
 from bnstudy.analysis.results import NoRunsError, load, variant_names, with_config
 from bnstudy.analysis.rules import MISSING, REPRODUCED
 from bnstudy.claims import (covariate_shift, depth, faster_training, higher_lr, inference, init, intensity_shift,
-                            norm_batch, regularization, small_batch)
+                            norm_batch, regularization, small_batch, steps_to_target)
 from bnstudy.cli import main
 from conftest import run_cli
 from test_claim_norm_batch import runs_norm_batch
 from test_claim_stable_lr import study as range_study
-from test_claims import runs_batch, runs_depth, runs_infer, runs_init, runs_lr, runs_probes, runs_reg, runs_shift
+from test_claims import (runs_batch, runs_depth, runs_infer, runs_init, runs_lr, runs_probes, runs_reg, runs_shift,
+                         runs_steps)
 
 
 # ---------------------------------------------------------------- hand-made run folders
@@ -71,7 +72,7 @@ def write_run(folder: Path, r: dict, probes: pd.DataFrame | None = None, metrics
 def every_study(tmp_path_factory) -> Path:
     """Run folders for every study, where each claim holds."""
     root = tmp_path_factory.mktemp("studies")
-    tables = [runs_lr(), runs_batch(), runs_norm_batch(), runs_init(), runs_depth(), runs_reg(), runs_infer(),
+    tables = [runs_lr(), runs_steps(), runs_batch(), runs_norm_batch(), runs_init(), runs_depth(), runs_reg(), runs_infer(),
               runs_shift()]
     for i, r in enumerate(pd.concat(tables, ignore_index=True).to_dict("records")):
         write_run(root / r["study"] / str(i), r)
@@ -179,10 +180,21 @@ def _lr_curves():
     return with_config(curves, runs, report.CURVE_COLUMNS)
 
 
+def _steps_curves():
+    """Test accuracy every 8 steps for runs_steps' runs, rising to 30% at each run's step, config attached."""
+    runs = runs_steps()
+    rows = [(r.run, step, "test/acc", min(0.3 * step / r["steps_to_test_acc.0.3"], 0.5))
+            for _, r in runs.iterrows() for step in range(8, 320, 8)]
+    curves = pd.DataFrame(rows, columns=["run", "step", "metric", "value"]).assign(epoch=0.0, source="metrics")
+    return with_config(curves, runs, report.CURVE_COLUMNS)
+
+
 FIGURES = {
     "accuracy_vs_lr": lambda: higher_lr.accuracy_vs_lr(runs_lr()),
     "convergence": lambda: faster_training.convergence(_lr_curves()),
     "steps_to_target": lambda: faster_training.steps_to_target(runs_lr()),
+    "accuracy_vs_step": lambda: steps_to_target.accuracy_vs_step(_steps_curves(), target=0.3),
+    "steps_per_seed": lambda: steps_to_target.steps_per_seed(runs_steps(), target=0.3),
     "accuracy_vs_batch_size": lambda: small_batch.accuracy_vs_batch_size(runs_batch()),
     "accuracy_vs_norm_batch": lambda: norm_batch.accuracy_vs_norm_batch(runs_norm_batch()),
     "init_heatmap": lambda: init.init_heatmap(runs_init()),
@@ -248,7 +260,7 @@ def test_report_with_every_study_present(every_study, tmp_path):
     out = tmp_path / "out"
     checks = report.report([every_study], out)
     verdicts = [v for vs in checks.values() for v in vs]
-    assert len(verdicts) == sum(len(c.CHECKS) for c in report.CLAIMS) == 18 \
+    assert len(verdicts) == sum(len(c.CHECKS) for c in report.CLAIMS) == 20 \
         and all(v.verdict == REPRODUCED for v in verdicts), \
         [(v.claim, v.verdict, v.finding) for v in verdicts if v.verdict != REPRODUCED]
     pngs = sorted(p.stem for p in (out / "figures").glob("*.png"))

@@ -9,7 +9,7 @@ no claim by name: adding a claim is one module here, one study YAML and its test
 from __future__ import annotations
 
 from . import (covariate_shift, depth, faster_training, higher_lr, inference, init, intensity_shift, norm_batch,
-               regularization, small_batch, stable_lr)
+               regularization, small_batch, stable_lr, steps_to_target)
 
-CLAIMS = [faster_training, higher_lr, stable_lr, small_batch, norm_batch, covariate_shift, regularization, init, depth,
+CLAIMS = [faster_training, steps_to_target, higher_lr, stable_lr, small_batch, norm_batch, covariate_shift, regularization, init, depth,
           inference, intensity_shift]

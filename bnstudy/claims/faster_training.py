@@ -56,21 +56,23 @@ def _steps_cell(s: pd.Series) -> str:
     return cell + (f"; not reached by {s.isna().sum()}/{len(s)}" if s.isna().any() else "")
 
 
-def compare(runs: pd.DataFrame, other: str, title: str) -> Verdict:
-    """BN vs the unnormalized arm `other` ('none' or 'none + SkipInit'), each at its own best rate."""
-    sel, notes = study_runs(runs, STUDY)
+def compare(runs: pd.DataFrame, other: str, title: str, study: str = STUDY, key: str = KEY,
+            rule: str = RULE) -> Verdict:
+    """BN vs the unnormalized arm `other` ('none' or 'none + SkipInit'), each at its own best rate
+    among `study`'s runs (a study that ran each arm at one rate: that rate)."""
+    sel, notes = study_runs(runs, study)
     ts = thresholds(sel)
     sel = sel.assign(variant=variant_names(sel)) if len(sel) else sel
     pair = ("bn", other)
     if not has_norms(sel, pair, "variant") or not ts:
-        return missing(KEY, title, RULE, f"finished lr_sweep runs with norm=bn and norm={_config_name(other)}", STUDY,
+        return missing(key, title, rule, f"finished {study} runs with norm=bn and norm={_config_name(other)}", study,
                        notes)
     sel = sel[sel.variant.isin(pair)]
     best = at_best_rate(sel, ["variant"])  # a variant name such as 'none + SkipInit'
     notes += edge_rates(sel, best, ["variant"])
     arm = {n: best[best.variant == n] for n in pair}
     if not all(len(a) for a in arm.values()):  # an arm with no finished run at any rate
-        return missing(KEY, title, RULE, f"finished lr_sweep runs with norm=bn and norm={_config_name(other)}", STUDY,
+        return missing(key, title, rule, f"finished {study} runs with norm=bn and norm={_config_name(other)}", study,
                        notes)
     rate = {n: float(arm[n]["optim.lr"].iloc[0]) for n in pair}
     blockers = untrained({f"{n} at its best rate {rate[n]:g}": arm[n].final_acc for n in arm},
@@ -95,7 +97,7 @@ def compare(runs: pd.DataFrame, other: str, title: str) -> Verdict:
                + (f" Target {target:.0%} test accuracy: mean steps bn {steps['bn'].mean():.0f}, {other} "
                   f"{steps[other].mean():.0f}." if target else ""))
     effect = replace(EFFECT, name=EFFECT.name.replace("none's", f"{other}'s"))
-    return verdict(KEY, title, RULE, effect, est, blockers, finding, numbers=pd.DataFrame(rows), notes=notes,
+    return verdict(key, title, rule, effect, est, blockers, finding, numbers=pd.DataFrame(rows), notes=notes,
                    params={"target": target})
 
 

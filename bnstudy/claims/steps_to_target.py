@@ -1,0 +1,119 @@
+"""Faster training, measured densely: steps to a target accuracy with test accuracy read every
+few steps, each arm at the one rate lr_sweep chose for it, on seeds that chose nothing (Ioffe &
+Szegedy 2015, Sec. 4.2, Fig. 2). Study: steps_to_target (its YAML holds the protocol and why it
+exists: lr_sweep's evaluations, 39 steps apart, could not settle the claim at any number of
+seeds). The rule is faster_training's, read on these runs."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from . import faster_training as F
+from ..analysis import style as S
+from ..analysis.results import SKIPINIT, variant_names
+from ..analysis.rules import Verdict, decision_text
+from ..analysis.stats import aggregate
+
+KEY, STUDY, TITLE = "steps_to_target", "steps_to_target", "Faster training, dense evaluations"
+STATEMENT = F.STATEMENT[:-1] + ": here each arm at the rate lr_sweep chose for it, evaluated every few steps."
+EFFECT = F.EFFECT  # 1.5x, fixed 2026-11-25 for lr_sweep's rule
+RULE = ("Each arm (bn, none, none + SkipInit) runs at one peak rate, fixed in the study's YAML before any of its "
+        "runs as that arm's best rate in lr_sweep (highest mean final test accuracy over lr_sweep's seeds 0-4), on "
+        "seeds 10-19, which chose nothing: no selection bias. BN is compared with none, and separately with "
+        "none + SkipInit, by lr_sweep's faster-training rule: target = the highest threshold in "
+        "trainer.acc_thresholds that every seed of both arms reached; a run that diverged counts as never "
+        "reaching it, even if it passed it before diverging. Effect = mean log2(steps to the target) of the "
+        "unnormalized arm minus that of BN (Welch t over seeds), shown as a ratio; test accuracy is read every "
+        "trainer.eval_every steps (cpu: 8, on 2,000 test images), and the interval is widened to hold whatever "
+        "step between two evaluations each seed got there. Under a decaying rate, steps to a target are shaped by "
+        "the schedule: the speed-up is read at the schedule's pace. " + decision_text(EFFECT))
+
+
+def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
+    return F.compare(runs, "none", "BN reaches a target accuracy in fewer steps (evaluated every few steps)",
+                     study=STUDY, key=KEY, rule=RULE)
+
+
+def check_skipinit(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
+    return F.compare(runs, "none" + SKIPINIT, "BN reaches a target accuracy in fewer steps than an unnormalized net "
+                     "with SkipInit (evaluated every few steps)", study=STUDY, key=KEY, rule=RULE)
+
+
+@S.figure
+def accuracy_vs_step(curves: pd.DataFrame, target: Optional[float] = None) -> Figure:
+    """Test accuracy vs step per arm, each at its own rate (mean over seeds, 95% CI band), with
+    the target accuracy the rule read steps to."""
+    S.need(curves, ["norm.name", "optim.lr", "metric", "step", "value"], "test accuracy vs step")
+    c = curves[curves.metric == "test/acc"]
+    if not len(c):
+        raise S.NotDrawn("test accuracy vs step: no test/acc rows")
+    c = c.assign(variant=variant_names(c))
+    c = c[c.variant.isin(F.ARMS)]
+    fig = Figure(figsize=(6.0, 4.0), layout="constrained")
+    ax = fig.subplots()
+    for arm in S.norms_of(c, "variant"):
+        sub = c[c.variant == arm]
+        rates = ", ".join(f"{r:g}" for r in sorted(sub["optim.lr"].dropna().unique()))
+        S.line_ci(ax, aggregate(sub, ["step"], "value"), "step", S.color(arm), f"{S.label(arm)} (lr {rates})",
+                  scale=S.PCT)
+    if target:
+        ax.axhline(target * S.PCT, color="0.3", linestyle="--", linewidth=1, label=f"target {target:.0%}")
+    S.chance_line(ax, c)
+    ax.set_xlabel("step (SGD updates)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylim(0, None)
+    ax.set_title(f"Test accuracy vs step, each arm at its own rate ({S.caption_n(c.drop_duplicates('run'))})",
+                 fontsize=9)
+    S.legend_outside(fig, [ax], ncols=3)
+    return fig
+
+
+@S.figure
+def steps_per_seed(runs: pd.DataFrame, target: Optional[float] = None) -> Figure:
+    """Each seed's steps to the target per arm: the evaluation that saw it (dot) and the
+    evaluation before it (the bar's lower end), where the rule says it got there."""
+    S.need(runs, ["norm.name", "optim.lr"], "steps to the target per seed")
+    if not target:
+        raise S.NotDrawn("steps to the target per seed: no threshold was reached by every seed of the compared arms")
+    runs = runs.assign(variant=variant_names(runs))
+    runs = runs[runs.variant.isin(F.ARMS)]
+    fig = Figure(figsize=(5.0, 3.6), layout="constrained")
+    ax = fig.subplots()
+    arms = S.norms_of(runs, "variant")
+    for i, arm in enumerate(arms):
+        sub = runs[runs.variant == arm]
+        steps = F.reached(sub, target)
+        first = (steps - F.eval_interval(sub)).clip(lower=1)
+        x = i + np.linspace(-0.2, 0.2, len(sub)) if len(sub) > 1 else np.array([float(i)])
+        ok = steps.notna().to_numpy()
+        ax.errorbar(x[ok], steps[ok], yerr=np.vstack([(steps - first)[ok], np.zeros(ok.sum())]), fmt="o",
+                    color=S.color(arm), capsize=2, label=S.label(arm))
+        if (~ok).any():
+            ax.plot(x[~ok], np.full((~ok).sum(), float(np.nanmax([steps.max(), 1.0])) * 1.3), marker="^",
+                    linestyle="none", color=S.color(arm), markerfacecolor="none", label=f"not reached ({S.label(arm)})")
+    ax.set_xticks(range(len(arms)), [S.label(a) for a in arms], fontsize=8)
+    ax.set_xlabel("arm, each at its own learning rate (one dot a seed)")
+    ax.set_ylabel(f"steps to {target:.0%} test accuracy")
+    ax.set_ylim(0, None)
+    ax.set_title(f"Steps to {target:.0%} per seed; bar: since the evaluation before", fontsize=9)
+    S.legend_outside(fig, [ax], ncols=2)
+    return fig
+
+
+def _target(verdicts) -> Optional[float]:
+    return F._figure_target(verdicts)
+
+
+CHECKS = [check, check_skipinit]
+FIGURES = {
+    "accuracy_vs_step": (lambda runs, curves, v: accuracy_vs_step(curves, target=_target(v)),
+                         "Test accuracy vs step, each arm at the rate lr_sweep chose for it (mean over seeds, 95% CI "
+                         "band); dashed: the target the rule read steps to."),
+    "steps_per_seed": (lambda runs, curves, v: steps_per_seed(runs, target=_target(v)),
+                       "Each seed's steps to the target: the evaluation that saw it, and the one before (bar)."),
+}
