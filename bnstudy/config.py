@@ -112,6 +112,9 @@ class TrainerConfig:
     # None = 1 on the CPU (a sync costs nothing there), log_every on a GPU (no sync in the step)
     check_every: Optional[int] = None
     acc_thresholds: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.7, 0.8, 0.9])
+    # each evaluation also re-evaluates a fixed slice of the training set (train_eval/*: the
+    # regularization study's gap); off where no claim reads it, which halves an evaluation's cost
+    train_eval: bool = True
     checkpoint: bool = True  # last.pt at every epoch's end
     checkpoint_every: Optional[int] = None  # also every this many steps, inside epochs
     # fp32 | bf16 (autocast, with channels_last) | auto: bf16 where the device computes it
@@ -238,7 +241,10 @@ def _by_arm(bn: Any, none: Any, skipinit: Any, *, _root_: DictConfig) -> Any:
     """`${by_arm:BN,NONE,SKIPINIT}` in a study file: the value for the run's arm, norm=bn,
     norm=none or norm=skipinit (none with model.skipinit), for a study that gives each arm a
     setting of its own rather than a grid (steps_to_target: each arm's own learning rate)."""
-    if _root_.model.get("skipinit") and _root_.norm.name == "none":
+    if _root_.model.get("skipinit"):
+        if _root_.norm.name != "none":
+            raise ValueError(f"by_arm: norm={_root_.norm.name} with model.skipinit is no arm here (arms: bn, none, "
+                             "skipinit)")
         return skipinit
     arms = {"bn": bn, "none": none}
     if _root_.norm.name not in arms:

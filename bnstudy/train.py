@@ -160,11 +160,13 @@ def train(model: nn.Module, data: TensorData, optimizer: torch.optim.Optimizer, 
     def run_eval(step: int) -> None:
         nonlocal last_eval_step
         loss, acc = evaluate(model, data.x_test, data.y_test, eval_batch_size, autocast=autocast)
-        tr_loss, tr_acc = evaluate(model, x_train_eval, y_train_eval, eval_batch_size, autocast=autocast)
-        metrics.log(step, step / steps_per_epoch, {"test/loss": loss, "test/acc": acc,
-                                                   "train_eval/loss": tr_loss, "train_eval/acc": tr_acc})
+        row = {"test/loss": loss, "test/acc": acc}
+        if trainer.train_eval:
+            tr_loss, tr_acc = evaluate(model, x_train_eval, y_train_eval, eval_batch_size, autocast=autocast)
+            row.update({"train_eval/loss": tr_loss, "train_eval/acc": tr_acc})
+            res.final_train_eval_acc = tr_acc
+        metrics.log(step, step / steps_per_epoch, row)
         res.final_test_acc, res.final_test_loss = acc, loss
-        res.final_train_eval_acc = tr_acc
         res.best_test_acc = max(acc, res.best_test_acc or 0.0)
         for t in trainer.acc_thresholds:
             if acc >= t and res.steps_to_test_acc[f"{t:g}"] is None:

@@ -333,14 +333,24 @@ def test_steps_to_target_reads_its_own_study_at_each_arms_one_rate():
     runs = runs_steps()
     v = steps_to_target.check(runs, NO_CURVES)
     assert v.verdict == REPRODUCED and v.params["target"] == 0.3 and not any("edge" in n for n in v.notes), v.finding
-    assert "Best rates: bn 0.05, none 0.1." in v.finding and set(v.numbers["best rate"]) == {"yes"}
-    assert "seeds 10-19, which chose nothing" in steps_to_target.RULE
+    assert "Rates (fixed before the runs): bn 0.05, none 0.1." in v.finding and "best rate" not in v.numbers
+    assert "seeds 10-24, which chose nothing" in steps_to_target.RULE
     coarse = steps_to_target.check(runs.assign(**{"trainer.eval_every": 39}), NO_CURVES)
     assert coarse.verdict == INCONCLUSIVE and coarse.estimate.lo < v.estimate.lo, coarse.finding
     assert faster_training.check(runs, NO_CURVES).verdict == MISSING
     assert steps_to_target.check(runs_lr(), NO_CURVES).verdict == MISSING
     skip = steps_to_target.check_skipinit(runs, NO_CURVES)
     assert skip.verdict == REPRODUCED and "none + SkipInit 0.2" in skip.finding, skip.finding
+
+
+def test_steps_to_target_refuses_to_pick_a_rate_on_its_own_seeds():
+    """An arm run at a second rate (a rerun, a typo) would let the rule choose on the measuring
+    seeds: the verdict is blocked, naming the arm, not quietly read at the better rate."""
+    runs = runs_steps()
+    extra = runs[runs["norm.name"] == "none"].assign(**{"optim.lr": 0.2, "steps_to_test_acc.0.3": 400.0})
+    extra = extra.assign(run=[f"extra{i}" for i in range(len(extra))])
+    v = steps_to_target.check(pd.concat([runs, extra], ignore_index=True), NO_CURVES)
+    assert v.verdict == INCONCLUSIVE and "none ran at 2 rates (0.1, 0.2) where steps_to_target fixes one" in v.reason
 
 
 def test_a_run_that_diverged_after_reaching_the_target_never_reached_it():

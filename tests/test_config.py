@@ -149,3 +149,5 @@ def test_steps_to_target_gives_each_arm_its_own_rate():
     assert (cfg.trainer.eval_every, cfg.data.test_subset, cfg.data.batch_size) == (8, 2000, 128)
     with pytest.raises(Exception, match="by_arm: norm=gn has no value here"):
         compose_config(["+exp=steps_to_target", "scale=cpu", "norm=gn"])
+    with pytest.raises(Exception, match="by_arm: norm=bn with model.skipinit is no arm here"):
+        compose_config(["+exp=steps_to_target", "scale=cpu", "norm=bn", "model.skipinit=true"])

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from bnstudy.analysis.rules import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Effect, decide
-from bnstudy.analysis.stats import (Estimate, aggregate, bins_span, censored, combine, diff_ci, difference, mean_ci, one_sample,
-                                    seeds_needed, t975)
+from bnstudy.analysis.stats import (Estimate, aggregate, bins_span, censored, combine, diff_ci, difference, mean_ci,
+                                    one_sample, seeds_needed, t975)
 
 
 def test_t_quantiles_and_intervals():
@@ -69,6 +69,8 @@ def test_seeds_needed_and_mde_of_a_censored_estimate_count_the_bins():
     plain = one_sample([1.0, 2.0, 3.0])
     assert plain.ends == (2.0, 2.0) and not bins_span(plain, 2.0)
     assert plain.mde == pytest.approx((4.303 + 0.8416) * plain.se, rel=1e-3)
+    nan_end = Estimate(3.0, e.half, e.se, e.dof, 2, e.coefs, e.sds, e.method, (math.nan, e.hi))
+    assert seeds_needed(nan_end, 1.0) is None and math.isnan(nan_end.mde)
     verdict, reason = decide(e, Effect("e", "points", 2.5))
     assert verdict == INCONCLUSIVE and "bins alone span the minimum effect" in reason
     assert "about 3 seeds per arm" in decide(e, Effect("e", "points", 1.0, -1))[1]

@@ -91,6 +91,16 @@ def test_run_writes_the_output_contract(tmp_path, tiny_overrides):
     model.load_state_dict(ckpt["model"])
 
 
+def test_train_eval_off_skips_the_training_slice_and_nothing_else(tmp_path, tiny_overrides):
+    """trainer.train_eval=false: no train_eval/* rows; the test rows, and training, are the same."""
+    on, off = tmp_path / "on", tmp_path / "off"
+    run(compose_config(tiny_overrides), on)
+    run(compose_config(tiny_overrides + ["trainer.train_eval=false"]), off)
+    m_on, m_off = read(on)[0], read(off)[0]
+    assert m_on.metric.str.startswith("train_eval/").any() and not m_off.metric.str.startswith("train_eval/").any()
+    assert m_on[~m_on.metric.str.startswith("train_eval/")].reset_index(drop=True).equals(m_off.reset_index(drop=True))
+
+
 def test_same_seed_same_metrics(tmp_path, tiny_overrides):
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     run(compose_config(tiny_overrides), a)

@@ -105,8 +105,8 @@ def decide(est: Estimate, effect: Effect, blockers: Sequence[str] = ()) -> tuple
     if short:
         return NOT_REPRODUCED, ""
     n = seeds_needed(est, m)
-    more = ("no number of seeds would settle it: the measurement's bins alone span the minimum effect (a finer "
-            "grid or denser evaluations would)" if bins_span(est, m)
+    more = ("no number of seeds would settle it at this estimate: the measurement's bins alone span the minimum "
+            "effect (a finer grid or denser evaluations would)" if bins_span(est, m)
             else "no number of seeds would settle it at this estimate" if n is None
             else f"about {n} seeds per arm would settle it at the observed spread" if n <= 1000
             else "more than 1000 seeds per arm would be needed at the observed spread")

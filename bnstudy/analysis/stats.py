@@ -79,9 +79,9 @@ class Estimate:
         """Minimum detectable effect: the smallest distance from a threshold that these seeds
         detect with 80% power at the 5% level ((t + z_0.8) * se), plus, for a censored estimate,
         the larger distance from the estimate to a bin end's mean (the bins do not shrink)."""
-        if not self.has_interval:
-            return math.nan
         least, most = self.ends
+        if not self.has_interval or not (math.isfinite(least) and math.isfinite(most)):
+            return math.nan
         return (t975(self.dof) + Z80) * self.se + max(self.value - least, most - self.value, 0.0)
 
 
@@ -164,6 +164,8 @@ def seeds_needed(est: Estimate, threshold: float) -> Optional[int]:
     estimate whose bins span it, or no spread measured), MAX_SEEDS + 1 when more than MAX_SEEDS.
     For a censored estimate the interval narrows around the bin ends' means, not the estimate."""
     least, most = est.ends
+    if not (math.isfinite(least) and math.isfinite(most)):
+        return None
     gap = least - threshold if least > threshold else threshold - most if most < threshold else 0.0
     if not est.sds or not math.isfinite(gap) or gap == 0:
         return None

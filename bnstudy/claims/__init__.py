@@ -11,5 +11,5 @@ from __future__ import annotations
 from . import (covariate_shift, depth, faster_training, higher_lr, inference, init, intensity_shift, norm_batch,
                regularization, small_batch, stable_lr, steps_to_target)
 
-CLAIMS = [faster_training, steps_to_target, higher_lr, stable_lr, small_batch, norm_batch, covariate_shift, regularization, init, depth,
-          inference, intensity_shift]
+CLAIMS = [faster_training, steps_to_target, higher_lr, stable_lr, small_batch, norm_batch, covariate_shift,
+          regularization, init, depth, inference, intensity_shift]

@@ -57,9 +57,11 @@ def _steps_cell(s: pd.Series) -> str:
 
 
 def compare(runs: pd.DataFrame, other: str, title: str, study: str = STUDY, key: str = KEY,
-            rule: str = RULE) -> Verdict:
+            rule: str = RULE, fixed_rates: bool = False) -> Verdict:
     """BN vs the unnormalized arm `other` ('none' or 'none + SkipInit'), each at its own best rate
-    among `study`'s runs (a study that ran each arm at one rate: that rate)."""
+    among `study`'s runs; with `fixed_rates`, each arm at the one rate the study fixed for it
+    before its runs (an arm that ran several blocks the verdict: picking one here would choose
+    on the seeds that measure it)."""
     sel, notes = study_runs(runs, study)
     ts = thresholds(sel)
     sel = sel.assign(variant=variant_names(sel)) if len(sel) else sel
@@ -75,12 +77,17 @@ def compare(runs: pd.DataFrame, other: str, title: str, study: str = STUDY, key:
         return missing(key, title, rule, f"finished {study} runs with norm=bn and norm={_config_name(other)}", study,
                        notes)
     rate = {n: float(arm[n]["optim.lr"].iloc[0]) for n in pair}
-    blockers = untrained({f"{n} at its best rate {rate[n]:g}": arm[n].final_acc for n in arm},
-                         float(chance(sel).iloc[0]))
+    its = "its rate" if fixed_rates else "its best rate"
+    blockers = untrained({f"{n} at {its} {rate[n]:g}": arm[n].final_acc for n in arm}, float(chance(sel).iloc[0]))
+    if fixed_rates:
+        several = {n: sorted(g["optim.lr"].unique()) for n, g in sel.groupby("variant") if g["optim.lr"].nunique() > 1}
+        blockers += [f"{n} ran at {len(r)} rates ({', '.join(f'{x:g}' for x in r)}) where {study} fixes one an arm"
+                     for n, r in several.items()]
     hit = [t for t in ts if all(reached(arm[n], t).notna().all() for n in arm)]
     target = hit[-1] if hit else None
     if target is None:
-        blockers.append(f"no threshold in {ts} was reached by every seed of both arms at their best rates")
+        their = its.replace("its", "their") + "s"
+        blockers.append(f"no threshold in {ts} was reached by every seed of both arms at {their}")
     steps = {n: reached(arm[n], target) if target else pd.Series(dtype=float) for n in arm}
     # each seed got there somewhere after the evaluation before the one that saw it
     first = {n: (steps[n] - eval_interval(arm[n])).clip(lower=1) for n in arm}
@@ -89,11 +96,13 @@ def compare(runs: pd.DataFrame, other: str, title: str, study: str = STUDY, key:
                    [(1, log2(steps[other])), (-1, log2(steps["bn"]))])
     rows = []
     for (variant, lr), g in sel.groupby(["variant", "optim.lr"]):
-        rows.append({"norm": variant, "learning rate": lr, "best rate": "yes" if lr == rate[variant] else "",
-                     "final test accuracy (%)": acc_cell(*mean_ci(g.final_acc)),
-                     f"steps to {target:.0%}" if target else "steps to target":
-                         _steps_cell(reached(g, target)) if target else "—"})
-    finding = (f"Best rates: bn {rate['bn']:g}, {other} {rate[other]:g}."
+        rows.append({"norm": variant, "learning rate": lr}
+                    | ({} if fixed_rates else {"best rate": "yes" if lr == rate[variant] else ""})
+                    | {"final test accuracy (%)": acc_cell(*mean_ci(g.final_acc)),
+                       f"steps to {target:.0%}" if target else "steps to target":
+                           _steps_cell(reached(g, target)) if target else "—"})
+    finding = (f"{'Rates (fixed before the runs)' if fixed_rates else 'Best rates'}: bn {rate['bn']:g}, "
+               f"{other} {rate[other]:g}."
                + (f" Target {target:.0%} test accuracy: mean steps bn {steps['bn'].mean():.0f}, {other} "
                   f"{steps[other].mean():.0f}." if target else ""))
     effect = replace(EFFECT, name=EFFECT.name.replace("none's", f"{other}'s"))
@@ -202,7 +211,7 @@ def steps_to_target(runs: pd.DataFrame, target: Optional[float] = None) -> Figur
     return fig
 
 
-def _figure_target(verdicts) -> Optional[float]:
+def figure_target(verdicts) -> Optional[float]:
     """The lowest of the checks' targets: one every compared arm reached at its best rate."""
     targets = [v.params["target"] for v in verdicts if v.params.get("target")]
     return min(targets) if targets else None
@@ -214,6 +223,6 @@ FIGURES = {
                     "Train loss and test accuracy vs step at learning rates both BN and none ran, with none + SkipInit "
                     "beside them (mean over seeds, 95% CI band)."),
     "steps_to_target": (lambda runs, curves, v: steps_to_target(runs[variant_names(runs).isin(ARMS)],
-                                                                target=_figure_target(v)),
+                                                                target=figure_target(v)),
                         "Steps until the test accuracy first reached the target, vs learning rate."),
 }
