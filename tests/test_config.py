@@ -144,7 +144,7 @@ def test_steps_to_target_gives_each_arm_its_own_rate():
     a clear error, not a silent default."""
     rate = {arm: compose_config(["+exp=steps_to_target", "scale=cpu", f"norm={arm}"]).optim.lr
             for arm in ("bn", "none", "skipinit")}
-    assert rate == {"bn": 0.05, "none": 0.1, "skipinit": 0.2}
+    assert rate == {"bn": 0.05, "none": 0.1, "skipinit": 0.4}
     cfg = compose_config(["+exp=steps_to_target", "scale=cpu", "norm=bn"])
     assert (cfg.trainer.eval_every, cfg.data.test_subset, cfg.data.batch_size) == (8, 2000, 128)
     with pytest.raises(Exception, match="by_arm: norm=gn has no value here"):
