@@ -51,6 +51,12 @@ def reached(runs: pd.DataFrame, target: float) -> pd.Series:
     return pd.to_numeric(runs[steps_column(target)], errors="coerce").where(runs.status == "completed")
 
 
+def bin_start(runs: pd.DataFrame, steps: pd.Series) -> pd.Series:
+    """The first step at which each run could have got to the target it was seen at `steps`: the
+    step after the evaluation before (at least 1). The rule's interval and the figures use it."""
+    return (steps - eval_interval(runs)).clip(lower=1)
+
+
 def _steps_cell(s: pd.Series) -> str:
     cell = fmt_ci(*mean_ci(s), digits=0)
     return cell + (f"; not reached by {s.isna().sum()}/{len(s)}" if s.isna().any() else "")
@@ -77,7 +83,7 @@ def compare(runs: pd.DataFrame, other: str, title: str, study: str = STUDY, key:
         return missing(key, title, rule, f"finished {study} runs with norm=bn and norm={_config_name(other)}", study,
                        notes)
     rate = {n: float(arm[n]["optim.lr"].iloc[0]) for n in pair}
-    its = "its rate" if fixed_rates else "its best rate"
+    its, their = ("its rate", "their rates") if fixed_rates else ("its best rate", "their best rates")
     blockers = untrained({f"{n} at {its} {rate[n]:g}": arm[n].final_acc for n in arm}, float(chance(sel).iloc[0]))
     if fixed_rates:
         several = {n: sorted(g["optim.lr"].unique()) for n, g in sel.groupby("variant") if g["optim.lr"].nunique() > 1}
@@ -86,11 +92,10 @@ def compare(runs: pd.DataFrame, other: str, title: str, study: str = STUDY, key:
     hit = [t for t in ts if all(reached(arm[n], t).notna().all() for n in arm)]
     target = hit[-1] if hit else None
     if target is None:
-        their = its.replace("its", "their") + "s"
         blockers.append(f"no threshold in {ts} was reached by every seed of both arms at {their}")
     steps = {n: reached(arm[n], target) if target else pd.Series(dtype=float) for n in arm}
     # each seed got there somewhere after the evaluation before the one that saw it
-    first = {n: (steps[n] - eval_interval(arm[n])).clip(lower=1) for n in arm}
+    first = {n: bin_start(arm[n], steps[n]) for n in arm}
     est = censored([(1, log2(first[other])), (-1, log2(steps["bn"]))],
                    [(1, log2(steps[other])), (-1, log2(first["bn"]))],
                    [(1, log2(steps[other])), (-1, log2(steps["bn"]))])

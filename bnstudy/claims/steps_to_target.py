@@ -90,7 +90,7 @@ def steps_per_seed(runs: pd.DataFrame, target: Optional[float] = None) -> Figure
     for i, arm in enumerate(arms):
         sub = runs[runs.variant == arm]
         steps = F.reached(sub, target)
-        first = (steps - F.eval_interval(sub)).clip(lower=1)
+        first = F.bin_start(sub, steps)
         x = i + np.linspace(-0.2, 0.2, len(sub)) if len(sub) > 1 else np.array([float(i)])
         ok = steps.notna().to_numpy()
         ax.errorbar(x[ok], steps[ok], yerr=np.vstack([(steps - first)[ok], np.zeros(ok.sum())]), fmt="o",
