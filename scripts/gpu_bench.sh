@@ -11,10 +11,41 @@
 # 3. wall time of one lr_sweep (scale=cpu grid: 32 runs of 4 epochs on 10k images) through
 #    Hydra's joblib launcher with 1, 2, 4 and 8 jobs sharing the GPU.
 # Everything goes to OUT_DIR (default results/bench/gpu); rerunning skips finished runs.
+#
+#   scripts/gpu_bench.sh --short OUT_DIR
+#
+# A lease of ~15 minutes of GPU time (a machine the CIFAR-10 copy cannot travel to) fits only
+# part of it, on synthetic data, each step under its own time limit, every output file directly
+# in OUT_DIR: 1. at batch 512 and at 128; 3. on 8 runs of lr_sweep's cpu scale (norm {bn, none}
+# x lr {0.05, 0.1, 0.2, 0.4}, seed 0, synthetic data) with 1, 4 and 8 jobs. No time to 91%.
 set -euo pipefail
+PY=${PYTHON:-python}
+if [ "${1:-}" = "--short" ]; then
+  OUT=${2:?usage: scripts/gpu_bench.sh --short OUT_DIR}
+  mkdir -p "$OUT"
+  { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+    $PY -c 'import torch, platform; print("torch", torch.__version__, "python", platform.python_version())'
+    nproc; } 2>&1 | tee "$OUT/gpu.txt"
+  set +e  # one failed or timed-out step leaves the others' results
+  for b in 512 128; do
+    timeout 150 $PY -m bnstudy bench --device cuda --batch $b --steps 50 --quick --out "$OUT/bench_b$b.json"
+    timeout 200 $PY -m bnstudy bench --device cuda --batch $b --steps 50 --quick --channels-last --bf16 --compile \
+        --out "$OUT/bench_b${b}_fast.json"
+  done
+  for n in 1 4 8; do
+    s=$(date +%s)
+    timeout 240 $PY -m bnstudy run +exp=lr_sweep scale=cpu data=synthetic device=cuda norm=bn,none \
+        optim.lr=0.05,0.1,0.2,0.4 seed=0 hydra/launcher=joblib hydra.launcher.n_jobs=$n \
+        hydra.sweep.dir="/tmp/lr_sweep_jobs$n" > "/tmp/lr_sweep_jobs$n.log" 2>&1
+    rc=$?
+    echo "lr_sweep subset (8 runs, synthetic), joblib n_jobs=$n: $(( $(date +%s) - s )) s, exit $rc," \
+         "$(ls /tmp/lr_sweep_jobs$n/*/summary.json 2>/dev/null | wc -l) runs finished" | tee -a "$OUT/joblib.txt"
+    [ $rc = 0 ] || tail -5 "/tmp/lr_sweep_jobs$n.log"
+  done
+  exit 0
+fi
 DATA=${1:?usage: scripts/gpu_bench.sh DATA_ROOT [OUT_DIR]}
 OUT=${2:-results/bench/gpu}
-PY=${PYTHON:-python}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 git rev-parse HEAD > "$OUT/commit.txt"
