@@ -135,6 +135,12 @@ class _ClassicCIFAR(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.x[i])), self.y[i]
 
 
+def _epochs(loader):
+    """the loader's batches, epoch after epoch, as a training loop reads them."""
+    while True:
+        yield from loader
+
+
 def classic_loop(data: TensorData, batch: int, steps: int, device: torch.device, workers: int = 2) -> float:
     """(d) images/s of the per-sample PIL + DataLoader recipe."""
     model, opt, forward, autocast = _model_and_opt(device)
@@ -142,7 +148,7 @@ def classic_loop(data: TensorData, batch: int, steps: int, device: torch.device,
                                          shuffle=True, num_workers=workers, drop_last=True,
                                          persistent_workers=False)
     model.train()
-    it = iter(loader)
+    it = _epochs(loader)
     t0 = None
     for i in range(steps + 3):
         if i == 3:
@@ -164,7 +170,7 @@ def classic_loader_only(data: TensorData, batch: int, steps: int, workers: int =
     """images/s the classic per-sample pipeline delivers with no model to feed."""
     loader = torch.utils.data.DataLoader(_ClassicCIFAR(data.x_train, data.y_train), batch_size=batch,
                                          shuffle=True, num_workers=workers, drop_last=True)
-    it = iter(loader)
+    it = _epochs(loader)
     for _ in range(3):
         next(it)
     t0 = time.perf_counter()
@@ -290,7 +296,8 @@ def main(argv: list[str] | None = None) -> dict:
     period = a.probe_steps or probe_period()
     say(f"bnstudy bench: ResNet-20 BN, batch {a.batch}, {a.steps} steps x {a.reps} reps ({period} for the "
         f"probes variant: one probe period), on {device} ({torch.get_num_threads()} threads)")
-    data = synthetic_cifar(max(5000, a.batch * 40), 1000)
+    # enough images that no variant's timed steps cross an epoch (the classic loader stops there)
+    data = synthetic_cifar(max(5000, a.batch * 40, a.batch * (a.steps + 4)), 1000)
     rates = _round_robin({
         "bare": lambda: bare_loop(data, a.batch, a.steps, device),
         "harness": lambda: harness(data, a.batch, a.steps, device, probes=False),

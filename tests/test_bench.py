@@ -25,3 +25,11 @@ def test_bench_precision_variants_side_by_side(tmp_path):
     assert set(pv["median_images_per_s"]) == {f"{loop} {p}" for p in bench.PRECISIONS for loop in ("bare", "harness")}
     assert pv["ratios"]["bare fp32 / bare fp32"] == 1.0 and pv["ratios"]["harness fast / harness fp32"] > 0
     assert bench.SPEED == {"channels_last": False, "bf16": False, "compile": False}  # restored
+
+
+def test_classic_loop_reads_past_an_epoch():
+    """More steps than the data has batches: the loader starts a new epoch, as training does
+    (it stopped the bench on a GPU at 50 steps of 512)."""
+    data = bench.synthetic_cifar(48, 10)
+    assert bench.classic_loop(data, batch=16, steps=4, device=bench.torch.device("cpu"), workers=0) > 0
+    assert bench.classic_loader_only(data, batch=16, steps=4, workers=0) > 0
