@@ -1,6 +1,6 @@
 #!/bin/bash
-# The GPU measurements of issue 7, for a machine with one CUDA GPU. Not yet run: no GPU has
-# been lent to this project so far (see results/bench/README.md).
+# The GPU measurements of issue 7, for a machine with one CUDA GPU. Only --short (below) has run
+# so far, on an H200 lease of 15 minutes: results/bench/gpu/README.md.
 #
 #   scripts/gpu_bench.sh DATA_ROOT [OUT_DIR]     e.g. scripts/gpu_bench.sh ../shared/data/cifar10-jpeg
 #
