@@ -8,7 +8,7 @@
 #    options (channels_last + bf16 autocast + torch.compile);
 # 2. time to 91% test accuracy on full CIFAR-10 (the published recipe, scale=full, seed 0, GPU
 #    options on; evaluation every epoch; the run's steps_to_test_acc and wall time give it);
-# 3. wall time of one lr_sweep (scale=cpu grid: 32 runs of 4 epochs on 10k images) through
+# 3. wall time of one lr_sweep (scale=cpu grid: 120 runs of 4 epochs on 10k images) through
 #    Hydra's joblib launcher with 1, 2, 4 and 8 jobs sharing the GPU.
 # Everything goes to OUT_DIR (default results/bench/gpu); rerunning skips finished runs.
 #
@@ -71,5 +71,5 @@ for n in 1 2 4 8; do
   s=$(date +%s)
   $PY -m bnstudy run +exp=lr_sweep scale=cpu data=cifar10_folder data.root="$DATA" device=cuda \
       hydra/launcher=joblib hydra.launcher.n_jobs=$n hydra.sweep.dir="$OUT/lr_sweep_jobs$n" > "$OUT/lr_sweep_jobs$n.log" 2>&1
-  echo "lr_sweep (32 runs), joblib n_jobs=$n: $(( $(date +%s) - s )) s" | tee -a "$OUT/joblib.txt"
+  echo "lr_sweep (120 runs), joblib n_jobs=$n: $(( $(date +%s) - s )) s" | tee -a "$OUT/joblib.txt"
 done
