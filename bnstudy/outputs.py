@@ -88,7 +88,11 @@ class MetricsLog:
 
 
 def git_commit(cwd: Optional[Path] = None) -> Optional[str]:
-    """The code's git commit (with '-dirty' for uncommitted changes), or None outside git."""
+    """The code's git commit, or None outside git. '-dirty' when the package folder (`cwd`, by
+    default bnstudy/: its code and configs, all that a run executes) differs from that commit or
+    holds files git does not know; changes elsewhere in the checkout (results/, README.md,
+    scripts/) change no run and do not count: reports written into a clean clone by `bnstudy
+    reproduce` marked the runs after them dirty."""
     cwd = cwd or Path(__file__).resolve().parent
     try:
         out = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=cwd,
@@ -96,7 +100,7 @@ def git_commit(cwd: Optional[Path] = None) -> Optional[str]:
         sha = out.stdout.strip()
         if out.returncode != 0 or not sha:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=normal", "--", "."], cwd=cwd,
                                capture_output=True, text=True, timeout=5).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):

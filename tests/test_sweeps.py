@@ -198,3 +198,27 @@ def test_a_full_disk_leaves_no_half_written_file(tmp_path, monkeypatch):
         outputs.atomic_write_json(target, {"status": "running"})
     assert json.loads(target.read_text()) == {"status": "completed"}  # the old file, whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]  # no temporary left behind
+
+
+def test_commit_is_dirty_only_when_the_package_differs(tmp_path):
+    """A run records '-dirty' for changed or unknown files in the package it runs, not for a
+    report that `reproduce` wrote into results/ of the same clean clone."""
+    from bnstudy.outputs import git_commit
+
+    git = lambda *a: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *a],  # noqa: E731
+                                    cwd=tmp_path, check=True, capture_output=True)
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
+    (tmp_path / "results" / "report.md").write_text("old\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "c")
+    sha = git("rev-parse", "HEAD").stdout.decode().strip()
+    (tmp_path / "results" / "report.md").write_text("rebuilt\n")
+    assert git_commit(tmp_path / "pkg") == sha
+    (tmp_path / "pkg" / "b.yaml").write_text("new: 1\n")
+    assert git_commit(tmp_path / "pkg") == sha + "-dirty"
+    (tmp_path / "pkg" / "b.yaml").unlink()
+    (tmp_path / "pkg" / "a.py").write_text("x = 2\n")
+    assert git_commit(tmp_path / "pkg") == sha + "-dirty"
