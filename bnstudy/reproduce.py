@@ -255,7 +255,8 @@ def provenance_md(rows: list[dict], p: Plan, command: str, sweep_wall_s: Optiona
         "",
         "## Code",
         "",
-        "The commit each run's code came from (`-dirty`: with uncommitted changes to tracked files).",
+        "The commit each run's code came from (`-dirty`: with uncommitted changes; since da4144a only changes "
+        "to the package, bnstudy/, count, before it any tracked file's did).",
         "",
         _counts(rows, ["git_commit", "bnstudy_version"]),
         "",
