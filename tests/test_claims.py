@@ -343,6 +343,37 @@ def test_steps_to_target_reads_its_own_study_at_each_arms_one_rate():
     assert skip.verdict == REPRODUCED and "none + SkipInit 0.2" in skip.finding, skip.finding
 
 
+def test_steps_to_target_notes_accuracy_at_fixed_fractions_of_the_steps():
+    """Information beside the verdict: each arm's test accuracy at the last evaluation by 25%, 50%
+    and 100% of the 312 steps (72, 152, 312 with evaluations every 8), BN minus the other arm
+    with an interval; a run that diverged before an evaluation counts there as chance."""
+    runs = runs_steps(seeds=3)
+    one = runs[(runs["norm.name"] == "none") & ~runs["model.skipinit"]].run.iloc[0]
+    runs.loc[runs.run == one, ["status", "final_acc"]] = ["diverged", 0.1]
+    rows = []
+    for r in runs.to_dict("records"):
+        base = 0.3 if r["norm.name"] == "bn" else 0.2
+        for step in range(8, 313, 8):
+            if r["run"] == one and step > 100:
+                break  # diverged at step 100: no later evaluation
+            rows.append({"run": r["run"], "step": step, "epoch": step / 78, "metric": "test/acc",
+                         "value": base + 0.2 * step / 312 + 0.001 * r["seed"], "source": "metrics"})
+    curves = pd.DataFrame(rows)
+    note = [n for n in steps_to_target.check(runs, curves).notes if n.startswith("Test accuracy at fixed")]
+    assert len(note) == 1, steps_to_target.check(runs, curves).notes
+    text = note[0]
+    # seeds 10-12 add 1.0-1.2 points; none's seed 10 diverged at step 100
+    assert "25% (step 72): bn 35.7% ± 0.2, none 25.7% ± 0.2, bn minus none +10.0 points [+9.8, +10.2]" in text, text
+    assert "50% (step 152): bn 40.8%" in text and "100% (step 312): bn 51.1%" in text, text
+    # none at 312: seeds 11 and 12 at 41.1% and 41.2%, the diverged one at chance (10%): mean 30.8%
+    assert "none 30.8% ± " in text.split("100% (step 312)")[1], text
+    assert "no rule reads it" in text
+    assert steps_to_target.check(runs, NO_CURVES).notes == steps_to_target.check(runs, NO_CURVES).notes
+    assert not [n for n in steps_to_target.check(runs, NO_CURVES).notes if n.startswith("Test accuracy at fixed")]
+    skip = [n for n in steps_to_target.check_skipinit(runs, curves).notes if n.startswith("Test accuracy at fixed")]
+    assert len(skip) == 1 and "bn minus none + SkipInit" in skip[0], skip
+
+
 def test_steps_to_target_refuses_to_pick_a_rate_on_its_own_seeds():
     """An arm run at a second rate (a rerun, a typo) would let the rule choose on the measuring
     seeds: the verdict is blocked, naming the arm, not quietly read at the better rate."""

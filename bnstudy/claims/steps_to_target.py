@@ -14,9 +14,9 @@ from matplotlib.ticker import MaxNLocator
 
 from . import faster_training as F
 from ..analysis import style as S
-from ..analysis.results import SKIPINIT, variant_names
-from ..analysis.rules import Verdict, decision_text
-from ..analysis.stats import aggregate
+from ..analysis.results import SKIPINIT, chance, study_runs, variant_names
+from ..analysis.rules import Verdict, decision_text, pct
+from ..analysis.stats import aggregate, difference, one_sample
 
 KEY, STUDY, TITLE = "steps_to_target", "steps_to_target", "Faster training, dense evaluations"
 STATEMENT = F.STATEMENT[:-1] + ": here each arm at the rate lr_sweep chose for it, evaluated every few steps."
@@ -33,15 +33,61 @@ RULE = ("Each arm (bn, none, none + SkipInit) runs at one peak rate, fixed in th
         "the schedule: the speed-up is read at the schedule's pace. " + decision_text(EFFECT))
 
 
+BUDGETS = (0.25, 0.5, 1.0)  # fractions of the schedule's steps at which budget_accuracy reads test accuracy
+
+
+def budget_accuracy(runs: pd.DataFrame, curves: pd.DataFrame, other: str) -> list[str]:
+    """A note (information only; no rule reads it): each arm's test accuracy at the last
+    evaluation by 25%, 50% and 100% of the schedule's steps (mean over seeds, 95% interval) and
+    BN minus `other` (Welch). A run that diverged before that evaluation counts as chance. These
+    are points on one decaying schedule, not runs given a shorter budget."""
+    sel, _ = study_runs(runs, STUDY)
+    if not len(sel) or not len(curves) or "steps" not in sel:
+        return []
+    sel = sel.assign(variant=variant_names(sel))
+    sel = sel[sel.variant.isin(("bn", other))]
+    c = curves[(curves.metric == "test/acc") & curves.run.isin(sel.run)]
+    if sel.variant.nunique() < 2 or not len(c):
+        return []
+    acc = c.pivot_table(index="run", columns="step", values="value", aggfunc="last")
+    total = float(pd.to_numeric(sel.steps, errors="coerce").max())
+    floor = sel.set_index("run").assign(chance=chance(sel).to_numpy())
+    parts = []
+    for f in BUDGETS:
+        steps = [s for s in acc.columns if s <= f * total]
+        if not steps:
+            continue
+        step = max(steps)
+        diverged = floor.status.reindex(acc.index) == "diverged"
+        at = acc[step].where(~(acc[step].isna() & diverged), floor.chance.reindex(acc.index))
+        arm = {n: at.reindex(sel.run[sel.variant == n]).dropna() for n in ("bn", other)}
+        if not all(len(a) for a in arm.values()):
+            continue
+        m = {n: one_sample(a) for n, a in arm.items()}
+        d = difference(arm["bn"], arm[other])
+        cell = lambda e: pct(e.value) + (f" ± {100 * e.half:.1f}" if e.has_interval else "")  # noqa: E731
+        diff = (f"{100 * d.value:+.1f} points" + (f" [{100 * d.lo:+.1f}, {100 * d.hi:+.1f}]" if d.has_interval else ""))
+        parts.append(f"{f:.0%} (step {step:g}): bn {cell(m['bn'])}, {other} {cell(m[other])}, bn minus {other} {diff}")
+    if not parts:
+        return []
+    return [f"Test accuracy at fixed fractions of the {total:g} steps (information only, no rule reads it; mean over "
+            "seeds ± 95% half-width, difference with its Welch 95% interval; points on one decaying schedule, not "
+            "runs given a shorter budget): " + "; ".join(parts)]
+
+
 def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
-    return F.compare(runs, "none", "BN reaches a target accuracy in fewer steps (evaluated every few steps)",
-                     study=STUDY, key=KEY, rule=RULE, fixed_rates=True)
+    v = F.compare(runs, "none", "BN reaches a target accuracy in fewer steps (evaluated every few steps)",
+                  study=STUDY, key=KEY, rule=RULE, fixed_rates=True)
+    v.notes += budget_accuracy(runs, curves, "none")
+    return v
 
 
 def check_skipinit(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
-    return F.compare(runs, "none" + SKIPINIT, "BN reaches a target accuracy in fewer steps than an unnormalized net "
-                     "with SkipInit (evaluated every few steps)", study=STUDY, key=KEY, rule=RULE,
-                     fixed_rates=True)
+    other = "none" + SKIPINIT
+    v = F.compare(runs, other, "BN reaches a target accuracy in fewer steps than an unnormalized net "
+                  "with SkipInit (evaluated every few steps)", study=STUDY, key=KEY, rule=RULE, fixed_rates=True)
+    v.notes += budget_accuracy(runs, curves, other)
+    return v
 
 
 @S.figure
