@@ -7,6 +7,7 @@ row per run; probe rows in long format); test_report.py draws its figures from t
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pandas as pd
@@ -341,6 +342,23 @@ def test_steps_to_target_reads_its_own_study_at_each_arms_one_rate():
     assert steps_to_target.check(runs_lr(), NO_CURVES).verdict == MISSING
     skip = steps_to_target.check_skipinit(runs, NO_CURVES)
     assert skip.verdict == REPRODUCED and "none + SkipInit 0.2" in skip.finding, skip.finding
+
+
+def test_a_seed_that_reached_no_threshold_leaves_no_target_and_a_post_hoc_note():
+    """The committed rule needs a threshold every seed reached: one unnormalized seed that never
+    trained leaves none, so no verdict; the post-hoc note gives the speed-up without that seed and
+    with it counted at its last step (312), which can only raise none's steps."""
+    runs = runs_steps()
+    bad = runs[(runs["norm.name"] == "none") & ~runs["model.skipinit"]].index[3]
+    runs.loc[bad, ["steps_to_test_acc.0.3", "final_acc", "final_test_acc"]] = [np.nan, 0.128, 0.128]
+    v = steps_to_target.check(runs, NO_CURVES)
+    assert v.verdict == INCONCLUSIVE and "no threshold in [0.3, 0.4] was reached by every seed" in v.reason, v.finding
+    note = [n for n in v.notes if n.startswith("Post hoc")]
+    assert len(note) == 1 and "none: 1 of 10 (seed 13, final accuracy 12.8%)" in note[0], v.notes
+    ratios = [float(x) for x in re.findall(r"([0-9.]+)x, interval", note[0])]  # without it, then counted at 312
+    assert 1.8 < ratios[0] < 2.2 and ratios[1] > ratios[0], note[0]
+    assert not [n for n in steps_to_target.check(runs_steps(), NO_CURVES).notes if n.startswith("Post hoc")]
+    assert not [n for n in steps_to_target.check_skipinit(runs, NO_CURVES).notes if n.startswith("Post hoc")]
 
 
 def test_steps_to_target_notes_accuracy_at_fixed_fractions_of_the_steps():

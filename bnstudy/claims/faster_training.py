@@ -15,9 +15,9 @@ from matplotlib.ticker import MaxNLocator
 from ..analysis import style as S
 from ..analysis.results import (SELECTION_BIAS, SKIPINIT, at_best_rate, chance, edge_rates, steps_column, study_runs,
                                 thresholds, variant_names)
-from ..analysis.rules import (Effect, Verdict, acc_cell, decision_text, has_norms, log2, missing, untrained,
+from ..analysis.rules import (Effect, Verdict, acc_cell, decision_text, has_norms, log2, missing, pct, untrained,
                               verdict)
-from ..analysis.stats import aggregate, censored, fmt_ci, mean_ci
+from ..analysis.stats import Estimate, aggregate, censored, fmt_ci, mean_ci
 
 KEY, STUDY, TITLE = "faster_training", "lr_sweep", "Faster training"
 STATEMENT = ("BatchNorm networks reach a given accuracy in far fewer training steps (Ioffe & Szegedy 2015, "
@@ -93,6 +93,7 @@ def compare(runs: pd.DataFrame, other: str, title: str, study: str = STUDY, key:
     target = hit[-1] if hit else None
     if target is None:
         blockers.append(f"no threshold in {ts} was reached by every seed of both arms at {their}")
+        notes += failed_seeds(arm, ts, other)
     steps = {n: reached(arm[n], target) if target else pd.Series(dtype=float) for n in arm}
     # each seed got there somewhere after the evaluation before the one that saw it
     first = {n: bin_start(arm[n], steps[n]) for n in arm}
@@ -113,6 +114,46 @@ def compare(runs: pd.DataFrame, other: str, title: str, study: str = STUDY, key:
     effect = replace(EFFECT, name=EFFECT.name.replace("none's", f"{other}'s"))
     return verdict(key, title, rule, effect, est, blockers, finding, numbers=pd.DataFrame(rows), notes=notes,
                    params={"target": target})
+
+
+def _speedup(arm: dict, other: str, target: float, last: dict) -> Estimate:
+    """The rule's censored estimate at `target`; the runs in `last` (arm -> runs) count as
+    reaching it at their last step, in a bin of zero width."""
+    steps, first = {}, {}
+    for n, a in arm.items():
+        s = reached(a, target)
+        steps[n] = pd.concat([s, pd.to_numeric(last[n]["steps"], errors="coerce")])
+        first[n] = pd.concat([bin_start(a, s), pd.to_numeric(last[n]["steps"], errors="coerce")])
+    return censored([(1, log2(first[other])), (-1, log2(steps["bn"]))],
+                    [(1, log2(steps[other])), (-1, log2(first["bn"]))],
+                    [(1, log2(steps[other])), (-1, log2(steps["bn"]))])
+
+
+def failed_seeds(arm: dict, ts: Sequence[float], other: str) -> list[str]:
+    """A post-hoc note, information only (added 2026-11-29 after steps_to_target's runs, where one
+    unnormalized seed of 15 never reached the lowest threshold, so the rule found no target and
+    gave no verdict): the seeds that reached no threshold, and the speed-up at the highest
+    threshold every other seed reached, (a) without them and (b) with each counted as reaching it
+    at its last step, the fewest steps it could have needed (a bound: it understates the arm's
+    steps). No verdict rests on it."""
+    lowest = ts[0]
+    failed = {n: a[reached(a, lowest).isna()] for n, a in arm.items()}
+    if not any(len(f) for f in failed.values()):
+        return []
+    rest = {n: a[reached(a, lowest).notna()] for n, a in arm.items()}
+    hit = [t for t in ts if all(reached(r, t).notna().all() for r in rest.values())]
+    if min(len(r) for r in rest.values()) < 2 or not hit:
+        return []
+    target, none = hit[-1], {n: a.iloc[0:0] for n, a in arm.items()}
+    who = "; ".join(f"{n}: {len(f)} of {len(arm[n])} (seed {', '.join(str(int(x)) for x in f.seed)}, final accuracy "
+                    f"{', '.join(pct(x) for x in f.final_acc)})" for n, f in failed.items() if len(f))
+    fmt = lambda e: f"{EFFECT.fmt(e.value)}, interval [{EFFECT.fmt(e.lo)}, {EFFECT.fmt(e.hi)}]"  # noqa: E731
+    return [f"Post hoc, information only (added 2026-11-29 after steps_to_target's runs; no verdict rests on it): "
+            f"seeds that reached no threshold ({who}) leave the rule without a target. At {target:.0%}, the highest "
+            f"threshold every other seed reached, the speed-up is {fmt(_speedup(rest, other, target, none))} "
+            f"without them, and {fmt(_speedup(rest, other, target, failed))} counting each as reaching it at its "
+            f"last step (the fewest steps it could have needed: this understates its arm's steps); the rule's "
+            f"minimum is {EFFECT.fmt(EFFECT.minimum)}."]
 
 
 def _config_name(arm: str) -> str:
