@@ -40,6 +40,8 @@ class Effect:
     claimed: int = +1  # +1: the claim says the effect exceeds the minimum; -1: that it stays below it
 
     def fmt(self, v: float) -> str:
+        if math.isinf(v):  # an unbounded end of an interval (a censored measurement)
+            return ("∞" if self.unit == "ratio" else "+∞") if v > 0 else ("0x" if self.unit == "ratio" else "-∞")
         if not math.isfinite(v):
             return "—"
         return f"{2 ** v:.3g}x" if self.unit == "ratio" else f"{v:+.1f} points"

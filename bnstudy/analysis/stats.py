@@ -80,9 +80,11 @@ class Estimate:
         detect with 80% power at the 5% level ((t + z_0.8) * se), plus, for a censored estimate,
         the larger distance from the estimate to a bin end's mean (the bins do not shrink)."""
         least, most = self.ends
-        if not self.has_interval or not (math.isfinite(least) and math.isfinite(most)):
+        if not self.has_interval or math.isnan(least) or math.isnan(most):
             return math.nan
-        return (t975(self.dof) + Z80) * self.se + max(self.value - least, most - self.value, 0.0)
+        # an unbounded end (a seed censored at 'never') says nothing about detection: left out
+        reach = [d for d in (self.value - least, most - self.value) if math.isfinite(d)]
+        return (t975(self.dof) + Z80) * self.se + max(reach + [0.0])
 
 
 def combine(arms: Sequence[tuple[float, Sequence[float]]]) -> Estimate:
@@ -136,12 +138,17 @@ def censored(arms_low: Sequence[tuple[float, Sequence[float]]],
     The interval runs from the least favourable ends' mean minus t * se to the most favourable
     ends' mean plus t * se, where each arm's standard deviation is at least that of a value
     spread evenly over its bin (width / sqrt(12)): seeds that all land in the same bin have
-    not shown that their true values agree."""
+    not shown that their true values agree.
+
+    A bin may be open (an end at +-inf: a seed that never reached the target is somewhere from
+    the last step to never); the interval's end on that side is then unbounded, and the open bins
+    do not widen the standard deviation."""
     mid = combine(arms)
     if not mid.has_interval:
         return mid
     lows, highs = [_finite(v) for _, v in arms_low], [_finite(v) for _, v in arms_high]
-    width = [float(np.mean(np.abs(h - l))) for l, h in zip(lows, highs)]
+    width = [float(np.mean(w[np.isfinite(w)])) if np.isfinite(w).any() else 0.0
+             for w in (np.abs(h - l) for l, h in zip(lows, highs))]
     sds = tuple(max(sd, w / math.sqrt(12)) for sd, w in zip(mid.sds, width))
     se, dof = _se_dof(mid.coefs, sds, [len(_finite(v)) for _, v in arms])
     half = t975(dof) * se
@@ -164,7 +171,7 @@ def seeds_needed(est: Estimate, threshold: float) -> Optional[int]:
     estimate whose bins span it, or no spread measured), MAX_SEEDS + 1 when more than MAX_SEEDS.
     For a censored estimate the interval narrows around the bin ends' means, not the estimate."""
     least, most = est.ends
-    if not (math.isfinite(least) and math.isfinite(most)):
+    if math.isnan(least) or math.isnan(most):
         return None
     gap = least - threshold if least > threshold else threshold - most if most < threshold else 0.0
     if not est.sds or not math.isfinite(gap) or gap == 0:

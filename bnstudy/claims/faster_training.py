@@ -15,9 +15,9 @@ from matplotlib.ticker import MaxNLocator
 from ..analysis import style as S
 from ..analysis.results import (SELECTION_BIAS, SKIPINIT, at_best_rate, chance, edge_rates, steps_column, study_runs,
                                 thresholds, variant_names)
-from ..analysis.rules import (Effect, Verdict, acc_cell, decision_text, has_norms, log2, missing, pct, untrained,
-                              verdict)
-from ..analysis.stats import Estimate, aggregate, censored, fmt_ci, mean_ci
+from ..analysis.rules import (MIN_SEEDS, Effect, Verdict, acc_cell, decision_text, has_norms, log2, missing, pct,
+                              untrained, verdict)
+from ..analysis.stats import aggregate, censored, fmt_ci, mean_ci
 
 KEY, STUDY, TITLE = "faster_training", "lr_sweep", "Faster training"
 STATEMENT = ("BatchNorm networks reach a given accuracy in far fewer training steps (Ioffe & Szegedy 2015, "
@@ -25,6 +25,15 @@ STATEMENT = ("BatchNorm networks reach a given accuracy in far fewer training st
 # fixed 2026-11-25 (issue 13), after the cpu lr_sweep had been run: 1.5x fewer steps is the
 # smallest speed-up that "far fewer" could mean; Ioffe & Szegedy report 14x
 EFFECT = Effect("speed-up (none's steps to the target / BN's, geometric mean over seeds)", "ratio", math.log2(1.5))
+AMENDED, STEPS_STUDY = "2026-11-29", "steps_to_target"
+AMENDMENT = (f"Amended {AMENDED}, after {STEPS_STUDY}'s runs had been read: one of its 15 unnormalized seeds never "
+             "reached the lowest threshold (its loss stayed at chance), so, as committed, the rule found no threshold "
+             "every seed reached and could give no verdict at any number of seeds. Now a seed that reached no "
+             "threshold at all (it never trained, or diverged first) does not set the target: it counts as reaching "
+             "the target anywhere from the schedule's last step to never, the bin the interval then holds (unbounded "
+             "above when such a seed is the unnormalized arm's, so that arm's slowness is never overstated; below "
+             "when it is BN's); an arm needs at least 2 seeds that reached a threshold. The report notes the "
+             "verdict the rule as committed gives, and the speed-up without those seeds.")
 RULE = ("BN is compared with none, and separately with none + SkipInit (model.skipinit; never pooled with "
         "none), by the same rule. Each arm at its own best learning rate (highest mean final test accuracy in the "
         "sweep). Target = the highest threshold in trainer.acc_thresholds that every seed of both arms reached at "
@@ -33,7 +42,7 @@ RULE = ("BN is compared with none, and separately with none + SkipInit (model.sk
         "shown as a ratio; steps are seen only at evaluations, so the interval is widened to hold whatever step "
         "between two evaluations each seed got there. Under a decaying rate, steps to a target are shaped by the "
         "schedule (the slower arm may reach it only as the rate falls): the speed-up is read at the schedule's "
-        "pace. " + SELECTION_BIAS + " " + decision_text(EFFECT))
+        "pace. " + SELECTION_BIAS + " " + decision_text(EFFECT) + " " + AMENDMENT)
 
 
 ARMS = ("bn", "none", "none" + SKIPINIT)  # results.variant_names of the study's arms
@@ -89,17 +98,32 @@ def compare(runs: pd.DataFrame, other: str, title: str, study: str = STUDY, key:
         several = {n: sorted(g["optim.lr"].unique()) for n, g in sel.groupby("variant") if g["optim.lr"].nunique() > 1}
         blockers += [f"{n} ran at {len(r)} rates ({', '.join(f'{x:g}' for x in r)}) where {study} fixes one an arm"
                      for n, r in several.items()]
-    hit = [t for t in ts if all(reached(arm[n], t).notna().all() for n in arm)]
+    # amended 2026-11-29 (RULE): seeds that reached no threshold at all do not set the target
+    failed = {n: reached(arm[n], ts[0]).isna() for n in arm}
+    if any(f.any() for f in failed.values()):
+        notes.append(f"under the rule as committed before {STEPS_STUDY}'s runs (before the amendment of "
+                     f"{AMENDED}), seeds that reached no threshold left no target that every seed reached: "
+                     "inconclusive, at any number of seeds")
+        blockers += [f"{n}: {k} of {len(f)} seeds reached no threshold (at least {MIN_SEEDS} must)"
+                     for n, f in failed.items() if (k := int(f.sum())) > len(f) - MIN_SEEDS]
+    hit = [t for t in ts if all(reached(arm[n][~failed[n]], t).notna().all() for n in arm)]
     target = hit[-1] if hit else None
     if target is None:
         blockers.append(f"no threshold in {ts} was reached by every seed of both arms at {their}")
-        notes += failed_seeds(arm, ts, other)
-    steps = {n: reached(arm[n], target) if target else pd.Series(dtype=float) for n in arm}
-    # each seed got there somewhere after the evaluation before the one that saw it
-    first = {n: bin_start(arm[n], steps[n]) for n in arm}
-    est = censored([(1, log2(first[other])), (-1, log2(steps["bn"]))],
-                   [(1, log2(steps[other])), (-1, log2(first["bn"]))],
+    steps, first, never = {}, {}, {}
+    last = float(pd.to_numeric(sel["steps"], errors="coerce").max())  # the schedule's last step
+    for n in arm:
+        s = reached(arm[n], target) if target else pd.Series(np.nan, index=arm[n].index)
+        # each seed got there somewhere after the evaluation before the one that saw it; a seed that
+        # reached no threshold, somewhere from the schedule's last step to never
+        steps[n] = s.where(~failed[n], last)
+        first[n] = bin_start(arm[n], s).where(~failed[n], last)
+        never[n] = s.where(~failed[n], np.inf)
+    est = censored([(1, log2(first[other])), (-1, log2(never["bn"]))],
+                   [(1, log2(never[other])), (-1, log2(first["bn"]))],
                    [(1, log2(steps[other])), (-1, log2(steps["bn"]))])
+    if target and any(f.any() for f in failed.values()):
+        notes += without_failed(arm, failed, other, target)
     rows = []
     for (variant, lr), g in sel.groupby(["variant", "optim.lr"]):
         rows.append({"norm": variant, "learning rate": lr}
@@ -116,44 +140,19 @@ def compare(runs: pd.DataFrame, other: str, title: str, study: str = STUDY, key:
                    params={"target": target})
 
 
-def _speedup(arm: dict, other: str, target: float, last: dict) -> Estimate:
-    """The rule's censored estimate at `target`; the runs in `last` (arm -> runs) count as
-    reaching it at their last step, in a bin of zero width."""
-    steps, first = {}, {}
-    for n, a in arm.items():
-        s = reached(a, target)
-        steps[n] = pd.concat([s, pd.to_numeric(last[n]["steps"], errors="coerce")])
-        first[n] = pd.concat([bin_start(a, s), pd.to_numeric(last[n]["steps"], errors="coerce")])
-    return censored([(1, log2(first[other])), (-1, log2(steps["bn"]))],
-                    [(1, log2(steps[other])), (-1, log2(first["bn"]))],
-                    [(1, log2(steps[other])), (-1, log2(steps["bn"]))])
-
-
-def failed_seeds(arm: dict, ts: Sequence[float], other: str) -> list[str]:
-    """A post-hoc note, information only (added 2026-11-29 after steps_to_target's runs, where one
-    unnormalized seed of 15 never reached the lowest threshold, so the rule found no target and
-    gave no verdict): the seeds that reached no threshold, and the speed-up at the highest
-    threshold every other seed reached, (a) without them and (b) with each counted as reaching it
-    at its last step, the fewest steps it could have needed (a bound: it understates the arm's
-    steps). No verdict rests on it."""
-    lowest = ts[0]
-    failed = {n: a[reached(a, lowest).isna()] for n, a in arm.items()}
-    if not any(len(f) for f in failed.values()):
-        return []
-    rest = {n: a[reached(a, lowest).notna()] for n, a in arm.items()}
-    hit = [t for t in ts if all(reached(r, t).notna().all() for r in rest.values())]
-    if min(len(r) for r in rest.values()) < 2 or not hit:
-        return []
-    target, none = hit[-1], {n: a.iloc[0:0] for n, a in arm.items()}
-    who = "; ".join(f"{n}: {len(f)} of {len(arm[n])} (seed {', '.join(str(int(x)) for x in f.seed)}, final accuracy "
-                    f"{', '.join(pct(x) for x in f.final_acc)})" for n, f in failed.items() if len(f))
-    fmt = lambda e: f"{EFFECT.fmt(e.value)}, interval [{EFFECT.fmt(e.lo)}, {EFFECT.fmt(e.hi)}]"  # noqa: E731
-    return [f"Post hoc, information only (added 2026-11-29 after steps_to_target's runs; no verdict rests on it): "
-            f"seeds that reached no threshold ({who}) leave the rule without a target. At {target:.0%}, the highest "
-            f"threshold every other seed reached, the speed-up is {fmt(_speedup(rest, other, target, none))} "
-            f"without them, and {fmt(_speedup(rest, other, target, failed))} counting each as reaching it at its "
-            f"last step (the fewest steps it could have needed: this understates its arm's steps); the rule's "
-            f"minimum is {EFFECT.fmt(EFFECT.minimum)}."]
+def without_failed(arm: dict, failed: dict, other: str, target: float) -> list[str]:
+    """Information only: the speed-up at the same target with the seeds that reached no threshold
+    left out, to show how much the verdict leans on how they are counted."""
+    keep = {n: a[~failed[n]] for n, a in arm.items()}
+    s = {n: reached(a, target) for n, a in keep.items()}
+    f = {n: bin_start(keep[n], s[n]) for n in keep}
+    e = censored([(1, log2(f[other])), (-1, log2(s["bn"]))], [(1, log2(s[other])), (-1, log2(f["bn"]))],
+                 [(1, log2(s[other])), (-1, log2(s["bn"]))])
+    who = "; ".join(f"{n}: seed {', '.join(str(int(x)) for x in arm[n].seed[failed[n]])}, final accuracy "
+                    f"{', '.join(pct(x) for x in arm[n].final_acc[failed[n]])}" for n in arm if failed[n].any())
+    return [f"seeds that reached no threshold ({who}) count by the rule as reaching {target:.0%} anywhere from the "
+            f"schedule's last step to never; without them (information only) the speed-up is {EFFECT.fmt(e.value)}, "
+            f"interval [{EFFECT.fmt(e.lo)}, {EFFECT.fmt(e.hi)}]"]
 
 
 def _config_name(arm: str) -> str:

@@ -30,7 +30,7 @@ RULE = ("Each arm (bn, none, none + SkipInit) runs at one peak rate, fixed in th
         "unnormalized arm minus that of BN (Welch t over seeds), shown as a ratio; test accuracy is read every "
         "trainer.eval_every steps (cpu: 8, on 2,000 test images), and the interval is widened to hold whatever "
         "step between two evaluations each seed got there. Under a decaying rate, steps to a target are shaped by "
-        "the schedule: the speed-up is read at the schedule's pace. " + decision_text(EFFECT))
+        "the schedule: the speed-up is read at the schedule's pace. " + decision_text(EFFECT) + " " + F.AMENDMENT)
 
 
 BUDGETS = (0.25, 0.5, 1.0)  # fractions of the schedule's steps at which budget_accuracy reads test accuracy
