@@ -83,6 +83,12 @@ def effect_line(e: Effect, est: Estimate) -> str:
     line = f"{e.name} = {e.fmt(est.value)}"
     if est.has_interval:
         mde = f"; minimum detectable effect {e.fmt_width(est.mde)} (80% power)" if est.se > 0 else ""
+        open_ = [side for side, end in (("below", est.lo), ("above", est.hi)) if math.isinf(end)]
+        if open_:  # a censored seed (one that reached no target) leaves that side of the interval open
+            shown = ("neither verdict can be shown" if len(open_) == 2 else
+                     f"only '{REPRODUCED if (open_[0] == 'above') == (e.claimed > 0) else NOT_REPRODUCED}' can "
+                     "be shown, and the minimum detectable effect is for it")
+            mde += f"; the interval is open {' and '.join(open_)} (a seed that may never have got there): {shown}"
         return line + (f", 95% interval [{e.fmt(est.lo)}, {e.fmt(est.hi)}] ({est.method}, n={est.n} seeds per "
                        f"arm); minimum effect {e.fmt(e.minimum)}" + mde)
     return line + f" (n={est.n}: no interval); minimum effect {e.fmt(e.minimum)}"
@@ -107,7 +113,11 @@ def decide(est: Estimate, effect: Effect, blockers: Sequence[str] = ()) -> tuple
     if short:
         return NOT_REPRODUCED, ""
     n = seeds_needed(est, m)
-    more = ("no number of seeds would settle it at this estimate: the measurement's bins alone span the minimum "
+    open_ = math.isinf(est.lo) or math.isinf(est.hi)
+    more = ("no number of seeds, nor denser evaluations, would settle it at this estimate: a seed that may never have "
+            "got there leaves the interval open on one side, and the other side's bins reach the minimum effect"
+            if open_ and bins_span(est, m)
+            else "no number of seeds would settle it at this estimate: the measurement's bins alone span the minimum "
             "effect (a finer grid or denser evaluations would)" if bins_span(est, m)
             else "no number of seeds would settle it at this estimate" if n is None
             else f"about {n} seeds per arm would settle it at the observed spread" if n <= 1000

@@ -26,18 +26,23 @@ STATEMENT = ("BatchNorm networks reach a given accuracy in far fewer training st
 # smallest speed-up that "far fewer" could mean; Ioffe & Szegedy report 14x
 EFFECT = Effect("speed-up (none's steps to the target / BN's, geometric mean over seeds)", "ratio", math.log2(1.5))
 AMENDED, STEPS_STUDY = "2026-11-29", "steps_to_target"
-AMENDMENT = (f"Amended {AMENDED}, after {STEPS_STUDY}'s runs had been read: one of its 15 unnormalized seeds never "
-             "reached the lowest threshold (its loss stayed at chance), so, as committed, the rule found no threshold "
-             "every seed reached and could give no verdict at any number of seeds. Now a seed that reached no "
-             "threshold at all (it never trained, or diverged first) does not set the target: it counts as reaching "
-             "the target anywhere from the schedule's last step to never, the bin the interval then holds (unbounded "
-             "above when such a seed is the unnormalized arm's, so that arm's slowness is never overstated; below "
-             "when it is BN's); an arm needs at least 2 seeds that reached a threshold. The report notes the "
-             "verdict the rule as committed gives, and the speed-up without those seeds.")
+AMENDMENT = (f"Amended {AMENDED}, after {STEPS_STUDY}'s runs had been read, and applied to lr_sweep's runs too "
+             "(read before; its verdicts do not change): one of steps_to_target's 15 unnormalized seeds never reached "
+             "the lowest threshold (its test accuracy stayed near chance, 14.6% at best), so, as committed, the rule "
+             "found no threshold every seed reached and could give no verdict at any number of seeds. Now a seed that "
+             "reached no threshold at all does not set the target: it counts as reaching the target anywhere from "
+             "the schedule's last step to never; and a run that diverged after passing the target, anywhere from the "
+             "evaluation before the one that saw it to never (as committed, it counted as never reaching it). The "
+             "interval holds these bins: it is unbounded above when such a seed is the unnormalized arm's and below "
+             "when it is BN's, so neither arm's slowness is overstated. The point estimate and the standard "
+             "deviations count a seed that reached no threshold at the last step and a diverged run where it was "
+             "seen (a bound, not an estimate). An arm needs at least 2 seeds that reached a threshold. The report "
+             "notes the verdict the rule as committed gives, and the speed-up without the seeds that reached no "
+             "threshold.")
 RULE = ("BN is compared with none, and separately with none + SkipInit (model.skipinit; never pooled with "
         "none), by the same rule. Each arm at its own best learning rate (highest mean final test accuracy in the "
         "sweep). Target = the highest threshold in trainer.acc_thresholds that every seed of both arms reached at "
-        "those rates; a run that diverged counts as never reaching it, even if it passed it before diverging. "
+        "those rates, leaving out seeds that reached no threshold at all (amended 2026-11-29, below). "
         "Effect = mean log2(steps to the target) of the unnormalized arm minus that of BN (Welch t over seeds), "
         "shown as a ratio; steps are seen only at evaluations, so the interval is widened to hold whatever step "
         "between two evaluations each seed got there. Under a decaying rate, steps to a target are shaped by the "
@@ -98,30 +103,23 @@ def compare(runs: pd.DataFrame, other: str, title: str, study: str = STUDY, key:
         several = {n: sorted(g["optim.lr"].unique()) for n, g in sel.groupby("variant") if g["optim.lr"].nunique() > 1}
         blockers += [f"{n} ran at {len(r)} rates ({', '.join(f'{x:g}' for x in r)}) where {study} fixes one an arm"
                      for n, r in several.items()]
-    # amended 2026-11-29 (RULE): seeds that reached no threshold at all do not set the target
-    failed = {n: reached(arm[n], ts[0]).isna() for n in arm}
+    # amended 2026-11-29 (AMENDMENT): seeds that reached no threshold at all do not set the target
+    failed = {n: recorded(arm[n], ts[0]).isna() for n in arm}
     if any(f.any() for f in failed.values()):
         notes.append(f"under the rule as committed before {STEPS_STUDY}'s runs (before the amendment of "
                      f"{AMENDED}), seeds that reached no threshold left no target that every seed reached: "
                      "inconclusive, at any number of seeds")
         blockers += [f"{n}: {k} of {len(f)} seeds reached no threshold (at least {MIN_SEEDS} must)"
                      for n, f in failed.items() if (k := int(f.sum())) > len(f) - MIN_SEEDS]
-    hit = [t for t in ts if all(reached(arm[n][~failed[n]], t).notna().all() for n in arm)]
+    enough = all(int((~f).sum()) >= MIN_SEEDS for f in failed.values())
+    hit = [t for t in ts if enough and all(recorded(arm[n][~failed[n]], t).notna().all() for n in arm)]
     target = hit[-1] if hit else None
     if target is None:
         blockers.append(f"no threshold in {ts} was reached by every seed of both arms at {their}")
-    steps, first, never = {}, {}, {}
-    last = float(pd.to_numeric(sel["steps"], errors="coerce").max())  # the schedule's last step
-    for n in arm:
-        s = reached(arm[n], target) if target else pd.Series(np.nan, index=arm[n].index)
-        # each seed got there somewhere after the evaluation before the one that saw it; a seed that
-        # reached no threshold, somewhere from the schedule's last step to never
-        steps[n] = s.where(~failed[n], last)
-        first[n] = bin_start(arm[n], s).where(~failed[n], last)
-        never[n] = s.where(~failed[n], np.inf)
-    est = censored([(1, log2(first[other])), (-1, log2(never["bn"]))],
-                   [(1, log2(never[other])), (-1, log2(first["bn"]))],
-                   [(1, log2(steps[other])), (-1, log2(steps["bn"]))])
+    b = {n: bins(arm[n], target, failed[n]) for n in arm}  # (recorded, low, high) steps per seed
+    est = censored([(1, log2(b[other][1])), (-1, log2(b["bn"][2]))],
+                   [(1, log2(b[other][2])), (-1, log2(b["bn"][1]))],
+                   [(1, log2(b[other][0])), (-1, log2(b["bn"][0]))])
     if target and any(f.any() for f in failed.values()):
         notes += without_failed(arm, failed, other, target)
     rows = []
@@ -133,21 +131,46 @@ def compare(runs: pd.DataFrame, other: str, title: str, study: str = STUDY, key:
                            _steps_cell(reached(g, target)) if target else "—"})
     finding = (f"{'Rates (fixed before the runs)' if fixed_rates else 'Best rates'}: bn {rate['bn']:g}, "
                f"{other} {rate[other]:g}."
-               + (f" Target {target:.0%} test accuracy: mean steps bn {steps['bn'].mean():.0f}, {other} "
-                  f"{steps[other].mean():.0f}." if target else ""))
+               + (f" Target {target:.0%} test accuracy: mean steps bn {b['bn'][0].mean():.0f}, {other} "
+                  f"{b[other][0].mean():.0f}" + _counted(arm, failed) + "." if target else ""))
     effect = replace(EFFECT, name=EFFECT.name.replace("none's", f"{other}'s"))
     return verdict(key, title, rule, effect, est, blockers, finding, numbers=pd.DataFrame(rows), notes=notes,
                    params={"target": target})
+
+
+def recorded(runs: pd.DataFrame, target: float) -> pd.Series:
+    """Steps at which each run was first seen at `target`, whatever its status (a diverged run
+    may have passed it before diverging); NaN where never."""
+    return pd.to_numeric(runs[steps_column(target)], errors="coerce")
+
+
+def bins(runs: pd.DataFrame, target: Optional[float], failed: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """(recorded, low, high): the steps each seed is counted at, and the bin in which it got to
+    `target` under the rule: after the evaluation before the one that saw it, up to that one; a
+    run that diverged after passing it, from there to never (inf); a seed that reached no
+    threshold at all (`failed`), from the schedule's last step (its arm's completed runs' steps)
+    to never, counted at that last step."""
+    rec = recorded(runs, target) if target else pd.Series(np.nan, index=runs.index)
+    done = runs.status == "completed"
+    last = pd.to_numeric(runs.loc[done, "steps"], errors="coerce").max()
+    last = last if np.isfinite(last) else pd.to_numeric(runs["steps"], errors="coerce").max()
+    return (rec.where(~failed, last), bin_start(runs, rec).where(~failed, last),
+            rec.where(done, np.inf).where(~failed, np.inf))
+
+
+def _counted(arm: dict, failed: dict) -> str:
+    k = {n: int(f.sum()) for n, f in failed.items() if f.any()}
+    return (" (" + ", ".join(f"{n}'s {c} seed{'s' if c > 1 else ''} that reached no threshold counted at the last "
+                             "step" for n, c in k.items()) + ": a bound, not an estimate)") if k else ""
 
 
 def without_failed(arm: dict, failed: dict, other: str, target: float) -> list[str]:
     """Information only: the speed-up at the same target with the seeds that reached no threshold
     left out, to show how much the verdict leans on how they are counted."""
     keep = {n: a[~failed[n]] for n, a in arm.items()}
-    s = {n: reached(a, target) for n, a in keep.items()}
-    f = {n: bin_start(keep[n], s[n]) for n in keep}
-    e = censored([(1, log2(f[other])), (-1, log2(s["bn"]))], [(1, log2(s[other])), (-1, log2(f["bn"]))],
-                 [(1, log2(s[other])), (-1, log2(s["bn"]))])
+    b = {n: bins(keep[n], target, failed[n][~failed[n]]) for n in keep}
+    e = censored([(1, log2(b[other][1])), (-1, log2(b["bn"][2]))], [(1, log2(b[other][2])), (-1, log2(b["bn"][1]))],
+                 [(1, log2(b[other][0])), (-1, log2(b["bn"][0]))])
     who = "; ".join(f"{n}: seed {', '.join(str(int(x)) for x in arm[n].seed[failed[n]])}, final accuracy "
                     f"{', '.join(pct(x) for x in arm[n].final_acc[failed[n]])}" for n in arm if failed[n].any())
     return [f"seeds that reached no threshold ({who}) count by the rule as reaching {target:.0%} anywhere from the "
