@@ -115,7 +115,7 @@ def accuracy_vs_step(curves: pd.DataFrame, target: Optional[float] = None) -> Fi
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylim(0, None)
     n = int(c.drop_duplicates("run").groupby("variant").seed.nunique().max())  # per arm, whatever the rates
-    ax.set_title(f"Test accuracy vs step, each arm at its own rate (mean of {n} seeds, 95% CI; a diverged run's "
+    ax.set_title(f"Test accuracy vs step, each arm at its own rate (mean of {n} seeds, 95% CI;\na diverged run's "
                  "curve ends where it diverged)", fontsize=9)
     S.legend_outside(fig, [ax], ncols=3)
     return fig
