@@ -26,8 +26,8 @@ STATEMENT = ("BatchNorm networks reach a given accuracy in far fewer training st
 # smallest speed-up that "far fewer" could mean; Ioffe & Szegedy report 14x
 EFFECT = Effect("speed-up (none's steps to the target / BN's, geometric mean over seeds)", "ratio", math.log2(1.5))
 AMENDED, STEPS_STUDY = "2026-11-29", "steps_to_target"
-AMENDMENT = (f"Amended {AMENDED}, after {STEPS_STUDY}'s runs had been read, and applied to lr_sweep's runs too "
-             "(read before; its verdicts do not change): one of steps_to_target's 15 unnormalized seeds never reached "
+AMENDMENT = (f"Amended {AMENDED}, after {STEPS_STUDY}'s bn and none runs had been read (its SkipInit runs were "
+             "still going), and applied to lr_sweep's runs too (read before; its verdicts do not change): one of steps_to_target's 15 unnormalized seeds never reached "
              "the lowest threshold (its test accuracy stayed near chance, 14.6% at best), so, as committed, the rule "
              "found no threshold every seed reached and could give no verdict at any number of seeds. Now a seed that "
              "reached no threshold at all does not set the target: it counts as reaching the target anywhere from "
@@ -66,8 +66,10 @@ def reached(runs: pd.DataFrame, target: float) -> pd.Series:
 
 
 def bin_start(runs: pd.DataFrame, steps: pd.Series) -> pd.Series:
-    """The first step at which each run could have got to the target it was seen at `steps`: the
-    step after the evaluation before (at least 1). The rule's interval and the figures use it."""
+    """The low end of each run's bin for the target it was seen at `steps`: the evaluation before
+    the one that saw it (at least 1; strictly it got there after it, so the bin is one step wider
+    than it need be, which only widens the interval, by at most log2(1 + 1/step) at an end). The
+    rule's interval and the figures use it."""
     return (steps - eval_interval(runs)).clip(lower=1)
 
 
