@@ -119,9 +119,7 @@ def compare(runs: pd.DataFrame, other: str, title: str, study: str = STUDY, key:
     if target is None:
         blockers.append(f"no threshold in {ts} was reached by every seed of both arms at {their}")
     b = {n: bins(arm[n], target, failed[n]) for n in arm}  # (recorded, low, high) steps per seed
-    est = censored([(1, log2(b[other][1])), (-1, log2(b["bn"][2]))],
-                   [(1, log2(b[other][2])), (-1, log2(b["bn"][1]))],
-                   [(1, log2(b[other][0])), (-1, log2(b["bn"][0]))])
+    est = speedup(b, other)
     if target and any(f.any() for f in failed.values()):
         notes += without_failed(arm, failed, other, target)
     rows = []
@@ -160,6 +158,14 @@ def bins(runs: pd.DataFrame, target: Optional[float], failed: pd.Series) -> tupl
             rec.where(done, np.inf).where(~failed, np.inf))
 
 
+def speedup(b: dict, other: str):
+    """The rule's estimate from each arm's bins (arm -> bins(...)): log2 steps of `other` minus BN's,
+    over the bins' least and most favourable ends."""
+    return censored([(1, log2(b[other][1])), (-1, log2(b["bn"][2]))],
+                    [(1, log2(b[other][2])), (-1, log2(b["bn"][1]))],
+                    [(1, log2(b[other][0])), (-1, log2(b["bn"][0]))])
+
+
 def _counted(arm: dict, failed: dict) -> str:
     k = {n: int(f.sum()) for n, f in failed.items() if f.any()}
     return (" (" + ", ".join(f"{n}'s {c} seed{'s' if c > 1 else ''} that reached no threshold counted at the last "
@@ -171,8 +177,7 @@ def without_failed(arm: dict, failed: dict, other: str, target: float) -> list[s
     left out, to show how much the verdict leans on how they are counted."""
     keep = {n: a[~failed[n]] for n, a in arm.items()}
     b = {n: bins(keep[n], target, failed[n][~failed[n]]) for n in keep}
-    e = censored([(1, log2(b[other][1])), (-1, log2(b["bn"][2]))], [(1, log2(b[other][2])), (-1, log2(b["bn"][1]))],
-                 [(1, log2(b[other][0])), (-1, log2(b["bn"][0]))])
+    e = speedup(b, other)
     who = "; ".join(f"{n}: seed {', '.join(str(int(x)) for x in arm[n].seed[failed[n]])}, final accuracy "
                     f"{', '.join(pct(x) for x in arm[n].final_acc[failed[n]])}" for n in arm if failed[n].any())
     return [f"seeds that reached no threshold ({who}) count by the rule as reaching {target:.0%} anywhere from the "
