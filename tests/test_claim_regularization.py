@@ -86,6 +86,7 @@ def test_a_diverged_seed_did_not_fit_whatever_its_last_train_slice_accuracy():
     runs.loc[bad, ["status", "final_acc", "final_test_acc"]] = ["diverged", 0.1, None]  # train slice stays 99%
     v = R.check(runs, NO_CURVES)
     assert v.verdict == INCONCLUSIVE and "fitted its training set at no rate" in v.reason, v.finding
+    assert "(diverged)" in v.reason and v.reason.count("(diverged)") == 2, v.reason  # seed 2 at each rate
 
 
 def test_an_arm_that_fitted_but_did_not_train_is_inconclusive():
@@ -124,3 +125,19 @@ def test_cpu_protocol_fits_every_arm_in_a_stated_budget():
     assert cfg.data.augment is False and cfg.schedule.name == "linear" and cfg.schedule.warmup_fraction == 0.1
     assert cfg.probes.activations.every is None and cfg.probes.gradients.every is None
     assert cfg.trainer.eval_every == 500 and cfg.scale.seeds == "0,1,2,3,4"
+
+
+def test_a_rate_where_a_seed_failed_is_not_a_rate_at_which_every_seed_fitted():
+    """bn's best rate is 0.2, but seed 3's run there failed (a crash: left out of the runs read):
+    the 4 runs left all fitted, yet not every seed did, so bn is read at 0.05, as when seed 3
+    did not fit; the table counts the arm's 5 seeds."""
+    runs = runs_regularization()
+    lost = (runs["norm.name"] == "bn") & (runs["model.dropout"] == 0.0) & (runs["optim.lr"] == 0.2) & (runs.seed == 3)
+    runs.loc[lost, ["status", "final_acc", "final_test_acc"]] = ["failed", None, None]
+    v = R.check(runs, NO_CURVES)
+    table = v.numbers.set_index(["norm", "dropout"])
+    assert table.loc[("bn", "0"), "peak rate"] == "0.05" and table.loc[("bn", "0"), "fitted seeds"] == "5 of 5", table
+    assert 1.5 < v.estimate.value < 2.5 and v.verdict == INCONCLUSIVE, v.finding
+    runs.loc[(runs["norm.name"] == "bn") & (runs["model.dropout"] == 0.0) & (runs["optim.lr"] == 0.05), "final.train_eval/acc"] = 0.9
+    table = R.check(runs, NO_CURVES).numbers.set_index(["norm", "dropout"])
+    assert table.loc[("bn", "0"), "fitted seeds"] == "4 of 5 (did not fit)", table

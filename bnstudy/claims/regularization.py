@@ -65,19 +65,23 @@ def _table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def arm_at_best_rate(arm: pd.DataFrame) -> tuple[pd.DataFrame, Optional[str]]:
     """(the arm's runs at its best rate among those at which every seed fitted, None), or, when no
-    rate of the grid fitted, (its runs at the rate of highest mean test accuracy, why it did not fit)."""
+    rate of the grid fitted, (its runs at the rate of highest mean test accuracy, why it did not fit).
+    Every seed is every seed the arm ran at any rate: a seed whose run at a rate failed or has not
+    finished did not fit there. The runs carry `arm_seeds`, that count."""
     by_rate = arm.groupby(RATE, dropna=False).agg(acc=("final_acc", "mean"), n=("fitted", "size"),
                                                   n_fit=("fitted", "sum")).reset_index()
-    fitted = by_rate[by_rate.n_fit == by_rate.n]
+    seeds = arm.seed.nunique()
+    fitted = by_rate[by_rate.n_fit >= seeds]
     pick = fitted if len(fitted) else by_rate
     best = pick.sort_values(["acc", RATE], ascending=[False, True]).iloc[0][RATE]
-    runs = arm[arm[RATE] == best] if pd.notna(best) else arm[arm[RATE].isna()]
+    runs = (arm[arm[RATE] == best] if pd.notna(best) else arm[arm[RATE].isna()]).assign(arm_seeds=seeds)
     if len(fitted):
         return runs, None
     per_rate = "; ".join(
         (f"at {r[RATE]:g}: " if pd.notna(r[RATE]) else "")
-        + f"{int(r.n_fit)} of {int(r.n)} seeds, train-slice accuracy "
-        + ", ".join(pct(x) for x in arm.loc[(arm[RATE] == r[RATE]) if pd.notna(r[RATE]) else arm[RATE].isna(), "fit"])
+        + f"{int(r.n_fit)} of {seeds} seeds, train-slice accuracy "
+        + ", ".join(pct(x.fit) + (" (diverged)" if x.status == "diverged" else "")
+                    for x in arm[(arm[RATE] == r[RATE]) if pd.notna(r[RATE]) else arm[RATE].isna()].itertuples())
         for _, r in by_rate.iterrows())
     return runs, (f"fitted its training set at no rate of the grid ({per_rate}; every seed needs {FIT_LEVEL:.0%}): "
                   "its gap would measure progress, not regularization")
@@ -106,7 +110,8 @@ def _numbers(arms: dict, keys: Sequence[tuple[str, float]]) -> pd.DataFrame:
         a, why = arms[k]
         rate = a[RATE].iloc[0]
         rows.append({"norm": k[0], "dropout": f"{k[1]:g}", "peak rate": f"{rate:g}" if pd.notna(rate) else "—",
-                     "fitted seeds": f"{int(a.fitted.sum())} of {len(a)}" + ("" if why is None else " (did not fit)"),
+                     "fitted seeds": f"{int(a.fitted.sum())} of {int(a.arm_seeds.iloc[0])}"
+                                     + ("" if why is None else " (did not fit)"),
                      "train-slice accuracy (%)": acc_cell(*mean_ci(a.fit)),
                      "test accuracy (%)": acc_cell(*mean_ci(a.final_acc)),
                      "gap (points)": fmt_ci(*mean_ci(a.gap), digits=1)})
