@@ -81,6 +81,17 @@ def test_a_diverged_run_at_the_best_rate_is_left_out_of_the_probe_measures():
         assert any("1 run(s) at their arm's best rate diverged" in n and blown in n for n in v.notes), v.notes
 
 
+def test_a_completed_run_without_probe_rows_is_named_not_silently_dropped():
+    runs, curves = runs_cs()
+    lost = "covariate_shift/mlp/none/0.8/3"
+    for check in PROBE_CHECKS:
+        v = check(runs, curves[curves.run != lost])
+        assert v.verdict == REPRODUCED, (check.__name__, v.finding)
+        assert any("1 completed run(s) at their arm's best rate have no probe rows" in n and lost in n
+                   for n in v.notes), v.notes
+    assert not any("no probe rows" in n for n in C.check_activations(runs, curves).notes)
+
+
 def test_an_arm_that_diverged_on_every_seed_blocks_its_model_and_so_the_verdict():
     """resnet none blew up at its best rate on every seed: it has no probe measures left, but its
     model is not thereby absent; that comparison is blocked (did not train), so the models'

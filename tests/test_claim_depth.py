@@ -112,6 +112,27 @@ def test_residual_nets_decide_only_where_no_plain_nets_ran_with_both_norms():
     assert "bn (residual, depth 56, its best rate 0.1)" in v.finding and "Residual nets, depth" not in v.finding
 
 
+def test_plain_runs_that_failed_do_not_hand_the_verdict_to_the_residual_nets():
+    """Plain none at depth 56 trains as well as BN (not reproduced), but its runs there failed
+    (crashed): the residual nets, where none is at chance, must not decide instead."""
+    runs = runs_depth(plain_deep={"none": 0.45})
+    assert depth.check(runs, NO_CURVES).verdict == NOT_REPRODUCED
+    lost = runs["model.plain"] & (runs["norm.name"] == "none") & (runs["model.depth"] == 56)
+    runs.loc[lost, ["status", "final_acc"]] = ["failed", None]
+    v = depth.check(runs, NO_CURVES)
+    assert v.verdict == MISSING and "plain bn and none runs finished at >= 2 shared depths" in v.missing, v
+
+
+def test_a_deeper_depth_that_ran_but_did_not_finish_is_noted():
+    runs = runs_depth(depths=(20, 56, 110))
+    lost = (runs["model.depth"] == 110) & (runs["norm.name"] == "none")
+    runs.loc[lost, ["status", "final_acc"]] = ["failed", None]
+    v = depth.check(runs, NO_CURVES)
+    assert "at depth 56:" in v.finding, v.finding
+    assert any("depth 110 ran with both norms but has no finished runs of both: the deep depth is 56" in n
+               for n in v.notes), v.notes
+
+
 def test_the_deep_depth_is_the_deepest_both_norms_ran():
     """At scale=full BN may have runs at 110 that none lacks: the comparison is at 56."""
     runs = runs_depth(depths=(20, 56, 110))

@@ -106,6 +106,18 @@ def test_per_image_runs_replace_the_per_batch_runs_and_say_so():
     assert any("one gain and offset per batch" in n for n in alone.notes), alone.notes
 
 
+def test_clean_runs_of_the_per_image_protocol_never_join_the_per_batch_runs():
+    """The new sweep part-way through (its clean runs finished, none with the variation): the
+    old per-batch runs are read alone, as if the new ones were absent, and the new ones are noted."""
+    old = runs_intensity(cost={"bn": 0.1}, per_image=np.nan).drop(columns="data.intensity_per_image")
+    new = runs_intensity(cost={"bn": 0.1})
+    new = new[~new["data.intensity_shift"]].assign(**{"final_acc": 0.95, "final.test/acc": 0.95})
+    v = intensity_shift.check(pd.concat([old, new], ignore_index=True), NO_CURVES)
+    alone = intensity_shift.check(old, NO_CURVES)
+    assert v.verdict == alone.verdict == NOT_REPRODUCED and v.estimate.value == alone.estimate.value, v.finding
+    assert any("left out 30 runs of the per-image protocol" in n for n in v.notes), v.notes
+
+
 def test_one_variation_size_is_used_and_said():
     other = runs_intensity(cost={"bn": 0.1}, seeds=2)
     other = other[other["data.intensity_shift"]].assign(**{"data.intensity_offset": 0.3})

@@ -51,7 +51,9 @@ _EACH_MODEL = ("Judged within each model; the verdict is the models' common one,
                "only one model's runs could judge says so). ")
 ACT_RULE = (_PROTOCOL + "Drift of a layer's activation distribution = the range over training of its 15th, 50th and "
             "85th percentiles, averaged, divided by the mean 15-85 spread (scale-free). Layers: those probed in both "
-            "nets (inputs to the nonlinearities first). Per run, drift is averaged over layers; effect = mean "
+            "nets that are inputs to a nonlinearity, the norm layers' outputs (identity in the unnormalized net), as "
+            "in Ioffe & Szegedy; only where no norm layer is probed, every probed output, else every probed layer. "
+            "Per run, drift is averaged over layers; effect = mean "
             "log2(drift) of none minus that of BN (Welch t over seeds), shown as a ratio. " + _EACH_MODEL
             + decision_text(DRIFT) + " (Ioffe & Szegedy 2015, Fig. 1b-c.)")
 ICS_RULE = (_PROTOCOL + "Santurkar et al. (2018, Def. 2.1) ICS of a layer: the change of its gradient G caused by the "
@@ -121,6 +123,11 @@ def _study(runs: pd.DataFrame, curves: pd.DataFrame, by_training: bool = False):
         notes.append(f"{len(blown)} run(s) at their arm's best rate diverged: left out of the probe measures, their "
                      "accuracy counted as chance: " + ", ".join(map(str, blown.run)))
     c = curves[curves.run.isin(measured_runs(best))] if len(best) else curves.iloc[0:0]
+    probed = set(c.run[c.metric.str.startswith(("act/", "ics/", "landscape/"))]) if len(c) else set()
+    unprobed = [r for r in measured_runs(best) if r not in probed]
+    if len(unprobed) and len(probed):
+        notes.append(f"{len(unprobed)} completed run(s) at their arm's best rate have no probe rows (probes.csv "
+                     "missing or unreadable): left out of the probe measures: " + ", ".join(map(str, unprobed)))
     cols = ["norm.name", "seed"] + (["model.name"] if "model.name" in best else [])
     return best, with_config(c, best, cols), notes
 
@@ -223,7 +230,9 @@ def check_activations(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     verdict, finding, _ = judge_by_model(sel, {"activation drift": per_run}, {"activation drift": DRIFT})
     by_layer = aggregate(drift, ["layer", "norm.name"], "drift")
     wide = by_layer.pivot(index="layer", columns="norm.name", values="mean")
-    finding += f" Beside the rule: BN's mean drift is smaller at {int((wide.bn < wide.none).sum())} of {len(wide)} layers."
+    if {"bn", "none"} <= set(wide.columns):
+        finding += (f" Beside the rule: BN's mean drift is smaller at {int((wide.bn < wide.none).sum())} of "
+                    f"{len(wide)} layers.")
     numbers = by_layer.assign(drift=[fmt_ci(m, h, n) for m, h, n in zip(by_layer["mean"], by_layer.ci, by_layer.n)]).pivot(
         index="layer", columns="norm.name", values="drift").reset_index()
     numbers.columns.name = None

@@ -98,9 +98,23 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
         notes += edge_rates(net(_with_kind(sel)), net(best), ["net", "model.depth", "norm.name"], RATE,
                             prefixes=("", "depth ", ""))
     kinds = {p: _Kind(best, p) for p in (True, False)}
-    main = kinds[True] if kinds[True].ok else kinds[False]
+    # the network is chosen on what ran (any status), so that failed or unfinished plain runs do not
+    # hand the verdict to the residual nets
+    ran = _with_kind(runs[runs.study == STUDY])
+    if "scale.name" in sel and "scale.name" in ran:
+        ran = ran[ran["scale.name"].isin(sel["scale.name"].unique())]
+    plain_ran = {"bn", "none"} <= set(ran.loc[ran.plain, "norm.name"])
+    main = kinds[plain_ran]
     if not main.ok:
-        return missing(KEY, title, RULE, "bn and none runs at >= 2 shared depths", STUDY, notes)
+        return missing(KEY, title, RULE, f"{main.name} bn and none runs finished at >= 2 shared depths"
+                       + (" (plain nets ran with both norms, so residual ones do not stand in)" if plain_ran else ""),
+                       STUDY, notes)
+    ran_main = ran[ran.plain == plain_ran]
+    both = set(ran_main.loc[ran_main["norm.name"] == "bn", "model.depth"]) \
+        & set(ran_main.loc[ran_main["norm.name"] == "none", "model.depth"])
+    if both and max(both) > main.depths[-1]:
+        notes.append(f"depth {max(both):g} ran with both norms but has no finished runs of both: the deep depth is "
+                     f"{main.depths[-1]:g}")
     c = float(chance(sel).iloc[0])
     deep = main.depths[-1]
     est = main.effect()

@@ -51,6 +51,10 @@ def _protocol(sel: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
                          "varied per batch)")
         sel = sel[per_image]
     else:
+        if per_image.any():  # per-image clean runs, but none of its varied runs finished: never pooled
+            notes.append(f"left out {int(per_image.sum())} runs of the per-image protocol (no run with the variation "
+                         "of that protocol has finished)")
+        sel = sel[~per_image]
         notes.append("these runs drew one gain and offset per batch (the protocol before 2026-11-29), not one per "
                      "image as scanners and patients differ; BN's batch statistics partly undo a per-batch gain. "
                      "The verdict is about per-batch variation")
