@@ -73,12 +73,11 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     sel = sel[[tuple(r) in shared for r in sel[keys].to_numpy()]]
     sp = spreads(sel)
     # a seed missing a finished run (failed, unfinished) would spread over fewer cells than its arm ran
-    ran = sp.variant.map(lambda v: len(cells[v] & shared))
-    short = sp[sp.cells < ran]
+    ran = sp.variant.map({v: len(c & shared) for v, c in cells.items()})
+    short = sp.assign(ran=ran)[sp.cells < ran]
     if len(short):
         notes.append("left out of the spreads, missing a finished run in some of their arm's cells: "
-                     + ", ".join(f"{r.variant} seed {r.seed} ({r.cells} of {len(cells[r.variant] & shared)} cells)"
-                                 for r in short.itertuples()))
+                     + ", ".join(f"{r.variant} seed {r.seed} ({r.cells} of {r.ran} cells)" for r in short.itertuples()))
         sp = sp[sp.cells >= ran]
     spread = lambda v: sp.loc[sp.variant == v, "spread"]
     agg = aggregate(sel, ["variant"] + keys, "final_acc")
