@@ -1,7 +1,7 @@
 """The numbers the hand-written results/STUDY/README.md files give beside report.md, recomputed
 from the published runs.csv (means ± 95% Student-t half-widths over seeds; differences Welch).
 
-    python scripts/readme_numbers.py inference|regularization|init_sweep
+    python scripts/readme_numbers.py inference|regularization|init_sweep|intensity_shift
 """
 from __future__ import annotations
 
@@ -57,9 +57,20 @@ def init_sweep(d: pd.DataFrame) -> None:
         print(f"{a}: spread {pm(spread[a])} points, wall median {d.wall_time_s[arm == a].median():.0f} s")
 
 
+def intensity_shift(d: pd.DataFrame) -> None:
+    varied = [c for c in ("final.test_shifted/acc", "final.test_shifted/acc_batchstats") if c in d]
+    for (n, shift, lr), g in d.groupby(["norm.name", "data.intensity_shift", "optim.lr"]):
+        done = g[g.status.isin(["completed", "diverged"])]
+        extra = ", ".join(f"{c.split('/')[-1]} {pm(done[c])}" for c in varied)
+        print(f"{n} trained {'with variation' if shift else 'clean'} lr {lr:g}: clean test {pm(done.final_acc)} "
+              f"({(done.status == 'diverged').sum()} of {len(done)} diverged); varied test: {extra}; "
+              f"wall median {g.wall_time_s.median():.0f} s")
+
+
 if __name__ == "__main__":
     study = sys.argv[1] if len(sys.argv) > 1 else ""
-    show = {"inference": inference, "regularization": regularization, "init_sweep": init_sweep}.get(study)
+    show = {"inference": inference, "regularization": regularization, "init_sweep": init_sweep,
+            "intensity_shift": intensity_shift}.get(study)
     if show is None:
-        sys.exit("usage: python scripts/readme_numbers.py inference|regularization|init_sweep")
+        sys.exit("usage: python scripts/readme_numbers.py inference|regularization|init_sweep|intensity_shift")
     show(pd.read_csv(RESULTS / study / "runs.csv", low_memory=False))
