@@ -1,7 +1,10 @@
 """The numbers the hand-written results/STUDY/README.md files give beside report.md, recomputed
 from the published runs.csv (means ± 95% Student-t half-widths over seeds; differences Welch).
 
-    python scripts/readme_numbers.py inference|regularization|init_sweep|intensity_shift
+    python scripts/readme_numbers.py STUDY
+
+STUDY: lr_sweep, lr_range, batch_size_sweep, norm_batch, steps_to_target, inference,
+regularization, init_sweep or intensity_shift.
 """
 from __future__ import annotations
 
@@ -23,6 +26,80 @@ def pm(values: pd.Series) -> str:
 def welch(a: pd.Series, b: pd.Series) -> str:
     e = difference(100 * a, 100 * b)
     return f"{e.value:+.1f} ± {e.half:.1f}"
+
+
+def arms(d: pd.DataFrame) -> pd.Series:
+    """norm, with ' + SkipInit' where the unnormalized net had it."""
+    skip = d["model.skipinit"].astype(bool) if "model.skipinit" in d else False
+    return d["norm.name"] + pd.Series(skip, index=d.index).map({True: " + SkipInit", False: ""})
+
+
+def wall(d: pd.DataFrame, by: str) -> None:
+    """Median wall time and training throughput of the completed runs, per `by`."""
+    done = d[d.status == "completed"]
+    for k, g in done.groupby(by):
+        print(f"{by} {k}: wall median {g.wall_time_s.median() / 60:.1f} min (range "
+              f"{g.wall_time_s.min() / 60:.1f}-{g.wall_time_s.max() / 60:.1f}), "
+              f"{g.train_images_per_s.median():.0f} img/s median")
+
+
+def lr_sweep(d: pd.DataFrame) -> None:
+    d = d.assign(arm=arms(d))
+    for (a, lr), g in d.groupby(["arm", "optim.lr"]):
+        g = g.sort_values("seed")
+        print(f"{a} lr {lr:g}: final {pm(g.final_acc)}; per seed {list((100 * g.final_acc).round(1))}; "
+              f"steps to 30% {list(g['steps_to_test_acc.0.3'])}; statuses {list(g.status)}")
+    best = d.groupby(["arm", "optim.lr"]).final_acc.mean()
+    top = best.groupby(level=0).max()
+    print(f"best cell per arm (%): {(100 * top).round(2).to_dict()}; usable bar "
+          f"(chance + the best arm's best) / 2 = {100 * (0.1 + top.max()) / 2:.2f}%")
+    print("resumed runs:", d[d.resumed_from_step.notna()][["run", "resumed_from_step"]].to_dict("records"))
+    wall(d, "arm")
+
+
+def lr_range(d: pd.DataFrame) -> None:
+    for (b, n), g in d.groupby(["data.batch_size", "norm.name"]):
+        print(f"batch {b} {n}: wall {g.wall_time_s.min() / 60:.1f}-{g.wall_time_s.max() / 60:.1f} min, "
+              f"{g.train_images_per_s.min():.0f}-{g.train_images_per_s.max():.0f} img/s")
+    c = pd.read_csv(RESULTS / "lr_range" / "curves.csv.gz", low_memory=False)
+    loss = c[c.metric == "train/loss"].groupby("run").value.min()
+    for r, v in loss.items():
+        print(f"{r}: lowest logged training loss {v:.2f}")
+    print("runs per code commit:", d.git_commit.str[:7].value_counts().to_dict())
+
+
+def batch_size_sweep(d: pd.DataFrame) -> None:
+    t = d[d["optim.lr"] == 0.2]  # every cell's best rate
+    for (n, b), g in t.groupby(["norm.name", "data.batch_size"]):
+        gain = "" if n != "bn" else \
+            f", precise BN {pm(g.final_acc_precise)} (gain {100 * (g.final_acc_precise - g.final_acc).mean():+.1f})"
+        print(f"{n} batch {b} lr 0.2: {pm(g.final_acc)}{gain}")
+    wall(d, "data.batch_size")
+
+
+def norm_batch(d: pd.DataFrame) -> None:
+    for lr, g in d.groupby("optim.lr"):
+        a, b = (g[g["norm.ghost_batch_size"] == nb] for nb in (128, 2))
+        print(f"lr {lr:g}: 128 {pm(a.final_acc)}, 2 {pm(b.final_acc)}, 128 minus 2 {welch(a.final_acc, b.final_acc)}; "
+              f"precise minus running, mean over cells {100 * (g.final_acc_precise - g.final_acc).mean():+.2f}")
+    print(f"accuracy range over cells {100 * d.groupby(['norm.ghost_batch_size', 'optim.lr']).final_acc.mean().min():.1f}"
+          f"-{100 * d.groupby(['norm.ghost_batch_size', 'optim.lr']).final_acc.mean().max():.1f}%")
+    wall(d, "norm.ghost_batch_size")
+
+
+def steps_to_target(d: pd.DataFrame) -> None:
+    d = d.assign(arm=arms(d))
+    none, skip = d[d.arm == "none"], d[d.arm == "none + SkipInit"]
+    print(f"final accuracy per arm: {(100 * d.groupby('arm').final_acc.mean()).round(1).to_dict()}")
+    print(f"SkipInit minus none: {welch(skip.final_acc, none.final_acc)}; without none's seed 14 "
+          f"{welch(skip.final_acc, none[none.seed != 14].final_acc)}")
+    print("resumed runs:", d[d.resumed_from_step.notna()][["run", "resumed_from_step"]].to_dict("records"))
+    c = pd.read_csv(RESULTS / "steps_to_target" / "curves.csv.gz", low_memory=False)
+    r = c[c.run.str.contains("norm=none") & c.run.str.contains("seed=14") & ~c.run.str.contains("skipinit")]
+    p = r.pivot_table(index="step", columns="metric", values="value")
+    print("none seed 14, train loss by step:", p["train/loss"].dropna().round(3).to_dict())
+    print("none seed 14, test accuracy by step:", (100 * p["test/acc"].dropna()).round(1).to_dict())
+    wall(d, "arm")
 
 
 def inference(d: pd.DataFrame) -> None:
@@ -69,8 +146,9 @@ def intensity_shift(d: pd.DataFrame) -> None:
 
 if __name__ == "__main__":
     study = sys.argv[1] if len(sys.argv) > 1 else ""
-    show = {"inference": inference, "regularization": regularization, "init_sweep": init_sweep,
-            "intensity_shift": intensity_shift}.get(study)
-    if show is None:
-        sys.exit("usage: python scripts/readme_numbers.py inference|regularization|init_sweep|intensity_shift")
-    show(pd.read_csv(RESULTS / study / "runs.csv", low_memory=False))
+    studies = {f.__name__: f for f in (lr_sweep, lr_range, batch_size_sweep, norm_batch, steps_to_target, inference,
+                                       regularization, init_sweep, intensity_shift)}
+    if study not in studies:
+        sys.exit(f"usage: python scripts/readme_numbers.py {'|'.join(studies)}")
+    show = studies[study]
+    show(pd.read_csv(RESULTS / study / "runs.csv", low_memory=False).copy())  # copy: one block per dtype
