@@ -161,3 +161,23 @@ def test_figure_draws_each_cell_at_its_best_rate():
     assert np.allclose(line.get_ydata(), [60, 45], atol=1)  # its best rate (0.1), not the mean over rates
     with pytest.raises(style.NotDrawn):
         depth.accuracy_vs_depth(runs_depth(depths=(56,)))
+
+
+def test_a_sweep_cut_short_names_the_cells_that_lack_part_of_the_grid():
+    """The residual runs come last in the sweep: where a session ended among them, the verdict (on
+    the plain nets) stands, and the notes name each residual cell that lacks a rate, a seed or
+    every run, since its best rate is then chosen from what it has."""
+    full = runs_depth()
+    assert not [n for n in depth.check(full, NO_CURVES).notes if "lack part of the grid" in n]
+    res56 = (~full["model.plain"]) & (full["model.depth"] == 56)
+    cut = full[~(res56 & (full["norm.name"] == "none"))  # never started
+               & ~(res56 & (full["norm.name"] == "bn") & (full["optim.lr"] == 0.1) & (full.seed == 2))]
+    v = depth.check(cut, NO_CURVES)
+    assert v.verdict == REPRODUCED, v.finding  # plain nets decide
+    (note,) = [n for n in v.notes if "lack part of the grid" in n]
+    assert "residual depth 56 none: no finished run" in note, note
+    assert "residual depth 56 bn: 2 of 3 seeds at 0.1" in note, note
+    assert "plain" not in note and "depth 20" not in note, note
+    one_rate = full[~(res56 & (full["norm.name"] == "bn") & (full["optim.lr"] == 0.02))]
+    (note,) = [n for n in depth.check(one_rate, NO_CURVES).notes if "lack part of the grid" in n]
+    assert note.endswith("residual depth 56 bn: rate 0.02 missing"), note

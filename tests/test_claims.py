@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bnstudy.analysis.results import at_best_rate, edge_rates
+from bnstudy.analysis.results import at_best_rate, edge_rates, incomplete_cells
 from bnstudy.analysis.rules import INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED
 from bnstudy.claims import (CLAIMS, covariate_shift, depth, faster_training, higher_lr, inference, init,
                             intensity_shift, regularization, small_batch, steps_to_target)
@@ -606,3 +606,19 @@ def test_intensity_is_decided_on_the_cost_of_training_with_variation():
     assert v.verdict == REPRODUCED
     assert "none's cost +20." in v.finding and "none's cost minus BN's +20." in v.finding, v.finding
     assert "secondary: trained clean, varied test, running statistics (%)" in v.numbers.columns
+
+
+def test_incomplete_cells_reads_each_scope_on_its_own_grid():
+    """Two nets with rate grids of their own: a complete sweep has no note; a net's cell that lacks
+    one of its net's rates, or a seed, is named, and the other net's rates are not asked of it."""
+    rows = [{"model": m, "norm": n, "optim.lr": lr, "seed": s}
+            for m, lrs in (("mlp", (0.2, 0.8)), ("resnet", (0.05, 0.2)))
+            for n in ("bn", "none") for lr in lrs for s in range(3)]
+    runs = pd.DataFrame(rows)
+    assert incomplete_cells(runs, ["model", "norm"], within=["model"]) == []
+    assert incomplete_cells(runs, ["model", "norm"]) != []  # one grid for both nets: every cell lacks rates
+    cut = runs[~((runs.model == "resnet") & (runs.norm == "none") & (runs["optim.lr"] == 0.2))
+               & ~((runs.model == "mlp") & (runs.norm == "bn") & (runs.seed == 0) & (runs["optim.lr"] == 0.8))]
+    (note,) = incomplete_cells(cut, ["model", "norm"], within=["model"])
+    assert "resnet none: rate 0.2 missing" in note and "mlp bn: 2 of 3 seeds at 0.8" in note, note
+    assert "mlp none" not in note and "resnet bn" not in note, note

@@ -13,6 +13,7 @@ skipped and named; the same (config, seed) found in several folders is counted o
 """
 from __future__ import annotations
 
+import itertools
 import json
 import numbers
 import os
@@ -315,6 +316,44 @@ def _key_text(v) -> str:
     if isinstance(v, (bool, np.bool_, str)) or not isinstance(v, numbers.Real):
         return str(v)
     return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:g}"
+
+
+def incomplete_cells(runs: pd.DataFrame, by: Sequence[str], rate: str = "optim.lr", within: Sequence[str] = (),
+                     prefixes: Sequence[str] = ()) -> list[str]:
+    """A note naming the `by` cells of the finished `runs` that lack part of their grid: a cell with
+    no finished run, a rate of the grid it did not finish, or fewer seeds at a rate than the most
+    any cell has there (a sweep cut short, or runs that failed). The grid is what the runs of the
+    same `within` scope cover (the product of the `by` values, the rates and the seeds seen
+    there: `within=["model.name"]` for a study whose nets have rate grids of their own). Such a
+    cell's best rate is chosen from what it has. Empty when every cell is complete. Information
+    only: it changes no verdict."""
+    by, within = list(by), list(within)
+    if not len(runs) or rate not in runs or not set(by + within) <= set(runs.columns):
+        return []
+    scopes = runs.groupby(within, dropna=False) if within else [((), runs)]
+    lacking = []
+    for _, scope in scopes:
+        seeds = scope.groupby(by + [rate], dropna=False)["seed"].nunique() if "seed" in scope else None
+        most = int(seeds.max()) if seeds is not None and len(seeds) else 0
+        rates = sorted(pd.to_numeric(scope[rate], errors="coerce").dropna().unique())
+        for key in itertools.product(*(scope[c].drop_duplicates().tolist() for c in by)):
+            cell = scope[np.logical_and.reduce([scope[c].eq(k) | (scope[c].isna() & pd.isna(k))
+                                                for c, k in zip(by, key)])]
+            name = " ".join(p + _key_text(k) for p, k in zip(list(prefixes) + [""] * len(key), key)).strip()
+            if not len(cell):
+                lacking.append(f"{name}: no finished run")
+                continue
+            have = pd.to_numeric(cell[rate], errors="coerce")
+            gaps = [f"rate {r:g} missing" for r in rates if not (have == r).any()]
+            if most:
+                n = cell.assign(_r=have).groupby("_r")["seed"].nunique()
+                gaps += [f"{n[r]} of {most} seeds at {r:g}" for r in rates if r in n.index and n[r] < most]
+            if gaps:
+                lacking.append(f"{name}: {', '.join(gaps)}")
+    if not lacking:
+        return []
+    return ["cells that lack part of the grid (a sweep cut short, or failed runs), each read on what it has: "
+            + "; ".join(lacking)]
 
 
 def edge_rates(runs: pd.DataFrame, best: pd.DataFrame, by: Sequence[str], rate: str = "optim.lr",

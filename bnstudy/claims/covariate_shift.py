@@ -16,7 +16,8 @@ from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 
 from ..analysis import style as S
-from ..analysis.results import SELECTION_BIAS, at_best_rate, chance, edge_rates, study_runs, with_config
+from ..analysis.results import (SELECTION_BIAS, at_best_rate, chance, edge_rates, incomplete_cells, study_runs,
+                                with_config)
 from ..analysis.rules import (INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Effect, Verdict, decide, decision_text,
                               effect_line, has_norms, log2, missing, points, untrained)
 from ..analysis.stats import aggregate, difference, fmt_ci, mean_ci
@@ -103,7 +104,8 @@ def rate_notes(sel: pd.DataFrame, best: pd.DataFrame) -> list[str]:
     models = lambda d: d.assign(_model=d["model.name"] if "model.name" in d else "")  # noqa: E731
     arms = models(best).groupby(["_model", "norm.name"])[RATE].first()
     out = ["best peak rates: " + ", ".join(f"{m} {n} {r:g}".strip() for (m, n), r in arms.items())]
-    return out + edge_rates(models(sel), models(best), ["_model", "norm.name"], RATE)
+    return (out + edge_rates(models(sel), models(best), ["_model", "norm.name"], RATE)
+            + incomplete_cells(models(sel), ["_model", "norm.name"], RATE, within=["_model"]))
 
 
 def _study(runs: pd.DataFrame, curves: pd.DataFrame, by_training: bool = False):

@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..analysis import style as S
-from ..analysis.results import SELECTION_BIAS, at_best_rate, chance, edge_rates, study_runs
+from ..analysis.results import SELECTION_BIAS, at_best_rate, chance, edge_rates, incomplete_cells, study_runs
 from ..analysis.rules import (Effect, Verdict, acc_cell, decision_text, has_norms, missing, points, untrained,
                               verdict)
 from ..analysis.stats import aggregate, difference, mean_ci
@@ -97,6 +97,8 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
         net = lambda d: d.assign(net=d.plain.map({True: "plain", False: "residual"}))  # noqa: E731
         notes += edge_rates(net(_with_kind(sel)), net(best), ["net", "model.depth", "norm.name"], RATE,
                             prefixes=("", "depth ", ""))
+        notes += incomplete_cells(net(_with_kind(sel)), ["net", "model.depth", "norm.name"], RATE,
+                                  prefixes=("", "depth ", ""))
     kinds = {p: _Kind(best, p) for p in (True, False)}
     # the network is chosen on what ran (any status), so that failed or unfinished plain runs do not
     # hand the verdict to the residual nets
