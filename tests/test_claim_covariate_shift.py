@@ -224,3 +224,35 @@ def test_noisy_bn_is_read_at_its_best_rate_for_training_not_for_test_accuracy():
     v = C.check_noisy_bn(runs, curves)
     assert v.verdict == REPRODUCED, v.finding
     assert "best rate chosen by its final training accuracy" in " ".join(v.notes)
+
+
+def test_each_net_gets_its_own_row_of_panels():
+    """The mlp trains 20,000 steps and the ResNet 312: one step axis for both would squeeze the
+    ResNet into the mlp's first percent, so every figure draws a row of panels per net."""
+    runs, curves = runs_cs(steps=range(0, 1001, 250))
+    attached = with_config(curves, runs, ["norm.name", "seed", "model.name", "optim.lr"])
+    res = attached["model.name"] == "resnet"
+    attached.loc[res, "step"] = attached.loc[res, "step"] // 100  # the ResNet's shorter run
+    for name, panels in (("internal_covariate_shift", 2), ("loss_landscape", 3)):
+        fig = C.FIGURES[name][0](runs, attached, None)
+        titles = [ax.get_title() for ax in fig.axes]
+        assert len(fig.axes) == 2 * panels and sum(t.startswith("mlp: ") for t in titles) == panels, titles
+        mlp, resnet = fig.axes[0], fig.axes[panels]
+        assert mlp.get_xlim()[1] > 900 and resnet.get_xlim()[1] < 20, (mlp.get_xlim(), resnet.get_xlim())
+    fig = C.FIGURES["activation_percentiles"][0](runs, attached, None)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert any(t.startswith("mlp: ") for t in titles) and any(t.startswith("resnet: ") for t in titles), titles
+    one = attached[attached["model.name"] == "mlp"]
+    fig = C.FIGURES["internal_covariate_shift"][0](runs, one, None)
+    assert len(fig.axes) == 2 and not fig.axes[0].get_title().startswith("mlp: ")
+
+
+def test_each_net_sweeps_its_own_two_rates():
+    """covariate_lr picks each net's rate: mlp 0.2 and 0.8, ResNet-20 0.05 and 0.2; the ResNet's
+    test accuracy is read once, at the end of its cpu run."""
+    rates = {(m, p): compose_config(["+exp=covariate_shift", "scale=cpu", f"model={m}", f"covariate_lr={p}"]).optim.lr
+             for m in ("mlp", "resnet20") for p in ("low", "high")}
+    assert rates == {("mlp", "low"): 0.2, ("mlp", "high"): 0.8, ("resnet20", "low"): 0.05, ("resnet20", "high"): 0.2}
+    res = compose_config(["+exp=covariate_shift", "scale=cpu", "model=resnet20"])
+    assert res.trainer.eval_every >= 312 and compose_config(["+exp=covariate_shift", "scale=cpu", "model=mlp"]
+                                                            ).trainer.eval_every == 2000

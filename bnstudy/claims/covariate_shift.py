@@ -396,6 +396,14 @@ def _act_table(curves: pd.DataFrame, kind: str) -> pd.DataFrame:
     return rows
 
 
+def _per_model(curves: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(title prefix, rows) for each net: the mlp trains 20,000 steps and the ResNet 312, so each
+    gets its own row of panels rather than one step axis; one net, one row with no prefix."""
+    if "model.name" not in curves or curves["model.name"].nunique() <= 1:
+        return [("", curves)]
+    return [(f"{m}: ", g) for m, g in curves.groupby("model.name", sort=True)]
+
+
 def choose_layers(layers_by_norm: dict[str, set], k: int = 3) -> list[str]:
     """Up to k probed layers present for every norm, spread over depth; the input to a
     nonlinearity (a norm layer's output, identity in the unnormalized net) first, as in Ioffe & Szegedy."""
@@ -417,25 +425,28 @@ def activation_percentiles(curves: pd.DataFrame, layers: Optional[Sequence[str]]
     if not len(act):
         raise S.NotDrawn("activation percentiles: no act/*.p15|p50|p85 probe rows")
     norms = S.norms_of(act)
-    layers = list(layers) if layers else choose_layers({n: set(act.loc[act["norm.name"] == n, "layer"]) for n in norms})
-    if not layers:
+    rows = []  # (title prefix, that net's rows, layer): each net's own layers
+    for prefix, a in _per_model(act):
+        picked = list(layers) if layers else choose_layers({n: set(a.loc[a["norm.name"] == n, "layer"])
+                                                            for n in S.norms_of(a)})
+        rows += [(prefix, a, layer) for layer in picked]
+    if not rows:
         raise S.NotDrawn("activation percentiles: no probed layer common to every norm")
-    fig = Figure(figsize=(2.9 * len(norms) + 0.4, 2.2 * len(layers) + 0.8), layout="constrained")
-    axes = fig.subplots(len(layers), len(norms), squeeze=False, sharex=True)
+    fig = Figure(figsize=(2.9 * len(norms) + 0.4, 2.2 * len(rows) + 0.8), layout="constrained")
+    axes = fig.subplots(len(rows), len(norms), squeeze=False, sharex="row")
     shades = {"p15": "C9", "p50": "C1", "p85": "C6"}
-    for i, layer in enumerate(layers):
+    for i, (prefix, a, layer) in enumerate(rows):
         for j, norm in enumerate(norms):
             ax = axes[i, j]
-            sub = act[(act.layer == layer) & (act["norm.name"] == norm)]
+            sub = a[(a.layer == layer) & (a["norm.name"] == norm)]
             for stat in ("p85", "p50", "p15"):
                 s = sub[sub.stat == stat]
                 if len(s):
                     S.line_ci(ax, aggregate(s, ["step"], "value"), "step", shades[stat],
                              f"{stat[1:]}th percentile")
-            ax.set_title(f"{S.label(norm)}: {layer}", fontsize=8)
+            ax.set_title(f"{prefix}{S.label(norm)}: {layer}", fontsize=8)
             if j == 0:
                 ax.set_ylabel("activation value")
-        axes[-1, 0].set_xlabel("step (SGD updates)")
     for ax in axes[-1]:
         ax.set_xlabel("step (SGD updates)")
     S.legend_outside(fig, axes)
@@ -458,35 +469,45 @@ def activation_histograms(curves: pd.DataFrame, layer: Optional[str] = None) -> 
         raise S.NotDrawn("activation histograms: no hist/* probe rows")
     h["bin"] = pd.to_numeric(h.stat.str.removeprefix("bin"), errors="coerce")
     norms = S.norms_of(h)
-    layer = layer or (choose_layers({n: set(h.loc[h["norm.name"] == n, "layer"]) for n in norms}, k=3) or [None])[-1]
-    if layer is None:
+    rows = []  # (title prefix, that net's rows of its layer): each net its own layer
+    for prefix, g in _per_model(h):
+        picked = layer or (choose_layers({n: set(g.loc[g["norm.name"] == n, "layer"]) for n in S.norms_of(g)},
+                                         k=3) or [None])[-1]
+        if picked is not None and (g.layer == picked).any():
+            rows.append((prefix, g[g.layer == picked]))
+    if not rows:
         raise S.NotDrawn("activation histograms: no probed layer common to every norm")
-    h = h[h.layer == layer]
+    h = pd.concat([g for _, g in rows])
     n_bins = int(h.bin.max()) + 1
     half = float(h["probes.activations.hist_range"].dropna().iloc[0]) \
         if "probes.activations.hist_range" in h and h["probes.activations.hist_range"].notna().any() else 5.0
     edges = hist_edges(n_bins, half)
-    fig = Figure(figsize=(3.4 * len(norms) + 0.8, 3.2), layout="constrained")
-    axes = fig.subplots(1, len(norms), squeeze=False, sharey=True)[0]
+    fig = Figure(figsize=(3.4 * len(norms) + 0.8, 3.2 * len(rows)), layout="constrained")
+    grid_axes = fig.subplots(len(rows), len(norms), squeeze=False, sharey=True)
     mesh = None
     # counts -> fractions per (run, step), then mean over seeds; one colour scale for all panels
-    h = h.assign(frac=h.value / h.groupby(["run", "step"]).value.transform("sum"))
-    vmax = float(h.groupby(["norm.name", "step", "bin"]).frac.mean().max())
-    for ax, norm in zip(axes, norms):
-        sub = h[h["norm.name"] == norm]
-        grid = sub.groupby(["step", "bin"]).frac.mean().unstack("bin").reindex(columns=range(n_bins)).fillna(0)
-        steps = grid.index.to_numpy(float)
-        step_edges = np.concatenate([[steps[0] - (steps[1] - steps[0]) / 2 if len(steps) > 1 else steps[0] - 0.5],
-                                     (steps[1:] + steps[:-1]) / 2,
-                                     [steps[-1] + (steps[-1] - steps[-2]) / 2 if len(steps) > 1 else steps[-1] + 0.5]])
-        mesh = ax.pcolormesh(step_edges, edges, grid.to_numpy().T, cmap="viridis",
-                             norm=PowerNorm(0.5, vmin=0, vmax=vmax), shading="flat")
-        ax.set_title(f"{S.label(norm)}: {layer}", fontsize=8)
-        ax.set_xlabel("step (SGD updates)")
-        ax.grid(False)
-    axes[0].set_ylabel(f"activation value (end bins include |x| > {half:g})")
+    frac = lambda d: d.assign(frac=d.value / d.groupby(["run", "step"]).value.transform("sum"))  # noqa: E731
+    rows = [(prefix, frac(g)) for prefix, g in rows]
+    vmax = max(float(g.groupby(["norm.name", "step", "bin"]).frac.mean().max()) for _, g in rows)
+    for axes, (prefix, g) in zip(grid_axes, rows):
+        for ax, norm in zip(axes, norms):
+            sub = g[g["norm.name"] == norm]
+            ax.grid(False)
+            if not len(sub):
+                continue
+            grid = sub.groupby(["step", "bin"]).frac.mean().unstack("bin").reindex(columns=range(n_bins)).fillna(0)
+            steps = grid.index.to_numpy(float)
+            step_edges = np.concatenate([[steps[0] - (steps[1] - steps[0]) / 2 if len(steps) > 1 else steps[0] - 0.5],
+                                         (steps[1:] + steps[:-1]) / 2,
+                                         [steps[-1] + (steps[-1] - steps[-2]) / 2 if len(steps) > 1
+                                          else steps[-1] + 0.5]])
+            mesh = ax.pcolormesh(step_edges, edges, grid.to_numpy().T, cmap="viridis",
+                                 norm=PowerNorm(0.5, vmin=0, vmax=vmax), shading="flat")
+            ax.set_title(f"{prefix}{S.label(norm)}: {sub.layer.iloc[0]}", fontsize=8)
+            ax.set_xlabel("step (SGD updates)")
+        axes[0].set_ylabel(f"activation value (end bins include |x| > {half:g})")
     if mesh is not None:
-        fig.colorbar(mesh, ax=list(axes), label="fraction of activations (sqrt scale)")
+        fig.colorbar(mesh, ax=list(grid_axes.ravel()), label="fraction of activations (sqrt scale)")
     fig.suptitle("Activation histograms over training")
     return fig
 
@@ -503,23 +524,30 @@ def internal_covariate_shift(curves: pd.DataFrame) -> Figure:
     """Santurkar et al. (2018) ICS over training, per norm: ||G - G'||/||G|| (the rule's measure)
     and cos(G, G')."""
     S.need(curves, ["norm.name", "metric"], "internal covariate shift")
-    rel = relative_ics(curves)
-    l2 = rel.groupby(["run", "step", "norm.name"], as_index=False).value.mean() if len(rel) else rel
-    cos = _per_param_mean(curves, "ics", "cos")
-    if not len(l2) and not len(cos):
+    rows = []
+    for prefix, c in _per_model(curves):
+        rel = relative_ics(c)
+        l2 = rel.groupby(["run", "step", "norm.name"], as_index=False).value.mean() if len(rel) else rel
+        cos = _per_param_mean(c, "ics", "cos")
+        if len(l2) or len(cos):
+            rows.append((prefix, l2, cos))
+    if not rows:
         raise S.NotDrawn("internal covariate shift: no ics/* probe rows")
-    fig = Figure(figsize=(8.0, 3.2), layout="constrained")
-    axes = fig.subplots(1, 2, sharex=True)
-    for ax, df, ylabel in ((axes[0], l2, "‖G − G′‖ / ‖G‖ (log scale)"), (axes[1], cos, "cos(G, G′)")):
-        for norm in S.norms_of(df) if len(df) else []:
-            S.line_ci(ax, aggregate(df[df["norm.name"] == norm], ["step"], "value"), "step", S.color(norm), S.label(norm))
-        ax.set_xlabel("step (SGD updates)")
-        ax.set_ylabel(ylabel)
-    if len(l2):
-        S.log10_axis(axes[0], "y", subs=(1.0, 2.0, 5.0))
-    axes[0].set_title("relative gradient change from updating earlier layers (lower: less ICS)", fontsize=8)
-    axes[1].set_title("direction agreement (higher: less ICS)", fontsize=8)
-    S.legend_outside(fig, axes)
+    fig = Figure(figsize=(8.0, 3.2 * len(rows)), layout="constrained")
+    grid = fig.subplots(len(rows), 2, squeeze=False, sharex="row")
+    for axes, (prefix, l2, cos) in zip(grid, rows):
+        for ax, df, ylabel in ((axes[0], l2, "‖G − G′‖ / ‖G‖ (log scale)"), (axes[1], cos, "cos(G, G′)")):
+            for norm in S.norms_of(df) if len(df) else []:
+                S.line_ci(ax, aggregate(df[df["norm.name"] == norm], ["step"], "value"), "step", S.color(norm),
+                          S.label(norm))
+            ax.set_xlabel("step (SGD updates)")
+            ax.set_ylabel(ylabel)
+        if len(l2):
+            S.log10_axis(axes[0], "y", subs=(1.0, 2.0, 5.0))
+        axes[0].set_title(f"{prefix}relative gradient change from updating earlier layers (lower: less ICS)",
+                          fontsize=8)
+        axes[1].set_title(f"{prefix}direction agreement (higher: less ICS)", fontsize=8)
+    S.legend_outside(fig, grid)
     fig.suptitle("Internal covariate shift (Santurkar et al. 2018), mean over probed parameters")
     return fig
 
@@ -532,32 +560,34 @@ def loss_landscape(curves: pd.DataFrame) -> Figure:
     ls = curves[curves.metric.str.startswith("landscape/")]
     if not len(ls):
         raise S.NotDrawn("loss landscape: no landscape/* probe rows")
-    fig = Figure(figsize=(10.5, 3.2), layout="constrained")
-    axes = fig.subplots(1, 3, sharex=True)
-    for norm in S.norms_of(ls):
-        sub = ls[ls["norm.name"] == norm]
-        lo = aggregate(sub[sub.metric == "landscape/loss_min"], ["step"], "value")
-        hi = aggregate(sub[sub.metric == "landscape/loss_max"], ["step"], "value")
-        if len(lo) and len(hi):
-            band = lo.merge(hi, on="step", suffixes=("_lo", "_hi"))
-            axes[0].fill_between(band.step, band.mean_lo, band.mean_hi, color=S.color(norm), alpha=0.3,
-                                 label=S.label(norm))
-        for ax, m in ((axes[1], "landscape/grad_pred_rel"), (axes[2], "landscape/beta_smooth")):
-            a = aggregate(sub[sub.metric == m], ["step"], "value")
-            if len(a):
-                S.line_ci(ax, a, "step", S.color(norm), S.label(norm))
-    axes[0].set_ylabel("training loss (cross-entropy)")
-    axes[1].set_ylabel("‖∇L(x) − ∇L(x − ηg)‖ / ‖g‖ (log scale)")
-    axes[2].set_ylabel("effective β (log scale)")
-    axes[0].set_title("loss range along the gradient step", fontsize=9)
-    axes[1].set_title("relative gradient predictiveness (lower: better)", fontsize=9)
-    axes[2].set_title("β-smoothness (lower: smoother)", fontsize=9)
-    for ax in axes:
-        ax.set_xlabel("step (SGD updates)")
-    for ax in axes[1:]:
-        if ax.has_data():
-            S.log10_axis(ax, "y", subs=(1.0, 2.0, 5.0))
-    S.legend_outside(fig, axes)
+    rows = _per_model(ls)
+    fig = Figure(figsize=(10.5, 3.2 * len(rows)), layout="constrained")
+    grid = fig.subplots(len(rows), 3, squeeze=False, sharex="row")
+    for axes, (prefix, m_ls) in zip(grid, rows):
+        for norm in S.norms_of(m_ls):
+            sub = m_ls[m_ls["norm.name"] == norm]
+            lo = aggregate(sub[sub.metric == "landscape/loss_min"], ["step"], "value")
+            hi = aggregate(sub[sub.metric == "landscape/loss_max"], ["step"], "value")
+            if len(lo) and len(hi):
+                band = lo.merge(hi, on="step", suffixes=("_lo", "_hi"))
+                axes[0].fill_between(band.step, band.mean_lo, band.mean_hi, color=S.color(norm), alpha=0.3,
+                                     label=S.label(norm))
+            for ax, m in ((axes[1], "landscape/grad_pred_rel"), (axes[2], "landscape/beta_smooth")):
+                a = aggregate(sub[sub.metric == m], ["step"], "value")
+                if len(a):
+                    S.line_ci(ax, a, "step", S.color(norm), S.label(norm))
+        axes[0].set_ylabel("training loss (cross-entropy)")
+        axes[1].set_ylabel("‖∇L(x) − ∇L(x − ηg)‖ / ‖g‖ (log scale)")
+        axes[2].set_ylabel("effective β (log scale)")
+        axes[0].set_title(f"{prefix}loss range along the gradient step", fontsize=9)
+        axes[1].set_title(f"{prefix}relative gradient predictiveness (lower: better)", fontsize=9)
+        axes[2].set_title(f"{prefix}β-smoothness (lower: smoother)", fontsize=9)
+        for ax in axes:
+            ax.set_xlabel("step (SGD updates)")
+        for ax in axes[1:]:
+            if ax.has_data():
+                S.log10_axis(ax, "y", subs=(1.0, 2.0, 5.0))
+    S.legend_outside(fig, grid)
     fig.suptitle("Loss landscape along the training trajectory (Santurkar et al. 2018, Fig. 4)")
     return fig
 
