@@ -318,6 +318,11 @@ def _key_text(v) -> str:
     return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:g}"
 
 
+def _cell_name(keys: Sequence, prefixes: Sequence[str]) -> str:
+    """A group as the notes name it: each key after its prefix ('batch ' names 2 'batch 2')."""
+    return " ".join(p + _key_text(k) for p, k in zip(list(prefixes) + [""] * len(keys), keys)).strip()
+
+
 def incomplete_cells(runs: pd.DataFrame, by: Sequence[str], rate: str = "optim.lr", within: Sequence[str] = (),
                      prefixes: Sequence[str] = ()) -> list[str]:
     """A note naming the `by` cells of the finished `runs` that lack part of their grid: a cell with
@@ -339,7 +344,7 @@ def incomplete_cells(runs: pd.DataFrame, by: Sequence[str], rate: str = "optim.l
         for key in itertools.product(*(scope[c].drop_duplicates().tolist() for c in by)):
             cell = scope[np.logical_and.reduce([scope[c].eq(k) | (scope[c].isna() & pd.isna(k))
                                                 for c, k in zip(by, key)])]
-            name = " ".join(p + _key_text(k) for p, k in zip(list(prefixes) + [""] * len(key), key)).strip()
+            name = _cell_name(key, prefixes)
             if not len(cell):
                 lacking.append(f"{name}: no finished run")
                 continue
@@ -374,8 +379,7 @@ def edge_rates(runs: pd.DataFrame, best: pd.DataFrame, by: Sequence[str], rate: 
     for key, r in table.iterrows():
         if r.n < 2 or r.best not in (r.lo, r.hi):
             continue
-        keys = key if isinstance(key, tuple) else (key,)
-        name = " ".join(p + _key_text(k) for p, k in zip(list(prefixes) + [""] * len(keys), keys)).strip()
+        name = _cell_name(key if isinstance(key, tuple) else (key,), prefixes)
         edge.append(f"{name} at {r.best:g}, the {'lowest' if r.best == r.lo else 'highest'} of its grid "
                     f"({r.lo:g} to {r.hi:g})")
     if not edge:
