@@ -140,7 +140,8 @@ def intensity_shift(d: pd.DataFrame) -> None:
         done = g[g.status.isin(["completed", "diverged"])]
         extra = ", ".join(f"{c.split('/')[-1]} {pm(done[c])}" for c in varied)
         print(f"{n} trained {'with variation' if shift else 'clean'} lr {lr:g}: clean test {pm(done.final_acc)} "
-              f"({(done.status == 'diverged').sum()} of {len(done)} diverged); varied test: {extra}; "
+              f"({(done.status == 'diverged').sum()} of {len(done)} diverged; per seed "
+              f"{list((100 * done.sort_values('seed').final_acc).round(1))}); varied test: {extra}; "
               f"wall median {g.wall_time_s.median():.0f} s")
 
 
