@@ -4,7 +4,7 @@ from the published runs.csv (means ± 95% Student-t half-widths over seeds; diff
     python scripts/readme_numbers.py STUDY
 
 STUDY: lr_sweep, lr_range, batch_size_sweep, norm_batch, steps_to_target, inference,
-regularization, init_sweep or intensity_shift.
+regularization, init_sweep, intensity_shift or covariate_shift.
 """
 from __future__ import annotations
 
@@ -145,10 +145,20 @@ def intensity_shift(d: pd.DataFrame) -> None:
               f"wall median {g.wall_time_s.median():.0f} s")
 
 
+def covariate_shift(d: pd.DataFrame) -> None:
+    train = "final.train/acc"  # train mode, noise on, over the last log_every steps
+    for (m, n, lr), g in d.groupby(["model.name", "norm.name", "optim.lr"]):
+        g = g.sort_values("seed")
+        print(f"{m} {n} lr {lr:g}: test {pm(g.final_acc)} (per seed {list((100 * g.final_acc).round(1))}), "
+              f"train {pm(g[train])}; statuses {g.status.value_counts().to_dict()}")
+    wall(d.assign(arm=d["model.name"] + " " + d["norm.name"]), "arm")
+
+
 if __name__ == "__main__":
     study = sys.argv[1] if len(sys.argv) > 1 else ""
     studies = {f.__name__: f for f in (lr_sweep, lr_range, batch_size_sweep, norm_batch, steps_to_target, inference,
-                                       regularization, init_sweep, intensity_shift)}
+                                       regularization, init_sweep, intensity_shift,
+                                       covariate_shift)}
     if study not in studies:
         sys.exit(f"usage: python scripts/readme_numbers.py {'|'.join(studies)}")
     show = studies[study]
