@@ -4,7 +4,7 @@ from the published runs.csv (means ± 95% Student-t half-widths over seeds; diff
     python scripts/readme_numbers.py STUDY
 
 STUDY: lr_sweep, lr_range, batch_size_sweep, norm_batch, steps_to_target, inference,
-regularization, init_sweep, intensity_shift or covariate_shift.
+regularization, init_sweep, intensity_shift, covariate_shift or depth_sweep.
 """
 from __future__ import annotations
 
@@ -154,11 +154,21 @@ def covariate_shift(d: pd.DataFrame) -> None:
     wall(d.assign(arm=d["model.name"] + " " + d["norm.name"]), "arm")
 
 
+def depth_sweep(d: pd.DataFrame) -> None:
+    net = d["model.plain"].astype(bool).map({True: "plain", False: "residual"})
+    d = d.assign(arm=net + " " + d["model.depth"].astype(str) + " " + d["norm.name"])
+    for (a, lr), g in d.groupby(["arm", "optim.lr"]):
+        g = g.sort_values("seed")
+        print(f"{a} lr {lr:g}: test {pm(g.final_acc)} (per seed {list((100 * g.final_acc).round(1))}); "
+              f"statuses {g.status.value_counts().to_dict()}")
+    wall(d, "arm")
+
+
 if __name__ == "__main__":
     study = sys.argv[1] if len(sys.argv) > 1 else ""
     studies = {f.__name__: f for f in (lr_sweep, lr_range, batch_size_sweep, norm_batch, steps_to_target, inference,
                                        regularization, init_sweep, intensity_shift,
-                                       covariate_shift)}
+                                       covariate_shift, depth_sweep)}
     if study not in studies:
         sys.exit(f"usage: python scripts/readme_numbers.py {'|'.join(studies)}")
     show = studies[study]
