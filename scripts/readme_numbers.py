@@ -145,12 +145,17 @@ def intensity_shift(d: pd.DataFrame) -> None:
               f"wall median {g.wall_time_s.median():.0f} s")
 
 
+def cell(g: pd.DataFrame) -> str:
+    """A cell's final accuracy: mean ± half-width, per seed, and its runs' statuses."""
+    g = g.sort_values("seed")
+    return (f"test {pm(g.final_acc)} (per seed {list((100 * g.final_acc).round(1))}); "
+            f"statuses {g.status.value_counts().to_dict()}")
+
+
 def covariate_shift(d: pd.DataFrame) -> None:
     train = "final.train/acc"  # train mode, noise on, over the last log_every steps
     for (m, n, lr), g in d.groupby(["model.name", "norm.name", "optim.lr"]):
-        g = g.sort_values("seed")
-        print(f"{m} {n} lr {lr:g}: test {pm(g.final_acc)} (per seed {list((100 * g.final_acc).round(1))}), "
-              f"train {pm(g[train])}; statuses {g.status.value_counts().to_dict()}")
+        print(f"{m} {n} lr {lr:g}: {cell(g)}; train {pm(g[train])}")
     wall(d.assign(arm=d["model.name"] + " " + d["norm.name"]), "arm")
 
 
@@ -158,9 +163,7 @@ def depth_sweep(d: pd.DataFrame) -> None:
     net = d["model.plain"].astype(bool).map({True: "plain", False: "residual"})
     d = d.assign(arm=net + " " + d["model.depth"].astype(str) + " " + d["norm.name"])
     for (a, lr), g in d.groupby(["arm", "optim.lr"]):
-        g = g.sort_values("seed")
-        print(f"{a} lr {lr:g}: test {pm(g.final_acc)} (per seed {list((100 * g.final_acc).round(1))}); "
-              f"statuses {g.status.value_counts().to_dict()}")
+        print(f"{a} lr {lr:g}: {cell(g)}")
     wall(d, "arm")
 
 
