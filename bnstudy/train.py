@@ -117,6 +117,9 @@ def train(model: nn.Module, data: TensorData, optimizer: torch.optim.Optimizer, 
         raise ValueError(f"data.batch_size={batch_size} is larger than the training set ({len(data.x_train)})")
     total_steps = trainer.epochs * steps_per_epoch
     if trainer.max_steps is not None:
+        if trainer.max_steps > total_steps:  # a silent cap once hid a study's budget
+            log.warning(f"trainer.max_steps={trainer.max_steps} is more than trainer.epochs={trainer.epochs} x "
+                        f"{steps_per_epoch} steps an epoch: the run stops at step {total_steps}")
         total_steps = min(total_steps, trainer.max_steps)
     precision = resolve_precision(trainer.precision, trainer.channels_last, device)  # run.py passes it resolved
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision.name == "bf16" else nullcontext

@@ -173,6 +173,19 @@ def test_unwritable_run_folder_is_a_clear_error(tmp_path, tiny_overrides):
         run(compose_config(tiny_overrides), tmp_path / "file" / "r")
 
 
+def test_max_steps_beyond_the_epochs_is_named(tmp_path, tiny_overrides, caplog):
+    """256 images at batch 32 are 8 steps an epoch: max_steps=12 with one epoch stops at 8, and says so."""
+    over = [o for o in tiny_overrides if not o.startswith("trainer.max_steps")]
+    with caplog.at_level("WARNING"):
+        summary = run(compose_config(over + ["trainer.epochs=1", "trainer.max_steps=12"]), tmp_path / "m")
+    assert summary["steps"] == 8
+    assert any("trainer.max_steps=12" in r.message and "stops at step 8" in r.message for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        run(compose_config(over + ["trainer.epochs=1", "trainer.max_steps=8"]), tmp_path / "n")
+    assert not any("trainer.max_steps" in r.message for r in caplog.records)
+
+
 def test_batch_larger_than_data_fails_cleanly(tmp_path, tiny_overrides):
     summary = run(compose_config(tiny_overrides + ["data.batch_size=1024"]), tmp_path / "b")
     assert summary["status"] == "failed" and "data.batch_size" in summary["error"]
