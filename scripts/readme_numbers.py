@@ -1,7 +1,9 @@
 """The numbers the hand-written results/STUDY/README.md files give beside report.md, recomputed
 from the published runs.csv (means ± 95% Student-t half-widths over seeds; differences Welch).
 
-    python scripts/readme_numbers.py STUDY
+    python scripts/readme_numbers.py STUDY [RUNS_CSV]
+
+RUNS_CSV: another table than results/STUDY/runs.csv (a superseded protocol's, kept beside it).
 
 STUDY: lr_sweep, lr_range, batch_size_sweep, norm_batch, steps_to_target, inference,
 regularization, init_sweep, intensity_shift, covariate_shift or depth_sweep.
@@ -163,7 +165,8 @@ def depth_sweep(d: pd.DataFrame) -> None:
     net = d["model.plain"].astype(bool).map({True: "plain", False: "residual"})
     d = d.assign(arm=net + " " + d["model.depth"].astype(str) + " " + d["norm.name"])
     for (a, lr), g in d.groupby(["arm", "optim.lr"]):
-        print(f"{a} lr {lr:g}: {cell(g)}")
+        print(f"{a} lr {lr:g}: {cell(g)}; final training loss {g['final.train/loss'].mean():.2f} "
+              f"(per seed {list(g.sort_values('seed')['final.train/loss'].round(2))})")
     wall(d, "arm")
 
 
@@ -173,6 +176,7 @@ if __name__ == "__main__":
                                        regularization, init_sweep, intensity_shift,
                                        covariate_shift, depth_sweep)}
     if study not in studies:
-        sys.exit(f"usage: python scripts/readme_numbers.py {'|'.join(studies)}")
+        sys.exit(f"usage: python scripts/readme_numbers.py {'|'.join(studies)} [RUNS_CSV]")
     show = studies[study]
-    show(pd.read_csv(RESULTS / study / "runs.csv", low_memory=False).copy())  # copy: one block per dtype
+    table = Path(sys.argv[2]) if len(sys.argv) > 2 else RESULTS / study / "runs.csv"
+    show(pd.read_csv(table, low_memory=False).copy())  # copy: one block per dtype

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bnstudy.analysis.results import at_best_rate, edge_rates, incomplete_cells
+from bnstudy.analysis.results import at_best_rate, edge_rates, incomplete_cells, study_runs
 from bnstudy.analysis.rules import INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED
 from bnstudy.claims import (CLAIMS, covariate_shift, depth, faster_training, higher_lr, inference, init,
                             intensity_shift, regularization, small_batch, steps_to_target)
@@ -487,6 +487,21 @@ def test_mixed_scales_use_the_largest():
     smoke = runs_lr(bn_top=0.1, none_top=0.1).assign(**{"scale.name": "smoke"})
     v = higher_lr.check(pd.concat([runs_lr(), smoke], ignore_index=True), NO_CURVES)
     assert v.verdict == REPRODUCED and any("scale=cpu" in n for n in v.notes)
+
+
+def test_study_runs_picks_one_scale_and_data_and_can_keep_every_status():
+    runs = runs_lr()
+    runs.loc[runs.index[0], "status"] = "failed"
+    smoke = runs_lr().assign(**{"scale.name": "smoke"})
+    other_data = runs_lr().assign(**{"data.name": "cifar10_folder"}).iloc[:3]
+    mixed = pd.concat([runs, smoke, other_data], ignore_index=True)
+    sel, notes = study_runs(mixed, "lr_sweep")
+    assert len(sel) == len(runs) - 1 and "failed" not in set(sel.status)
+    assert any("scale=cpu" in n for n in notes) and any("data=synthetic" in n for n in notes)
+    assert any("1 failed" in n for n in notes)
+    every, notes = study_runs(mixed, "lr_sweep", finished=False)
+    assert len(every) == len(runs) and set(every["scale.name"]) == {"cpu"} and set(every["data.name"]) == {"synthetic"}
+    assert not any("failed" in n for n in notes)
 
 
 def test_an_arm_that_did_not_train_is_named_and_blocks_the_verdict():

@@ -254,8 +254,9 @@ def with_config(curves: pd.DataFrame, runs: pd.DataFrame, columns: Sequence[str]
 
 # ---------------------------------------------------------------- choosing runs for a claim
 
-def study_runs(runs: pd.DataFrame, study: str) -> tuple[pd.DataFrame, list[str]]:
-    """The finished runs of `study` at one scale and one data set, and notes on what was left out.
+def study_runs(runs: pd.DataFrame, study: str, finished: bool = True) -> tuple[pd.DataFrame, list[str]]:
+    """The finished runs of `study` at one scale and one data set, and notes on what was left out
+    (`finished=False`: the runs of every status at that scale and data set, no note on status).
 
     Mixing scales (16 smoke steps with 160 epochs) would average unlike things, so a claim uses
     the largest scale present, and the data set with the most runs at it.
@@ -275,6 +276,8 @@ def study_runs(runs: pd.DataFrame, study: str) -> tuple[pd.DataFrame, list[str]]
         best = sel["data.name"].value_counts().index[0]
         notes.append(f"runs on data sets {sorted(sel['data.name'].unique())}: using data={best} only")
         sel = sel[sel["data.name"] == best]
+    if not finished:
+        return sel.copy(), notes
     unfinished = sel[~sel.status.isin(FINISHED)]
     if len(unfinished):
         counts = ", ".join(f"{n} {s}" for s, n in unfinished.status.value_counts().items())

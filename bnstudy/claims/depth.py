@@ -102,9 +102,7 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     kinds = {p: _Kind(best, p) for p in (True, False)}
     # the network is chosen on what ran (any status), so that failed or unfinished plain runs do not
     # hand the verdict to the residual nets
-    ran = _with_kind(runs[runs.study == STUDY])
-    if "scale.name" in sel and "scale.name" in ran:
-        ran = ran[ran["scale.name"].isin(sel["scale.name"].unique())]
+    ran = _with_kind(study_runs(runs, STUDY, finished=False)[0])
     plain_ran = {"bn", "none"} <= set(ran.loc[ran.plain, "norm.name"])
     main = kinds[plain_ran]
     if not main.ok:
