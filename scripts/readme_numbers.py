@@ -1,9 +1,10 @@
 """The numbers the hand-written results/STUDY/README.md files give beside report.md, recomputed
 from the published runs.csv (means ± 95% Student-t half-widths over seeds; differences Welch).
 
-    python scripts/readme_numbers.py STUDY [RUNS_CSV]
+    python scripts/readme_numbers.py STUDY [RUNS_CSV ...]
 
-RUNS_CSV: another table than results/STUDY/runs.csv (a superseded protocol's, kept beside it).
+RUNS_CSV: other tables than results/STUDY/runs.csv (a superseded protocol's, or a follow-up's
+with the study's own), read as one.
 
 STUDY: lr_sweep, lr_range, batch_size_sweep, norm_batch, steps_to_target, inference,
 regularization, init_sweep, intensity_shift, covariate_shift or depth_sweep.
@@ -167,6 +168,14 @@ def depth_sweep(d: pd.DataFrame) -> None:
     for (a, lr), g in d.groupby(["arm", "optim.lr"]):
         print(f"{a} lr {lr:g}: {cell(g)}; final training loss {g['final.train/loss'].mean():.2f} "
               f"(per seed {list(g.sort_values('seed')['final.train/loss'].round(2))})")
+    plain = d[d["model.plain"].astype(bool)]
+    deep = plain[plain["model.depth"] == plain["model.depth"].max()]
+    bn = deep[deep["norm.name"] == "bn"]
+    if len(bn):
+        lr, best = max(bn.groupby("optim.lr").final_acc, key=lambda kv: kv[1].mean())
+        for nlr, none in deep[deep["norm.name"] == "none"].groupby("optim.lr").final_acc:
+            print(f"plain depth {deep['model.depth'].iloc[0]}: bn at lr {lr:g} minus none at lr {nlr:g}: "
+                  f"{welch(best, none)} points (Welch)")
     wall(d, "arm")
 
 
@@ -176,7 +185,7 @@ if __name__ == "__main__":
                                        regularization, init_sweep, intensity_shift,
                                        covariate_shift, depth_sweep)}
     if study not in studies:
-        sys.exit(f"usage: python scripts/readme_numbers.py {'|'.join(studies)} [RUNS_CSV]")
+        sys.exit(f"usage: python scripts/readme_numbers.py {'|'.join(studies)} [RUNS_CSV ...]")
     show = studies[study]
-    table = Path(sys.argv[2]) if len(sys.argv) > 2 else RESULTS / study / "runs.csv"
-    show(pd.read_csv(table, low_memory=False).copy())  # copy: one block per dtype
+    tables = [Path(a) for a in sys.argv[2:]] or [RESULTS / study / "runs.csv"]
+    show(pd.concat([pd.read_csv(t, low_memory=False) for t in tables], ignore_index=True).copy())  # copy: one block per dtype
