@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bnstudy.analysis.results import at_best_rate
 from bnstudy.analysis.stats import difference, mean_ci
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -170,12 +171,11 @@ def depth_sweep(d: pd.DataFrame) -> None:
               f"(per seed {list(g.sort_values('seed')['final.train/loss'].round(2))})")
     plain = d[d["model.plain"].astype(bool)]
     deep = plain[plain["model.depth"] == plain["model.depth"].max()]
-    bn = deep[deep["norm.name"] == "bn"]
-    if len(bn):
-        lr, best = max(bn.groupby("optim.lr").final_acc, key=lambda kv: kv[1].mean())
+    best = at_best_rate(deep[deep["norm.name"] == "bn"], ["model.depth"])  # the claim's choice of BN's rate
+    if len(best):
         for nlr, none in deep[deep["norm.name"] == "none"].groupby("optim.lr").final_acc:
-            print(f"plain depth {deep['model.depth'].iloc[0]}: bn at lr {lr:g} minus none at lr {nlr:g}: "
-                  f"{welch(best, none)} points (Welch)")
+            print(f"plain depth {deep['model.depth'].iloc[0]}: bn at lr {best['optim.lr'].iloc[0]:g} minus none "
+                  f"at lr {nlr:g}: {welch(best.final_acc, none)} points (Welch)")
     wall(d, "arm")
 
 
