@@ -189,8 +189,11 @@ class EvaluationConfig:
 
 @dataclass
 class ScaleConfig:
-    name: str = "smoke"  # smoke | cpu | full
+    name: str = "smoke"  # smoke | cpu | medium | full
     seeds: str = "0"  # the seeds a study sweeps at this scale (a Hydra sweep value: "0,1,2")
+    # the seeds that choose each arm's rate where a study selects before it measures (medium);
+    # disjoint from `seeds`, so the measuring seeds chose nothing
+    selection_seeds: str = "100"
 
 
 @dataclass
@@ -226,9 +229,17 @@ GROUP_SCHEMAS = {
 }
 
 
-def _by_scale(smoke: Any, cpu: Any, full: Any, *, _root_: DictConfig) -> Any:
-    """`${by_scale:SMOKE,CPU,FULL}` in a study file: the value for the run's scale."""
-    return {"smoke": smoke, "cpu": cpu, "full": full}[_root_.scale.name]
+SCALES = ("smoke", "cpu", "medium", "full")  # the files of conf/scale/
+_NO_VALUE = object()
+
+
+def _by_scale(smoke: Any, cpu: Any, full: Any, medium: Any = _NO_VALUE, *, _root_: DictConfig) -> Any:
+    """`${by_scale:SMOKE,CPU,FULL[,MEDIUM]}` in a study file: the value for the run's scale. A study
+    that gives no MEDIUM value has no medium protocol, and says so at composition."""
+    name = _root_.scale.name
+    if name == "medium" and medium is _NO_VALUE:
+        raise ValueError(f"study {_root_.study!r} has no scale=medium protocol (scales: smoke, cpu, full)")
+    return {"smoke": smoke, "cpu": cpu, "full": full, "medium": medium}[name]
 
 
 def _by_model(mlp: Any, resnet: Any, *, _root_: DictConfig) -> Any:
@@ -385,8 +396,8 @@ def validate(cfg: Config) -> Config:
                           "increasing fractions of the run, each in (0, 1)")
     if any(not 0 < t <= 1 for t in cfg.trainer.acc_thresholds):
         raise ConfigError("trainer.acc_thresholds", list(cfg.trainer.acc_thresholds), "accuracies in (0, 1]")
-    if cfg.scale.name not in ("smoke", "cpu", "full"):
-        raise ConfigError("scale.name", cfg.scale.name, "one of smoke, cpu, full")
+    if cfg.scale.name not in SCALES:
+        raise ConfigError("scale.name", cfg.scale.name, "one of " + ", ".join(SCALES))
     if not (cfg.device in ("auto", "cpu", "cuda", "mps") or cfg.device.startswith("cuda:")):
         raise ConfigError("device", cfg.device, "one of auto, cpu, cuda, cuda:N, mps")
     return cfg
