@@ -140,7 +140,7 @@ def analyse(cmd: str, args: list[str]) -> None:
         else:
             drawn = [p for p in report.plot(a.sweep_dirs, out, warn=_warn).values() if isinstance(p, Path)]
             print(f"wrote {len(drawn)} figures to {out / 'figures'}")
-    except NoRunsError as e:
+    except (NoRunsError, report.MixedPrecisionError) as e:
         _fail(EXIT_CONFIG, str(e))
     except OSError as e:
         _fail(EXIT_DATA, f"cannot write the outputs to {out}: {e}")

@@ -17,6 +17,8 @@ from typing import Optional
 
 import torch
 
+from .config import ConfigError
+
 
 @dataclass(frozen=True)
 class Precision:
@@ -59,3 +61,16 @@ def resolve(requested: str, channels_last: Optional[bool], device: torch.device)
     native = native_bf16(device)
     name = ("bf16" if native else "fp32") if requested == "auto" else requested
     return Precision(name, (name == "bf16") if channels_last is None else bool(channels_last), requested, native)
+
+
+def require_native(requested: str, device: torch.device, study: str) -> None:
+    """ConfigError when a run pinned to bf16 would train on a device that only emulates it:
+    emulated bf16 runs at ~0.1x of fp32 (results/bench/avx2/), so a bf16 study would take ten
+    times its stated cost. `auto` falls back to fp32 by itself. The precision study is exempt:
+    it measures bf16's numbers, not its speed (bnstudy/conf/exp/precision.yaml)."""
+    if requested != "bf16" or study == "precision" or native_bf16(device):
+        return
+    where = ("this CPU does not compute bf16 natively (no AVX512-BF16 or AMX; emulated bf16 is ~10x slower than fp32)"
+             if device.type == "cpu"
+             else f"device {device} does not compute bf16 natively (emulated bf16 is slower than fp32)")
+    raise ConfigError("trainer.precision", requested, f"{where}; use trainer.precision=fp32 or auto on this machine")

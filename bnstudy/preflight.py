@@ -3,8 +3,9 @@
 A typo'd value at run 17 of a sweep should fail in the first second, not after an hour:
 before a multirun starts, every value each swept key will take is checked against the
 schema and the value rules, every swept config-group option must exist, and the output
-folder must be writable. Failures print one line and exit with code 2 (config) or 3
-(output folder).
+folder must be writable. A run pinned to bf16 where this machine only emulates it is refused
+then too, and again as each job starts, on the machine that runs it (a swept group, SLURM).
+Failures print one line and exit with code 2 (config) or 3 (output folder).
 """
 from __future__ import annotations
 
@@ -42,8 +43,39 @@ def _task_config(config: DictConfig) -> DictConfig:
     return OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.to_container(cfg, resolve=True))
 
 
-def check_sweep_values(config: DictConfig, params: dict[str, Any]) -> None:
-    """Validate each value of each swept key on its own, against the base config."""
+def _remote(config: DictConfig) -> bool:
+    """Whether the jobs run on other machines (SLURM), whose devices this one cannot see."""
+    return "Slurm" in str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
+
+
+def _check_bf16(cfg: Config) -> None:
+    """ConfigError for bf16 pinned where the device only emulates it (bnstudy/precision.py)."""
+    if cfg.trainer.precision != "bf16":  # no device to look at, nor torch to import
+        return
+    from .data import DataError
+    from .precision import require_native
+    from .run import resolve_device
+
+    try:
+        device = resolve_device(cfg.device)
+    except DataError:
+        return  # no such device here: the run says so (exit 3)
+    require_native(cfg.trainer.precision, device, cfg.study)
+
+
+def _validate(config: DictConfig, here: bool = True) -> None:
+    """Exit 2 for a config the schema or the value rules refuse; `here`: the jobs train on this
+    machine's device, so bf16 is checked against it too."""
+    try:
+        cfg = to_config(_task_config(config))
+        if here:
+            _check_bf16(cfg)
+    except ConfigError as e:
+        _fail(2, str(e))
+
+
+def check_sweep_values(config: DictConfig, params: dict[str, Any], here: bool = True) -> None:
+    """Validate each value of each swept key on its own, against the base config (`here`: bf16 too)."""
     parser = OverridesParser.create()
     base = _task_config(config)
     for key, spec in params.items():
@@ -59,7 +91,9 @@ def check_sweep_values(config: DictConfig, params: dict[str, Any]) -> None:
             try:
                 (single,) = parser.parse_overrides([f"{key}={value}"])
                 OmegaConf.update(cfg, key, single.value(), merge=True)
-                to_config(cfg)
+                checked = to_config(cfg)
+                if here:
+                    _check_bf16(checked)
             except ConfigError as e:
                 _fail(2, str(e))
             except Exception as e:  # omegaconf's type and key errors
@@ -68,25 +102,24 @@ def check_sweep_values(config: DictConfig, params: dict[str, Any]) -> None:
 
 class Preflight(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        try:
-            to_config(_task_config(config))
-        except ConfigError as e:
-            _fail(2, str(e))
+        _validate(config)
         _check_writable(config.hydra.run.dir)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        try:
-            to_config(_task_config(config))
-        except ConfigError as e:
-            _fail(2, str(e))
+        _validate(config, here=not _remote(config))
         swept = OmegaConf.select(config, "hydra.sweeper.params")
         params = dict(OmegaConf.to_container(swept, resolve=True)) if swept is not None else {}
         for line in config.hydra.overrides.task:  # sweeps given on the command line (-m key=a,b)
             key, _, value = line.partition("=")
             if "," in value or value.startswith(("range(", "choice(", "glob(")):
                 params[key.lstrip("+~")] = value
-        check_sweep_values(config, params)
+        check_sweep_values(config, params, here=not _remote(config))
         _check_writable(config.hydra.sweep.dir)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # on the job's own machine, with its whole config (a swept group such as scale=cpu,medium
+        # is checked by name only above); before run.py writes anything in the job's folder
+        _validate(config)
 
 
 def compose_or_fail(args: list[str]) -> None:

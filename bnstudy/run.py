@@ -23,7 +23,7 @@ from .nets.resnet import build_model, count_parameters
 from .optim import build_optimizer, peak_lr
 from .evaluation import bn_layers, inference_modes, precise_bn_accuracy, shifted_test_accuracy
 from .outputs import MetricsLog, atomic_write_json, atomic_write_text, provenance
-from .precision import resolve as resolve_precision
+from .precision import require_native, resolve as resolve_precision
 from .probes import build_probes
 from .runfolder import RunLock, claim, note_in_sweep, truncate_rows
 from .train import train
@@ -50,8 +50,10 @@ def run(cfg: Config, out_dir: Path) -> dict[str, Any]:
 
     A finished run there is skipped (its summary returned), an interrupted one resumed
     from last.pt, a failed one started over with its files kept under attempts/
-    (bnstudy/runfolder.py). Raises RunBusy if another process is working in `out_dir`.
+    (bnstudy/runfolder.py). Raises RunBusy if another process is working in `out_dir`, and
+    ConfigError for bf16 pinned on a device that only emulates it, before touching `out_dir`.
     """
+    require_native(cfg.trainer.precision, resolve_device(cfg.device), cfg.study)
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

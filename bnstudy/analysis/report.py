@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 
 from .. import claims as C
 from . import rules, style
-from .results import FINISHED, Results, load, study_runs, variant_names, with_config
+from .results import FINISHED, Results, load, mixed_precisions, study_runs, variant_names, with_config
 from .rules import Verdict
 
 CLAIMS = C.CLAIMS  # modules: KEY, STUDY, TITLE, STATEMENT, CHECKS, FIGURES
@@ -251,13 +251,21 @@ def plot(sources: Sequence[Path], out: Path, warn: Optional[Callable[[str], None
     return {n: (Path(out) / "figures" / f"{n}.png" if isinstance(f, Figure) else f) for n, f in figs.items()}
 
 
+class MixedPrecisionError(ValueError):
+    """A study's runs trained in more than one precision (results.mixed_precisions)."""
+
+
 def report(sources: Sequence[Path], out: Path, warn: Optional[Callable[[str], None]] = None,
            keep: Optional[Collection[Path]] = None) -> dict[str, list[Verdict]]:
     """Tables, figures, report.md and report.html into `out`; returns the verdicts of the
     claims whose study is among the runs. `warn` as for plot(); `keep` as for results.load
-    (reproduce: the run folders of the sweep it just ran)."""
+    (reproduce: the run folders of the sweep it just ran). MixedPrecisionError, before anything
+    is written, when a study's runs trained in more than one precision."""
     out = Path(out)
     res = _load(sources, warn, keep)
+    mixed = mixed_precisions(res.runs)
+    if mixed:
+        raise MixedPrecisionError("; ".join(mixed))
     if not any(Path(s).resolve() == out.resolve() for s in sources):  # rebuilding a report in place: its tables are the source
         write_tables(res, out)
     checks = run_checks(res)

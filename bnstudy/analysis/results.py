@@ -26,7 +26,7 @@ import pandas as pd
 import yaml
 
 FINISHED = ("completed", "diverged")  # a diverged run is a result; running/failed/interrupted are not (yet)
-SCALE_ORDER = ("full", "cpu", "smoke")  # when a study ran at several scales, claims use the largest
+SCALE_ORDER = ("full", "medium", "cpu", "smoke")  # when a study ran at several scales, claims use the largest
 # config keys that say where or how a run was kept, not what was trained: two runs that differ
 # only in these are the same experiment
 NOT_THE_EXPERIMENT = ("data.root", "data.cache_dir", "data.download", "trainer.progress",
@@ -283,6 +283,28 @@ def study_runs(runs: pd.DataFrame, study: str, finished: bool = True) -> tuple[p
         counts = ", ".join(f"{n} {s}" for s, n in unfinished.status.value_counts().items())
         notes.append(f"left out {len(unfinished)} unfinished runs ({counts}); the verdict may change when they finish")
     return sel[sel.status.isin(FINISHED)].copy(), notes
+
+
+def mixed_precisions(runs: pd.DataFrame) -> list[str]:
+    """One line per study, scale and data set whose runs trained in more than one precision
+    (summary.json's `precision`, as resolved on the run's device): its arms would differ in
+    arithmetic as well as in what the study varies. The precision study compares precisions on
+    purpose; runs from before the field was recorded say nothing and are not counted."""
+    if "precision" not in runs or "study" not in runs:
+        return []
+    known = runs[runs.precision.notna() & (runs.study != "precision")]
+    keys = [c for c in ("study", "scale.name", "data.name") if c in known]
+    lines = []
+    for key, cell in known.groupby(keys, dropna=False):
+        counts = cell.precision.astype(str).value_counts().sort_index()
+        if len(counts) > 1:
+            at = dict(zip(keys, key))
+            where = "".join(f" {label}={at[c]}" for c, label in (("scale.name", "at scale"), ("data.name", "on data"))
+                            if isinstance(at.get(c), str))
+            each = ", ".join(f"{p}: {n} run{'s' if n != 1 else ''}" for p, n in counts.items())
+            lines.append(f"{at['study']}{where} mixes precisions ({each}); report them separately "
+                         "(a study compares its arms in one precision)")
+    return lines
 
 
 # stated in every rule that picks each arm's rate on the seeds that then measure it
