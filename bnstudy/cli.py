@@ -29,6 +29,9 @@ USAGE = """usage: python -m bnstudy run [OVERRIDE ...]
   report  tables, figures and a verdict per claim from finished runs (never trains)
           python -m bnstudy report SWEEP_DIR [SWEEP_DIR ...] [--out DIR] [--sweep-list DIR]
   plot    the figures alone: python -m bnstudy plot SWEEP_DIR [SWEEP_DIR ...] [--out DIR]
+  select  each arm's chosen rate from a sweep's selection runs (scale=medium), whether it lies
+          inside its grid, and the `chosen:` lines for the study YAML before its measuring phase
+          python -m bnstudy select SWEEP_DIR
   bench   training throughput vs a bare loop and the classic DataLoader recipe
           python -m bnstudy bench [--steps N] [--reps R] [--out results/bench/cpu.json]
   reproduce  every study's sweep at one scale, then its report and provenance.md into OUT/STUDY;
@@ -146,6 +149,41 @@ def analyse(cmd: str, args: list[str]) -> None:
         _fail(EXIT_DATA, f"cannot write the outputs to {out}: {e}")
 
 
+def select(args: list[str]) -> None:
+    """`select SWEEP_DIR`: the selection rule applied to the sweep's selection runs."""
+    import argparse
+
+    from .analysis import selection
+    from .analysis.results import NoRunsError, load
+
+    parser = argparse.ArgumentParser(prog="python -m bnstudy select", description=selection.RULE)
+    parser.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR")
+    a = parser.parse_args(args)
+    try:
+        runs = load([a.sweep_dir]).runs
+    except NoRunsError as e:
+        _fail(EXIT_CONFIG, str(e))
+    chosen_lines, edges = [], 0
+    for (study, scale), cell in runs.groupby(["study", "scale.name"]):
+        sel, measuring = selection.phases(cell)
+        if sel.empty:
+            print(f"{study} at scale={scale}: no selection runs (seeds {cell['scale.selection_seeds'].iloc[0]})")
+            continue
+        choices = selection.choose(sel)
+        print(f"{study} at scale={scale}, selection seeds {', '.join(map(str, sorted(sel.seed.unique())))}:")
+        print(selection.table(choices).to_string(index=False))
+        for line in selection.measuring_problems(sel, measuring, choices):
+            print(f"  problem: {line}")
+        edges += int((choices.status != selection.INSIDE).sum())
+        chosen_lines.append(f"# {study}, scale={scale}: hydra.sweeper.chosen")
+        chosen_lines.append("chosen: {" + ", ".join(f"{c.arm}: {c.chosen:g}" if c.status == selection.INSIDE
+                                                     else f"{c.arm}: null" for c in choices.itertuples()) + "}")
+    print("\n".join(chosen_lines))
+    if edges:
+        print(f"{edges} arm(s) not chosen inside their grid: extend the grid (hydra.sweeper.params optim.lr in the "
+              "study YAML) and run the selection phase again before any measuring run")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -161,6 +199,8 @@ def main(argv: list[str] | None = None) -> None:
         hydra_run()
     elif cmd in ("report", "plot"):
         analyse(cmd, rest)
+    elif cmd == "select":
+        select(rest)
     elif cmd == "bench":
         from . import bench
         bench.main(rest)

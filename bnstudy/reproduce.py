@@ -359,7 +359,7 @@ def reproduce_one(p: Plan, command: str) -> Optional[str]:
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m bnstudy reproduce", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", required=True, help="smoke | cpu | full (bnstudy/conf/scale/)")
+    parser.add_argument("--scale", required=True, help="smoke | cpu | medium | full (bnstudy/conf/scale/)")
     parser.add_argument("--runs", required=True, type=Path, help="folder of the sweeps: RUNS/STUDY-SCALE-DATA/")
     parser.add_argument("--out", required=True, type=Path, help="results folder: a report per study in OUT/STUDY/")
     parser.add_argument("--studies", help="comma-separated study names, run in this order (default: all but precision)")

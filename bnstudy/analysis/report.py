@@ -24,7 +24,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .. import claims as C
-from . import rules, style
+from . import rules, selection, style
 from .results import FINISHED, Results, load, mixed_precisions, study_runs, variant_names, with_config
 from .rules import Verdict
 
@@ -160,6 +160,25 @@ def shown_claims(runs: pd.DataFrame) -> list:
     return [c for c in CLAIMS if c.STUDY in present] or list(CLAIMS)
 
 
+def _selection_blocks(runs: pd.DataFrame) -> list[Block]:
+    """Where a study chose its rates on selection seeds: the grid, the accuracy at each rate, the
+    choice, and what keeps the measuring runs from being read at it."""
+    blocks: list[Block] = []
+    for (study, scale), cell in runs.groupby(["study", "scale.name"]) if {"study", "scale.name"} <= set(runs) else []:
+        chose, measured = selection.phases(cell)
+        if chose.empty:
+            continue
+        choices = selection.choose(chose)
+        blocks.append(("h2", f"Rates chosen on selection seeds: {study}, scale={scale}"))
+        blocks.append(("p", f"*Rule.* {selection.RULE} Measuring runs here: {len(measured)}, seeds "
+                            f"{', '.join(map(str, sorted(measured.seed.unique()))) or 'none yet'}."))
+        blocks.append(("table", selection.table(choices)))
+        problems = selection.measuring_problems(chose, measured, choices)
+        if problems:
+            blocks.append(("list", problems))
+    return blocks
+
+
 def build(res: Results, checks: dict, figs: dict, sources: Sequence[str]) -> list[Block]:
     runs = res.runs
     shown = shown_claims(runs)
@@ -188,6 +207,7 @@ def build(res: Results, checks: dict, figs: dict, sources: Sequence[str]) -> lis
                         "need. Only finished runs (completed or diverged) enter the numbers; each study is read "
                         f"at its largest scale present. The rules were rewritten on {rules.RULES_DATE}, after the "
                         "cpu-scale runs had been seen (results/README.md gives the verdicts before and after)."))
+    blocks += _selection_blocks(runs)
     for i, claim in enumerate(shown, 1):
         vs = checks[claim.KEY]
         blocks.append(("h2", f"{i}. {claim.TITLE}"))

@@ -254,12 +254,15 @@ def with_config(curves: pd.DataFrame, runs: pd.DataFrame, columns: Sequence[str]
 
 # ---------------------------------------------------------------- choosing runs for a claim
 
-def study_runs(runs: pd.DataFrame, study: str, finished: bool = True) -> tuple[pd.DataFrame, list[str]]:
+def study_runs(runs: pd.DataFrame, study: str, finished: bool = True,
+               phase: str = "measure") -> tuple[pd.DataFrame, list[str]]:
     """The finished runs of `study` at one scale and one data set, and notes on what was left out
     (`finished=False`: the runs of every status at that scale and data set, no note on status).
 
     Mixing scales (16 smoke steps with 160 epochs) would average unlike things, so a claim uses
-    the largest scale present, and the data set with the most runs at it.
+    the largest scale present, and the data set with the most runs at it. Where the study chose
+    its rates on selection seeds (bnstudy/analysis/selection.py), a claim reads the measuring
+    runs (`phase="select"`: the selection runs, for a claim about the grid itself).
     """
     notes: list[str] = []
     if "study" not in runs or not len(runs):
@@ -276,6 +279,7 @@ def study_runs(runs: pd.DataFrame, study: str, finished: bool = True) -> tuple[p
         best = sel["data.name"].value_counts().index[0]
         notes.append(f"runs on data sets {sorted(sel['data.name'].unique())}: using data={best} only")
         sel = sel[sel["data.name"] == best]
+    sel = _phase(sel, phase, notes)
     if not finished:
         return sel.copy(), notes
     unfinished = sel[~sel.status.isin(FINISHED)]
@@ -283,6 +287,23 @@ def study_runs(runs: pd.DataFrame, study: str, finished: bool = True) -> tuple[p
         counts = ", ".join(f"{n} {s}" for s, n in unfinished.status.value_counts().items())
         notes.append(f"left out {len(unfinished)} unfinished runs ({counts}); the verdict may change when they finish")
     return sel[sel.status.isin(FINISHED)].copy(), notes
+
+
+def _phase(runs: pd.DataFrame, phase: str, notes: list[str]) -> pd.DataFrame:
+    """`runs` without the other phase's runs, where the study has a selection phase."""
+    from .selection import choose, measuring_problems, phases
+
+    chose, measured = phases(runs)
+    if chose.empty:
+        return runs
+    seeds = ", ".join(map(str, sorted(chose.seed.unique())))
+    if phase == "select":
+        notes.append(f"read on the {len(chose)} selection runs (seeds {seeds}), not the {len(measured)} measuring runs")
+        return chose
+    notes.append(f"the rates were chosen on {len(chose)} selection runs (seeds {seeds}); read on the {len(measured)} "
+                 "measuring runs")
+    notes += measuring_problems(chose, measured, choose(chose))
+    return measured
 
 
 def mixed_precisions(runs: pd.DataFrame) -> list[str]:

@@ -62,7 +62,7 @@ def largest_usable(sel: pd.DataFrame) -> pd.DataFrame:
 
 def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     title = "BN trains at much higher learning rates"
-    sel, notes = study_runs(runs, STUDY)
+    sel, notes = study_runs(runs, STUDY, phase="select")
     sel = sel.assign(variant=variant_names(sel)) if len(sel) else sel
     if (not has_norms(sel, ARMS, "variant")
             or sel[sel.variant.isin(ARMS)].groupby("variant")["optim.lr"].nunique().min() < 2):

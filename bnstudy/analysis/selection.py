@@ -1,0 +1,111 @@
+"""Choose each arm's learning rate on selection seeds, then measure it on fresh seeds.
+
+A study at scale=medium runs in two phases (hydra_plugins/bnstudy_sweeper): first every arm
+over a x2 grid of peak rates on the selection seeds (scale.selection_seeds), then every arm at
+its chosen rate on the measuring seeds (scale.seeds), which chose nothing. This module applies
+the selection rule to the selection runs, says where a grid must grow before any measuring run,
+and checks that the measuring runs ran at the rates the rule chose.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from .results import FINISHED
+
+RATE = "optim.lr"
+RULE = ("Each arm's peak learning rate is chosen on the selection seeds alone, over a x2 grid: the rate with the "
+        "highest mean final test accuracy (a diverged run counts as chance; a tie goes to the lower rate). The "
+        "chosen rate lies inside the grid, with a finished run at a worse rate on each side; when the best rate is "
+        "at an edge of the grid, the grid is extended by x2 beyond that edge and the choice read again, before any "
+        "measuring run. The measuring seeds, disjoint from the selection seeds, then run each arm at its chosen "
+        "rate only, and only they enter the verdicts.")
+INSIDE = "inside the grid"
+
+
+def arm_names(runs: pd.DataFrame) -> pd.Series:
+    """Each run's arm as the study YAMLs name it (hydra.sweeper.arms, .chosen): the norm's name,
+    `skipinit` for the unnormalized net with SkipInit, `ghost<N>` for ghost BN over N images."""
+    nan = pd.Series(np.nan, index=runs.index)
+    name = runs.get("norm.name", nan).astype(object)
+    skip = runs.get("model.skipinit", nan).fillna(False).astype(bool)
+    ghost = pd.to_numeric(runs.get("norm.ghost_batch_size", nan), errors="coerce")
+    out = name.where(~skip, "skipinit")
+    is_ghost = name == "ghost_bn"
+    return out.where(~is_ghost, "ghost" + ghost.map(lambda g: f"{g:g}" if math.isfinite(g) else "?"))
+
+
+def seed_set(spec) -> set[int]:
+    """'0,1,2' (a Hydra sweep value, as scale.seeds holds it) -> {0, 1, 2}."""
+    if spec is None or (isinstance(spec, float) and math.isnan(spec)):
+        return set()
+    return {int(s) for s in str(spec).split(",") if s.strip()}
+
+
+def phases(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(selection runs, measuring runs): a run is a selection run when its seed is one of its
+    scale's selection seeds."""
+    if not len(runs) or "scale.selection_seeds" not in runs:
+        return runs.iloc[0:0], runs
+    chosen_by = runs["scale.selection_seeds"].map(seed_set)
+    is_sel = pd.Series([int(s) in sel for s, sel in zip(runs.seed, chosen_by)], index=runs.index)
+    return runs[is_sel], runs[~is_sel]
+
+
+def choose(selection: pd.DataFrame, rate: str = RATE) -> pd.DataFrame:
+    """One row per arm of the selection runs: the rates run, the mean final accuracy at each,
+    the chosen rate and whether it lies inside the grid (or which rate extends it)."""
+    rows = []
+    sel = selection.assign(arm=arm_names(selection))
+    for arm, cell in sel.groupby("arm", sort=False):
+        done = cell[cell.status.isin(FINISHED)]
+        unfinished = len(cell) - len(done)
+        acc = done.groupby(rate).final_acc.mean().sort_index()
+        row = {"arm": arm, "rates": list(acc.index), "accuracy": {r: float(a) for r, a in acc.items()},
+               "seeds": sorted(int(s) for s in done.seed.unique()), "unfinished": unfinished}
+        if acc.empty:
+            rows.append({**row, "chosen": np.nan, "status": f"no finished run ({unfinished} unfinished)"})
+            continue
+        best = acc[acc == acc.max()].index.min()  # a tie goes to the lower rate
+        lower, higher = acc[acc.index < best], acc[acc.index > best]
+        if unfinished:
+            status = f"incomplete: {unfinished} run(s) of this arm unfinished"
+        elif lower.empty:
+            status = f"at the grid's lower edge: extend it to {best / 2:g}"
+        elif higher.empty or not (higher < acc[best]).any():
+            status = f"at the grid's upper edge: extend it to {acc.index.max() * 2:g}"
+        else:
+            status = INSIDE
+        rows.append({**row, "chosen": float(best), "status": status})
+    return pd.DataFrame(rows, columns=["arm", "rates", "accuracy", "seeds", "unfinished", "chosen", "status"])
+
+
+def measuring_problems(selection: pd.DataFrame, measuring: pd.DataFrame, choices: pd.DataFrame,
+                       rate: str = RATE) -> list[str]:
+    """What keeps the measuring runs from being a fair measurement of the choice: a seed used in
+    both phases, an arm measured at a rate other than its chosen one, or chosen at an edge."""
+    problems = []
+    shared = sorted(set(selection.seed.astype(int)) & set(measuring.seed.astype(int)))
+    if shared:
+        problems.append(f"seeds {shared} both selected and measured")
+    arms = arm_names(measuring)
+    for _, c in choices.iterrows():
+        ran = sorted(measuring.loc[arms == c.arm, rate].unique())
+        if not ran:
+            continue
+        if c.status != INSIDE:
+            problems.append(f"{c.arm}: measured while its choice is {c.status}")
+        elif ran != [c.chosen]:
+            problems.append(f"{c.arm}: measured at {', '.join(f'{r:g}' for r in ran)}, chosen {c.chosen:g}")
+    return problems
+
+
+def table(choices: pd.DataFrame) -> pd.DataFrame:
+    """The selection as a report shows it: per arm, accuracy at each rate, the choice and its status."""
+    fmt = lambda acc: ", ".join(f"{r:g}: {100 * a:.1f}%" for r, a in acc.items())
+    return pd.DataFrame({"arm": choices.arm, "selection seeds": choices.seeds.map(lambda s: ",".join(map(str, s))),
+                         "final test accuracy by peak rate": choices.accuracy.map(fmt),
+                         "chosen rate": choices.chosen.map(lambda r: f"{r:g}" if math.isfinite(r) else "—"),
+                         "choice": choices.status})

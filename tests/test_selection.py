@@ -1,0 +1,70 @@
+"""The selection rule (bnstudy/analysis/selection.py): each arm's rate chosen on selection seeds,
+inside its grid, and measured on other seeds at that rate only."""
+import numpy as np
+import pandas as pd
+
+from bnstudy.analysis import selection as S
+
+
+def runs(rows):
+    """rows: (norm, ghost, skipinit, lr, seed, acc, status)"""
+    df = pd.DataFrame(rows, columns=["norm.name", "norm.ghost_batch_size", "model.skipinit", "optim.lr", "seed",
+                                     "final_acc", "status"])
+    return df.assign(**{"scale.selection_seeds": "100"})
+
+
+def grid(norm, accs, ghost=32, skip=False, seed=100):
+    return [(norm, ghost, skip, lr, seed, a, "completed") for lr, a in accs.items()]
+
+
+def test_arm_names_follow_the_study_yamls():
+    df = runs(grid("bn", {0.1: .8}) + grid("none", {0.1: .7}) + grid("none", {0.1: .7}, skip=True)
+              + grid("ghost_bn", {0.1: .6}, ghost=2) + grid("gn", {0.1: .5}))
+    assert list(S.arm_names(df)) == ["bn", "none", "skipinit", "ghost2", "gn"]
+
+
+def test_the_best_rate_inside_the_grid_is_chosen():
+    df = runs(grid("bn", {0.1: .84, 0.2: .86, 0.4: .85}))
+    (c,) = S.choose(df).itertuples()
+    assert c.chosen == 0.2 and c.status == S.INSIDE
+
+
+def test_a_best_rate_at_an_edge_asks_for_the_next_rate_beyond_it():
+    df = runs(grid("bn", {0.1: .84, 0.2: .85, 0.4: .86}) + grid("none", {0.1: .80, 0.2: .79, 0.4: .10}))
+    c = S.choose(df).set_index("arm")
+    assert c.loc["bn", "chosen"] == 0.4 and "upper edge: extend it to 0.8" in c.loc["bn", "status"]
+    assert c.loc["none", "chosen"] == 0.1 and "lower edge: extend it to 0.05" in c.loc["none", "status"]
+
+
+def test_a_tie_goes_to_the_lower_rate_and_an_unfinished_run_blocks_the_choice():
+    df = runs(grid("bn", {0.05: .80, 0.1: .85, 0.2: .85, 0.4: .84}))
+    assert S.choose(df).chosen.item() == 0.1
+    df.loc[df["optim.lr"] == 0.4, ["status", "final_acc"]] = ["running", np.nan]
+    assert S.choose(df).status.item().startswith("incomplete")
+
+
+def test_phases_split_on_the_selection_seeds_and_measuring_runs_are_checked_against_the_choice():
+    sel = grid("bn", {0.1: .84, 0.2: .86, 0.4: .85})
+    meas = [("bn", 32, False, 0.2, s, .86, "completed") for s in range(5)]
+    df = runs(sel + meas)
+    selection, measuring = S.phases(df)
+    assert set(selection.seed) == {100} and set(measuring.seed) == set(range(5))
+    choices = S.choose(selection)
+    assert S.measuring_problems(selection, measuring, choices) == []
+    wrong = measuring.assign(**{"optim.lr": 0.4})
+    assert S.measuring_problems(selection, wrong, choices) == ["bn: measured at 0.4, chosen 0.2"]
+
+
+def test_a_claim_reads_the_measuring_runs_and_says_how_the_rates_were_chosen():
+    from bnstudy.analysis.results import study_runs
+
+    df = runs(grid("bn", {0.1: .84, 0.2: .86, 0.4: .85}) + [("bn", 32, False, 0.2, s, .86, "completed") for s in range(5)])
+    df = df.assign(study="lr_sweep", **{"scale.name": "medium", "data.name": "cifar10_folder"})
+    measured, notes = study_runs(df, "lr_sweep")
+    assert set(measured.seed) == set(range(5))
+    assert any("chosen on 3 selection runs (seeds 100)" in n for n in notes)
+    chose, _ = study_runs(df, "lr_sweep", phase="select")
+    assert set(chose.seed) == {100}
+    # without selection seeds among the runs (the cpu studies) every run is read
+    cpu = df[df.seed != 100]
+    assert len(study_runs(cpu, "lr_sweep")[0]) == 5 and len(study_runs(cpu, "lr_sweep", phase="select")[0]) == 5
