@@ -128,3 +128,39 @@ def test_precise_bn_is_off_unless_asked(tmp_path, tiny_overrides):
 def test_precise_bn_images_must_be_positive():
     with pytest.raises(ConfigError, match="evaluation.precise_bn_images"):
         compose_config(["evaluation.precise_bn_images=0"])
+
+
+def runs_with_gn(gn_acc=0.7, seeds=5, sd=0.004):
+    """norm_batch at medium's shape: ghost BN over 2, 4, 16 and 128 images (80% at 128 down to 50%
+    at 2, from runs_norm_batch) and GroupNorm at `gn_acc`, best at rate 0.1."""
+    rng = np.random.default_rng(3)
+    gn = [row("norm_batch", "gn", s, gn_acc - 0.05 * abs(np.log2(lr / 0.1)) + noise(rng, sd),
+              **{"optim.lr": lr, "data.batch_size": 128, "norm.ghost_batch_size": 32})
+          for lr, s in itertools.product((0.05, 0.1, 0.2), range(seeds))]
+    return pd.concat([runs_norm_batch(sizes=(2, 4, 16, 128), seeds=seeds, sd=sd), pd.DataFrame(gn)], ignore_index=True)
+
+
+def test_groupnorm_above_bn_at_two_images_is_reproduced_and_the_crossing_named():
+    v = norm_batch.check_gn(runs_with_gn(gn_acc=0.77), NO_CURVES)
+    assert v.verdict == REPRODUCED, v.finding
+    assert 26 < v.estimate.value < 28  # GN 77% minus BN's 50% at 2
+    assert v.params["crossing"] == [(16, 128)]  # BN 70% at 16, 80% at 128
+    assert 2 < v.params["gn_below_reference"] < 4
+
+
+def test_a_groupnorm_far_below_bn_makes_the_gn_comparison_inconclusive():
+    v = norm_batch.check_gn(runs_with_gn(gn_acc=0.6), NO_CURVES)
+    assert v.verdict == INCONCLUSIVE and v.params["gn_below_reference"] > norm_batch.GN_TRAINED, v.reason
+    assert v.estimate.lo > 2  # GN's lead at 2 alone would have passed: the untrained GN is what blocks it
+
+
+def test_groupnorm_no_better_than_bn_at_two_images_is_not_reproduced():
+    runs = runs_with_gn(gn_acc=0.76)
+    small = runs["norm.ghost_batch_size"] == 2
+    runs.loc[small, "final_acc"] = runs.loc[small, "final_acc"] + 0.26  # BN at 2 at ~76%: no degradation
+    v = norm_batch.check_gn(runs, NO_CURVES)
+    assert v.verdict == NOT_REPRODUCED, v.finding
+
+
+def test_without_groupnorm_runs_the_gn_check_asks_for_them():
+    assert norm_batch.check_gn(runs_norm_batch(), NO_CURVES).verdict == MISSING

@@ -68,3 +68,10 @@ def test_a_claim_reads_the_measuring_runs_and_says_how_the_rates_were_chosen():
     # without selection seeds among the runs (the cpu studies) every run is read
     cpu = df[df.seed != 100]
     assert len(study_runs(cpu, "lr_sweep")[0]) == 5 and len(study_runs(cpu, "lr_sweep", phase="select")[0]) == 5
+
+
+def test_no_measuring_runs_yet_is_no_problem():
+    df = runs(grid("bn", {0.1: .84, 0.2: .86, 0.4: .85}))
+    selection, measuring = S.phases(df)
+    assert measuring.empty and S.arm_names(measuring).empty
+    assert S.measuring_problems(selection, measuring, S.choose(selection)) == []

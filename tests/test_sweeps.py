@@ -222,3 +222,29 @@ def test_commit_is_dirty_only_when_the_package_differs(tmp_path):
     (tmp_path / "pkg" / "b.yaml").unlink()
     (tmp_path / "pkg" / "a.py").write_text("x = 2\n")
     assert git_commit(tmp_path / "pkg") == sha + "-dirty"
+
+
+@pytest.mark.slow
+def test_select_then_measure_runs_each_arm_at_its_chosen_rate_on_fresh_seeds(tmp_path):
+    """The two phases of a medium study, on lr_sweep's smoke grid (0.1, 3.2): select on seed 100,
+    `select` reads the choice, then phase=measure runs each arm at its chosen rate on seed 0."""
+    sweep = tmp_path / "sweep"
+    base = ["run", "+exp=lr_sweep", "scale=smoke", "scale.selection_seeds=100", *TINY, "trainer.max_steps=6",
+            f"hydra.sweep.dir={sweep}"]
+    r = run_cli([*base, "seed=100", "norm=bn,none"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = run_cli(["select", str(sweep)], cwd=tmp_path)
+    assert r.returncode == 0 and "selection seeds 100" in r.stdout, r.stdout + r.stderr
+    # two rates: the best is at an edge, so `select` asks for a wider grid before measuring
+    assert "not chosen inside their grid" in r.stdout
+    r = run_cli([*base, "hydra.sweeper.phase=measure", "hydra.sweeper.chosen={bn: 0.1, none: 3.2, skipinit: 0.1}",
+                 "norm=bn,none"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    import yaml
+    cfgs = [yaml.safe_load((p.parent / "config.yaml").read_text()) for p in sweep.glob("*/summary.json")]
+    ran = {(c["norm"]["name"], c["optim"]["lr"], c["seed"]) for c in cfgs}
+    assert ran == {("bn", 0.1, 100), ("bn", 3.2, 100), ("none", 0.1, 100), ("none", 3.2, 100),
+                   ("bn", 0.1, 0), ("none", 3.2, 0)}
+    r = run_cli(["run", "+exp=lr_sweep", "scale=smoke", *TINY, f"hydra.sweep.dir={sweep}", "hydra.sweeper.phase=measure"],
+                cwd=tmp_path)
+    assert r.returncode != 0 and "no chosen rate for arm(s) bn, none, skipinit" in r.stderr

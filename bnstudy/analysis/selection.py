@@ -34,7 +34,9 @@ def arm_names(runs: pd.DataFrame) -> pd.Series:
     ghost = pd.to_numeric(runs.get("norm.ghost_batch_size", nan), errors="coerce")
     out = name.where(~skip, "skipinit")
     is_ghost = name == "ghost_bn"
-    return out.where(~is_ghost, "ghost" + ghost.map(lambda g: f"{g:g}" if math.isfinite(g) else "?"))
+    ghost_names = pd.Series([f"ghost{g:g}" if math.isfinite(g) else "ghost?" for g in ghost], index=runs.index,
+                            dtype=object)
+    return out.where(~is_ghost, ghost_names)
 
 
 def seed_set(spec) -> set[int]:

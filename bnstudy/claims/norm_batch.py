@@ -2,8 +2,9 @@
 even inside a large SGD batch (Wu & He 2018, Fig. 1: the per-GPU batch; here ghost batches,
 Hoffer et al. 2017). Study: norm_batch.
 
-GroupNorm has no arm here: it never looks across the batch, so a GN net is the same at every
-normalization batch; its side of the claim is bnstudy/claims/small_batch.py's."""
+GroupNorm (8 groups) is the batch-independent reference at scale=medium: Wu & He find BN above
+GN at large normalization batches and below it at 2-4 images (check_gn). At scale=cpu the study
+has no GN arm; there its side of the claim is bnstudy/claims/small_batch.py's."""
 from __future__ import annotations
 
 import pandas as pd
@@ -33,6 +34,17 @@ RULE = ("A run's normalization batch is min(norm.ghost_batch_size, data.batch_si
         "precise BN statistics (recomputed after training over training images in whole batches, not ghost "
         "batches), at the same rates. " + SELECTION_BIAS + " " + decision_text(EFFECT))
 RATE = "optim.lr"
+# fixed 2026-12-06, before any medium run: 2 points, as EFFECT (Wu & He: GN ~10 points above BN at 2)
+GN_EFFECT = Effect("GroupNorm's accuracy minus BN's at the smallest normalization batch", "points", 2.0)
+GN_TRAINED = 5.0  # points: GN within this of BN at the reference batch counts as trained well enough to compare
+GN_RULE = (f"Wu & He (2018, Fig. 1): BN is above GroupNorm at large normalization batches and below it at 2-4 "
+           f"images. GroupNorm (norm=gn, 8 groups) trains at the same SGD batch, each arm at its own rate. Effect = "
+           f"mean final test accuracy of GN minus that of BN at normalization batch {SMALL}, in points (Welch t over "
+           f"seeds). GN must have trained well enough to compare: its mean within {GN_TRAINED:g} points of BN's at "
+           f"{REFERENCE}, else inconclusive (the comparison would be with a GN that failed here, not with GN). "
+           "Shown beside as information: BN minus GN at every normalization batch with its interval, and the "
+           "normalization batches between which that difference changes sign (where BN crosses GN). "
+           + decision_text(GN_EFFECT))
 
 
 def _ghost_runs(runs: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
@@ -76,6 +88,10 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
         est_p = difference(points(arm(ref).final_acc_precise), points(arm(small).final_acc_precise))
         finding += (f" With precise BN statistics (information, not the rule): {EFFECT.fmt_pm(est_p)}"
                     + (" (± its 95% Welch half-width)." if est_p.has_interval else "."))
+    if small == SMALL and 4 in sizes:  # Wu & He's degradation is at 2-4 images: the drop to 4, beside the rule
+        est4 = difference(points(arm(ref).final_acc), points(arm(4).final_acc))
+        notes.append(f"information, not the rule: the drop from normalization batch {ref:g} to 4 is "
+                     f"{EFFECT.fmt_pm(est4)}" + (" (± its 95% Welch half-width)" if est4.has_interval else ""))
     rows = []
     for b in sizes:
         row = {"normalization batch": f"{b:g}", "best peak rate": f"{rate(b):g}",
@@ -86,12 +102,52 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     return verdict(KEY, title, RULE, EFFECT, est, blockers, finding, numbers=pd.DataFrame(rows), notes=notes)
 
 
+def check_gn(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
+    title = "GroupNorm beats BN at the smallest normalization batch"
+    sel, notes = study_runs(runs, STUDY)
+    ghost = _ghost_runs(sel, notes)
+    gn = sel[sel["norm.name"] == "gn"] if len(sel) else sel
+    if gn.empty or ghost.empty or ghost.norm_batch.nunique() < 2:
+        return missing(KEY, title, GN_RULE, "finished norm_batch runs of norm=gn and of norm=ghost_bn at >= 2 "
+                       "normalization batches (scale=medium)", STUDY, notes)
+    best = at_best_rate(ghost, ["norm_batch"], RATE)
+    gn = at_best_rate(gn.assign(arm="gn"), ["arm"], RATE)
+    notes += edge_rates(ghost, best, ["norm_batch"], RATE, prefixes=("normalization batch ",))
+    sizes = sorted(best.norm_batch.unique())
+    ref, small = (REFERENCE if REFERENCE in sizes else sizes[-1]), (SMALL if SMALL in sizes else sizes[0])
+    bn = lambda b: best[best.norm_batch == b].final_acc
+    est = difference(points(gn.final_acc), points(bn(small)))
+    blockers = untrained({f"GroupNorm (rate {float(gn[RATE].iloc[0]):g})": gn.final_acc,
+                          f"BN at normalization batch {ref:g}": bn(ref)}, float(chance(sel).iloc[0]))
+    gap = points(bn(ref)).mean() - points(gn.final_acc).mean()
+    if gap > GN_TRAINED:
+        blockers.append(f"GroupNorm ended {gap:.1f} points below BN at normalization batch {ref:g} (more than "
+                        f"{GN_TRAINED:g}): it did not train well enough here to compare")
+    rows, signs = [], []
+    for b in sizes:
+        d = difference(points(bn(b)), points(gn.final_acc))
+        signs.append((b, d))
+        rows.append({"normalization batch": f"{b:g}", "BN (%)": acc_cell(*mean_ci(bn(b))),
+                     "GroupNorm (%)": acc_cell(*mean_ci(gn.final_acc)),
+                     "BN minus GN (points)": f"{d.value:+.1f} [{d.lo:+.1f}, {d.hi:+.1f}]" if d.has_interval
+                     else f"{d.value:+.1f}"})
+    cross = [f"{a:g} and {b:g}" for (a, da), (b, db) in zip(signs, signs[1:]) if (da.value < 0) != (db.value < 0)]
+    finding = (f"GroupNorm {acc_cell(*mean_ci(gn.final_acc))} at rate {float(gn[RATE].iloc[0]):g}; BN at "
+               f"normalization batch {small:g} {acc_cell(*mean_ci(bn(small)))}, at {ref:g} "
+               f"{acc_cell(*mean_ci(bn(ref)))}. BN minus GN changes sign between normalization batches "
+               + (", ".join(cross) if cross else "— (nowhere in this grid)") + ".")
+    return verdict(KEY, title, GN_RULE, GN_EFFECT, est, blockers, finding, numbers=pd.DataFrame(rows), notes=notes,
+                   params={"crossing": [(a, b) for (a, da), (b, db) in zip(signs, signs[1:])
+                                        if (da.value < 0) != (db.value < 0)], "gn_below_reference": gap})
+
+
 @S.figure
 def accuracy_vs_norm_batch(runs: pd.DataFrame) -> Figure:
     """Test accuracy vs normalization batch, each at its best rate, with running and with
     precise statistics (in the style of Wu & He 2018, Fig. 1: the batch shrinks to the right)."""
     S.need(runs, ["norm.name", "norm.ghost_batch_size", "data.batch_size", "final_acc", RATE],
            "accuracy vs normalization batch")
+    runs = study_runs(runs, STUDY)[0] if "study" in runs else runs  # the measuring runs, where rates were selected
     sel = _ghost_runs(runs, [])
     if sel.empty or sel.norm_batch.nunique() < 2:
         raise S.NotDrawn("accuracy vs normalization batch: fewer than 2 normalization batch sizes of ghost_bn")
@@ -104,6 +160,13 @@ def accuracy_vs_norm_batch(runs: pd.DataFrame) -> Figure:
     if "final_acc_precise" in best and best["final_acc_precise"].notna().any():
         S.line_ci(ax, aggregate(best, ["norm_batch"], "final_acc_precise"), "norm_batch", S.color("ghost_bn"),
                   "precise statistics", scale=S.PCT, errorbars=True, linestyle="--")
+    gn = runs[runs["norm.name"] == "gn"].dropna(subset=["final_acc"])
+    if len(gn):  # GroupNorm does not depend on the batch: a level across the figure
+        gn = at_best_rate(gn.assign(arm="gn"), ["arm"], RATE)
+        m, h, _ = mean_ci(gn.final_acc)
+        ax.axhline(100 * m, color=S.color("gn"), label="GroupNorm (any batch)")
+        if h == h:  # an interval with 2+ seeds
+            ax.axhspan(100 * (m - h), 100 * (m + h), color=S.color("gn"), alpha=0.15, linewidth=0)
     S.log2_axis(ax, best.norm_batch.dropna().unique())
     ax.invert_xaxis()  # as Wu & He draw it
     ax.set_xlabel("normalization batch (images per BN statistic, log₂ scale)")
@@ -114,7 +177,7 @@ def accuracy_vs_norm_batch(runs: pd.DataFrame) -> Figure:
     return fig
 
 
-CHECKS = [check]
+CHECKS = [check, check_gn]
 FIGURES = {
     "accuracy_vs_norm_batch": (lambda runs, curves, v: accuracy_vs_norm_batch(runs),
                                "Final test accuracy vs normalization (ghost) batch at a fixed SGD batch, each at its "

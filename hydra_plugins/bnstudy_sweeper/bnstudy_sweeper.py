@@ -31,10 +31,11 @@ class BnstudySweeperConf:
     _target_: str = "hydra_plugins.bnstudy_sweeper.bnstudy_sweeper.BnstudySweeper"
     max_batch_size: Optional[int] = None
     params: Optional[Dict[str, str]] = None
-    arms: Optional[Dict[str, Dict[str, Any]]] = None  # arm name -> its overrides
+    # untyped, so that a study can give them per scale through an interpolation (${by_scale:...})
+    arms: Any = None  # arm name -> its overrides
     phase: str = "select"  # select | measure
-    measure: Dict[str, str] = field(default_factory=dict)  # params that replace `params` when measuring
-    chosen: Dict[str, Optional[float]] = field(default_factory=dict)  # arm name -> its rate when measuring
+    measure: Any = field(default_factory=dict)  # params that replace `params` when measuring
+    chosen: Any = field(default_factory=dict)  # arm name -> its rate when measuring
     rate_key: str = "optim.lr"
 
 
