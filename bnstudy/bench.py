@@ -12,6 +12,9 @@ Also: time per run vs steps (linearity), probe cost at two data set sizes, the
 image-folder cache (first load vs cached load), peak memory of a full-size run, and the
 classic recipe's loader alone (what its per-sample pipeline can deliver without the model).
 Prints a table and writes the same as JSON.
+
+`--norms bn,ghost_bn:2,gn` instead times only the bare loop with each norm layer, round-robin
+(results/bench/norms/).
 """
 from __future__ import annotations
 
@@ -45,11 +48,11 @@ PRECISIONS = {"fp32": {}, "channels_last": {"channels_last": True}, "bf16": {"bf
               "bf16+channels_last": {"bf16": True, "channels_last": True}}
 
 
-def _model_and_opt(device: torch.device, seed: int = 0):
-    """The model and optimizer, plus the forward the loops call (compiled with --compile) and
-    their autocast context (bf16 with --bf16)."""
+def _model_and_opt(device: torch.device, seed: int = 0, norm: NormConfig | None = None):
+    """The model (BN unless `norm`) and optimizer, plus the forward the loops call (compiled with
+    --compile) and their autocast context (bf16 with --bf16)."""
     torch.manual_seed(seed)
-    model = build_model(ModelConfig(depth=20), NormConfig(name="bn")).to(device)
+    model = build_model(ModelConfig(depth=20), norm or NormConfig(name="bn")).to(device)
     if SPEED["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     forward = torch.compile(model) if SPEED["compile"] else model
@@ -62,9 +65,10 @@ def _memory_format():
     return torch.channels_last if SPEED["channels_last"] else torch.contiguous_format
 
 
-def bare_loop(data: TensorData, batch: int, steps: int, device: torch.device) -> float:
+def bare_loop(data: TensorData, batch: int, steps: int, device: torch.device,
+              norm: NormConfig | None = None) -> float:
     """(a) images/s of the simplest loop: normalized float tensors in memory, no augmentation."""
-    model, opt, forward, autocast = _model_and_opt(device)
+    model, opt, forward, autocast = _model_and_opt(device, norm=norm)
     x = normalize(data.x_train[: batch * 8].to(device)).contiguous(memory_format=_memory_format())
     y = data.y_train[: batch * 8].to(device)
     model.train()
@@ -206,6 +210,26 @@ def precision_variants(data: TensorData, batch: int, steps: int, reps: int, devi
             "targets": {"harness fast / bare fast": 0.95, "harness fast / harness fp32": 2.0}}
 
 
+def parse_norm(spec: str) -> NormConfig:
+    """'bn', 'gn', 'ghost_bn:4' (4 images a virtual batch), 'gn:16' (16 groups)."""
+    name, _, size = spec.partition(":")
+    sized = {"ghost_bn": "ghost_batch_size", "gn": "groups"}
+    if size and name not in sized:
+        raise ValueError(f"--norms {spec!r}: a size only for {' and '.join(sized)}")
+    return NormConfig(name=name, **({sized[name]: int(size)} if size else {}))
+
+
+def norm_variants(data: TensorData, batch: int, steps: int, reps: int, device: torch.device, specs: list[str],
+                  say) -> dict:
+    """The bare loop with each norm layer in `specs`, round-robin in one process; ratios to the first."""
+    norms = {s: parse_norm(s) for s in specs}
+    rates = _round_robin({s: (lambda n=n: bare_loop(data, batch, steps, device, n)) for s, n in norms.items()},
+                         reps, say)
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    return {"images_per_s": rates, "median_images_per_s": med,
+            "ratios": {f"{s} / {specs[0]}": med[s] / med[specs[0]] for s in specs}}
+
+
 def _round_robin(variants: dict[str, Callable[[], float]], reps: int, say) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {k: [] for k in variants}
     for r in range(reps):
@@ -289,10 +313,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--quick", action="store_true", help="skip the scaling, cache and memory checks")
     p.add_argument("--precisions", action="store_true",
                    help="also the bare loop and the harness in fp32, channels_last, bf16 and bf16 + channels_last")
+    p.add_argument("--norms", default=None,
+                   help="only the bare loop with each of these norms, e.g. bn,ghost_bn:2,gn (ghost_bn:SIZE, gn:GROUPS)")
     a = p.parse_args(argv)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device)
     say = lambda s: print(s, flush=True)  # noqa: E731
     SPEED.update(channels_last=a.channels_last, bf16=a.bf16, compile=a.compile)
+    if a.norms:
+        return _norms_main(a, device, say)
     period = a.probe_steps or probe_period()
     say(f"bnstudy bench: ResNet-20 BN, batch {a.batch}, {a.steps} steps x {a.reps} reps ({period} for the "
         f"probes variant: one probe period), on {device} ({torch.get_num_threads()} threads)")
@@ -308,10 +336,7 @@ def main(argv: list[str] | None = None) -> dict:
     ratios = {"harness/bare": med["harness"] / med["bare"], "probes/bare": med["probes"] / med["bare"],
               "harness/classic": med["harness"] / med["classic"]}
     targets = {"harness/bare": 0.95, "probes/bare": 0.90, "harness/classic": 1.2}
-    result = {"machine": {"device": str(device), "processor": platform.processor() or platform.machine(),
-                          "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-                          "torch": torch.__version__, "commit": git_commit(),
-                          "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
+    result = {"machine": _machine(device),
               "config": vars(a) | {"out": str(a.out) if a.out else None, "probe_period_steps": period},
               "images_per_s": rates, "median_images_per_s": med, "ratios": ratios, "targets": targets}
     if a.precisions:
@@ -370,11 +395,37 @@ def main(argv: list[str] | None = None) -> dict:
     say(f"| (b) harness | {med['harness']:.0f} | {ratios['harness/bare']:.2f} of (a) | >= 0.95 |")
     say(f"| (c) harness + default probes | {med['probes']:.0f} | {ratios['probes/bare']:.2f} of (a) | >= 0.90 |")
     say(f"| (d) classic DataLoader | {med['classic']:.0f} | (b) is {ratios['harness/classic']:.2f}x (d) | >= 1.2x |")
-    if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
-        say(f"wrote {a.out}")
+    _write(result, a.out, say)
     return result
+
+
+def _norms_main(a, device: torch.device, say) -> dict:
+    specs = a.norms.split(",")
+    speed = ", ".join(k for k, v in SPEED.items() if v) or "fp32"
+    say(f"bnstudy bench --norms: ResNet-20 bare loop, batch {a.batch}, {speed}, {a.steps} steps x {a.reps} reps, "
+        f"on {device} ({torch.get_num_threads()} threads)")
+    data = synthetic_cifar(max(5000, a.batch * 8), 1000)
+    nv = norm_variants(data, a.batch, a.steps, a.reps, device, specs, say)
+    say(f"\n| norm | images/s (median) | / {specs[0]} |\n|---|---|---|")
+    for s in specs:
+        say(f"| {s} | {nv['median_images_per_s'][s]:.0f} | {nv['ratios'][f'{s} / {specs[0]}']:.2f} |")
+    result = {"machine": _machine(device), "config": vars(a) | {"out": str(a.out) if a.out else None},
+              "norm_variants": nv}
+    _write(result, a.out, say)
+    return result
+
+
+def _machine(device: torch.device) -> dict:
+    return {"device": str(device), "processor": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "torch": torch.__version__,
+            "commit": git_commit(), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
+
+
+def _write(result: dict, out: Path | None, say) -> None:
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        say(f"wrote {out}")
 
 
 if __name__ == "__main__":

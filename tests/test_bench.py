@@ -33,3 +33,14 @@ def test_classic_loop_reads_past_an_epoch():
     data = bench.synthetic_cifar(48, 10)
     assert bench.classic_loop(data, batch=16, steps=4, device=bench.torch.device("cpu"), workers=0) > 0
     assert bench.classic_loader_only(data, batch=16, steps=4, workers=0) > 0
+
+
+def test_bench_norms_side_by_side(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "SPEED", dict(bench.SPEED))  # main sets bf16 + channels_last in it
+    out = tmp_path / "n.json"
+    res = bench.main(["--norms", "bn,ghost_bn:2,gn:4", "--steps", "1", "--reps", "1", "--batch", "8",
+                      "--bf16", "--channels-last", "--out", str(out)])
+    nv = json.loads(out.read_text())["norm_variants"]
+    assert list(nv["median_images_per_s"]) == ["bn", "ghost_bn:2", "gn:4"] and "precision_variants" not in res
+    assert nv["ratios"]["bn / bn"] == 1.0 and all(v > 0 for v in nv["median_images_per_s"].values())
+    assert bench.parse_norm("ghost_bn:2").ghost_batch_size == 2 and bench.parse_norm("gn:4").groups == 4

@@ -1,4 +1,5 @@
 """Ghost BN, noisy BN and the SkipInit / plain / dropout model options: what makes each what it is."""
+import pytest
 import torch
 from torch import nn
 
@@ -7,7 +8,7 @@ from bnstudy.data import normalize
 from bnstudy.evaluation import (batch_independence_gap, batch_stats_accuracy, inference_modes,
                                 precise_bn_, precise_bn_accuracy, shifted_test_accuracy)
 from bnstudy.nets.resnet import build_model
-from bnstudy.nets.norms import GhostBatchNorm2d, NoisyBatchNorm2d, make_norm_layer
+from bnstudy.nets.norms import GhostBatchNorm2d, GroupNorm, NoisyBatchNorm2d, make_norm_layer
 from bnstudy.train import evaluate
 
 
@@ -208,3 +209,117 @@ def test_ghost_bn_under_bf16_autocast_keeps_fp32_running_statistics():
     assert out.shape == x.shape
     assert layer.running_mean.dtype == layer.running_var.dtype == torch.float32
     assert layer.running_mean.abs().sum() > 0 and layer.num_batches_tracked.item() == 1
+
+
+def chunked_ghost_bn(layer: GhostBatchNorm2d, x):
+    """The first GhostBatchNorm2d, kept as the reference: a batch_norm per chunk, the running
+    statistics from each chunk's fp32 mean and unbiased variance."""
+    chunks = x.split(layer.virtual_batch_size)
+    out = torch.cat([torch.nn.functional.batch_norm(c, None, None, layer.weight, layer.bias, True, 0.0, layer.eps)
+                     for c in chunks])
+    with torch.no_grad():
+        mean = torch.stack([c.float().mean(dim=(0, 2, 3)) for c in chunks]).mean(0)
+        var = torch.stack([c.float().var(dim=(0, 2, 3), unbiased=True) for c in chunks]).mean(0)
+        layer.num_batches_tracked += 1
+        factor = 1.0 / layer.num_batches_tracked.item() if layer.momentum is None else layer.momentum
+        layer.running_mean.lerp_(mean, factor)
+        layer.running_var.lerp_(var, factor)
+    return out
+
+
+def ghost_pair(channels, g, momentum=0.1, affine=True):
+    torch.manual_seed(0)
+    new = GhostBatchNorm2d(channels, g, momentum=momentum, affine=affine)
+    if affine:
+        with torch.no_grad():
+            new.weight.uniform_(0.5, 1.5)
+            new.bias.uniform_(-0.5, 0.5)
+    new.running_mean.uniform_(-1, 1)
+    new.running_var.uniform_(0.5, 2)
+    ref = GhostBatchNorm2d(channels, g, momentum=momentum, affine=affine)
+    ref.load_state_dict(new.state_dict())
+    return new, ref
+
+
+def run_twice(layer, forward, x, grad):
+    """Two training steps' forwards (the running statistics move twice) and the second's gradients."""
+    forward(layer, x * 0.5 + 1)
+    x = x.detach().clone().requires_grad_(True)
+    out = forward(layer, x)
+    out.backward(grad)
+    grads = [x.grad] + ([layer.weight.grad, layer.bias.grad] if layer.affine else [])
+    return out, grads, layer.running_mean.clone(), layer.running_var.clone()
+
+
+@pytest.mark.parametrize("path", ["loop", "one_call"])
+@pytest.mark.parametrize("n,g,channels,channels_last,momentum,affine", [
+    (16, 4, 16, True, 0.1, True), (16, 2, 32, True, None, True), (24, 8, 32, False, 0.1, True),
+    (16, 4, 32, True, 0.1, False), (10, 4, 16, True, 0.1, True)])  # the last: chunks of 4, 4, 2
+def test_ghost_bn_matches_the_chunked_implementation_in_fp32(path, n, g, channels, channels_last, momentum, affine):
+    if path == "one_call" and n % g:
+        pytest.skip("one call needs equal chunks; the loop takes a smaller last chunk")
+    new, ref = ghost_pair(channels, g, momentum, affine)
+    new._one_call = lambda x: path == "one_call"  # both paths, whatever the dispatch would pick here
+    x = torch.randn(n, channels, 6, 5) * 2 + torch.arange(n * channels).view(n, channels, 1, 1) % 7
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    grad = torch.randn_like(x)
+    out, grads, rm, rv = run_twice(new, GhostBatchNorm2d.forward, x, grad)
+    out_ref, grads_ref, rm_ref, rv_ref = run_twice(ref, chunked_ghost_bn, x, grad)
+    assert torch.allclose(out, out_ref, rtol=1e-5, atol=1e-5)
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-5) for a, b in zip(grads, grads_ref))
+    assert torch.allclose(rm, rm_ref, rtol=1e-6, atol=1e-6) and torch.allclose(rv, rv_ref, rtol=1e-6, atol=1e-6)
+    assert new.num_batches_tracked == ref.num_batches_tracked == 2
+    if channels_last and path == "one_call":
+        assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("channels,g", [(16, 2), (32, 2), (64, 4), (32, 16)])
+def test_ghost_bn_matches_the_chunked_implementation_under_bf16_autocast(channels, g):
+    """The fast path: a bf16 channels_last activation (from a conv), fp32 parameters and statistics."""
+    new, ref = ghost_pair(channels, g)
+    conv = nn.Conv2d(channels, channels, 1, bias=False).to(memory_format=torch.channels_last)
+    x = (torch.randn(32, channels, 8, 8) * 2 + 1).contiguous(memory_format=torch.channels_last)
+    grad = torch.randn(32, channels, 8, 8).bfloat16().contiguous(memory_format=torch.channels_last)
+
+    def under_autocast(layer, inp):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return layer(conv(inp)) if layer is new else chunked_ghost_bn(layer, conv(inp))
+
+    out, grads, rm, rv = run_twice(new, under_autocast, x, grad)
+    out_ref, grads_ref, rm_ref, rv_ref = run_twice(ref, under_autocast, x, grad)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert new._one_call(conv(x)) == (channels >= 32)  # the dispatch the study's runs get
+    assert out.dtype == out_ref.dtype == torch.bfloat16
+    assert torch.allclose(out.float(), out_ref.float(), rtol=1e-2, atol=2e-2)
+    assert all(torch.allclose(a.float(), b.float(), rtol=2e-2, atol=2e-2) for a, b in zip(grads, grads_ref))
+    assert rm.dtype == rv.dtype == torch.float32
+    assert torch.allclose(rm, rm_ref, rtol=1e-5, atol=1e-5) and torch.allclose(rv, rv_ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("groups", [8, 1])
+def test_group_norm_layer_computes_what_torch_group_norm_does(groups):
+    """norm=gn (and ln) hand a channels_last input to torch's NCHW kernel: same values and gradients."""
+    torch.manual_seed(0)
+    ours, layer = GroupNorm(groups, 32), nn.GroupNorm(groups, 32)
+    with torch.no_grad():
+        ours.weight.uniform_(0.5, 1.5); ours.bias.uniform_(-0.5, 0.5)
+    layer.load_state_dict(ours.state_dict())
+    assert isinstance(make_norm_layer(NormConfig(name="gn"))[0](32), GroupNorm)
+    for memory_format in (torch.channels_last, torch.contiguous_format):
+        x = (torch.randn(8, 32, 6, 5) * 3 + 1).contiguous(memory_format=memory_format)
+        grad = torch.randn(8, 32, 6, 5)
+        results = []
+        for m in (ours, layer):
+            m.zero_grad()
+            xi = x.clone().requires_grad_(True)
+            out = m(xi)
+            out.backward(grad)
+            results.append((out, xi.grad, m.weight.grad, m.bias.grad))
+        assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-5) for a, b in zip(*results))
+        assert results[0][0].is_contiguous(memory_format=memory_format)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        xb = torch.randn(8, 32, 6, 5).bfloat16().contiguous(memory_format=torch.channels_last)
+        a, b = ours(xb), layer(xb)
+    assert a.dtype == b.dtype == torch.bfloat16
+    assert torch.allclose(a.float(), b.float(), rtol=1e-2, atol=2e-2)

@@ -23,29 +23,74 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
     examples inside the real batch (Hoffer et al. 2017). Each chunk is normalized by
     torch's batch_norm over that chunk alone; the running statistics move once per step,
     towards the average of the chunks' statistics, by `momentum` or, when it is None, as
-    torch's cumulative average. Eval mode is plain BatchNorm2d."""
+    torch's cumulative average. Eval mode is plain BatchNorm2d.
+
+    The chunks' means and unbiased variances come from batch_norm itself, in fp32: each chunk
+    gets running buffers at momentum 1, which it overwrites. Where that was measured to pay
+    (bf16, channels_last, >= 32 channels: results/bench/norms/) all chunks go through one
+    batch_norm call, chunk i's channels becoming channels i*C..i*C+C-1 of a (g, k*C, H, W)
+    batch; elsewhere (16 channels, fp32, NCHW, a smaller last chunk) one call per chunk."""
 
     def __init__(self, num_features: int, virtual_batch_size: int, **kw):
         super().__init__(num_features, **kw)
         self.virtual_batch_size = virtual_batch_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, H, W)
-        if not self.training or x.shape[0] <= self.virtual_batch_size:
+        g = self.virtual_batch_size
+        if not self.training or x.shape[0] <= g:
             return super().forward(x)
-        chunks = x.split(self.virtual_batch_size)
-        out = torch.cat([F.batch_norm(c, None, None, self.weight, self.bias, True, 0.0, self.eps)
-                         for c in chunks])
-        if self.track_running_stats:
+        k, c = -(-x.shape[0] // g), x.shape[1]  # k chunks; the last may be smaller
+        track = self.track_running_stats
+        # (k, C): batch_norm at momentum 1 writes each chunk's mean and unbiased variance here
+        mean = torch.zeros(k, c, dtype=self.running_mean.dtype, device=x.device) if track else None
+        var = torch.zeros_like(mean) if track else None
+        if self._one_call(x):
+            out = self._chunks_as_channels(x, mean, var)
+        else:
+            out = torch.cat([F.batch_norm(chunk, mean[i] if track else None, var[i] if track else None,
+                                          self.weight, self.bias, True, 1.0, self.eps)
+                             for i, chunk in enumerate(x.split(g))])
+        if track:
             with torch.no_grad():
-                # in fp32, as the running statistics are (under bf16 autocast the chunks are bf16)
-                mean = torch.stack([c.float().mean(dim=(0, 2, 3)) for c in chunks]).mean(0)  # (C,)
-                var = torch.stack([c.float().var(dim=(0, 2, 3), unbiased=True) for c in chunks]).mean(0)
                 self.num_batches_tracked += 1
                 # momentum=None is torch's cumulative average (precise BN sets it): weight 1/n
                 factor = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
-                self.running_mean.lerp_(mean, factor)
-                self.running_var.lerp_(var, factor)
+                self.running_mean.lerp_(mean.mean(0), factor)
+                self.running_var.lerp_(var.mean(0), factor)
         return out
+
+    def _one_call(self, x: torch.Tensor) -> bool:
+        # One call copies the activation four times (in and out, forward and backward) where the
+        # loop pays ~40 us a chunk. On a CPU one call won in bf16 from 32 channels (up to 2x a layer
+        # at 2 images a chunk); with 16 channels (bf16 runs of 32 bytes to copy) and in fp32 it lost.
+        return (x.shape[0] % self.virtual_batch_size == 0 and x.dtype == torch.bfloat16 and x.shape[1] >= 32
+                and x.is_contiguous(memory_format=torch.channels_last))
+
+    def _chunks_as_channels(self, x: torch.Tensor, mean, var) -> torch.Tensor:
+        n, c, h, w = x.shape
+        g = self.virtual_batch_size
+        k = n // g
+        # channels_last memory is (k, g, H, W, C); to (g, H, W, k*C): one copy
+        xs = x.permute(0, 2, 3, 1).reshape(k, g, h, w, c).permute(1, 2, 3, 0, 4).reshape(g, h, w, k * c)
+        ys = F.batch_norm(xs.permute(0, 3, 1, 2),  # (g, k*C, H, W), channels_last
+                          None if mean is None else mean.view(-1), None if var is None else var.view(-1),
+                          None if self.weight is None else self.weight.repeat(k),
+                          None if self.bias is None else self.bias.repeat(k), True, 1.0, self.eps)
+        # and back: (g, H, W, k, C) -> (k, g, H, W, C) = (N, H, W, C) -> (N, C, H, W), channels_last
+        ys = ys.permute(0, 2, 3, 1).reshape(g, h, w, k, c).permute(3, 0, 1, 2, 4)
+        return ys.reshape(n, h, w, c).permute(0, 3, 1, 2)
+
+
+class GroupNorm(nn.GroupNorm):
+    """torch's GroupNorm, given NCHW memory on the CPU: there its channels_last kernel is several
+    times slower (bf16, one thread: backward 12 ms a layer against BN's 1 ms), and copying a
+    channels_last input to NCHW and the output back costs far less (results/bench/norms/)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x.device.type == "cpu" and x.dim() == 4 and not x.is_contiguous()
+                and x.is_contiguous(memory_format=torch.channels_last)):
+            return super().forward(x.contiguous()).contiguous(memory_format=torch.channels_last)
+        return super().forward(x)
 
 
 class NoisyBatchNorm2d(nn.BatchNorm2d):
@@ -91,9 +136,9 @@ class NormSpec:
 NORMS: dict[str, NormSpec] = {
     "bn": NormSpec(lambda c, n, i: nn.BatchNorm2d(n, eps=c.eps, momentum=c.momentum, affine=c.affine), False),
     "none": NormSpec(lambda c, n, i: nn.Identity(), True),
-    "gn": NormSpec(lambda c, n, i: nn.GroupNorm(c.groups, n, eps=c.eps, affine=c.affine), False),
+    "gn": NormSpec(lambda c, n, i: GroupNorm(c.groups, n, eps=c.eps, affine=c.affine), False),
     # LayerNorm over (C, H, W) of each example = GroupNorm with a single group.
-    "ln": NormSpec(lambda c, n, i: nn.GroupNorm(1, n, eps=c.eps, affine=c.affine), False),
+    "ln": NormSpec(lambda c, n, i: GroupNorm(1, n, eps=c.eps, affine=c.affine), False),
     "ghost_bn": NormSpec(lambda c, n, i: GhostBatchNorm2d(n, c.ghost_batch_size, eps=c.eps, momentum=c.momentum,
                                                        affine=c.affine), False),
     # each layer its own reproducible noise stream
