@@ -298,8 +298,9 @@ def test_ghost_bn_matches_the_chunked_implementation_under_bf16_autocast(channel
 
 
 @pytest.mark.parametrize("groups", [8, 1])
-def test_group_norm_layer_computes_what_torch_group_norm_does(groups):
-    """norm=gn (and ln) hand a channels_last input to torch's NCHW kernel: same values and gradients."""
+def test_group_norm_layer_computes_what_torch_group_norm_does(groups, monkeypatch):
+    """norm=gn hands a channels_last input to torch's NCHW kernel (8 groups of 4 channels here; ln's
+    one group of 32 keeps channels_last): same values and gradients as nn.GroupNorm."""
     torch.manual_seed(0)
     ours, layer = GroupNorm(groups, 32), nn.GroupNorm(groups, 32)
     with torch.no_grad():
@@ -318,6 +319,11 @@ def test_group_norm_layer_computes_what_torch_group_norm_does(groups):
             results.append((out, xi.grad, m.weight.grad, m.bias.grad))
         assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-5) for a, b in zip(*results))
         assert results[0][0].is_contiguous(memory_format=memory_format)
+    seen, group_norm = [], torch.nn.functional.group_norm
+    monkeypatch.setattr(torch.nn.functional, "group_norm",
+                        lambda x, *a: seen.append(x.is_contiguous()) or group_norm(x, *a))
+    ours(torch.randn(8, 32, 6, 5).contiguous(memory_format=torch.channels_last))
+    assert seen == [groups == 8]  # the kernel gets NCHW memory where a group has < 16 channels
     with torch.autocast("cpu", dtype=torch.bfloat16):
         xb = torch.randn(8, 32, 6, 5).bfloat16().contiguous(memory_format=torch.channels_last)
         a, b = ours(xb), layer(xb)

@@ -82,13 +82,15 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
 
 
 class GroupNorm(nn.GroupNorm):
-    """torch's GroupNorm, given NCHW memory on the CPU: there its channels_last kernel is several
-    times slower (bf16, one thread: backward 12 ms a layer against BN's 1 ms), and copying a
-    channels_last input to NCHW and the output back costs far less (results/bench/norms/)."""
+    """torch's GroupNorm, given NCHW memory on the CPU where a group has fewer than 16 channels:
+    there torch's channels_last kernel is 3-10x slower than its NCHW one (bf16, one thread, 8
+    groups of 2 channels: forward + backward 29 ms a layer against 8 ms with both copies), so a
+    channels_last input goes to NCHW and the output back. With >= 16 channels a group (ln, one
+    group) the channels_last kernel is the faster (results/bench/norms/)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.device.type == "cpu" and x.dim() == 4 and not x.is_contiguous()
-                and x.is_contiguous(memory_format=torch.channels_last)):
+        if (x.device.type == "cpu" and x.dim() == 4 and self.num_channels // self.num_groups < 16
+                and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)):
             return super().forward(x.contiguous()).contiguous(memory_format=torch.channels_last)
         return super().forward(x)
 
