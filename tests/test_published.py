@@ -51,3 +51,20 @@ def test_summary_verdicts_follow_from_the_published_runs(study):
     checks = report.run_checks(Results(runs, curves, []))
     computed = [bare(v.verdict) for c in report.CLAIMS if c.STUDY == study for v in checks[c.KEY]]
     assert PUBLISHED[study] == computed
+
+
+MEDIUM = sorted(p.name for p in RESULTS.glob("*-medium") if (p / "runs.csv").exists())
+
+
+@pytest.mark.parametrize("folder", MEDIUM)
+def test_a_published_medium_study_is_the_fair_test_its_protocol_promises(folder):
+    """Selection and measuring seeds disjoint, every chosen rate inside its grid, >= 5 measuring
+    seeds an arm at its chosen rate, one precision; plain BN near convergence on the whole test set."""
+    from bnstudy.analysis import selection
+
+    runs = pd.read_csv(RESULTS / folder / "runs.csv")
+    assert selection.audit(runs) == []
+    assert set(runs["n_test"]) == {10000} and set(runs["n_train"]) == {50000}
+    _, measured = selection.phases(runs)
+    bn = measured[selection.arm_names(measured).isin(["bn", "ghost128"])]
+    assert len(bn) and bn.final_acc.mean() >= 0.85

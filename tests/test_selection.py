@@ -75,3 +75,16 @@ def test_no_measuring_runs_yet_is_no_problem():
     selection, measuring = S.phases(df)
     assert measuring.empty and S.arm_names(measuring).empty
     assert S.measuring_problems(selection, measuring, S.choose(selection)) == []
+
+
+def test_audit_passes_a_fair_two_phase_study_and_names_what_breaks_one():
+    sel = grid("bn", {0.1: .84, 0.2: .86, 0.4: .85}) + grid("none", {0.05: .78, 0.1: .80, 0.2: .79})
+    meas = ([("bn", 32, False, 0.2, s, .86, "completed") for s in range(5)]
+            + [("none", 32, False, 0.1, s, .80, "completed") for s in range(5)])
+    df = runs(sel + meas).assign(precision="bf16")
+    assert S.audit(df) == []
+    assert S.audit(df.iloc[:-1]) == ["none: 4 finished measuring seeds (at least 5)"]
+    edge = df[~((df.seed == 100) & (df["optim.lr"] == 0.4))]  # bn's best is now the grid's top
+    assert S.audit(edge) == ["bn: at the grid's upper edge: extend it to 0.4", "bn: measured while its choice is "
+                             "at the grid's upper edge: extend it to 0.4"]
+    assert S.audit(df.assign(precision=["fp32"] + ["bf16"] * (len(df) - 1))) == ["runs in 2 precisions: ['bf16', 'fp32']"]

@@ -111,3 +111,25 @@ def table(choices: pd.DataFrame) -> pd.DataFrame:
                          "final test accuracy by peak rate": choices.accuracy.map(fmt),
                          "chosen rate": choices.chosen.map(lambda r: f"{r:g}" if math.isfinite(r) else "—"),
                          "choice": choices.status})
+
+
+def audit(runs: pd.DataFrame, min_seeds: int = 5, rate: str = RATE) -> list[str]:
+    """What keeps a published two-phase study from being the fair test its protocol promises, one
+    line each: seeds in both phases, a choice not inside its grid (a finished worse rate on each
+    side), an arm measured at another rate or on fewer than `min_seeds` finished seeds, or runs in
+    more than one precision."""
+    problems = []
+    chose, measured = phases(runs)
+    if chose.empty:
+        return ["no selection runs"]
+    choices = choose(chose, rate)
+    problems += [f"{c.arm}: {c.status}" for c in choices.itertuples() if c.status != INSIDE]
+    problems += measuring_problems(chose, measured, choices, rate)
+    done = measured[measured.status.isin(FINISHED)]
+    seeds = done.assign(arm=arm_names(done)).groupby("arm").seed.nunique()
+    for arm in choices.arm:
+        if seeds.get(arm, 0) < min_seeds:
+            problems.append(f"{arm}: {seeds.get(arm, 0)} finished measuring seeds (at least {min_seeds})")
+    if "precision" in runs and runs.precision.nunique() > 1:
+        problems.append(f"runs in {runs.precision.nunique()} precisions: {sorted(runs.precision.unique())}")
+    return problems
