@@ -116,6 +116,9 @@ def analyse(cmd: str, args: list[str]) -> None:
     parser.add_argument("sweep_dirs", nargs="+", type=Path, metavar="SWEEP_DIR")
     parser.add_argument("--out", type=Path, help="output folder (default: the first SWEEP_DIR/report)")
     if cmd == "report":
+        parser.add_argument("--force", action="store_true", help=(
+            "replace a report of other runs already in --out (its runs.csv, curves, figures and report; a "
+            "hand-written README.md stays)"))
         parser.add_argument("--sweep-list", type=Path, metavar="DIR", help=(
             "read only the run folders a sweep noted in DIR (its sweep_list=DIR; bnstudy reproduce sets it), "
             "leaving out any an earlier grid left in SWEEP_DIR; with one SWEEP_DIR"))
@@ -133,7 +136,7 @@ def analyse(cmd: str, args: list[str]) -> None:
             _fail(EXIT_CONFIG, f"--sweep-list {a.sweep_list}: no run noted itself there")
     try:
         if cmd == "report":
-            shown = report.report(a.sweep_dirs, out, warn=_warn, keep=keep)
+            shown = report.report(a.sweep_dirs, out, warn=_warn, keep=keep, force=a.force)
             for checks in shown.values():
                 for v in checks:
                     print(f"{v.verdict:>26}  {v.title}")
@@ -143,7 +146,7 @@ def analyse(cmd: str, args: list[str]) -> None:
         else:
             drawn = [p for p in report.plot(a.sweep_dirs, out, warn=_warn).values() if isinstance(p, Path)]
             print(f"wrote {len(drawn)} figures to {out / 'figures'}")
-    except (NoRunsError, report.MixedPrecisionError) as e:
+    except (NoRunsError, report.MixedPrecisionError, report.ReportExistsError) as e:
         _fail(EXIT_CONFIG, str(e))
     except OSError as e:
         _fail(EXIT_DATA, f"cannot write the outputs to {out}: {e}")

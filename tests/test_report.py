@@ -374,3 +374,43 @@ def test_cli_plot_writes_figures_only(every_study, tmp_path, capsys):
     assert "wrote 3 figures" in capsys.readouterr().out
     assert {p.name for p in (tmp_path / "o").iterdir()} == {"figures"}
     assert (tmp_path / "o" / "figures" / "accuracy_vs_lr.png").exists()
+
+
+def _sweep(folder: Path, seeds, scale="cpu", data="cifar10_folder") -> Path:
+    from test_claims import row
+    for s in seeds:
+        write_run(folder / f"seed={s}", row("lr_sweep", "bn", s, 0.7, **{"optim.lr": 0.1, "scale.name": scale,
+                                                                        "data.name": data}))
+    return folder
+
+
+def test_report_never_replaces_a_report_of_other_runs_without_force(tmp_path, capsys):
+    from bnstudy.cli import main
+    out = tmp_path / "out"
+    main(["report", str(_sweep(tmp_path / "a", [0, 1, 2])), "--out", str(out)])
+    published = (out / "runs.csv").read_bytes()
+    (out / "figures").mkdir(exist_ok=True)
+    (out / "figures" / "stale.png").write_bytes(b"a figure the old report drew")
+    (out / "README.md").write_text("hand-written")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(["report", str(_sweep(tmp_path / "b", [5, 6])), "--out", str(out)])
+    assert e.value.code == 2 and "--force" in capsys.readouterr().err
+    assert (out / "runs.csv").read_bytes() == published  # nothing written
+    main(["report", str(tmp_path / "b"), "--out", str(out), "--force"])
+    assert sorted(pd.read_csv(out / "runs.csv").seed) == [5, 6]
+    assert not (out / "figures" / "stale.png").exists() and (out / "README.md").read_text() == "hand-written"
+    # the same sweep, grown by a run, replaces its own report without --force
+    main(["report", str(_sweep(tmp_path / "b", [7])), "--out", str(out)])
+    assert sorted(pd.read_csv(out / "runs.csv").seed) == [5, 6, 7]
+
+
+def test_a_report_of_smoke_or_synthetic_runs_says_it_tests_the_plumbing(tmp_path):
+    out = tmp_path / "out"
+    report.report([_sweep(tmp_path / "smoke", [0, 1], scale="smoke", data="synthetic")], out)
+    blocks = (out / "report.md").read_text().split("\n\n")
+    assert blocks[1].startswith("> **")  # the banner, right under the title
+    assert report.plumbing_only(pd.read_csv(out / "runs.csv"))
+    real = tmp_path / "real"
+    report.report([_sweep(tmp_path / "cpu", [0, 1])], real)
+    assert not (real / "report.md").read_text().split("\n\n")[1].startswith("> **")

@@ -17,6 +17,7 @@ import base64
 import datetime
 import html
 import re
+import shutil
 from pathlib import Path
 from typing import Callable, Collection, Optional, Sequence, Union
 
@@ -25,7 +26,8 @@ from matplotlib.figure import Figure
 
 from .. import claims as C
 from . import rules, selection, style
-from .results import FINISHED, Results, load, mixed_precisions, study_runs, variant_names, with_config
+from .results import (FINISHED, Results, experiment_columns, load, mixed_precisions, study_runs, variant_names,
+                      with_config)
 from .rules import Verdict
 
 CLAIMS = C.CLAIMS  # modules: KEY, STUDY, TITLE, STATEMENT, CHECKS, FIGURES
@@ -89,6 +91,8 @@ def to_markdown(blocks: list[Block]) -> str:
             out.append("#" * int(kind[1]) + " " + b[1])
         elif kind == "p":
             out.append(b[1])
+        elif kind == "banner":
+            out.append(f"> **{b[1]}** {b[2]}")
         elif kind == "list":
             out.append("\n".join(f"- {item}" for item in b[1]))
         elif kind == "table":
@@ -108,7 +112,8 @@ def _inline_html(text: str) -> str:
 CSS = """body{font-family:system-ui,sans-serif;max-width:62rem;margin:2rem auto;padding:0 1rem;line-height:1.45;color:#222}
 table{border-collapse:collapse;margin:.6rem 0;font-size:.85rem}td,th{border:1px solid #ccc;padding:.2rem .5rem;text-align:left}
 th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}figure{margin:1rem 0}figcaption{font-size:.85rem;color:#555}
-code{background:#f3f3f3;padding:0 .2rem}.reproduced{color:#17702a}.not-reproduced{color:#a31515}.inconclusive{color:#a36a00}.not-tested{color:#666}"""
+code{background:#f3f3f3;padding:0 .2rem}.reproduced{color:#17702a}.not-reproduced{color:#a31515}.inconclusive{color:#a36a00}.not-tested{color:#666}
+.banner{background:#fff4d6;border:1px solid #e0b84c;padding:.5rem .8rem}"""
 
 
 def to_html(blocks: list[Block], fig_dir: Path, title: str) -> str:
@@ -123,6 +128,8 @@ def to_html(blocks: list[Block], fig_dir: Path, title: str) -> str:
             if m:
                 cls = f' class="{m.group(1).split(" (")[0].replace(" ", "-")}"'
             body.append(f"<p{cls}>{_inline_html(b[1])}</p>")
+        elif kind == "banner":
+            body.append(f'<p class="banner"><strong>{_inline_html(b[1])}</strong> {_inline_html(b[2])}</p>')
         elif kind == "list":
             body.append("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in b[1]) + "</ul>")
         elif kind == "table":
@@ -179,11 +186,26 @@ def _selection_blocks(runs: pd.DataFrame) -> list[Block]:
     return blocks
 
 
+def plumbing_only(runs: pd.DataFrame) -> str:
+    """Why these runs can only test the harness ('smoke-scale', 'on synthetic data'), or ''."""
+    why = []
+    if len(runs) and (runs.get("scale.name", pd.Series(dtype=str)) == "smoke").any():
+        why.append("smoke-scale (a few dozen steps)")
+    if len(runs) and (runs.get("data.name", pd.Series(dtype=str)) == "synthetic").any():
+        why.append("on synthetic data")
+    return " and ".join(why)
+
+
 def build(res: Results, checks: dict, figs: dict, sources: Sequence[str]) -> list[Block]:
     runs = res.runs
     shown = shown_claims(runs)
     absent = [c for c in CLAIMS if c not in shown]
     blocks: list[Block] = [("h1", "BatchNorm claims: what these runs show")]
+    why = plumbing_only(runs)
+    if why:
+        blocks.append(("banner", "These numbers test the harness, not BatchNorm.",
+                       f"The runs are {why}: far too short or too artificial for any verdict below to say what "
+                       "BatchNorm does. Run a study at scale=cpu or medium on CIFAR-10 for that."))
     version = ", ".join(sorted(map(str, runs.get("git_commit", pd.Series(dtype=str)).dropna().unique()))) or "unknown"
     blocks.append(("p", f"Made by `python -m bnstudy report {' '.join(map(str, sources))}` on "
                         f"{datetime.date.today().isoformat()} from {len(runs)} runs "
@@ -275,18 +297,62 @@ class MixedPrecisionError(ValueError):
     """A study's runs trained in more than one precision (results.mixed_precisions)."""
 
 
+class ReportExistsError(ValueError):
+    """The output folder holds a report of runs that are not among these."""
+
+
+WRITTEN = ("runs.csv", "curves.csv.gz", "report.md", "report.html", "figures")  # what report() writes into `out`
+
+
+def _identities(runs: pd.DataFrame, cols: Sequence[str]) -> set[tuple]:
+    def text(v) -> str:
+        try:
+            f = float(v)
+            return "nan" if f != f else f"{f:g}"
+        except (TypeError, ValueError):
+            return str(v)
+    return {tuple(text(v) for v in row) for row in runs[list(cols)].itertuples(index=False)}
+
+
+def other_runs(out: Path, runs: pd.DataFrame) -> int:
+    """How many runs of the report already in `out` are not among `runs` (compared on the
+    config columns both tables have): what writing a new report there would lose."""
+    old_csv = Path(out) / "runs.csv"
+    if not old_csv.exists():
+        return 0
+    try:
+        old = pd.read_csv(old_csv)
+    except (OSError, ValueError, pd.errors.ParserError):
+        return 1  # unreadable, but a report's table all the same
+    cols = [c for c in experiment_columns(old) if c in runs.columns]
+    if not cols or not len(old):
+        return len(old)
+    return len(_identities(old, cols) - _identities(runs, cols))
+
+
 def report(sources: Sequence[Path], out: Path, warn: Optional[Callable[[str], None]] = None,
-           keep: Optional[Collection[Path]] = None) -> dict[str, list[Verdict]]:
+           keep: Optional[Collection[Path]] = None, force: bool = False) -> dict[str, list[Verdict]]:
     """Tables, figures, report.md and report.html into `out`; returns the verdicts of the
     claims whose study is among the runs. `warn` as for plot(); `keep` as for results.load
-    (reproduce: the run folders of the sweep it just ran). MixedPrecisionError, before anything
-    is written, when a study's runs trained in more than one precision."""
+    (reproduce: the run folders of the sweep it just ran). Before anything is written:
+    MixedPrecisionError when a study's runs trained in more than one precision, and
+    ReportExistsError when `out` holds a report of runs not among these (with `force`, what that
+    report wrote is removed first; a hand-written README.md or provenance.md stays)."""
     out = Path(out)
     res = _load(sources, warn, keep)
     mixed = mixed_precisions(res.runs)
     if mixed:
         raise MixedPrecisionError("; ".join(mixed))
-    if not any(Path(s).resolve() == out.resolve() for s in sources):  # rebuilding a report in place: its tables are the source
+    in_place = any(Path(s).resolve() == out.resolve() for s in sources)  # rebuilding a report: its tables are the source
+    lost = 0 if in_place else other_runs(out, res.runs)
+    if lost and not force:
+        raise ReportExistsError(f"{out} holds a report of {lost} run(s) that are not among these; pass --force to "
+                                "replace it, or --out another folder")
+    if lost:
+        for name in WRITTEN:
+            target = out / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    if not in_place:
         write_tables(res, out)
     checks = run_checks(res)
     figs = draw_figures(res, checks)

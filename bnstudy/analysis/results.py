@@ -150,11 +150,16 @@ def load_published(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return runs, curves
 
 
-def experiment_key(runs: pd.DataFrame) -> pd.Series:
-    """What a run trained, as one string per run: its study, seed and config groups' values,
-    without the keys that are NOT_THE_EXPERIMENT."""
-    cols = sorted(c for c in runs.columns if (c in ("study", "seed") or c.split(".")[0] in CONFIG_GROUPS)
+def experiment_columns(runs: pd.DataFrame) -> list[str]:
+    """The columns that say what a run trained: study, seed and the config groups' keys, without
+    the keys that are NOT_THE_EXPERIMENT."""
+    return sorted(c for c in runs.columns if (c in ("study", "seed") or c.split(".")[0] in CONFIG_GROUPS)
                   and c not in NOT_THE_EXPERIMENT)
+
+
+def experiment_key(runs: pd.DataFrame) -> pd.Series:
+    """What a run trained, as one string per run: its experiment_columns' values."""
+    cols = experiment_columns(runs)
     if not len(runs):
         return pd.Series(dtype=str)
     return runs[cols].apply(lambda col: col.map(repr)).agg("|".join, axis=1)
