@@ -25,7 +25,7 @@ USAGE = """usage: python -m bnstudy run [OVERRIDE ...]
   run     train one configuration, or a named study with +exp=NAME (a Hydra multirun)
           e.g. python -m bnstudy run norm=none optim.lr=0.05 seed=1
                python -m bnstudy run +exp=lr_sweep scale=smoke
-          `python -m bnstudy run --help` lists the config groups and values.
+          `python -m bnstudy run --help` lists the config groups and their options.
   report  tables, figures and a verdict per claim from finished runs (never trains)
           python -m bnstudy report SWEEP_DIR [SWEEP_DIR ...] [--out DIR] [--sweep-list DIR]
   plot    the figures alone: python -m bnstudy plot SWEEP_DIR [SWEEP_DIR ...] [--out DIR]
@@ -92,7 +92,8 @@ def hydra_run(dcfg: DictConfig) -> dict:
     except (DataError, RunFolderError, OSError) as e:
         _fail(EXIT_DATA, str(e))
     except KeyboardInterrupt:
-        _fail(EXIT_INTERRUPTED, f"interrupted; finished runs are kept, this one is marked in {out_dir}/summary.json")
+        _fail(EXIT_INTERRUPTED, f"interrupted; finished runs are kept, this one is marked in {out_dir}/summary.json; "
+                                "run the same command again to resume where it stopped")
     if summary["status"] == "failed" and HydraConfig.get().mode.name == "RUN":
         _fail(EXIT_FAILED, f"run failed: {summary.get('error')} (see {out_dir}/summary.json)")
     return summary
@@ -152,6 +153,19 @@ def analyse(cmd: str, args: list[str]) -> None:
         _fail(EXIT_DATA, f"cannot write the outputs to {out}: {e}")
 
 
+def run_help() -> str:
+    """`run --help`: the config groups a user picks from and their options (the files of
+    bnstudy/conf/), not Hydra's listing, which includes the schema's internal base_* entries."""
+    lines = ["usage: python -m bnstudy run [GROUP=OPTION ...] [KEY=VALUE ...] [+exp=STUDY]", "",
+             "Config groups (group=option; the defaults are in bnstudy/conf/config.yaml):"]
+    for group in sorted(p for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"):
+        options = sorted(f.stem for f in group.glob("*.yaml"))
+        lines.append(f"  {group.name + ':':14} {', '.join(options)}")
+    lines += ["", "Any key can be set (optim.lr=0.05, trainer.epochs=10); a sweep is -m KEY=A,B or +exp=STUDY.",
+              "Every key with its default: python -m bnstudy run --cfg job"]
+    return "\n".join(lines)
+
+
 def select(args: list[str]) -> None:
     """`select SWEEP_DIR`: the selection rule applied to the sweep's selection runs."""
     import argparse
@@ -193,6 +207,9 @@ def main(argv: list[str] | None = None) -> None:
         print(USAGE)
         return
     cmd, rest = argv[0], argv[1:]
+    if cmd == "run" and any(a in ("--help", "-h") for a in rest):
+        print(run_help())
+        return
     if cmd == "run":
         if not any(a in ("--help", "-h", "--info", "--cfg", "-c", "--hydra-help") or a.startswith("--info")
                    for a in rest):

@@ -167,10 +167,37 @@ def _one_line(message: str, cause: str = "") -> str:
         return f"{group.replace('/', '.')}={option}: no such option; one of {', '.join(options)}"
     m = re.search(r"Could not override '([^']+)'", text)
     if m and ("not in" in cause or "not in struct" in text):
-        return f"{m.group(1)}: no such key ({cause or 'not in the schema'}; to add a new key write +{m.group(1)}=...)"
+        near = did_you_mean(m.group(1))
+        return (f"{m.group(1)}: no such key" + (f"; did you mean {near}?" if near else "")
+                + f" ({cause or 'not in the schema'}; to add a new key write +{m.group(1)}=...)")
     m = re.search(r"Error merging override (\S+)", text)
     if m:
         return f"{m.group(1)}: {cause or 'wrong type'}"
     lines = [l.strip() for l in text.splitlines() if l.strip() and not l.strip().startswith(
         ("full_key", "object_type", "reference_type", "Config search path", "provider=", "Set the environment"))]
     return "; ".join(lines[:2])
+
+
+def schema_keys(node: Any = Config, prefix: str = "") -> list[str]:
+    """Every key of the config schema, dotted (optim.lr, probes.activations.every, ...)."""
+    import dataclasses
+
+    keys = []
+    for f in dataclasses.fields(node):
+        key = f"{prefix}{f.name}"
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        t = f.type if isinstance(f.type, type) else type(default)
+        sub = t if dataclasses.is_dataclass(t) else (type(default) if dataclasses.is_dataclass(default) else None)
+        if sub is None:
+            from .config import GROUP_SCHEMAS  # a group's schema, where the root leaves it MISSING
+            sub = GROUP_SCHEMAS.get(f.name) if not prefix else None
+        keys += schema_keys(sub, key + ".") if sub is not None else [key]
+    return keys
+
+
+def did_you_mean(key: str) -> str:
+    """The schema key closest to a misspelt one, or ''."""
+    import difflib
+
+    match = difflib.get_close_matches(key.lstrip("+~"), schema_keys(), n=1, cutoff=0.75)
+    return match[0] if match else ""

@@ -88,7 +88,12 @@ def _run_locked(cfg: Config, out_dir: Path, config_text: str, resume: dict | Non
         raise RunFolderError(f"cannot write to the run folder {out_dir}: {e.strerror}") from None
 
     torch.manual_seed(cfg.seed)
-    data = load_data(cfg.data).to(device)  # DataError: the user's to fix, raised
+    try:
+        data = load_data(cfg.data).to(device)
+    except (DataError, OSError) as e:  # the user's to fix: recorded in the run folder, then raised
+        summary.update(status="failed", error=f"{type(e).__name__}: {e}", wall_time_s=time.perf_counter() - t0)
+        atomic_write_json(out_dir / "summary.json", _ordered(summary))
+        raise
     try:
         model = init_weights(build_model(cfg.model, cfg.norm), cfg.init).to(device)
         precision = resolve_precision(cfg.trainer.precision, cfg.trainer.channels_last, device)
@@ -106,7 +111,8 @@ def _run_locked(cfg: Config, out_dir: Path, config_text: str, resume: dict | Non
             summary["resumed_from_step"] = resume["step"]
         summary.update(n_params=count_parameters(model), n_train=len(data.x_train),
                        n_test=len(data.x_test), peak_lr=lr)
-        log.info(f"{cfg.model.name}-{cfg.model.depth} norm={cfg.norm.name} lr={lr:g} "
+        arm = cfg.norm.name + (" + SkipInit" if cfg.model.skipinit else "")
+        log.info(f"{cfg.model.name}-{cfg.model.depth} norm={arm} lr={lr:g} "
                  f"batch={cfg.data.batch_size} seed={cfg.seed} on {device} -> {out_dir}"
                  + (f" (resuming at step {resume['step']})" if resume else ""))
         probes = build_probes(cfg.probes, model, data.x_test, data.y_test, cfg.data.eval_batch_size)

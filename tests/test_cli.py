@@ -57,3 +57,13 @@ def test_missing_data_folder_is_one_line(tmp_path):
     assert r.returncode == 3
     lines = [l for l in r.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and lines[0].startswith("bnstudy: error: data.root=") and "Traceback" not in r.stderr
+
+
+def test_run_help_lists_the_groups_a_user_picks_from(capsys):
+    from bnstudy.cli import main
+    main(["run", "--help"])
+    groups = {line.split(":")[0].strip(): line.split(":", 1)[1].split(", ")
+              for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+    assert {"norm", "scale", "exp", "data"} <= set(groups)
+    assert "medium" in [o.strip() for o in groups["scale"]]
+    assert not any(o.strip().startswith("base_") for opts in groups.values() for o in opts)

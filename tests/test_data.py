@@ -1,5 +1,7 @@
+import json
 import os
 
+import json
 import pytest
 import torch
 from PIL import Image
@@ -153,3 +155,21 @@ def test_cifar10_cli_offline_download_fails_cleanly(tmp_path, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(DataError, match="could not be downloaded"):
         load_data(DataConfig(name="cifar10", root=str(tmp_path / "cifar"), download=True))
+
+
+def test_a_run_whose_data_cannot_be_loaded_is_recorded_as_failed(tmp_path):
+    """The error is raised (one line for the user) and the run folder says failed, not running."""
+    from bnstudy.run import run
+    from conftest import compose_config
+
+    cfg = compose_config(["data=cifar10_folder", f"data.root={tmp_path / 'no-such-folder'}"])
+    with pytest.raises(DataError):
+        run(cfg, tmp_path / "run")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["error"].startswith("DataError")
+
+
+def test_a_misspelt_key_gets_the_nearest_key():
+    from bnstudy.preflight import did_you_mean
+    assert did_you_mean("optim.lrr") == "optim.lr" and did_you_mean("trainer.epoch") == "trainer.epochs"
+    assert did_you_mean("nothing.like.it") == ""
