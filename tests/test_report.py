@@ -23,7 +23,7 @@ from bnstudy.claims import (covariate_shift, depth, faster_training, higher_lr, 
                             norm_batch, regularization, small_batch, steps_to_target)
 from bnstudy.cli import main
 from conftest import run_cli
-from test_claim_norm_batch import runs_norm_batch
+from test_claim_norm_batch import runs_norm_batch, runs_with_gn
 from test_claim_stable_lr import study as range_study
 from test_claims import (runs_batch, runs_depth, runs_infer, runs_init, runs_lr, runs_probes, runs_reg, runs_shift,
                          runs_steps)
@@ -72,7 +72,7 @@ def write_run(folder: Path, r: dict, probes: pd.DataFrame | None = None, metrics
 def every_study(tmp_path_factory) -> Path:
     """Run folders for every study, where each claim holds."""
     root = tmp_path_factory.mktemp("studies")
-    tables = [runs_lr(), runs_steps(), runs_batch(), runs_norm_batch(), runs_init(), runs_depth(), runs_reg(), runs_infer(),
+    tables = [runs_lr(), runs_steps(), runs_batch(), runs_with_gn(gn_acc=0.77), runs_init(), runs_depth(), runs_reg(), runs_infer(),
               runs_shift()]
     for i, r in enumerate(pd.concat(tables, ignore_index=True).to_dict("records")):
         write_run(root / r["study"] / str(i), r)
@@ -267,7 +267,7 @@ def test_report_with_every_study_present(every_study, tmp_path):
     out = tmp_path / "out"
     checks = report.report([every_study], out)
     verdicts = [v for vs in checks.values() for v in vs]
-    assert len(verdicts) == sum(len(c.CHECKS) for c in report.CLAIMS) == 20 \
+    assert len(verdicts) == sum(len(c.CHECKS) for c in report.CLAIMS) == 21 \
         and all(v.verdict == REPRODUCED for v in verdicts), \
         [(v.claim, v.verdict, v.finding) for v in verdicts if v.verdict != REPRODUCED]
     pngs = sorted(p.stem for p in (out / "figures").glob("*.png"))
@@ -414,3 +414,22 @@ def test_a_report_of_smoke_or_synthetic_runs_says_it_tests_the_plumbing(tmp_path
     real = tmp_path / "real"
     report.report([_sweep(tmp_path / "cpu", [0, 1])], real)
     assert not (real / "report.md").read_text().split("\n\n")[1].startswith("> **")
+
+
+def test_a_sweep_of_no_named_study_gets_a_comparison_of_its_arms(tmp_path):
+    """`run -m norm=bn,gn` then `report`: each arm's accuracy over seeds with an interval, and its
+    curve; no claim is listed as untested in its place."""
+    from bnstudy.analysis import compare
+    from test_claims import row
+    for norm, acc in (("bn", 0.8), ("gn", 0.7)):
+        for s in range(3):
+            write_run(tmp_path / "sweep" / f"{norm}-{s}", row("run", norm, s, acc + 0.01 * s,
+                                                              **{"optim.lr": 0.1, "scale.name": "cpu"}))
+    res = report.load([tmp_path / "sweep"])
+    t = compare.table(res.runs).set_index("arm")
+    assert list(t.index) == ["norm=bn", "norm=gn"] and set(t.seeds) == {3}
+    assert t.loc["norm=bn", "final test accuracy (%)"].startswith("81.0 ±")
+    shown = report.report([tmp_path / "sweep"], tmp_path / "out")
+    assert shown == {}  # no claim's study: no claim sections
+    assert (tmp_path / "out" / "figures" / "arm_curves.png").exists()
+    assert "arm_curves" in report.plot([tmp_path / "sweep"], tmp_path / "plots")

@@ -25,7 +25,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .. import claims as C
-from . import rules, selection, style
+from . import compare, rules, selection, style
 from .results import (FINISHED, Results, experiment_columns, load, mixed_precisions, study_runs, variant_names,
                       with_config)
 from .rules import Verdict
@@ -54,6 +54,12 @@ def draw_figures(res: Results, checks: Optional[dict] = None) -> dict[str, Union
                 out[name] = draw(sel, curves, checks[claim.KEY])
             except style.NotDrawn as e:
                 out[name] = str(e)
+    free = compare.free_runs(res.runs, {c.STUDY for c in CLAIMS})
+    if len(free):
+        try:
+            out["arm_curves"] = compare.accuracy_curves(free, res.curves[res.curves.run.isin(free.run)])
+        except style.NotDrawn as e:
+            out["arm_curves"] = str(e)
     return out
 
 
@@ -161,10 +167,36 @@ def _unfinished(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def shown_claims(runs: pd.DataFrame) -> list:
-    """The claims whose study has run folders here (all of them when none has): a claim of
-    another study gets one line in the report, not a section."""
+    """The claims whose study has run folders here: a claim of another study gets one line in
+    the report, not a section (a sweep of no named study gets the comparison of its arms)."""
     present = set(runs.get("study", pd.Series(dtype=str)).dropna())
-    return [c for c in CLAIMS if c.STUDY in present] or list(CLAIMS)
+    return [c for c in CLAIMS if c.STUDY in present]
+
+
+STUDIES = {c.STUDY for c in CLAIMS}
+
+
+def _comparison_blocks(runs: pd.DataFrame, figs: dict) -> list[Block]:
+    """The arms a sweep of no named study varied, side by side (analysis/compare.py)."""
+    free = compare.free_runs(runs, STUDIES)
+    t = compare.table(free) if len(free) else pd.DataFrame()
+    if t.empty:
+        return []
+    cols = compare.arm_columns(free.assign(**{"norm.name": variant_names(free)}) if "norm.name" in free else free)
+    blocks: list[Block] = [("h2", "Comparison of the arms this sweep varied"),
+                           ("p", f"{len(free)} runs of no named study ({', '.join(sorted(free.study.unique()))}); "
+                                 f"arms by {', '.join(cols) or 'nothing: one arm'}"
+                                 + (", each at its own best peak rate (highest mean final test accuracy; the "
+                                    "rate table below gives every rate)" if "best rate" in t else "")
+                                 + ". Accuracies are means over seeds with 95% t intervals; a diverged run counts "
+                                   "as chance. No claim is judged here."),
+                           ("table", t)]
+    rates = compare.rate_table(free)
+    if len(rates):
+        blocks.append(("table", rates))
+    if isinstance(figs.get("arm_curves"), Figure):
+        blocks.append(("fig", "arm_curves", "Test accuracy against step for each arm, mean and 95% band over seeds."))
+    return blocks
 
 
 def _selection_blocks(runs: pd.DataFrame) -> list[Block]:
@@ -212,9 +244,10 @@ def build(res: Results, checks: dict, figs: dict, sources: Sequence[str]) -> lis
                         f"(code commit of the runs: {version}). Nothing was retrained."))
     if len(runs):
         blocks.append(("table", _status_table(runs)))
-    blocks.append(("h2", "Summary"))
-    blocks.append(("table", pd.DataFrame([{"claim": c.TITLE, "check": v.title, "verdict": v.verdict}
-                                          for c in shown for v in checks[c.KEY]])))
+    if shown:
+        blocks.append(("h2", "Summary"))
+        blocks.append(("table", pd.DataFrame([{"claim": c.TITLE, "check": v.title, "verdict": v.verdict}
+                                              for c in shown for v in checks[c.KEY]])))
     if absent:
         blocks.append(("p", "Not tested here (no runs of their study among these folders): " + "; ".join(
             f"{c.TITLE.lower()} (`python -m bnstudy run +exp={c.STUDY}`)" for c in absent) + "."))
@@ -230,6 +263,7 @@ def build(res: Results, checks: dict, figs: dict, sources: Sequence[str]) -> lis
                         f"at its largest scale present. The rules were rewritten on {rules.RULES_DATE}, after the "
                         "cpu-scale runs had been seen (results/README.md gives the verdicts before and after)."))
     blocks += _selection_blocks(runs)
+    blocks += _comparison_blocks(runs, figs)
     for i, claim in enumerate(shown, 1):
         vs = checks[claim.KEY]
         blocks.append(("h2", f"{i}. {claim.TITLE}"))
@@ -259,7 +293,7 @@ def build(res: Results, checks: dict, figs: dict, sources: Sequence[str]) -> lis
     if res.skipped or res.duplicates:
         blocks.append(("p", "Run folders left out:"))
         blocks.append(("list", [f"`{line}`" for line in res.warnings()]))
-    names = {n for c in shown for n in c.FIGURES}
+    names = {n for c in shown for n in c.FIGURES} | ({"arm_curves"} if len(compare.free_runs(runs, STUDIES)) else set())
     not_drawn = [f"`{n}`: {why}" for n, why in figs.items() if not isinstance(why, Figure) and n in names]
     if not_drawn:
         blocks.append(("p", "Figures not drawn:"))
