@@ -228,6 +228,26 @@ def plumbing_only(runs: pd.DataFrame) -> str:
     return " and ".join(why)
 
 
+def _left_out(res: Results, runs: pd.DataFrame, shown: list, figs: dict) -> list[Block]:
+    """The runs and figures a report leaves out, and why."""
+    blocks: list[Block] = []
+    blocks.append(("h2", "Left out"))
+    unfinished = _unfinished(runs) if len(runs) else pd.DataFrame()
+    blocks.append(("p", f"{len(unfinished)} runs not finished (running, failed or interrupted) were left out"
+                   + (":" if len(unfinished) else ".")))
+    if len(unfinished):
+        blocks.append(("table", unfinished))
+    if res.skipped or res.duplicates:
+        blocks.append(("p", "Run folders left out:"))
+        blocks.append(("list", [f"`{line}`" for line in res.warnings()]))
+    names = {n for c in shown for n in c.FIGURES} | ({"arm_curves"} if len(compare.free_runs(runs, STUDIES)) else set())
+    not_drawn = [f"`{n}`: {why}" for n, why in figs.items() if not isinstance(why, Figure) and n in names]
+    if not_drawn:
+        blocks.append(("p", "Figures not drawn:"))
+        blocks.append(("list", not_drawn))
+    return blocks
+
+
 def build(res: Results, checks: dict, figs: dict, sources: Sequence[str]) -> list[Block]:
     runs = res.runs
     shown = shown_claims(runs)
@@ -248,6 +268,11 @@ def build(res: Results, checks: dict, figs: dict, sources: Sequence[str]) -> lis
         blocks.append(("h2", "Summary"))
         blocks.append(("table", pd.DataFrame([{"claim": c.TITLE, "check": v.title, "verdict": v.verdict}
                                               for c in shown for v in checks[c.KEY]])))
+    if not shown:  # a sweep of no named study: its comparison is the report
+        blocks.append(("p", "No named study among these runs, so no claim is judged; the arms the sweep varied are "
+                            "compared below. The named studies: `python -m bnstudy run --help` (exp)."))
+        blocks += _selection_blocks(runs) + _comparison_blocks(runs, figs) + _left_out(res, runs, shown, figs)
+        return blocks
     if absent:
         blocks.append(("p", "Not tested here (no runs of their study among these folders): " + "; ".join(
             f"{c.TITLE.lower()} (`python -m bnstudy run +exp={c.STUDY}`)" for c in absent) + "."))
@@ -284,21 +309,7 @@ def build(res: Results, checks: dict, figs: dict, sources: Sequence[str]) -> lis
         for name, (_, caption) in claim.FIGURES.items():
             if isinstance(figs.get(name), Figure):
                 blocks.append(("fig", name, caption))
-    blocks.append(("h2", "Left out"))
-    unfinished = _unfinished(runs) if len(runs) else pd.DataFrame()
-    blocks.append(("p", f"{len(unfinished)} runs not finished (running, failed or interrupted) were left out"
-                   + (":" if len(unfinished) else ".")))
-    if len(unfinished):
-        blocks.append(("table", unfinished))
-    if res.skipped or res.duplicates:
-        blocks.append(("p", "Run folders left out:"))
-        blocks.append(("list", [f"`{line}`" for line in res.warnings()]))
-    names = {n for c in shown for n in c.FIGURES} | ({"arm_curves"} if len(compare.free_runs(runs, STUDIES)) else set())
-    not_drawn = [f"`{n}`: {why}" for n, why in figs.items() if not isinstance(why, Figure) and n in names]
-    if not_drawn:
-        blocks.append(("p", "Figures not drawn:"))
-        blocks.append(("list", not_drawn))
-    return blocks
+    return blocks + _left_out(res, runs, shown, figs)
 
 
 def write_tables(res: Results, out: Path) -> None:
