@@ -27,8 +27,9 @@ def test_each_norm_is_injected_everywhere(norm):
     model = build_model(ModelConfig(depth=20), NormConfig(name=norm, groups=8))
     norms = [m for name, m in model.named_modules() if name.split(".")[-1].startswith("norm")]
     assert len(norms) == 19  # stem + 2 per block x 9 blocks
-    from bnstudy.nets.norms import GhostBatchNorm2d, NoisyBatchNorm2d
-    expected = {"bn": nn.BatchNorm2d, "gn": nn.GroupNorm, "ln": nn.GroupNorm, "none": nn.Identity,
+    from bnstudy.nets.norms import GhostBatchNorm2d, GroupNorm, NoisyBatchNorm2d
+    # GroupNorm: torch's nn.GroupNorm with a faster memory layout for its CPU kernel (same values)
+    expected = {"bn": nn.BatchNorm2d, "gn": GroupNorm, "ln": GroupNorm, "none": nn.Identity,
                 "ghost_bn": GhostBatchNorm2d, "noisy_bn": NoisyBatchNorm2d}[norm]
     assert all(type(m) is expected for m in norms)
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]

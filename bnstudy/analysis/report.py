@@ -350,7 +350,9 @@ WRITTEN = ("runs.csv", "curves.csv.gz", "report.md", "report.html", "figures")  
 
 
 def _identities(runs: pd.DataFrame, cols: Sequence[str]) -> set[tuple]:
-    def text(v) -> str:
+    def text(v) -> str:  # a value as runs.csv gives it back: None and NaN alike, 128 and 128.0 alike
+        if v is None:
+            return "nan"
         try:
             f = float(v)
             return "nan" if f != f else f"{f:g}"
