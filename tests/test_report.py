@@ -433,3 +433,20 @@ def test_a_sweep_of_no_named_study_gets_a_comparison_of_its_arms(tmp_path):
     assert shown == {}  # no claim's study: no claim sections
     assert (tmp_path / "out" / "figures" / "arm_curves.png").exists()
     assert "arm_curves" in report.plot([tmp_path / "sweep"], tmp_path / "plots")
+
+
+def test_the_summary_leads_with_each_verdict_its_effect_and_interval(every_study, tmp_path):
+    out = tmp_path / "out"
+    checks = report.report([every_study], out)
+    shown = report.shown_claims(report.load([every_study]).runs)
+    table = report.summary_table(shown, checks)
+    assert len(table) == sum(len(v) for v in checks.values())
+    assert table.verdict.eq(REPRODUCED).all(), table
+    with_effect = table[table.effect != "—"]  # covariate_shift's checks judge two nets each: numbers in their findings
+    assert len(with_effect) >= 17 and (with_effect["95% interval"] != "—").all()
+    assert all(int(n) >= 2 for n in with_effect.seeds)
+    md = (out / "report.md").read_text().split("\n\n")
+    first_table = next(i for i, b in enumerate(md) if b.startswith("|"))
+    assert first_table <= 2 and md[first_table].startswith("| claim | check | verdict | effect | 95% interval |")
+    html_text = (out / "report.html").read_text()
+    assert html_text.count("<details><summary>Rule</summary>") < len(table)  # shared rules printed once

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import datetime
 import html
+import math
 import re
 import shutil
 from pathlib import Path
@@ -99,6 +100,8 @@ def to_markdown(blocks: list[Block]) -> str:
             out.append(b[1])
         elif kind == "banner":
             out.append(f"> **{b[1]}** {b[2]}")
+        elif kind == "details":
+            out.append(f"<details><summary>{b[1]}</summary>\n\n{b[2]}\n\n</details>")
         elif kind == "list":
             out.append("\n".join(f"- {item}" for item in b[1]))
         elif kind == "table":
@@ -136,6 +139,8 @@ def to_html(blocks: list[Block], fig_dir: Path, title: str) -> str:
             body.append(f"<p{cls}>{_inline_html(b[1])}</p>")
         elif kind == "banner":
             body.append(f'<p class="banner"><strong>{_inline_html(b[1])}</strong> {_inline_html(b[2])}</p>')
+        elif kind == "details":
+            body.append(f"<details><summary>{_inline_html(b[1])}</summary><p>{_inline_html(b[2])}</p></details>")
         elif kind == "list":
             body.append("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in b[1]) + "</ul>")
         elif kind == "table":
@@ -199,6 +204,21 @@ def _comparison_blocks(runs: pd.DataFrame, figs: dict) -> list[Block]:
     return blocks
 
 
+def summary_row(claim, v: Verdict) -> dict:
+    """One check in the summary: its verdict with the effect, 95% interval, minimum effect and seeds."""
+    e, est = v.effect, v.estimate
+    has = e is not None and est is not None and math.isfinite(est.value)
+    return {"claim": claim.TITLE, "check": v.title, "verdict": v.verdict,
+            "effect": e.fmt(est.value) if has else "—",
+            "95% interval": f"[{e.fmt(est.lo)}, {e.fmt(est.hi)}]" if has and est.has_interval else "—",
+            "minimum effect": e.fmt(e.minimum) if e is not None else "—",
+            "seeds": est.n if has else "—"}
+
+
+def summary_table(shown: list, checks: dict) -> pd.DataFrame:
+    return pd.DataFrame([summary_row(c, v) for c in shown for v in checks[c.KEY]])
+
+
 def _selection_blocks(runs: pd.DataFrame) -> list[Block]:
     """Where a study chose its rates on selection seeds: the grid, the accuracy at each rate, the
     choice, and what keeps the measuring runs from being read at it."""
@@ -258,16 +278,14 @@ def build(res: Results, checks: dict, figs: dict, sources: Sequence[str]) -> lis
         blocks.append(("banner", "These numbers test the harness, not BatchNorm.",
                        f"The runs are {why}: far too short or too artificial for any verdict below to say what "
                        "BatchNorm does. Run a study at scale=cpu or medium on CIFAR-10 for that."))
+    if shown:  # the answer first: every check's verdict with its effect and interval
+        blocks.append(("table", summary_table(shown, checks)))
     version = ", ".join(sorted(map(str, runs.get("git_commit", pd.Series(dtype=str)).dropna().unique()))) or "unknown"
     blocks.append(("p", f"Made by `python -m bnstudy report {' '.join(map(str, sources))}` on "
                         f"{datetime.date.today().isoformat()} from {len(runs)} runs "
                         f"(code commit of the runs: {version}). Nothing was retrained."))
     if len(runs):
         blocks.append(("table", _status_table(runs)))
-    if shown:
-        blocks.append(("h2", "Summary"))
-        blocks.append(("table", pd.DataFrame([{"claim": c.TITLE, "check": v.title, "verdict": v.verdict}
-                                              for c in shown for v in checks[c.KEY]])))
     if not shown:  # a sweep of no named study: its comparison is the report
         blocks.append(("p", "No named study among these runs, so no claim is judged; the arms the sweep varied are "
                             "compared below. The named studies: `python -m bnstudy run --help` (exp)."))
@@ -293,11 +311,14 @@ def build(res: Results, checks: dict, figs: dict, sources: Sequence[str]) -> lis
         vs = checks[claim.KEY]
         blocks.append(("h2", f"{i}. {claim.TITLE}"))
         blocks.append(("p", f"*Claim.* {claim.STATEMENT}"))
+        rule = None
         for v in vs:
             if len(vs) > 1:
                 blocks.append(("h3", v.title))
             blocks.append(("p", f"**Verdict: {v.verdict}**" + (f" — {v.title}." if len(vs) == 1 else "")))
-            blocks.append(("p", f"*Rule.* {v.rule}"))
+            if v.rule != rule:  # checks that share a rule print it once
+                blocks.append(("details", "Rule", v.rule))
+                rule = v.rule
             if v.missing:
                 blocks.append(("p", f"*Not tested:* {v.missing}."))
             if v.finding:
