@@ -180,7 +180,7 @@ def select(args: list[str]) -> None:
         runs = load([a.sweep_dir]).runs
     except NoRunsError as e:
         _fail(EXIT_CONFIG, str(e))
-    chosen_lines, edges = [], 0
+    chosen_lines, edges, waiting = [], 0, 0
     for (study, scale), cell in runs.groupby(["study", "scale.name"]):
         sel, measuring = selection.phases(cell)
         if sel.empty:
@@ -191,11 +191,15 @@ def select(args: list[str]) -> None:
         print(selection.table(choices).to_string(index=False))
         for line in selection.measuring_problems(sel, measuring, choices):
             print(f"  problem: {line}")
-        edges += int((choices.status != selection.INSIDE).sum())
+        edges += int(choices.status.str.contains("edge").sum())
+        waiting += int((~choices.status.str.contains("edge") & (choices.status != selection.INSIDE)).sum())
         chosen_lines.append(f"# {study}, scale={scale}: hydra.sweeper.chosen")
         chosen_lines.append("chosen: {" + ", ".join(f"{c.arm}: {c.chosen:g}" if c.status == selection.INSIDE
                                                      else f"{c.arm}: null" for c in choices.itertuples()) + "}")
     print("\n".join(chosen_lines))
+    if waiting:
+        print(f"{waiting} arm(s) with selection runs unfinished or missing: finish the selection phase (the same "
+              "command resumes it) before choosing")
     if edges:
         print(f"{edges} arm(s) not chosen inside their grid: extend the grid (hydra.sweeper.params optim.lr in the "
               "study YAML) and run the selection phase again before any measuring run")

@@ -106,7 +106,7 @@ def measuring_problems(selection: pd.DataFrame, measuring: pd.DataFrame, choices
 
 def table(choices: pd.DataFrame) -> pd.DataFrame:
     """The selection as a report shows it: per arm, accuracy at each rate, the choice and its status."""
-    fmt = lambda acc: ", ".join(f"{r:g}: {100 * a:.1f}%" for r, a in acc.items())
+    fmt = lambda acc: ", ".join(f"{r:g}: {100 * a:.2f}%" for r, a in acc.items())  # choices hinge on tenths
     return pd.DataFrame({"arm": choices.arm, "selection seeds": choices.seeds.map(lambda s: ",".join(map(str, s))),
                          "final test accuracy by peak rate": choices.accuracy.map(fmt),
                          "chosen rate": choices.chosen.map(lambda r: f"{r:g}" if math.isfinite(r) else "—"),
