@@ -29,6 +29,8 @@ USAGE = """usage: python -m bnstudy run [OVERRIDE ...]
   report  tables, figures and a verdict per claim from finished runs (never trains)
           python -m bnstudy report SWEEP_DIR [SWEEP_DIR ...] [--out DIR] [--sweep-list DIR]
   plot    the figures alone: python -m bnstudy plot SWEEP_DIR [SWEEP_DIR ...] [--out DIR]
+  status  a sweep's runs by status, median wall time per arm, time left (--watch S to refresh)
+          python -m bnstudy status SWEEP_DIR
   select  each arm's chosen rate from a sweep's selection runs (scale=medium), whether it lies
           inside its grid, and the `chosen:` lines for the study YAML before its measuring phase
           python -m bnstudy select SWEEP_DIR
@@ -225,6 +227,12 @@ def main(argv: list[str] | None = None) -> None:
         analyse(cmd, rest)
     elif cmd == "select":
         select(rest)
+    elif cmd == "status":
+        from . import sweep_status
+        try:
+            sweep_status.main(rest)
+        except FileNotFoundError as e:
+            _fail(EXIT_CONFIG, str(e))
     elif cmd == "bench":
         from . import bench
         bench.main(rest)

@@ -1,0 +1,116 @@
+"""`python -m bnstudy status SWEEP_DIR [--watch S]`: where a sweep stands, without reading folders by hand.
+
+The grid comes from the sweep's own multirun.yaml (what its last command asked for, resolved
+as Hydra resolved it), each job's folder from the same override_dirname rule Hydra used, and
+each run's state from its summary.json: completed, diverged, failed, interrupted, running, or
+not started. The time left is the median wall time of the finished runs of each arm times the
+runs still to go, over the launcher's parallel jobs.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+from hydra._internal.config_loader_impl import get_overrides_dirname
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+from .config import _run_dirname, register_configs
+
+NOT_STARTED = "not started"
+
+
+def planned_jobs(multirun_yaml: Path) -> tuple[list[list[str]], dict]:
+    """Each job's overrides as the sweep's last command planned them, and the launcher's settings."""
+    from hydra_plugins.bnstudy_sweeper.bnstudy_sweeper import arm_jobs
+
+    register_configs()  # the resolvers the study files use (by_scale, ...)
+    cfg = OmegaConf.load(multirun_yaml)
+    sweeper = OmegaConf.to_container(cfg.hydra.sweeper, resolve=True)
+    task = list(cfg.hydra.overrides.task)
+    parser = OverridesParser.create()
+    params = dict(sweeper.get("params") or {})
+    if sweeper.get("arms") and sweeper.get("phase") == "measure":
+        params.update(sweeper.get("measure") or {})
+    cli = parser.parse_overrides(task)
+    cli_keys = {o.get_key_element() for o in cli}
+    mine = parser.parse_overrides([f"{k}={v}" for k, v in params.items() if k not in cli_keys])
+    if sweeper.get("arms"):
+        jobs = arm_jobs(sweeper["arms"], mine, cli, sweeper.get("phase", "select"), sweeper.get("chosen") or {},
+                        sweeper.get("rate_key", "optim.lr"))
+    else:
+        jobs = BasicSweeper.split_arguments(mine + cli, None)[0]
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True) if "launcher" in cfg.hydra else {}
+    naming = OmegaConf.to_container(cfg.hydra.job.config.override_dirname, resolve=True)
+    return jobs, {"n_jobs": launcher.get("n_jobs") or 1, **naming}
+
+
+def folder_of(job: list[str], naming: dict) -> str:
+    """The run folder Hydra gave this job (hydra.sweep.subdir: run_dirname of override_dirname)."""
+    overrides = OverridesParser.create().parse_overrides(job)
+    name = get_overrides_dirname(overrides, list(naming.get("exclude_keys", [])), naming.get("item_sep", ","),
+                                 naming.get("kv_sep", "="))
+    return _run_dirname(name)
+
+
+def table(sweep_dir: Path) -> tuple[pd.DataFrame, int]:
+    """One row per planned job: its folder, arm (the job's overrides but rate and seed), status and
+    wall time; and the launcher's parallel jobs."""
+    multirun = Path(sweep_dir) / "multirun.yaml"
+    if not multirun.exists():
+        raise FileNotFoundError(f"{sweep_dir}: no multirun.yaml (not a sweep folder, or no sweep has started there)")
+    jobs, naming = planned_jobs(multirun)
+    rows = []
+    for job in jobs:
+        folder = Path(sweep_dir) / folder_of(job, naming)
+        summary = {}
+        if (folder / "summary.json").exists():
+            try:
+                summary = json.loads((folder / "summary.json").read_text())
+            except (OSError, ValueError):
+                summary = {"status": "unreadable"}
+        arm = " ".join(o for o in job if not o.split("=")[0].lstrip("+") in ("seed", "optim.lr")
+                       and o.split("=")[0].lstrip("+").split(".")[0] not in ("exp", "scale", "data"))
+        rows.append({"run": folder.name, "arm": arm or "all", "status": summary.get("status", NOT_STARTED),
+                     "wall_min": summary.get("wall_time_s", float("nan")) / 60 if summary.get("wall_time_s") else
+                     float("nan"), "final_test_acc": summary.get("final_test_acc")})
+    return pd.DataFrame(rows), int(naming["n_jobs"])
+
+
+def summarize(runs: pd.DataFrame, n_jobs: int) -> str:
+    """The sweep in a few lines: runs by status, median wall per arm, time left at this pace."""
+    counts = runs.status.value_counts()
+    lines = [f"{len(runs)} runs planned: " + ", ".join(f"{n} {s}" for s, n in counts.items())]
+    done = runs[runs.status.isin(["completed", "diverged"])]
+    per_arm = done.groupby("arm").wall_min.median()
+    overall = done.wall_min.median()
+    if len(per_arm):
+        lines.append("median wall a run: " + ", ".join(f"{a} {m:.1f} min" for a, m in per_arm.items()))
+    todo = runs[~runs.status.isin(["completed", "diverged"])]
+    if len(todo) and pd.notna(overall):
+        left = sum(per_arm.get(a, overall) for a in todo.arm) / max(n_jobs, 1)
+        lines.append(f"time left at this pace: ~{left:.0f} min for {len(todo)} runs, {n_jobs} at a time "
+                     "(running runs counted whole)")
+    elif len(todo):
+        lines.append(f"{len(todo)} runs to go; no finished run yet to time them by")
+    return "\n".join(lines)
+
+
+def main(args: list[str]) -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m bnstudy status", description=__doc__.splitlines()[0])
+    p.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR")
+    p.add_argument("--watch", type=float, metavar="S", help="refresh every S seconds until every run is finished")
+    a = p.parse_args(args)
+    while True:
+        runs, n_jobs = table(a.sweep_dir)
+        print(runs.to_string(index=False, na_rep="—", float_format=lambda v: f"{v:.4g}"))
+        print(summarize(runs, n_jobs))
+        if not a.watch or runs.status.isin(["completed", "diverged", "failed"]).all():
+            return
+        time.sleep(a.watch)
+        print()
