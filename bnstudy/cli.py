@@ -186,7 +186,7 @@ def select(args: list[str]) -> None:
     for (study, scale), cell in runs.groupby(["study", "scale.name"]):
         sel, measuring = selection.phases(cell)
         if sel.empty:
-            print(f"{study} at scale={scale}: no selection runs (seeds {cell['scale.selection_seeds'].iloc[0]})")
+            print(f"{study} at scale={scale}: no selection runs (this scale chooses no rates on selection seeds)")
             continue
         choices = selection.choose(sel)
         print(f"{study} at scale={scale}, selection seeds {', '.join(map(str, sorted(sel.seed.unique())))}:")
@@ -195,9 +195,11 @@ def select(args: list[str]) -> None:
             print(f"  problem: {line}")
         edges += int(choices.status.str.contains("edge").sum())
         waiting += int((~choices.status.str.contains("edge") & (choices.status != selection.INSIDE)).sum())
-        chosen_lines.append(f"# {study}, scale={scale}: hydra.sweeper.chosen")
-        chosen_lines.append("chosen: {" + ", ".join(f"{c.arm}: {c.chosen:g}" if c.status == selection.INSIDE
-                                                     else f"{c.arm}: null" for c in choices.itertuples()) + "}")
+        chosen = "{" + ", ".join(f"{c.arm}: {c.chosen:g}" if c.status == selection.INSIDE else f"{c.arm}: null"
+                                 for c in choices.itertuples()) + "}"
+        chosen_lines += [f"# {study}, scale={scale}: the chosen rates, for the measuring phase. In "
+                         f"bnstudy/conf/exp/{study}.yaml, hydra.sweeper.chosen's by_scale takes as its medium value",
+                         chosen, "# or, on the command line: " + f"'hydra.sweeper.chosen={chosen}'"]
     print("\n".join(chosen_lines))
     if waiting:
         print(f"{waiting} arm(s) with selection runs unfinished or missing: finish the selection phase (the same "

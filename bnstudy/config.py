@@ -193,7 +193,7 @@ class ScaleConfig:
     seeds: str = "0"  # the seeds a study sweeps at this scale (a Hydra sweep value: "0,1,2")
     # the seeds that choose each arm's rate where a study selects before it measures (medium);
     # disjoint from `seeds`, so the measuring seeds chose nothing
-    selection_seeds: str = "100"
+    selection_seeds: str = ""  # none but at medium (scale/medium.yaml)
 
 
 @dataclass

@@ -124,7 +124,8 @@ def truncate_rows(path: Path, rows: int) -> None:
 
 
 # keys that say where or how a run executes, not what it computes
-_VOLATILE = ("data.root", "data.cache_dir", "device", "trainer.progress", "rerun", "scale.seeds", "sweep_list")
+_VOLATILE = ("data.root", "data.cache_dir", "device", "trainer.progress", "rerun", "scale.seeds", "scale.selection_seeds",
+             "sweep_list")
 
 
 def same_config(old_text: str, new_text: str) -> bool:

@@ -9,6 +9,7 @@ runs still to go, over the launcher's parallel jobs.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -45,7 +46,8 @@ def planned_jobs(multirun_yaml: Path) -> tuple[list[list[str]], dict]:
         jobs = BasicSweeper.split_arguments(mine + cli, None)[0]
     launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True) if "launcher" in cfg.hydra else {}
     naming = OmegaConf.to_container(cfg.hydra.job.config.override_dirname, resolve=True)
-    return jobs, {"n_jobs": launcher.get("n_jobs") or 1, **naming}
+    n_jobs = launcher.get("n_jobs") or 1
+    return jobs, {"n_jobs": (os.cpu_count() or 1) if n_jobs < 0 else n_jobs, **naming}
 
 
 def folder_of(job: list[str], naming: dict) -> str:
@@ -110,7 +112,7 @@ def main(args: list[str]) -> None:
         runs, n_jobs = table(a.sweep_dir)
         print(runs.to_string(index=False, na_rep="—", float_format=lambda v: f"{v:.4g}"))
         print(summarize(runs, n_jobs))
-        if not a.watch or runs.status.isin(["completed", "diverged", "failed"]).all():
+        if not a.watch or not (runs.status == "running").any():  # done, or nothing left running to wait for
             return
         time.sleep(a.watch)
         print()

@@ -26,6 +26,10 @@ def main() -> None:
         if got != {name}:
             raise SystemExit(f"precision_twins: {folder} holds runs in {sorted(got) or 'no'} precision, not {name}")
         arms[name] = runs
+    rates = {name: runs[runs["norm.name"].isin(["bn", "none"]) & ~runs["model.skipinit"].fillna(False).astype(bool)]
+             .groupby("norm.name")["optim.lr"].unique().map(sorted).to_dict() for name, runs in arms.items()}
+    if rates["bf16"] != rates["fp32"] or any(len(r) != 1 for r in rates["bf16"].values()):
+        raise SystemExit(f"precision_twins: each of bn and none must run at one rate, the same in both: {rates}")
     t, table = precision_guard(arms["bf16"], arms["fp32"])
     print(PRECISION_RULE, "\n")
     print(table.round(2).to_string())

@@ -88,3 +88,16 @@ def test_audit_passes_a_fair_two_phase_study_and_names_what_breaks_one():
     assert S.audit(edge) == ["bn: at the grid's upper edge: extend it to 0.4", "bn: measured while its choice is "
                              "at the grid's upper edge: extend it to 0.4"]
     assert S.audit(df.assign(precision=["fp32"] + ["bf16"] * (len(df) - 1))) == ["runs in 2 precisions: ['bf16', 'fp32']"]
+
+
+def test_a_claim_reads_no_measuring_run_the_selection_does_not_back():
+    from bnstudy.analysis.results import study_runs
+
+    sel = grid("bn", {0.1: .84, 0.2: .86, 0.4: .85})
+    meas = [("bn", 32, False, lr, s, .86, "completed") for s in range(5) for lr in (0.2, 0.4)]
+    df = runs(sel + meas).assign(study="lr_sweep", **{"scale.name": "medium", "data.name": "cifar10_folder"})
+    measured, notes = study_runs(df, "lr_sweep")
+    assert measured.empty and any(n.startswith("not read: bn: measured at 0.2, 0.4") for n in notes)
+    at_chosen, _ = study_runs(pd.concat([df[df.seed == 100], df[(df.seed != 100) & (df["optim.lr"] == 0.2)]]),
+                              "lr_sweep")
+    assert set(at_chosen["optim.lr"]) == {0.2} and len(at_chosen) == 5

@@ -54,3 +54,11 @@ def test_command_line_keeps_the_arms_it_names_and_replaces_params():
 def test_unknown_phase_is_one_clear_error():
     with pytest.raises(HydraException, match="phase=final: one of select, measure"):
         jobs("final")
+
+
+def test_measure_needs_chosen_rates_only_for_the_arms_it_runs():
+    chosen = {"ghost2": 0.1, "bn128": 0.2, "gn": None}  # GN still selecting: its ghost arms can be measured
+    got = jobs("measure", cli=("norm=ghost_bn",), chosen=chosen, params=("optim.lr=0.1,0.2", "seed=0"))
+    assert [j[2] for j in got] == ["optim.lr=0.1", "optim.lr=0.2"]
+    with pytest.raises(HydraException, match="cannot be set on the command line"):
+        jobs("measure", cli=("optim.lr=0.4",), chosen={"ghost2": 0.1, "bn128": 0.2, "gn": 0.4})

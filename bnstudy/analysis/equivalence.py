@@ -68,7 +68,7 @@ def tost(differences, margin: float, alpha: float = 0.05) -> Tost:
     need = math.nan
     if outcome == INCONCLUSIVE:
         room = abs(abs(m) - margin)  # the half-width that would settle it, either way
-        if sd == 0:
+        if room > 0 and sd == 0:
             need = n
         elif room > 0:
             need = next((k for k in range(n, MAX_PAIRS + 1) if _half(sd, k, alpha) < room), math.inf)

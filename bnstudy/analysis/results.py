@@ -29,7 +29,7 @@ FINISHED = ("completed", "diverged")  # a diverged run is a result; running/fail
 SCALE_ORDER = ("full", "medium", "cpu", "smoke")  # when a study ran at several scales, claims use the largest
 # config keys that say where or how a run was kept, not what was trained: two runs that differ
 # only in these are the same experiment
-NOT_THE_EXPERIMENT = ("data.root", "data.cache_dir", "data.download", "trainer.progress",
+NOT_THE_EXPERIMENT = ("data.root", "data.cache_dir", "data.download", "trainer.progress", "scale.selection_seeds",
                       "trainer.checkpoint", "trainer.checkpoint_every", "trainer.check_every")
 CONFIG_GROUPS = ("data", "model", "norm", "init", "optim", "schedule", "trainer", "probes", "scale", "evaluation")
 CURVE_COLUMNS = ["step", "epoch", "metric", "value", "source", "run"]
@@ -294,9 +294,16 @@ def study_runs(runs: pd.DataFrame, study: str, finished: bool = True,
     return sel[sel.status.isin(FINISHED)].copy(), notes
 
 
+def _chosen_rate(arm: str, choices: pd.DataFrame) -> float:
+    hit = choices.loc[choices.arm == arm, "chosen"]
+    return float(hit.iloc[0]) if len(hit) else float("nan")
+
+
 def _phase(runs: pd.DataFrame, phase: str, notes: list[str]) -> pd.DataFrame:
-    """`runs` without the other phase's runs, where the study has a selection phase."""
-    from .selection import choose, measuring_problems, phases
+    """`runs` without the other phase's runs, where the study has a selection phase; the measuring
+    runs only at each arm's chosen rate, and none when the selection does not back them (an arm
+    chosen at an edge or still selecting, measured at another rate, a seed in both phases)."""
+    from .selection import RATE, arm_names, choose, measuring_problems, phases
 
     chose, measured = phases(runs)
     if chose.empty:
@@ -305,10 +312,14 @@ def _phase(runs: pd.DataFrame, phase: str, notes: list[str]) -> pd.DataFrame:
     if phase == "select":
         notes.append(f"read on the {len(chose)} selection runs (seeds {seeds}), not the {len(measured)} measuring runs")
         return chose
-    notes.append(f"the rates were chosen on {len(chose)} selection runs (seeds {seeds}); read on the {len(measured)} "
-                 "measuring runs")
-    notes += measuring_problems(chose, measured, choose(chose))
-    return measured
+    choices = choose(chose)
+    problems = measuring_problems(chose, measured, choices)
+    if problems:  # no verdict from measuring runs the selection does not back
+        notes += [f"not read: {p}" for p in problems]
+        return measured.iloc[0:0]
+    notes.append(f"the rates were chosen on {len(chose)} selection runs (seeds {seeds}), so the selection bias named "
+                 f"in the rule does not arise; read on the {len(measured)} measuring runs at the chosen rates")
+    return measured[[_chosen_rate(arm, choices) == lr for arm, lr in zip(arm_names(measured), measured[RATE])]]
 
 
 def mixed_precisions(runs: pd.DataFrame) -> list[str]:

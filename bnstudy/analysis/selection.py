@@ -43,7 +43,7 @@ def seed_set(spec) -> set[int]:
     """'0,1,2' (a Hydra sweep value, as scale.seeds holds it) -> {0, 1, 2}."""
     if spec is None or (isinstance(spec, float) and math.isnan(spec)):
         return set()
-    return {int(s) for s in str(spec).split(",") if s.strip()}
+    return {int(float(s)) for s in str(spec).split(",") if s.strip()}  # a runs.csv may read "100" back as 100.0
 
 
 def phases(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -93,6 +93,9 @@ def measuring_problems(selection: pd.DataFrame, measuring: pd.DataFrame, choices
     if shared:
         problems.append(f"seeds {shared} both selected and measured")
     arms = arm_names(measuring)
+    unselected = sorted(set(arms) - set(choices.arm))
+    if unselected:
+        problems.append(f"{', '.join(unselected)}: measured without selection runs")
     for _, c in choices.iterrows():
         ran = sorted(measuring.loc[arms == c.arm, rate].unique())
         if not ran:
@@ -106,9 +109,10 @@ def measuring_problems(selection: pd.DataFrame, measuring: pd.DataFrame, choices
 
 def table(choices: pd.DataFrame) -> pd.DataFrame:
     """The selection as a report shows it: per arm, accuracy at each rate, the choice and its status."""
-    fmt = lambda acc: ", ".join(f"{r:g}: {100 * a:.2f}%" for r, a in acc.items())  # choices hinge on tenths
+    def by_rate(acc: dict) -> str:  # two decimals: choices hinge on tenths
+        return ", ".join(f"{r:g}: {100 * a:.2f}%" for r, a in acc.items())
     return pd.DataFrame({"arm": choices.arm, "selection seeds": choices.seeds.map(lambda s: ",".join(map(str, s))),
-                         "final test accuracy by peak rate": choices.accuracy.map(fmt),
+                         "final test accuracy by peak rate": choices.accuracy.map(by_rate),
                          "chosen rate": choices.chosen.map(lambda r: f"{r:g}" if math.isfinite(r) else "—"),
                          "choice": choices.status})
 

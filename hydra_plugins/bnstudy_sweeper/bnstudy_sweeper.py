@@ -42,6 +42,10 @@ class BnstudySweeperConf:
 ConfigStore.instance().store(group="hydra/sweeper", name="bnstudy", node=BnstudySweeperConf, provider="bnstudy")
 
 
+def _key(o: Override) -> str:
+    return o.get_key_element().lstrip("+~")
+
+
 def _values(o: Override) -> List[str]:
     return list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
 
@@ -59,26 +63,28 @@ def arm_jobs(arms: Dict[str, Dict[str, Any]], params: List[Override], cli: List[
     the params and command-line overrides it does not name."""
     if phase not in PHASES:
         raise HydraException(f"hydra.sweeper.phase={phase}: one of {', '.join(PHASES)}")
+    arms = {name: {str(k): v for k, v in arm.items()} for name, arm in arms.items()}
+    arm_keys = {k for arm in arms.values() for k in arm}
+    if phase == "measure" and any(_key(o) == rate_key for o in cli):
+        raise HydraException(f"phase=measure runs each arm at its chosen rate: {rate_key} cannot be set on the "
+                             "command line")
+    # a command-line key that arms name picks arms (those that name it with a value given); any
+    # other key replaces the param of that key
+    picks = {_key(o): _values(o) for o in cli if _key(o) in arm_keys}
+    given = {_key(o): o for o in params}
+    given.update({_key(o): o for o in cli if _key(o) not in arm_keys})
+    picked = {name: arm for name, arm in arms.items()
+              if all(k in arm and any(_same(arm[k], v) for v in values) for k, values in picks.items())}
     if phase == "measure":
-        unset = [name for name in arms if chosen.get(name) is None]
+        unset = [name for name in picked if chosen.get(name) is None]
         if unset:
             raise HydraException(f"phase=measure: no chosen rate for arm(s) {', '.join(unset)} (hydra.sweeper.chosen); "
                                  "run the selection phase and commit each arm's chosen rate first")
-    arms = {name: {str(k): v for k, v in arm.items()} for name, arm in arms.items()}
-    if phase == "measure":
-        arms = {name: {**arm, rate_key: chosen[name]} for name, arm in arms.items()}
-    arm_keys = {k for arm in arms.values() for k in arm}
-    # a command-line key that arms name picks arms (those that name it with a value given); any
-    # other key replaces the param of that key
-    picks = {o.get_key_element(): _values(o) for o in cli if o.get_key_element() in arm_keys}
-    given = {o.get_key_element(): o for o in params}
-    given.update({o.get_key_element(): o for o in cli if o.get_key_element() not in arm_keys})
+        picked = {name: {**arm, rate_key: chosen[name]} for name, arm in picked.items()}
     jobs: List[List[str]] = []
-    for arm in arms.values():
-        if any(k not in arm or not any(_same(arm[k], v) for v in values) for k, values in picks.items()):
-            continue
+    for arm in picked.values():
         lists = [[f"{k}={v}"] for k, v in arm.items()]
-        lists += [[f"{k}={v}" for v in _values(o)] for k, o in given.items() if k not in arm]
+        lists += [[f"{o.get_key_element()}={v}" for v in _values(o)] for k, o in given.items() if k not in arm]
         jobs += [list(x) for x in itertools.product(*lists)]
     if not jobs:
         raise HydraException(f"no arm matches the command line (arms: {', '.join(arms)})")
@@ -105,8 +111,8 @@ class BnstudySweeper(BasicSweeper):
         # with the params and the command line, parsed and merged
         if not self.arms:
             return BasicSweeper.split_arguments(overrides, max_batch_size)
-        cli_keys = {o.get_key_element() for o in self._cli}
-        params = [o for o in overrides if o.get_key_element() not in cli_keys]
+        cli_keys = {_key(o) for o in self._cli}
+        params = [o for o in overrides if _key(o) not in cli_keys]
         jobs = arm_jobs(self.arms, params, self._cli, self.phase, self.chosen, self.rate_key)
         if max_batch_size is None:
             return [jobs]
