@@ -33,9 +33,19 @@ def arm_columns(runs: pd.DataFrame) -> list[str]:
     return [c for c in cols if runs[c].astype(str).nunique() > 1]
 
 
+def _named(runs: pd.DataFrame) -> pd.DataFrame:
+    """`runs` with SkipInit folded into the norm's name (results.variant_names)."""
+    return runs.assign(**{"norm.name": variant_names(runs)}) if "norm.name" in runs else runs.copy()
+
+
+def varied(runs: pd.DataFrame) -> list[str]:
+    """The columns that tell this sweep's arms apart."""
+    return arm_columns(_named(runs))
+
+
 def with_arms(runs: pd.DataFrame) -> pd.DataFrame:
     """`runs` with an `arm` column: 'norm=gn', 'norm=bn, data.batch_size=8', or 'all' (one arm)."""
-    r = runs.assign(**{"norm.name": variant_names(runs)}) if "norm.name" in runs else runs.copy()
+    r = _named(runs)
     cols = arm_columns(r)
     def name(row) -> str:
         return ", ".join(f"{'norm' if c == 'norm.name' else c}={_text(row[c])}" for c in cols) or "all"

@@ -187,7 +187,7 @@ def _comparison_blocks(runs: pd.DataFrame, figs: dict) -> list[Block]:
     t = compare.table(free) if len(free) else pd.DataFrame()
     if t.empty:
         return []
-    cols = compare.arm_columns(free.assign(**{"norm.name": variant_names(free)}) if "norm.name" in free else free)
+    cols = compare.varied(free)
     blocks: list[Block] = [("h2", "Comparison of the arms this sweep varied"),
                            ("p", f"{len(free)} runs of no named study ({', '.join(sorted(free.study.unique()))}); "
                                  f"arms by {', '.join(cols) or 'nothing: one arm'}"
