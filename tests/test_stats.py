@@ -13,10 +13,11 @@ from bnstudy.analysis.stats import (Estimate, aggregate, bins_span, censored, co
 
 
 def test_t_quantiles_and_intervals():
-    assert t975(1) == pytest.approx(12.706) and t975(10) == pytest.approx(2.228)
+    assert t975(1) == pytest.approx(12.706, abs=1e-3) and t975(10) == pytest.approx(2.228, abs=1e-3)
     assert t975(1000) == pytest.approx(1.962, abs=2e-3) and 2.228 > t975(10.5) > 2.201
+    assert t975(7.5) == pytest.approx(2.33304, abs=1e-5)  # exact at a fractional Welch dof (R: qt(.975, 7.5))
     m, h, n = mean_ci([0.7, 0.72, 0.74])
-    assert (m, n) == (pytest.approx(0.72), 3) and h == pytest.approx(4.303 * 0.02 / np.sqrt(3))
+    assert (m, n) == (pytest.approx(0.72), 3) and h == pytest.approx(4.303 * 0.02 / np.sqrt(3), rel=1e-3)
     assert np.isnan(mean_ci([0.5])[1]) and mean_ci([])[2] == 0
     d, h = diff_ci([1.0, 1.1, 0.9], [0.0, 0.1, -0.1])
     assert d == pytest.approx(1.0) and h == pytest.approx(2.776 * math.sqrt(2 * 0.01 / 3), rel=1e-3)  # dof 4
@@ -29,7 +30,7 @@ def test_difference_of_differences_by_hand():
     a, b, c, d = [1, 2, 3], [0, 1, 2], [5, 6, 7], [5, 6, 7]
     e = combine([(1, a), (-1, b), (-1, c), (1, d)])
     assert e.value == pytest.approx(1.0) and e.se == pytest.approx(math.sqrt(4 / 3)) and e.dof == pytest.approx(8)
-    assert e.half == pytest.approx(2.306 * math.sqrt(4 / 3)) and e.n == 3
+    assert e.half == pytest.approx(2.306 * math.sqrt(4 / 3), rel=1e-3) and e.n == 3
     assert one_sample([1, 2, 3]).dof == 2 and one_sample([1, 2, 3]).method == "one-sample t"
 
 
@@ -52,7 +53,7 @@ def test_censored_interval_holds_the_bins_even_without_spread():
     e = censored(lo_arms, hi_arms, mid)
     se = math.sqrt(2 * (1 / 12) / 2)
     assert combine(mid).half == 0 and e.value == 1.0 and e.se == pytest.approx(se) and e.dof == pytest.approx(2)
-    assert (e.lo, e.hi) == (pytest.approx(0 - 4.303 * se), pytest.approx(2 + 4.303 * se))
+    assert (e.lo, e.hi) == (pytest.approx(0 - 4.303 * se, rel=1e-4), pytest.approx(2 + 4.303 * se, rel=1e-4))
 
 
 def test_seeds_needed_and_mde_of_a_censored_estimate_count_the_bins():

@@ -6,6 +6,7 @@
   figures/        one PNG and PDF per figure whose runs are present
   report.md       per claim: numbers with 95% CIs, verdict, the rule behind it, figures
   report.html     the same, figures inline (self-contained)
+  numbers.csv/md  every number a README may quote: per cell and per check (analysis/numbers.py)
 SWEEP_DIR may also be a folder an earlier report wrote (runs.csv, curves.csv.gz): the report is
 then rebuilt from those tables. Nothing is trained; partial sweeps are fine, and the report
 says what it left out and why. The claims come from bnstudy/claims/; this module knows none
@@ -26,7 +27,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .. import claims as C
-from . import compare, rules, selection, style
+from . import compare, numbers, rules, selection, style
 from .results import (FINISHED, Results, experiment_columns, load, mixed_precisions, study_runs, variant_names,
                       with_config)
 from .rules import Verdict
@@ -367,7 +368,7 @@ class ReportExistsError(ValueError):
     """The output folder holds a report of runs that are not among these."""
 
 
-WRITTEN = ("runs.csv", "curves.csv.gz", "report.md", "report.html", "figures")  # what report() writes into `out`
+WRITTEN = ("runs.csv", "curves.csv.gz", "report.md", "report.html", "numbers.csv", "numbers.md", "figures")  # what report() writes into `out`
 
 
 def _identities(runs: pd.DataFrame, cols: Sequence[str]) -> set[tuple]:
@@ -428,4 +429,7 @@ def report(sources: Sequence[Path], out: Path, warn: Optional[Callable[[str], No
     blocks = build(res, checks, figs, sources)
     (out / "report.md").write_text(to_markdown(blocks))
     (out / "report.html").write_text(to_html(blocks, out / "figures", "BatchNorm claims report"))
+    quoted = numbers.table(res.runs, checks, shown_claims(res.runs))
+    quoted.to_csv(out / "numbers.csv", index=False)
+    (out / "numbers.md").write_text(numbers.to_markdown(quoted))
     return {c.KEY: checks[c.KEY] for c in shown_claims(res.runs)}

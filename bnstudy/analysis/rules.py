@@ -70,6 +70,9 @@ class Verdict:
     effect: Optional[Effect] = None
     estimate: Optional[Estimate] = None
     reason: str = ""  # why inconclusive
+    # other effects the check computes (per part, or shown beside as information), as
+    # (label, Effect, Estimate): numbers.csv gives each with its interval
+    estimates: list[tuple[str, Effect, Estimate]] = field(default_factory=list)
 
     def effect_line(self) -> str:
         return effect_line(self.effect, self.estimate) if self.effect and self.estimate else ""

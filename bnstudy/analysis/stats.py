@@ -14,28 +14,18 @@ from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
+import scipy.stats
 
-# Student-t 97.5% quantiles for 1..30 degrees of freedom (two-sided 95% interval); above 30
-# a Cornish-Fisher expansion around the normal quantile is accurate to < 1e-3.
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-         2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-         2.052, 2.048, 2.045, 2.042)
 Z80 = 0.8416  # the normal 80% quantile: power 80% for the minimum detectable effect
 MAX_SEEDS = 1000  # beyond this, "seeds needed" is reported as more than this
 
 
 def t975(dof: float) -> float:
-    """The 97.5% quantile of Student's t with `dof` degrees of freedom (dof >= 1)."""
-    if dof < 1 or not math.isfinite(dof):
-        return math.nan if dof < 1 else 1.959964
-    if dof <= 30 and float(dof).is_integer():
-        return _T975[int(dof) - 1]
-    if dof < 30:  # Welch dof are fractional: interpolate in 1/dof, where t is nearly linear
-        lo, hi = math.floor(dof), math.ceil(dof)
-        w = (1 / dof - 1 / hi) / (1 / lo - 1 / hi)
-        return w * _T975[lo - 1] + (1 - w) * _T975[hi - 1]
-    z = 1.959964
-    return z + (z ** 3 + z) / (4 * dof) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * dof ** 2)
+    """The 97.5% quantile of Student's t with `dof` degrees of freedom (dof >= 1; Welch's are
+    fractional): the two-sided 95% interval's multiplier."""
+    if not dof >= 1:
+        return math.nan
+    return float(scipy.stats.t.ppf(0.975, dof))
 
 
 def _finite(values) -> np.ndarray:
