@@ -34,6 +34,9 @@ USAGE = """usage: python -m bnstudy run [OVERRIDE ...]
   select  each arm's chosen rate from a sweep's selection runs (scale=medium), whether it lies
           inside its grid, and the `chosen:` lines for the study YAML before its measuring phase
           python -m bnstudy select SWEEP_DIR
+  verdicts  the verdict table of the published studies (results/*/numbers.csv), printed, or
+          rewritten between its markers in README.md and results/README.md
+          python -m bnstudy verdicts [RESULTS_DIR] [--write README.md results/README.md]
   bench   training throughput vs a bare loop and the classic DataLoader recipe
           python -m bnstudy bench [--steps N] [--reps R] [--out results/bench/cpu.json]
   reproduce  every study's sweep at one scale, then its report and provenance.md into OUT/STUDY;
@@ -234,6 +237,12 @@ def main(argv: list[str] | None = None) -> None:
         try:
             sweep_status.main(rest)
         except FileNotFoundError as e:
+            _fail(EXIT_CONFIG, str(e))
+    elif cmd == "verdicts":
+        from .analysis import published
+        try:
+            published.main(rest)
+        except (FileNotFoundError, ValueError) as e:
             _fail(EXIT_CONFIG, str(e))
     elif cmd == "bench":
         from . import bench

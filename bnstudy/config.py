@@ -57,7 +57,7 @@ class ModelConfig:
 
 @dataclass
 class NormConfig:
-    name: str = "bn"  # bn | none | gn | ln
+    name: str = "bn"  # bn | none | gn | ln | ghost_bn | noisy_bn | custom
     eps: float = 1e-5
     momentum: float = 0.1  # bn: running-statistics momentum (torch convention)
     affine: bool = True
@@ -66,6 +66,9 @@ class NormConfig:
     noise_shift: float = 0.5  # noisy_bn: per-step channel shift ~ U(-noise_shift, noise_shift)
     noise_scale: float = 1.5  # noisy_bn: per-step channel scale ~ U(1, noise_scale)
     noise_seed: int = 0  # noisy_bn: seeds the noise stream (set to the run seed by the studies)
+    # custom: your own layer, built by Hydra's instantiate as `_target_`(num_channels, **kwargs)
+    _target_: str = ""  # e.g. mypkg.norms.MyNorm (importable from where you run)
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -296,7 +299,7 @@ class ConfigError(ValueError):
 ALLOWED = {
     "data.name": ("synthetic", "cifar10", "cifar10_folder"),
     "model.name": ("resnet", "mlp"),
-    "norm.name": ("bn", "none", "gn", "ln", "ghost_bn", "noisy_bn"),
+    "norm.name": ("bn", "none", "gn", "ln", "ghost_bn", "noisy_bn", "custom"),
     "init.name": ("default", "kaiming", "xavier", "orthogonal", "normal"),
     "init.distribution": ("normal", "uniform"),
     "init.mode": ("fan_in", "fan_out"),
@@ -355,9 +358,20 @@ def validate(cfg: Config) -> Config:
     if cfg.schedule.name == "range" and (cfg.schedule.warmup_steps or cfg.schedule.warmup_fraction):
         raise ConfigError("schedule.warmup_steps", cfg.schedule.warmup_steps,
                           "schedule=range starts low by itself: no warmup (0)")
+    if (cfg.norm.name == "custom") != bool(cfg.norm._target_):
+        raise ConfigError("norm._target_", cfg.norm._target_, "norm=custom needs the class of your layer "
+                          "(norm._target_=mypkg.MyNorm), and only norm=custom reads it")
+    if cfg.norm.name == "custom":
+        import importlib
+        module, _, name = cfg.norm._target_.rpartition(".")
+        try:
+            if not callable(getattr(importlib.import_module(module), name)):
+                raise TypeError(f"{name} is not a class")
+        except (ImportError, AttributeError, TypeError, ValueError) as e:
+            raise ConfigError("norm._target_", cfg.norm._target_, f"no class to import there ({e})")
     if cfg.model.name == "mlp":
-        if cfg.norm.name not in ("bn", "none", "noisy_bn"):
-            raise ConfigError("norm.name", cfg.norm.name, "model=mlp has a 1-d norm: bn, noisy_bn or none")
+        if cfg.norm.name not in ("bn", "none", "noisy_bn", "custom"):
+            raise ConfigError("norm.name", cfg.norm.name, "model=mlp has a 1-d norm: bn, noisy_bn, none or custom")
         positive("model.depth")
     elif cfg.model.depth < 8 or (cfg.model.depth - 2) % 6 != 0:
         raise ConfigError("model.depth", cfg.model.depth, "must be 6n+2 with n >= 1 (20, 32, 44, 56, 110, ...)")

@@ -53,6 +53,10 @@ def test_reproduced_with_each_cell_at_its_own_best_rate():
     assert table.loc[("plain", "56"), "bn best rate"] == "0.1" and table.loc[("plain", "20"), "none best rate"] == "0.02"
     assert table.loc[("plain", "56"), "none best rate"] == "0.02"  # at chance at both rates: the tie goes to the lower
     assert "accuracy lost from depth 20 to 56 (plain): bn 15.0, none 40.0 points" in v.finding, v.finding
+    # the same losses, with their intervals, for numbers.csv
+    est = {label: e for label, _, e in v.estimates}
+    assert est["network=plain; norm=bn; from depth 20 to 56"].value == pytest.approx(15.0, abs=0.05)
+    assert est["network=plain; norm=none; from depth 20 to 56"].value == pytest.approx(40.0, abs=0.05)
 
 
 def test_not_reproduced_when_none_trains_deep_at_its_own_smaller_rate():
@@ -102,6 +106,8 @@ def test_residual_nets_are_shown_beside_not_decided():
     assert v.verdict == REPRODUCED, v.finding
     assert "Residual nets, depth 56 (information, not the rule): BN minus none -0.3 points ± 0.7" in v.finding, v.finding
     assert "(± its 95% Welch half-width)" in v.finding
+    est = {label: e for label, _, e in v.estimates}
+    assert est["network=residual; depth 56 (information, not the rule)"].value == pytest.approx(-0.3, abs=0.05)
 
 
 def test_residual_nets_decide_only_where_no_plain_nets_ran_with_both_norms():

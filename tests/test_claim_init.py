@@ -75,6 +75,13 @@ def test_skipinit_is_compared_beside_with_its_interval_and_never_pooled_with_non
     assert "against the unnormalized net with SkipInit: none + SkipInit's spread minus bn's " in v.finding, v.finding
     assert "± its 95% Welch half-width" in v.finding
     assert "against the unnormalized net with SkipInit" not in alone.finding
+    # numbers.csv gets each arm's spread and the SkipInit comparison, with their intervals
+    est = {label: e for label, _, e in v.estimates}
+    assert set(est) == {"arm=bn", "arm=none", "arm=none + SkipInit",
+                        "none + SkipInit's spread minus bn's (information, not the rule)"}
+    assert est["arm=none"].value - est["arm=bn"].value == pytest.approx(v.estimate.value)
+    assert all(e.has_interval for e in est.values())
+    assert [label for label, _, _ in alone.estimates] == ["arm=bn", "arm=none"]
 
 
 def test_skipinit_that_did_not_train_is_said_beside():

@@ -1,5 +1,7 @@
-"""The verdicts in results/README.md follow from the published tables: recompute each study's
-verdicts from its committed runs.csv (and curves.csv.gz where a check reads probe curves)."""
+"""The published results follow from their runs: each study's numbers.csv (verdicts, effects,
+cells) is what the report's code computes from its committed runs.csv (and curves.csv.gz); its
+cells again by a plain pandas groupby; every number a study README quotes is in its numbers.csv;
+the verdict tables of README.md and results/README.md are made from those files."""
 from __future__ import annotations
 
 import re
@@ -9,50 +11,32 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from bnstudy.analysis import report
+from bnstudy.analysis import published, report
 from bnstudy.analysis.results import Results
 from conftest import REPO
 
 RESULTS = REPO / "results"
 
 
-def bare(verdict: str) -> str:
-    """A verdict without its parentheticals: '(was reproduced)' in the README, and MISSING's own
-    '(runs missing)' on both sides."""
-    return re.sub(r"\(.*?\)", "", verdict).strip()
+def test_the_verdict_tables_in_the_readmes_are_what_verdicts_writes():
+    """README.md and results/README.md show the table `python -m bnstudy verdicts` makes from every
+    published numbers.csv, which the tests below check against runs.csv."""
+    for readme in (REPO / "README.md", RESULTS / "README.md"):
+        shown = published.BLOCK.search(readme.read_text())
+        assert shown, f"{readme} has no verdict block"
+        assert shown.group(0) == published.block(RESULTS, readme.parent), \
+            f"{readme}: run python -m bnstudy verdicts --write README.md results/README.md"
 
 
-def readme_verdicts() -> dict[str, list[str]]:
-    """study -> the verdict column of its rows in results/README.md's table, in order."""
-    out: dict[str, list[str]] = {}
-    study = None
-    for line in (RESULTS / "README.md").read_text().splitlines():
-        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]  # \| is a literal bar
-        if len(cells) != 5 or not line.startswith("| ") or cells[0] in ("study", "---"):
-            continue
-        m = re.match(r"\[(\w+)\]", cells[0])
-        study = m.group(1) if m else study
-        out.setdefault(study, []).append(bare(re.sub(r"\*\*", "", cells[3])))
-    return out
-
-
-PUBLISHED = readme_verdicts()
-
-
-def test_every_study_is_in_the_summary():
-    """Every study with a results folder; a study whose rules are written before its runs has none yet."""
-    assert set(PUBLISHED) == {c.STUDY for c in report.CLAIMS if (RESULTS / c.STUDY).is_dir()}
-
-
-@pytest.mark.parametrize("study", sorted(PUBLISHED))
-def test_summary_verdicts_follow_from_the_published_runs(study):
-    runs = pd.read_csv(RESULTS / study / "runs.csv")
-    curves_path = RESULTS / study / "curves.csv.gz"
-    curves = pd.read_csv(curves_path) if curves_path.exists() else pd.DataFrame(
-        columns=["step", "epoch", "metric", "value", "source", "run"])
-    checks = report.run_checks(Results(runs, curves, []))
-    computed = [bare(v.verdict) for c in report.CLAIMS if c.STUDY == study for v in checks[c.KEY]]
-    assert PUBLISHED[study] == computed
+def test_every_study_is_in_the_verdict_table():
+    """Every claim's study with a results folder; a study whose rules are written before its runs has none yet."""
+    rows = published.rows(RESULTS, RESULTS)
+    studies = {re.match(r"\[(\w[\w-]*)\]", s).group(1) for s in rows.study}
+    assert studies == {c.STUDY for c in report.CLAIMS if (RESULTS / c.STUDY).is_dir()}
+    for c in report.CLAIMS:  # every check of a published study has its row
+        if (RESULTS / c.STUDY).is_dir():
+            checks = numbers_of(RESULTS / c.STUDY).query("kind == 'effect' and claim == @c.KEY")
+            assert set(checks.check) <= set(rows.check)
 
 
 MEDIUM = sorted(p.name for p in RESULTS.glob("*-medium") if (p / "runs.csv").exists())
@@ -94,7 +78,7 @@ def test_numbers_are_what_the_report_writes_from_runs_csv(folder):
     assert len(was) == len(now)
     for col in ("study", "kind", "claim", "check", "quantity", "unit", "cell", "verdict"):
         assert was[col].fillna("").astype(str).tolist() == now[col].fillna("").astype(str).tolist(), col
-    for col in ("value", "half", "low", "high", "minimum", "n"):
+    for col in ("value", "half", "low", "high", "minimum", "mde", "n"):
         assert np.allclose(was[col].astype(float), now[col].astype(float), rtol=1e-9, equal_nan=True), col
 
 
@@ -163,11 +147,12 @@ PM = re.compile(r"([+-]?\d+\.\d+)(?: points| ?%)? ± (\d+\.\d+)")
 INTERVAL = re.compile(r"\[([+-]?\d+\.\d+)(?: points|%|x)?, ([+-]?\d+\.\d+)(?: points|%|x)?\]")
 PERCENT = re.compile(r"(?<![\d.±] )(?<![\d.])(\d+\.\d+)%")
 POINTS = re.compile(r"(?<![\d.])([+-]\d+\.\d+) points(?! ±)")
+MDE = re.compile(r"minimum detectable effect (?:of )?x?(\d+\.?\d*)")
 
 
 def _shown(x: float, text: str) -> bool:
     """Does `x` print as `text` at text's precision?"""
-    digits = len(text.split(".")[1])
+    digits = len(text.split(".")[1]) if "." in text else 0
     return np.isfinite(x) and f"{x:+.{digits}f}".lstrip("+") == text.lstrip("+") \
         or np.isfinite(x) and f"{x:.{digits}f}" == text
 
@@ -175,7 +160,7 @@ def _shown(x: float, text: str) -> bool:
 def quoted_numbers(readme: str) -> list[tuple[str, tuple[str, ...]]]:
     """(pattern name, the numbers) of every number a README quotes in the checked forms."""
     found = []
-    for name, pattern in (("pm", PM), ("interval", INTERVAL), ("percent", PERCENT), ("points", POINTS)):
+    for name, pattern in (("pm", PM), ("interval", INTERVAL), ("percent", PERCENT), ("points", POINTS), ("mde", MDE)):
         found += [(name, m.groups()) for m in pattern.finditer(readme)]
     return found
 
@@ -185,19 +170,35 @@ READMES = sorted(f / "README.md" for f in FOLDERS if (f / "README.md").exists())
 
 @pytest.mark.parametrize("readme", READMES, ids=lambda p: p.parent.relative_to(RESULTS).as_posix())
 def test_every_number_a_study_readme_quotes_is_a_generated_number(readme):
-    """Each 'mean ± half', interval, percentage and signed 'points' in the README is a row of
-    numbers.csv beside it (or of a folder under it: a follow-up), as printed."""
+    """Each 'mean ± half', interval, percentage, signed 'points' and minimum detectable effect in
+    the README is a row of numbers.csv beside it (or of a folder under it: a follow-up), as printed."""
     tables = [numbers_of(f) for f in FOLDERS if f == readme.parent or readme.parent in f.parents]
     t = pd.concat(tables, ignore_index=True)
-    value, half, low, high = (t[c].astype(float).to_numpy() for c in ("value", "half", "low", "high"))
+    value, half, low, high, mde = (t[c].astype(float).to_numpy() for c in ("value", "half", "low", "high", "mde"))
     unknown = []
     for name, nums in quoted_numbers(readme.read_text()):
         if name == "pm":
             ok = any(_shown(v, nums[0]) and _shown(h, nums[1]) for v, h in zip(value, half))
         elif name == "interval":
             ok = any(_shown(lo, nums[0]) and _shown(hi, nums[1]) for lo, hi in zip(low, high))
+        elif name == "mde":
+            ok = any(_shown(m, nums[0]) or f"{m:.3g}" == nums[0] for m in mde if np.isfinite(m))
         else:
             ok = any(_shown(v, nums[0]) for v in value)
         if not ok:
             unknown.append(" / ".join(nums))
     assert not unknown, f"{readme.relative_to(REPO)} quotes numbers numbers.csv does not hold: {unknown}"
+
+
+def test_verdicts_rewrites_only_its_block_and_refuses_a_file_without_one(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text(f"intro\n\n{published.START}\nold table\n{published.END}\n\nafter\n")
+    published.write(RESULTS, [page])
+    text = page.read_text()
+    assert text.startswith("intro\n\n") and text.endswith("\n\nafter\n") and "old table" not in text
+    assert "| study | scale | runs | check | verdict |" in text
+    bare = tmp_path / "bare.md"
+    bare.write_text("no markers here\n")
+    with pytest.raises(ValueError, match="no <!-- verdicts:start -->"):
+        published.write(RESULTS, [bare])
+    assert bare.read_text() == "no markers here\n"

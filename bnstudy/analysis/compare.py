@@ -17,7 +17,7 @@ from .rules import acc_cell
 from .stats import aggregate, mean_ci
 
 RATE = "optim.lr"
-DERIVED = ("norm.noise_seed", "model.skipinit")  # follow the seed, or folded into the arm's norm name
+DERIVED = ("norm.noise_seed", "model.skipinit", "norm._target_")  # follow the seed, or in the arm's norm name
 
 
 def free_runs(runs: pd.DataFrame, studies: set[str]) -> pd.DataFrame:

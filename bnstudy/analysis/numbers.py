@@ -8,8 +8,9 @@ Three kinds of rows, one number each (with its 95% interval where it has one):
   "norm.name=bn; model.skipinit=False; optim.lr=0.1"): final test accuracy (a diverged run counts as
   chance), the same with precise BN statistics, best test accuracy, divergences, wall time.
 - effect: each check's effect with its interval, minimum effect, seeds and verdict (the summary
-  table's numbers), then the other effects the check computes (per part, or as information;
-  `cell` names the part).
+  table's numbers, and `mde`, the minimum detectable effect at 80% power, a distance from the
+  minimum: a factor for ratios), then the other effects the check computes (per part, or as
+  information; `cell` names the part).
 - table: the numbers of each check's own table in the report, as printed there (rounded).
 
 A README that quotes "42.0 ± 1.2" or "[+7.1, +10.0]" quotes a row of this table, and
@@ -29,7 +30,7 @@ from .selection import phases
 from .stats import mean_ci
 
 COLUMNS = ["study", "kind", "claim", "check", "quantity", "unit", "cell", "value", "half", "low", "high",
-           "minimum", "n", "verdict"]
+           "minimum", "mde", "n", "verdict"]
 # the order a cell names its columns in (the rest follow alphabetically); a column the others
 # determine is left out of the cell's name
 FIRST = ("phase", "scale.name", "model.name", "norm.name", "model.skipinit", "model.depth", "init.name", "init.scale",
@@ -123,7 +124,9 @@ def _effect_row(claim, v, label: str, e, est) -> dict:
     lo, hi = (est.lo, est.hi) if est.has_interval else (math.nan, math.nan)
     row = _row(claim.STUDY, "effect", e.name, "x" if e.unit == "ratio" else "points", show(est.value),
                est.half if e.unit != "ratio" else math.nan, est.n, **base)
-    return row | {"low": show(lo), "high": show(hi), "minimum": show(e.minimum)}
+    mde = est.mde  # the minimum detectable effect at 80% power: a distance from the threshold
+    return row | {"low": show(lo), "high": show(hi), "minimum": show(e.minimum),
+                  "mde": (2 ** mde if e.unit == "ratio" else mde) if math.isfinite(mde) else math.nan}
 
 
 def effect_rows(claim, verdicts: Sequence) -> list[dict]:
@@ -183,10 +186,11 @@ def to_markdown(numbers: pd.DataFrame) -> str:
     for (study, kind), g in numbers.groupby(["study", "kind"], sort=False):
         lines += [f"## {study}: {kind}s", ""]
         cols = {"cell": ["cell", "quantity", "value", "half", "n"],
-                "effect": ["claim", "check", "cell", "quantity", "value", "low", "high", "minimum", "n", "verdict"],
+                "effect": ["claim", "check", "cell", "quantity", "value", "low", "high", "minimum", "mde", "n",
+                           "verdict"],
                 "table": ["check", "cell", "quantity", "value", "half", "n"]}[kind]
         t = g[cols].copy()
-        for c in ("value", "half", "low", "high", "minimum"):
+        for c in ("value", "half", "low", "high", "minimum", "mde"):
             if c in t:
                 t[c] = [f"{x:g}" if kind == "table" and not pd.isna(x) else fmt(x, 3 if u == "x" else 1)
                         for x, u in zip(g[c], g.unit)]  # a check's table: as the report prints it

@@ -246,9 +246,14 @@ SKIPINIT = " + SkipInit"
 
 def variant_names(runs: pd.DataFrame) -> pd.Series:
     """Each run's norm name, with ' + SkipInit' where it used model.skipinit: a different
-    network, so a population of its own in every comparison and figure."""
+    network, so a population of its own in every comparison and figure. A layer of your own
+    (norm=custom) goes by its class's name."""
     skip = runs["model.skipinit"].fillna(False).astype(bool) if "model.skipinit" in runs else False
-    return runs["norm.name"].astype(object) + np.where(skip, SKIPINIT, "")  # object: an all-NaN column stays NaN
+    names = runs["norm.name"].astype(object)  # object: an all-NaN column stays NaN
+    if "norm._target_" in runs:
+        custom = (names == "custom") & runs["norm._target_"].notna() & (runs["norm._target_"].astype(str) != "")
+        names = names.where(~custom, runs["norm._target_"].astype(str).str.rsplit(".", n=1).str[-1])
+    return names + np.where(skip, SKIPINIT, "")
 
 
 def with_config(curves: pd.DataFrame, runs: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:

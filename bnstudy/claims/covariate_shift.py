@@ -18,8 +18,8 @@ from matplotlib.figure import Figure
 from ..analysis import style as S
 from ..analysis.results import (SELECTION_BIAS, at_best_rate, chance, edge_rates, incomplete_cells, study_runs,
                                 with_config)
-from ..analysis.rules import (INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Effect, Verdict, decide, decision_text,
-                              effect_line, has_norms, log2, missing, points, untrained)
+from ..analysis.rules import (INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Effect, Verdict, acc_cell, decide,
+                              decision_text, effect_line, has_norms, log2, missing, points, untrained)
 from ..analysis.stats import aggregate, difference, fmt_ci, mean_ci
 
 KEY, STUDY, TITLE = "covariate_shift", "covariate_shift", "Internal covariate shift"
@@ -40,6 +40,9 @@ LANDSCAPE = {"loss range": Effect("none's loss range along the gradient / BN's",
 # fixed 2026-11-29, before any run of this protocol: noisy BN costs BN less than 2 points (the
 # harness's smallest accuracy effect; Santurkar et al. Fig. 2: "almost non-existent")
 NOISY = Effect("BN's final training accuracy minus noisy BN's", "points", 2.0, claimed=-1)
+# shown beside the noisy-BN rule, information only (no minimum: they decide nothing)
+NOISY_TEST = Effect("BN's final test accuracy (eval mode) minus noisy BN's", "points", math.nan)
+NOISY_DRIFT = Effect("noisy BN's activation drift / BN's (geometric mean over seeds)", "ratio", math.nan)
 # the protocol every check shares (written 2026-11-29, before any run of it)
 _PROTOCOL = ("Each arm (model x norm) at its own best peak learning rate: the rate of the grid with the highest mean "
              "final test accuracy over seeds (a diverged run counts as chance; a tie goes to the lower rate); every "
@@ -140,17 +143,27 @@ def _arm_name(m: pd.DataFrame, norm: str, model: str) -> str:
     return f"{norm} ({where})" if where else norm
 
 
+def _label(model: str, measure: str = "") -> str:
+    """A per-model estimate's label in numbers.csv: 'model=mlp', 'model=mlp; measure=loss range'."""
+    return "; ".join(p for p in (f"model={model}" if model else "", f"measure={measure}" if measure else "") if p) \
+        or "all runs"
+
+
 def judge_by_model(sel: pd.DataFrame, per_run: dict[str, pd.DataFrame], effects: dict[str, Effect],
                    arms: tuple[str, str] = ("none", "bn"), scale: Callable = log2):
     """Decide each measure (per_run: run, norm.name, value) within each model: effect =
     mean scale(value) of arms[0] minus that of arms[1]; a model's verdict is reproduced when all
     its measures are, not reproduced when one is; the models' common verdict, else inconclusive.
     Both arms must have trained (`sel` holds the runs the measures come from). Returns
-    (verdict, finding, numbers)."""
+    (verdict, finding, numbers, estimates): estimates holds each model's effect per measure as
+    (label, Effect, Estimate), labelled "model=mlp" (and "; measure=..." where there are several),
+    for Verdict.estimates. A table of accuracies (scale=points) is in percent."""
     models = sel.groupby("model.name").run if "model.name" in sel else [("", sel.run)]
     c = float(chance(sel).iloc[0]) if len(sel) else 0.1
     first, second = arms
-    outcomes, lines, rows, judged = [], [], [], []
+    outcomes, lines, rows, judged, estimates = [], [], [], [], []
+    shown = ((lambda v: acc_cell(*mean_ci(v))) if scale is points  # noqa: E731
+             else (lambda v: fmt_ci(*mean_ci(v), digits=4)))
     for model, ids in models:
         m = sel[sel.run.isin(ids)]
         blockers = untrained({_arm_name(m, n, model): m.loc[m["norm.name"] == n, "final_acc"] for n in arms}, c)
@@ -164,9 +177,10 @@ def judge_by_model(sel: pd.DataFrame, per_run: dict[str, pd.DataFrame], effects:
             v, reason = decide(est, effects[name], blockers)
             decided.append(v)
             reasons.append(reason)
+            estimates.append((_label(model, name if len(per_run) > 1 else ""), effects[name], est))
             parts.append(effect_line(effects[name], est) + (f" [{v}]" if len(per_run) > 1 else ""))
             for norm, vals in ((second, b), (first, a)):
-                rows.append({"model": model, "measure": name, "norm": norm, "value": fmt_ci(*mean_ci(vals), digits=4)})
+                rows.append({"model": model, "measure": name, "norm": norm, "value": shown(vals)})
         if not decided:
             if not all((m["norm.name"] == n).any() for n in arms):
                 continue  # no runs of one arm in this model: nothing to judge here
@@ -196,7 +210,7 @@ def judge_by_model(sel: pd.DataFrame, per_run: dict[str, pd.DataFrame], effects:
     if len(judged) == 1 and judged[0]:
         finding += (f" Judged on the {judged[0]} alone: no other net has runs of both arms here, so this is one "
                     "model's verdict, not two agreeing.")
-    return verdict, finding, numbers
+    return verdict, finding, numbers, estimates
 
 
 # ---------------------------------------------------------------- activation drift (Ioffe & Szegedy, Fig. 1)
@@ -229,7 +243,7 @@ def check_activations(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     if not len(drift):
         return missing(claim, title, ACT_RULE, "activation probes at >= 2 steps per run", STUDY, notes)
     per_run = drift.groupby(["run", "norm.name"], as_index=False).drift.mean().rename(columns={"drift": "value"})
-    verdict, finding, _ = judge_by_model(sel, {"activation drift": per_run}, {"activation drift": DRIFT})
+    verdict, finding, _, estimates = judge_by_model(sel, {"activation drift": per_run}, {"activation drift": DRIFT})
     by_layer = aggregate(drift, ["layer", "norm.name"], "drift")
     wide = by_layer.pivot(index="layer", columns="norm.name", values="mean")
     if {"bn", "none"} <= set(wide.columns):
@@ -238,7 +252,7 @@ def check_activations(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     numbers = by_layer.assign(drift=[fmt_ci(m, h, n) for m, h, n in zip(by_layer["mean"], by_layer.ci, by_layer.n)]).pivot(
         index="layer", columns="norm.name", values="drift").reset_index()
     numbers.columns.name = None
-    return Verdict(claim, title, verdict, ACT_RULE, finding, numbers, notes=notes)
+    return Verdict(claim, title, verdict, ACT_RULE, finding, numbers, notes=notes, estimates=estimates)
 
 
 # ---------------------------------------------------------------- gradient ICS (Santurkar et al., Def. 2.1)
@@ -285,12 +299,13 @@ def check_gradients(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
                        "steps)", STUDY, notes)
     if not (c.metric.str.startswith("ics/") & c.metric.str.endswith(".rel")).any():
         notes.append("||G|| read from the gradients probe at the ICS steps (runs made before `ics/*.rel` was logged)")
-    verdict, finding, numbers = judge_by_model(sel, {"relative ICS": _per_run(rel)}, {"relative ICS": ICS})
+    verdict, finding, numbers, estimates = judge_by_model(sel, {"relative ICS": _per_run(rel)},
+                                                          {"relative ICS": ICS})
     aside = [line for stat, name in (("l2", "||G - G'||"), ("cos", "cos(G, G')"))
              for line in _means_by_model(_per_run(_param_rows(c, "ics", stat)), sel, name)]
     if aside:
         finding += " Beside the rule (absolute units): " + "; ".join(aside) + "."
-    return Verdict(claim, title, verdict, ICS_RULE, finding, numbers, notes=notes)
+    return Verdict(claim, title, verdict, ICS_RULE, finding, numbers, notes=notes, estimates=estimates)
 
 
 # ---------------------------------------------------------------- loss landscape (Santurkar et al., Sec. 3.1)
@@ -334,12 +349,12 @@ def check_landscape(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     if "landscape/grad_pred_rel" not in set(c.metric):
         notes.append("||g|| read from the gradients probe at the landscape steps (runs made before "
                      "`landscape/grad_pred_rel` was logged)")
-    verdict, finding, numbers = judge_by_model(sel, per, LANDSCAPE)
+    verdict, finding, numbers, estimates = judge_by_model(sel, per, LANDSCAPE)
     beta = c[c.metric == "landscape/beta_smooth"]
     if len(beta):
         finding += (" Beside the rule, effective beta-smoothness: "
                     + "; ".join(_means_by_model(_per_run(beta), sel, "")) + ".")
-    return Verdict(claim, title, verdict, LANDSCAPE_RULE, finding, numbers, notes=notes)
+    return Verdict(claim, title, verdict, LANDSCAPE_RULE, finding, numbers, notes=notes, estimates=estimates)
 
 
 # ---------------------------------------------------------------- noisy BN (Santurkar et al., Sec. 2.1)
@@ -352,15 +367,15 @@ def check_noisy_bn(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
         return missing(claim, title, NOISY_RULE, f"covariate_shift runs with norm=bn and norm=noisy_bn logging "
                        f"`{TRAIN_ACC[len('final.'):]}`", STUDY, notes)
     acc = sel.assign(value=sel.final_acc)[["run", "norm.name", "value"]]
-    verdict, finding, numbers = judge_by_model(sel, {"final training accuracy": acc},
-                                               {"final training accuracy": NOISY}, arms=("bn", "noisy_bn"),
-                                               scale=points)
+    verdict, finding, numbers, estimates = judge_by_model(
+        sel, {"final training accuracy": acc}, {"final training accuracy": NOISY}, arms=("bn", "noisy_bn"), scale=points)
     test = sel.assign(value=sel.test_acc)[["run", "norm.name", "value"]]
     aside = []
     for model, g in (sel.groupby("model.name") if "model.name" in sel else [("", sel)]):
         t = test[test.run.isin(g.run)]
         d = difference(points(t.loc[t["norm.name"] == "bn", "value"]), points(t.loc[t["norm.name"] == "noisy_bn", "value"]))
-        aside.append(f"{model} {NOISY.fmt_pm(d)}".strip())
+        aside.append(f"{model} {NOISY_TEST.fmt_pm(d)}".strip())
+        estimates.append((_label(model, "final test accuracy"), NOISY_TEST, d))
     finding += (" Beside the rule, final test accuracy (eval mode: noisy BN's noise replaced by its mean), BN's minus "
                 "noisy BN's: " + "; ".join(aside) + ".")
     act = _act_table(c, "act") if len(c) else c
@@ -376,11 +391,13 @@ def check_noisy_bn(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
             a, b = g.loc[g["norm.name"] == "noisy_bn", "drift"], g.loc[g["norm.name"] == "bn", "drift"]
             if len(a) and len(b):
                 est = difference(log2(a), log2(b))
-                aside.append(f"{model} noisy BN's drift / BN's ".lstrip() + DRIFT.fmt(est.value)
-                             + (f" (95% interval [{DRIFT.fmt(est.lo)}, {DRIFT.fmt(est.hi)}])" if est.has_interval else ""))
+                aside.append(f"{model} noisy BN's drift / BN's ".lstrip() + NOISY_DRIFT.fmt(est.value)
+                             + (f" (95% interval [{NOISY_DRIFT.fmt(est.lo)}, {NOISY_DRIFT.fmt(est.hi)}])"
+                                if est.has_interval else ""))
+                estimates.append((_label(model, "activation drift"), NOISY_DRIFT, est))
         if aside:
             finding += " Beside the rule, the injected shift: " + "; ".join(aside) + "."
-    return Verdict(claim, title, verdict, NOISY_RULE, finding, numbers, notes=notes)
+    return Verdict(claim, title, verdict, NOISY_RULE, finding, numbers, notes=notes, estimates=estimates)
 
 
 # ---------------------------------------------------------------- figures

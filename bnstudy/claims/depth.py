@@ -21,6 +21,8 @@ STATEMENT = ("BatchNorm makes deep networks trainable that do not train without 
 # protocol (issue 16) before any run of it: "trainable where the other is not" is a large gap;
 # 5 points is the least that could mean it
 EFFECT = Effect("BN's minus none's final accuracy at the deep depth", "points", 5.0)
+# shown beside, not decided: no minimum
+LOSS = Effect("a norm's final accuracy lost from the shallow depth to the deep one", "points", math.nan)
 RATE = "optim.lr"
 RULE = ("Plain networks (no shortcuts; residual networks only where no plain ones ran with both norms). Each "
         "(network, depth, norm) cell at its own best peak learning rate: the rate of the grid with the highest "
@@ -79,11 +81,21 @@ class _Kind:
         return untrained({self.arm("bn", deep): self.acc("bn", deep),
                           self.arm("none", shallow): self.acc("none", shallow)}, chance_)
 
-    def losses(self) -> str:
+    def loss_estimates(self) -> dict:
+        """Each norm's accuracy at the shallow depth minus at the deep one, in points (Welch t)."""
         shallow, deep = self.depths[0], self.depths[-1]
-        loss = {n: 100 * (self.acc(n, shallow).mean() - self.acc(n, deep).mean()) for n in ("bn", "none")}
-        return (f"accuracy lost from depth {shallow:g} to {deep:g} ({self.name}): bn {loss['bn']:.1f}, "
-                f"none {loss['none']:.1f} points")
+        return {n: difference(points(self.acc(n, shallow)), points(self.acc(n, deep))) for n in ("bn", "none")}
+
+    def losses(self, loss: dict) -> str:
+        shallow, deep = self.depths[0], self.depths[-1]
+        return (f"accuracy lost from depth {shallow:g} to {deep:g} ({self.name}): bn {loss['bn'].value:.1f}, "
+                f"none {loss['none'].value:.1f} points")
+
+    def loss_rows(self, loss: dict) -> list:
+        """(label, LOSS, estimate) per norm, for Verdict.estimates."""
+        shallow, deep = self.depths[0], self.depths[-1]
+        return [(f"network={self.name}; norm={n}; from depth {shallow:g} to {deep:g}", LOSS, loss[n])
+                for n in ("bn", "none")]
 
 
 def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
@@ -119,19 +131,25 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     deep = main.depths[-1]
     est = main.effect()
     blockers = main.blockers(c)
+    loss = main.loss_estimates()
+    estimates = main.loss_rows(loss)
     finding = (f"Final test accuracy (%) at depth {deep:g}: {main.arm('bn', deep)} "
                f"{acc_cell(*mean_ci(main.acc('bn', deep)))}, {main.arm('none', deep)} "
-               f"{acc_cell(*mean_ci(main.acc('none', deep)))}. Beside the rule: {main.losses()}.")
+               f"{acc_cell(*mean_ci(main.acc('none', deep)))}. Beside the rule: {main.losses(loss)}.")
     other = kinds[main.name == "residual"]  # the kind not decided on
     if other is not main and other.ok:
         o_est, o_deep = other.effect(), other.depths[-1]
         if math.isfinite(o_est.value):
             o_block = other.blockers(c)
+            o_loss = other.loss_estimates()
+            estimates += [(f"network={other.name}; depth {o_deep:g} (information, not the rule)", EFFECT, o_est)]
+            estimates += other.loss_rows(o_loss)
             finding += (f" {other.name.capitalize()} nets, depth {o_deep:g} (information, not the rule): BN minus "
                         f"none {EFFECT.fmt_pm(o_est)}" + (" (± its 95% Welch half-width)" if o_est.has_interval
                                                            else "")
-                        + (f", but {'; '.join(o_block)}" if o_block else "") + f"; {other.losses()}.")
-    return verdict(KEY, title, RULE, EFFECT, est, blockers, finding, numbers=_table(best), notes=notes)
+                        + (f", but {'; '.join(o_block)}" if o_block else "") + f"; {other.losses(o_loss)}.")
+    return verdict(KEY, title, RULE, EFFECT, est, blockers, finding, numbers=_table(best), notes=notes,
+                   estimates=estimates)
 
 
 def _table(best: pd.DataFrame) -> pd.DataFrame:

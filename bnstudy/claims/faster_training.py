@@ -120,8 +120,12 @@ def compare(runs: pd.DataFrame, other: str, title: str, study: str = STUDY, key:
         blockers.append(f"no threshold in {ts} was reached by every seed of both arms at {their}")
     b = {n: bins(arm[n], target, failed[n]) for n in arm}  # (recorded, low, high) steps per seed
     est = speedup(b, other)
+    effect = replace(EFFECT, name=EFFECT.name.replace("none's", f"{other}'s"))
+    estimates = []
     if target and any(f.any() for f in failed.values()):
-        notes += without_failed(arm, failed, other, target)
+        note, e = without_failed(arm, failed, other, target)
+        notes.append(note)
+        estimates.append((WITHOUT_FAILED, effect, e))
     rows = []
     for (variant, lr), g in sel.groupby(["variant", "optim.lr"]):
         rows.append({"norm": variant, "learning rate": lr}
@@ -133,9 +137,8 @@ def compare(runs: pd.DataFrame, other: str, title: str, study: str = STUDY, key:
                f"{other} {rate[other]:g}."
                + (f" Target {target:.0%} test accuracy: mean steps bn {b['bn'][0].mean():.0f}, {other} "
                   f"{b[other][0].mean():.0f}" + _counted(arm, failed) + "." if target else ""))
-    effect = replace(EFFECT, name=EFFECT.name.replace("none's", f"{other}'s"))
     return verdict(key, title, rule, effect, est, blockers, finding, numbers=pd.DataFrame(rows), notes=notes,
-                   params={"target": target})
+                   params={"target": target}, estimates=estimates)
 
 
 def recorded(runs: pd.DataFrame, target: float) -> pd.Series:
@@ -172,17 +175,20 @@ def _counted(arm: dict, failed: dict) -> str:
                              "step" for n, c in k.items()) + ": a bound, not an estimate)") if k else ""
 
 
-def without_failed(arm: dict, failed: dict, other: str, target: float) -> list[str]:
+WITHOUT_FAILED = "without the seeds that reached no threshold (information only)"  # its label in Verdict.estimates
+
+
+def without_failed(arm: dict, failed: dict, other: str, target: float):
     """Information only: the speed-up at the same target with the seeds that reached no threshold
-    left out, to show how much the verdict leans on how they are counted."""
+    left out, to show how much the verdict leans on how they are counted: (the note, the estimate)."""
     keep = {n: a[~failed[n]] for n, a in arm.items()}
     b = {n: bins(keep[n], target, failed[n][~failed[n]]) for n in keep}
     e = speedup(b, other)
     who = "; ".join(f"{n}: seed {', '.join(str(int(x)) for x in arm[n].seed[failed[n]])}, final accuracy "
                     f"{', '.join(pct(x) for x in arm[n].final_acc[failed[n]])}" for n in arm if failed[n].any())
-    return [f"seeds that reached no threshold ({who}) count by the rule as reaching {target:.0%} anywhere from the "
+    return (f"seeds that reached no threshold ({who}) count by the rule as reaching {target:.0%} anywhere from the "
             f"schedule's last step to never; without them (information only) the speed-up is {EFFECT.fmt(e.value)}, "
-            f"interval [{EFFECT.fmt(e.lo)}, {EFFECT.fmt(e.hi)}]"]
+            f"interval [{EFFECT.fmt(e.lo)}, {EFFECT.fmt(e.hi)}]", e)
 
 
 def _config_name(arm: str) -> str:

@@ -5,6 +5,8 @@ normalization batch (ghost BN), with precise BN beside the running averages (Wu 
 Sec. 3-4). Study: inference."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -25,6 +27,17 @@ BN_NORMS = ("bn", "ghost_bn")
 # across normalization batches written 2026-11-29, before any run of it (issue 16)
 EFFECT = Effect("accuracy with running statistics minus with the test batch's own, at the smallest test batch "
                 "(paired per seed), at the deciding normalization batch", "points", 2.0)
+# the same effect at each normalization batch (the rule asks it of every one), and what is shown
+# beside it, not decided (numbers.csv gives each with its interval)
+ARM = Effect("accuracy with running statistics minus with the test batch's own, at the smallest test batch (paired "
+             "per seed)", "points", 2.0)
+AT_MOMENTUM = Effect("accuracy with running statistics at one BN momentum minus with the test batch's own, at the "
+                     "smallest test batch (paired per seed)", "points", math.nan)
+PRECISE = Effect("accuracy with precise statistics minus with the test batch's own, at the smallest test batch "
+                 "(paired per seed)", "points", math.nan)
+LAG = Effect("accuracy with running statistics minus with precise statistics (paired per seed)", "points", math.nan)
+OWN = Effect("accuracy with the test batch's own statistics at test batch = normalization batch minus with precise "
+             "statistics (paired per seed)", "points", math.nan)
 RULE = ("A run's normalization batch is min(norm.ghost_batch_size, data.batch_size) (norm=bn: data.batch_size). "
         "For each normalization batch: per seed, test accuracy with running (population) statistics minus with the "
         "test batch's own statistics, at the smallest test batch, in points (one-sample t over seeds); runs that "
@@ -85,6 +98,7 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     ch = float(chance(sel).iloc[0])
     arms = []  # (normalization batch, estimate, blockers, (verdict, reason))
     info = []
+    estimates = []  # (label, Effect, Estimate) per normalization batch, for numbers.csv
     for b, g in r.groupby("norm_batch", dropna=False, sort=True):
         lab = nb_label(b)
         d = diff[diff.index.isin(g.index)]
@@ -92,19 +106,27 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
         blockers = untrained({f"normalization batch {lab}": g.final_acc}, ch)
         arms.append((b, est, blockers, decide(est, EFFECT, blockers)))
         parts = [f"normalization batch {lab}: {EFFECT.fmt_pm(est)}"]
+        estimates.append((f"normalization batch={lab}", ARM, est))
+        if "norm.momentum" in g and g["norm.momentum"].nunique() > 1:  # the rule averages them within a seed
+            for m, gm in g.groupby("norm.momentum"):
+                estimates.append((f"normalization batch={lab}; momentum={m:g}", AT_MOMENTUM,
+                                  one_sample(_per_seed(d[d.index.isin(gm.index)], gm))))
         p = precise.reindex(d.index)
         if p.notna().any():
             e = one_sample(_per_seed(100 * (p - at.batch.reindex(d.index)), g))
             parts.append(f"with precise instead of running statistics {EFFECT.fmt_pm(e)}")
+            estimates.append((f"normalization batch={lab}", PRECISE, e))
             momenta = g.groupby("norm.momentum") if "norm.momentum" in g else []
             for m, gm in momenta:
                 e = one_sample(_per_seed(100 * (at.running.reindex(gm.index) - precise.reindex(gm.index)), gm))
                 parts.append(f"running minus precise at momentum {m:g} {EFFECT.fmt_pm(e)}")
+                estimates.append((f"normalization batch={lab}; momentum={m:g}", LAG, e))
             own = wide[(wide.eval_batch == b) & wide.run.isin(g.index)].set_index("run")
             if len(own):  # the statistics the net was trained with (Wu & Johnson 2021, Sec. 4)
                 e = one_sample(_per_seed(100 * (own.batch - precise.reindex(own.index)), g.loc[own.index]))
                 parts.append(f"batch statistics of the training normalization batch (test batch {lab}) minus "
                              f"precise {EFFECT.fmt_pm(e)}")
+                estimates.append((f"normalization batch={lab}", OWN, e))
         info.append("; ".join(parts))
     failed = [a for a in arms if a[3][0] == NOT_REPRODUCED]
     open_ = [a for a in arms if a[3][0] == INCONCLUSIVE]
@@ -117,7 +139,8 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     finding = (f"Smallest test batch: {smallest}. Deciding normalization batch: {nb_label(b)} (of "
                f"{', '.join(nb_label(a[0]) for a in arms)}). Per normalization batch, paired over seeds, ± the 95% "
                "half-width (running minus batch statistics decides; the rest is information): " + " | ".join(info))
-    return verdict(KEY, title, RULE, EFFECT, est, blockers, finding, numbers=_table(long, sel, precise), notes=notes)
+    return verdict(KEY, title, RULE, EFFECT, est, blockers, finding, numbers=_table(long, sel, precise), notes=notes,
+                   estimates=estimates)
 
 
 def _same(values: pd.Series, b: float) -> pd.Series:

@@ -3,6 +3,8 @@ weights' scale and scheme (Ioffe & Szegedy 2015, Sec. 3.3). Study: init_sweep (i
 scale x bn / none / none + SkipInit, at one peak rate)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -11,7 +13,7 @@ from ..analysis import style as S
 from ..analysis.results import SKIPINIT, chance, study_runs, variant_names
 from ..analysis.rules import (Effect, Verdict, acc_col, decision_text, has_norms, missing, pct, untrained,
                               verdict)
-from ..analysis.stats import aggregate, difference
+from ..analysis.stats import aggregate, difference, one_sample
 
 KEY, STUDY, TITLE = "init", "init_sweep", "Less dependence on initialization"
 STATEMENT = ("BatchNorm makes training less sensitive to the initial weights' scale and scheme (Ioffe & Szegedy "
@@ -20,6 +22,8 @@ STATEMENT = ("BatchNorm makes training less sensitive to the initial weights' sc
 # protocol (issue 16) before any run of it: 5 points of spread (a spread is a max minus a min
 # over many cells, so it is larger and noisier than one cell's difference)
 EFFECT = Effect("none's accuracy spread over the init cells minus BN's (per seed: best minus worst cell)", "points", 5.0)
+# each arm's own spread, shown beside (one-sample t over seeds): no minimum
+SPREAD = Effect("an arm's accuracy spread over the init cells (per seed: best minus worst cell)", "points", math.nan)
 FIXED_IN = "0.2.0"  # the bnstudy version whose init schemes leave the classifier alone
 RATE = "optim.lr"
 RULE = ("Cells: the init settings (scheme x scale, and zero_init_residual where swept) both compared arms ran, at "
@@ -83,6 +87,9 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     agg = aggregate(sel, ["variant"] + keys, "final_acc")
     best = agg.groupby("variant")["mean"].max()
     worst = agg.groupby("variant")["mean"].min()
+    arm_spread = {v: one_sample(spread(v)) for v in [bn_v, none_v] + [v for v in sorted(best.index)
+                                                                      if v not in (bn_v, none_v)]}
+    estimates = [(f"arm={v}", SPREAD, e) for v, e in arm_spread.items()]
     c = float(chance(sel).iloc[0])
     blockers = untrained({f"{v} (its best cell)": [best[v]] for v in (bn_v, none_v)}, c)
     est = difference(spread(none_v), spread(bn_v))
@@ -92,12 +99,13 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
                         f"re-initialized the classifier (no norm follows it: logits of std ~4.6 under kaiming), which "
                         f"BN cannot absorb; fixed in {FIXED_IN}: rerun")
     rate = f" at peak rate {float(sel[RATE].iloc[0]):g}" if RATE in sel and sel[RATE].notna().any() else ""
-    finding = (f"Over {len(shared)} init cells{rate}. Mean spread: {bn_v} {spread(bn_v).mean():.1f}, {none_v} "
-               f"{spread(none_v).mean():.1f} points; best cell: {bn_v} {pct(best[bn_v])}, {none_v} "
+    finding = (f"Over {len(shared)} init cells{rate}. Mean spread: {bn_v} {arm_spread[bn_v].value:.1f}, {none_v} "
+               f"{arm_spread[none_v].value:.1f} points; best cell: {bn_v} {pct(best[bn_v])}, {none_v} "
                f"{pct(best[none_v])}; worst cell: {bn_v} {pct(worst[bn_v])}, {none_v} {pct(worst[none_v])}.")
     skip = "none" + SKIPINIT
     if skip != none_v and skip in cells and len(cells[skip] & shared) == len(shared):
         est_s = difference(spread(skip), spread(bn_v))
+        estimates.append((f"{skip}'s spread minus {bn_v}'s (information, not the rule)", EFFECT, est_s))
         s_block = untrained({f"{skip} (its best cell)": [best[skip]]}, c)
         finding += (f" Beside the rule, against the unnormalized net with SkipInit: {skip}'s spread minus "
                     f"{bn_v}'s {EFFECT.fmt_pm(est_s)}" + (" (± its 95% Welch half-width)" if est_s.has_interval
@@ -108,11 +116,12 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
               or (v == skip and len(cells[skip] & shared) < len(shared))]
     if others:
         finding += " Also beside (not in the verdict): " + "; ".join(
-            f"{v} spread {spread(v).mean():.1f} points, worst {pct(worst[v])}" for v in others) + "."
+            f"{v} spread {arm_spread[v].value:.1f} points, worst {pct(worst[v])}" for v in others) + "."
     numbers = agg.assign(acc=acc_col(agg)).pivot_table(index=keys, columns="variant", values="acc",
                                                         aggfunc="first").reset_index()
     numbers.columns.name = None
-    return verdict(KEY, title, RULE, EFFECT, est, blockers, finding, numbers=numbers, notes=notes)
+    return verdict(KEY, title, RULE, EFFECT, est, blockers, finding, numbers=numbers, notes=notes,
+                   estimates=estimates)
 
 
 @S.figure

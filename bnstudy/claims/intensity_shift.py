@@ -4,6 +4,8 @@ intensity_shift (bn / none / gn, each trained on clean images and with a random 
 per image, each cell at its own best rate)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -24,6 +26,11 @@ ARMS = ["norm.name", SWITCH]
 # hurting"; the per-image protocol, best rates and this rule written 2026-11-29, before any run of it
 EFFECT = Effect("BN's cost of intensity variation in training (clean test accuracy when trained on clean images "
                 "minus when trained with the variation, each at its best rate)", "points", 2.0, claimed=-1)
+# shown beside the rule, not decided (Verdict.estimates; no minimum)
+COST = Effect("a norm's cost of intensity variation in training (as BN's; beside the rule, not decided)", "points",
+              math.nan)
+COST_MINUS_BN = Effect("a norm's cost of intensity variation in training minus BN's (beside the rule, not decided)",
+                       "points", math.nan)
 RULE = ("Runs with a gain and offset drawn per image (data.intensity_per_image); where none exist, the per-batch "
         "runs made before 2026-11-29, noted. Each (norm, training setting) cell at its own best peak learning rate: "
         "the rate of the grid with the highest mean final test accuracy on the clean test images over seeds (a "
@@ -105,7 +112,7 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     blockers = untrained({f"bn trained on clean images (its best rate{rate('bn', False)})": _arm(best, "bn", False)}, ch)
     est = cost(best, "bn")
     norms = S.norms_of(best)
-    aside = []
+    aside, estimates = [], []
     for n in (n for n in norms if n != "bn"):
         if not (len(_arm(best, n, False)) and len(_arm(best, n, True))):
             continue
@@ -113,6 +120,8 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
         diff = combine([(1, points(_arm(best, n, False))), (-1, points(_arm(best, n, True))),
                         (-1, points(_arm(best, "bn", False))), (1, points(_arm(best, "bn", True)))])
         trained = not untrained({n: _arm(best, n, False)}, ch)
+        label = f"arm={n}" + ("" if trained else " (uninterpretable: did not train on clean images)")
+        estimates += [(label, COST, c), (label, COST_MINUS_BN, diff)]
         aside.append(f"{n}'s cost {EFFECT.fmt_pm(c)}, {n}'s cost minus BN's {EFFECT.fmt_pm(diff)}"
                      + ("" if trained else f" (uninterpretable: {n} did not train on clean images, mean accuracy "
                                            f"within {100 * TRAINED_MARGIN:.0f} points of chance)"))
@@ -134,7 +143,8 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     if "final.test_shifted/acc" in best and "final.test_shifted/acc_batchstats" not in best:
         notes.append("varied-test accuracy with running statistics only: these runs did not log it with batch "
                      "statistics (`test_shifted/acc_batchstats`, logged since bnstudy 0.2.0)")
-    return verdict(KEY, title, RULE, EFFECT, est, blockers, finding, numbers=pd.DataFrame(rows), notes=notes)
+    return verdict(KEY, title, RULE, EFFECT, est, blockers, finding, numbers=pd.DataFrame(rows), notes=notes,
+                   estimates=estimates)
 
 
 @S.figure

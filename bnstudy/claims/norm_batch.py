@@ -81,15 +81,18 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     blockers = untrained({f"normalization batch {ref:g} (its best rate {rate(ref):g})": arm(ref).final_acc},
                          float(chance(sel).iloc[0]))
     precise = "final_acc_precise" in best and best["final_acc_precise"].notna().any()
+    estimates = []  # shown beside, for numbers.csv
     finding = (f"Best peak rates: normalization batch {ref:g} at {rate(ref):g}, {small:g} at {rate(small):g}; "
                f"final test accuracy (%) {acc_cell(*mean_ci(arm(ref).final_acc))} vs "
                f"{acc_cell(*mean_ci(arm(small).final_acc))}.")
     if precise:
         est_p = difference(points(arm(ref).final_acc_precise), points(arm(small).final_acc_precise))
+        estimates.append(("precise BN statistics (information, not the rule)", EFFECT, est_p))
         finding += (f" With precise BN statistics (information, not the rule): {EFFECT.fmt_pm(est_p)}"
                     + (" (± its 95% Welch half-width)." if est_p.has_interval else "."))
     if small == SMALL and 4 in sizes:  # Wu & He's degradation is at 2-4 images: the drop to 4, beside the rule
         est4 = difference(points(arm(ref).final_acc), points(arm(4).final_acc))
+        estimates.append(("normalization batch 4 as the small arm (information, not the rule)", EFFECT, est4))
         notes.append(f"information, not the rule: the drop from normalization batch {ref:g} to 4 is "
                      f"{EFFECT.fmt_pm(est4)}" + (" (± its 95% Welch half-width)" if est4.has_interval else ""))
     rows = []
@@ -99,7 +102,8 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
         if precise:
             row["precise statistics (%)"] = acc_cell(*mean_ci(arm(b).final_acc_precise))
         rows.append(row)
-    return verdict(KEY, title, RULE, EFFECT, est, blockers, finding, numbers=pd.DataFrame(rows), notes=notes)
+    return verdict(KEY, title, RULE, EFFECT, est, blockers, finding, numbers=pd.DataFrame(rows), notes=notes,
+                   estimates=estimates)
 
 
 def check_gn(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:

@@ -5,6 +5,7 @@ small enough that every arm fits it). Three checks on the train/test gap of nets
 their training set, each arm at its own best rate."""
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence
 
 import numpy as np
@@ -27,6 +28,11 @@ DROPOUT = 0.3  # the dropout arm of check (3)
 EFFECT = Effect("none's train-test gap minus BN's (eval mode, without dropout)", "points", 2.0)
 NOISE = Effect("GN's train-test gap minus BN's (without dropout)", "points", 2.0)
 NEED = Effect(f"how much more dropout {DROPOUT:g} closes none's gap than BN's", "points", 2.0)
+# shown beside the rules, not decided (Verdict.estimates; no minimum)
+GN_NONE = Effect("GN's train-test gap minus none's (without dropout; beside the rule)", "points", math.nan)
+CUT = Effect("dropout's cut of an arm's gap (its gap without dropout minus with; beside the rule)", "points", math.nan)
+DROPOUT_ACC = Effect("dropout's change of an arm's test accuracy (with dropout minus without; beside the rule)",
+                     "points", math.nan)
 _PROTOCOL = ("Gap = final eval-mode accuracy on the fixed training slice (`train_eval/acc`: running statistics, no "
              "dropout, no augmentation; at scale=cpu the whole 250-image training set) minus final test accuracy, in "
              f"points. A run fitted when its train-slice accuracy is >= {FIT_LEVEL:.0%} (a diverged run did not). "
@@ -152,15 +158,17 @@ def check_batch_noise(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     if arms is None:
         return missing(claim, title, NOISE_RULE, "regularization runs with norm=gn and norm=bn without dropout, "
                        "logging `train_eval/acc`", STUDY, notes)
-    finding = ""
+    finding, estimates = "", []
     if ("none", 0.0) in arms:
         d = difference(arms[("gn", 0.0)][0].gap, arms[("none", 0.0)][0].gap)
+        fitted = all(arms[k][1] is None for k in (("gn", 0.0), ("none", 0.0)))
         finding = (f"Beside the rule: GN's gap minus none's {NOISE.fmt_pm(d)}"
                    + (" (± its 95% Welch half-width)" if d.has_interval else "")
-                   + ("" if all(arms[k][1] is None for k in (("gn", 0.0), ("none", 0.0))) else ", not all fitted"))
+                   + ("" if fitted else ", not all fitted"))
+        estimates.append(("gn minus none" + ("" if fitted else " (not all fitted)"), GN_NONE, d))
     return verdict(claim, title, NOISE_RULE, NOISE, est, _blockers(arms, keys, c), finding,
                    numbers=_numbers(arms, [k for k in (("bn", 0.0), ("gn", 0.0), ("none", 0.0)) if k in arms]),
-                   notes=notes)
+                   notes=notes, estimates=estimates)
 
 
 def check_dropout(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
@@ -182,8 +190,10 @@ def check_dropout(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     acc = {n: difference(points(arms[(n, p)][0].final_acc), points(arms[(n, 0.0)][0].final_acc)) for n in ("none", "bn")}
     finding += (f". Beside the rule, dropout {p:g} changes test accuracy by: "
                 + "; ".join(f"{n} {NEED.fmt_pm(e)}" for n, e in acc.items()))
+    estimates = ([(f"arm={n}; dropout {p:g}", CUT, e) for n, e in cut.items()]
+                 + [(f"arm={n}; dropout {p:g}", DROPOUT_ACC, e) for n, e in acc.items()])
     return verdict(claim, title, NEED_RULE, NEED, est, _blockers(arms, keys, c), finding,
-                   numbers=_numbers(arms, keys), notes=notes)
+                   numbers=_numbers(arms, keys), notes=notes, estimates=estimates)
 
 
 @S.figure

@@ -5,6 +5,8 @@ The SGD batch and the normalization batch shrink together here; bnstudy/claims/n
 shrinks the normalization batch alone."""
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -22,6 +24,8 @@ CELL = ["norm.name", "data.batch_size"]
 # smallest accuracy difference this harness treats as an effect (Wu & He: ~11 points at batch 2);
 # kept for the protocol of 2026-11-29 (each cell at its best base rate), written before its runs
 EFFECT = Effect("BN's accuracy drop from the reference batch to the smallest minus GN's", "points", 2.0)
+# each norm's own drop, the two terms of EFFECT: shown beside, no rule of its own
+DROP = Effect("one norm's accuracy drop from a batch to the smallest", "points", math.nan)
 RULE = ("Each (norm, batch size) cell at its own best base learning rate: the optim.lr (the rate at batch 128, "
         "scaled linearly with the batch) with the highest mean final test accuracy over seeds, read with running "
         "statistics (a diverged run counts as chance; a tie goes to the lower rate). "
@@ -58,16 +62,20 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     blockers = untrained({f"{n} at batch {ref} (its best rate {rate(n, ref):g})": acc(n, ref) / 100
                           for n in ("bn", "gn")}, float(chance(sel).iloc[0]))
     drop = {n: difference(acc(n, ref), acc(n, small)) for n in ("bn", "gn")}
+    estimates = [(f"norm={n}; batch {ref} to {small}", DROP, drop[n]) for n in ("bn", "gn")]  # for numbers.csv
     finding = (f"Drop from batch {ref} to batch {small}: bn {EFFECT.fmt_pm(drop['bn'])}, gn {EFFECT.fmt_pm(drop['gn'])} (each with its "
                f"95% Welch interval; best base rates bn {rate('bn', ref):g} and {rate('bn', small):g}, gn "
                f"{rate('gn', ref):g} and {rate('gn', small):g}).")
     if ref != shared[-1]:  # beside the rule's numbers: the same drop from the largest batch
         top = {n: difference(acc(n, shared[-1]), acc(n, small)) for n in ("bn", "gn")}
+        estimates += [(f"norm={n}; batch {shared[-1]} to {small} (not the rule's reference)", DROP, top[n])
+                      for n in ("bn", "gn")]
         finding += (f" From the largest batch, {shared[-1]} (not the rule's reference): bn {EFFECT.fmt_pm(top['bn'])}, "
                     f"gn {EFFECT.fmt_pm(top['gn'])}.")
     precise = "final_acc_precise" in best and best["final_acc_precise"].notna().any()
     if precise:
         est_p = effect("final_acc_precise")
+        estimates.append(("precise BN statistics (information, not the rule)", EFFECT, est_p))
         finding += (f" With precise BN statistics (information, not the rule): effect {EFFECT.fmt_pm(est_p)}"
                     + (" (± its 95% Welch half-width)." if est_p.has_interval else "."))
     rows = []
@@ -79,7 +87,8 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
                 row["bn, precise statistics (%)"] = acc_cell(*mean_ci(cell(n, b).final_acc_precise))
             row[f"{n} best base rate"] = f"{rate(n, b):g}"
         rows.append(row)
-    return verdict(KEY, title, RULE, EFFECT, est, blockers, finding, numbers=pd.DataFrame(rows), notes=notes)
+    return verdict(KEY, title, RULE, EFFECT, est, blockers, finding, numbers=pd.DataFrame(rows), notes=notes,
+                   estimates=estimates)
 
 
 @S.figure

@@ -5,6 +5,8 @@ exists: lr_sweep's evaluations, 39 steps apart, could not settle the claim at an
 seeds). The rule is faster_training's, read on these runs."""
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from typing import Optional
 
 import numpy as np
@@ -15,8 +17,8 @@ from matplotlib.ticker import MaxNLocator
 from . import faster_training as F
 from ..analysis import style as S
 from ..analysis.results import SKIPINIT, chance, study_runs, variant_names
-from ..analysis.rules import Verdict, decision_text, pct
-from ..analysis.stats import aggregate, difference, one_sample
+from ..analysis.rules import Effect, Verdict, decision_text, pct
+from ..analysis.stats import Estimate, aggregate, difference, one_sample
 
 KEY, STUDY, TITLE = "steps_to_target", "steps_to_target", "Faster training, dense evaluations"
 STATEMENT = F.STATEMENT[:-1] + ": here each arm at the rate lr_sweep chose for it, evaluated every few steps."
@@ -34,25 +36,37 @@ RULE = ("Each arm (bn, none, none + SkipInit) runs at one peak rate, fixed in th
 
 
 BUDGETS = (0.25, 0.5, 1.0)  # fractions of the schedule's steps at which budget_accuracy reads test accuracy
+# budget_accuracy's estimates (information only: no rule reads them, no minimum)
+AT_BUDGET = Effect("test accuracy at a fixed fraction of the schedule's steps (mean over seeds; information only)",
+                   "points", math.nan)
+LEAD_AT_BUDGET = Effect("BN's test accuracy minus the unnormalized arm's at a fixed fraction of the schedule's steps "
+                        "(information only)", "points", math.nan)
 
 
-def budget_accuracy(runs: pd.DataFrame, curves: pd.DataFrame, other: str) -> list[str]:
+def in_points(e: Estimate) -> Estimate:
+    """An estimate of accuracies (fractions) in percentage points, as the report prints it."""
+    return replace(e, value=100 * e.value, half=100 * e.half, se=100 * e.se, sds=tuple(100 * x for x in e.sds),
+                   bounds=None if e.bounds is None else (100 * e.bounds[0], 100 * e.bounds[1]))
+
+
+def budget_accuracy(runs: pd.DataFrame, curves: pd.DataFrame, other: str) -> tuple[list[str], list]:
     """A note (information only; no rule reads it): each arm's test accuracy at the last
     evaluation by 25%, 50% and 100% of the schedule's steps (mean over seeds, 95% interval) and
     BN minus `other` (Welch). A run that diverged before that evaluation counts as chance. These
-    are points on one decaying schedule, not runs given a shorter budget."""
+    are points on one decaying schedule, not runs given a shorter budget. Returns (the note, its
+    estimates in points for Verdict.estimates)."""
     sel, _ = study_runs(runs, STUDY)
     if not len(sel) or not len(curves) or "steps" not in sel:
-        return []
+        return [], []
     sel = sel.assign(variant=variant_names(sel))
     sel = sel[sel.variant.isin(("bn", other))]
     c = curves[(curves.metric == "test/acc") & curves.run.isin(sel.run)]
     if sel.variant.nunique() < 2 or not len(c):
-        return []
+        return [], []
     acc = c.pivot_table(index="run", columns="step", values="value", aggfunc="last")
     total = float(pd.to_numeric(sel.steps, errors="coerce").max())
     floor = sel.set_index("run").assign(chance=chance(sel).to_numpy())
-    parts = []
+    parts, estimates = [], []
     for f in BUDGETS:
         steps = [s for s in acc.columns if s <= f * total]
         if not steps:
@@ -65,20 +79,25 @@ def budget_accuracy(runs: pd.DataFrame, curves: pd.DataFrame, other: str) -> lis
             continue
         m = {n: one_sample(a) for n, a in arm.items()}
         d = difference(arm["bn"], arm[other])
+        where = f"step {step:g} ({f:.0%})"
+        estimates += [(f"arm={n}; {where}", AT_BUDGET, in_points(m[n])) for n in ("bn", other)]
+        estimates.append((f"bn minus {other}; {where}", LEAD_AT_BUDGET, in_points(d)))
         cell = lambda e: pct(e.value) + (f" ± {100 * e.half:.1f}" if e.has_interval else "")  # noqa: E731
         diff = (f"{100 * d.value:+.1f} points" + (f" [{100 * d.lo:+.1f}, {100 * d.hi:+.1f}]" if d.has_interval else ""))
         parts.append(f"{f:.0%} (step {step:g}): bn {cell(m['bn'])}, {other} {cell(m[other])}, bn minus {other} {diff}")
     if not parts:
-        return []
+        return [], []
     return [f"Test accuracy at fixed fractions of the {total:g} steps (information only, no rule reads it; mean over "
             "seeds ± 95% half-width, difference with its Welch 95% interval; points on one decaying schedule, not "
-            "runs given a shorter budget): " + "; ".join(parts)]
+            "runs given a shorter budget): " + "; ".join(parts)], estimates
 
 
 def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     v = F.compare(runs, "none", "BN reaches a target accuracy in fewer steps (evaluated every few steps)",
                   study=STUDY, key=KEY, rule=RULE, fixed_rates=True)
-    v.notes += budget_accuracy(runs, curves, "none")
+    notes, estimates = budget_accuracy(runs, curves, "none")
+    v.notes += notes
+    v.estimates += estimates
     return v
 
 
@@ -86,7 +105,9 @@ def check_skipinit(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     other = "none" + SKIPINIT
     v = F.compare(runs, other, "BN reaches a target accuracy in fewer steps than an unnormalized net "
                   "with SkipInit (evaluated every few steps)", study=STUDY, key=KEY, rule=RULE, fixed_rates=True)
-    v.notes += budget_accuracy(runs, curves, other)
+    notes, estimates = budget_accuracy(runs, curves, other)
+    v.notes += notes
+    v.estimates += estimates
     return v
 
 

@@ -23,9 +23,9 @@ def make_norm_layer_1d(cfg: NormConfig) -> tuple[NormLayer, bool]:
         return (lambda n: nn.BatchNorm1d(n, eps=cfg.eps, momentum=cfg.momentum, affine=cfg.affine)), False
     if cfg.name == "none":
         return (lambda n: nn.Identity()), True
-    if cfg.name == "noisy_bn":  # the registry's layer handles (N, C) features too
+    if cfg.name in ("noisy_bn", "custom"):  # the registry's layer gets (N, C) features here
         return make_norm_layer(cfg)
-    raise ValueError(f"norm.name={cfg.name!r} is not available for model=mlp: use bn, noisy_bn or none")
+    raise ValueError(f"norm.name={cfg.name!r} is not available for model=mlp: use bn, noisy_bn, none or custom")
 
 
 class HiddenLayer(nn.Module):

@@ -1,7 +1,8 @@
 """Norm-layer registry. Models take `norm_layer(num_channels) -> nn.Module`, channels first.
 
 Adding a norm is one entry in NORMS: a builder `(NormConfig, num_channels, layer_index) -> nn.Module`
-and whether the convs before it need their bias back (they do when nothing re-centres).
+and whether the convs before it need their bias back (they do when nothing re-centres). A layer
+of your own needs no entry: `norm=custom norm._target_=mypkg.MyNorm`.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+from hydra.utils import instantiate
 import torch.nn.functional as F
 from torch import nn
 
@@ -146,6 +148,9 @@ NORMS: dict[str, NormSpec] = {
     # each layer its own reproducible noise stream
     "noisy_bn": NormSpec(lambda c, n, i: NoisyBatchNorm2d(n, c.noise_shift, c.noise_scale, seed=c.noise_seed * 1000 + i,
                                                           eps=c.eps, momentum=c.momentum, affine=c.affine), False),
+    # your own layer (norm=custom norm._target_=mypkg.MyNorm): Hydra's instantiate builds
+    # MyNorm(num_channels, **norm.kwargs); the convs before it carry no bias, as before BN
+    "custom": NormSpec(lambda c, n, i: instantiate({"_target_": c._target_, **c.kwargs}, n), False),
 }
 
 

@@ -1,0 +1,124 @@
+"""The published studies (results/STUDY/, each written by `report`): their verdict table, as
+README.md and results/README.md show it between two markers.
+
+    python -m bnstudy verdicts [RESULTS_DIR] [--write FILE ...]
+
+prints the table, or rewrites the block between `<!-- verdicts:start -->` and
+`<!-- verdicts:end -->` in each FILE (links relative to it). The table is read from each study's
+numbers.csv (its effect rows) and runs.csv (scale, run count): nothing is recomputed here, and a
+test checks that both READMEs hold what this writes.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from .rules import Effect
+
+START, END = "<!-- verdicts:start -->", "<!-- verdicts:end -->"
+BLOCK = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
+
+
+def study_folders(results: Path) -> list[Path]:
+    """results/STUDY folders a report wrote (runs.csv and numbers.csv), in name order; their
+    subfolders (superseded protocols, follow-ups) are linked from the study's own README."""
+    return sorted(p for p in Path(results).iterdir() if (p / "runs.csv").exists() and (p / "numbers.csv").exists())
+
+
+def _effect(unit: str) -> Effect:
+    return Effect("", "ratio" if unit == "x" else "points", math.nan)
+
+
+def _shown(row) -> str:
+    """'+8.5 points' or '2.56x', as the report prints it (Effect.fmt; a ratio is stored as printed)."""
+    e = _effect(row.unit)
+    to = (lambda v: math.log2(v) if v > 0 else -math.inf) if row.unit == "x" else (lambda v: v)
+    return e.fmt(to(row.value)) if pd.notna(row.value) else "—"
+
+
+def _interval(row) -> str:
+    if pd.isna(row.low) or pd.isna(row.high):
+        return "—"
+    e = _effect(row.unit)
+    to = (lambda v: math.log2(v) if v > 0 else -math.inf) if row.unit == "x" else (lambda v: v)
+    return f"[{e.fmt(to(row.low))}, {e.fmt(to(row.high))}]".replace(" points", "")
+
+
+def rows(results: Path, relative_to: Path) -> pd.DataFrame:
+    """One row per check of every published study."""
+    out = []
+    for folder in study_folders(results):
+        numbers = pd.read_csv(folder / "numbers.csv")
+        runs = pd.read_csv(folder / "runs.csv", usecols=lambda c: c in ("scale.name", "status"))
+        scale = ", ".join(sorted(runs["scale.name"].dropna().unique())) if "scale.name" in runs else "?"
+        link = f"[{folder.name}]({Path(os.path.relpath(folder, relative_to)).as_posix()}/)"
+        effects = numbers[numbers.kind == "effect"]
+        main = effects[effects.cell.isna() | (effects.cell == "")]
+        for r in main.itertuples():
+            # a check decided per part (per net) has no effect of its own: each judged part's
+            # (those with a minimum effect; the others are information)
+            parts = effects[(effects.check == r.check) & effects.cell.notna() & (effects.cell != "")
+                            & effects.minimum.notna()]
+            if pd.isna(r.value) and len(parts):
+                effect = "; ".join(f"{p.cell}: {_shown(p)} {_interval(p)}" for p in parts.itertuples())
+                interval, r = "(per part)", r._replace(minimum=parts.minimum.iloc[0], unit=parts.unit.iloc[0],
+                                                       n=parts.n.min())
+            else:
+                effect, interval = _shown(r), _interval(r)
+            minimum = _effect(r.unit).fmt(math.log2(r.minimum) if r.unit == "x" else r.minimum) \
+                if pd.notna(r.minimum) else "—"
+            out.append({"study": link, "scale": scale, "runs": len(runs), "check": r.check, "verdict": r.verdict,
+                        "effect": effect, "95% interval": interval, "minimum effect": minimum,
+                        "seeds": int(r.n) if pd.notna(r.n) and r.n > 0 else "—"})
+    return pd.DataFrame(out)
+
+
+def markdown(results: Path, relative_to: Path) -> str:
+    """The table as markdown, the study and run count given once per study."""
+    t = rows(results, relative_to)
+    lines = ["| " + " | ".join(t.columns) + " |", "|" + "---|" * len(t.columns)]
+    last = None
+    for r in t.itertuples(index=False):
+        first = r.study != last
+        cells = [r.study if first else "", r.scale if first else "", str(r.runs) if first else ""] + \
+                [str(v).replace("|", "\\|") for v in r[3:]]
+        cells[4] = f"**{cells[4]}**" if cells[4] in ("reproduced", "not reproduced") else cells[4]
+        lines.append("| " + " | ".join(cells) + " |")
+        last = r.study
+    return "\n".join(lines)
+
+
+def block(results: Path, relative_to: Path) -> str:
+    return f"{START}\n{markdown(results, relative_to)}\n{END}"
+
+
+def write(results: Path, files: list[Path]) -> list[Path]:
+    """Rewrite the verdict block of each file (ValueError naming a file without the markers)."""
+    for f in files:
+        text = Path(f).read_text()
+        if not BLOCK.search(text):
+            raise ValueError(f"{f} has no {START} ... {END} block to fill")
+        Path(f).write_text(BLOCK.sub(lambda _: block(results, Path(f).resolve().parent), text))
+    return files
+
+
+def main(args: list[str]) -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m bnstudy verdicts",
+                                description="The verdict table of the published studies (from their numbers.csv).")
+    p.add_argument("results", nargs="?", type=Path, default=Path("results"), metavar="RESULTS_DIR")
+    p.add_argument("--write", nargs="+", type=Path, default=[], metavar="FILE",
+                   help="rewrite the block between the verdict markers in each FILE")
+    a = p.parse_args(args)
+    if not a.results.is_dir():
+        raise FileNotFoundError(f"{a.results}: no such folder")
+    if a.write:
+        for f in write(a.results.resolve(), a.write):
+            print(f"wrote the verdict table into {f}")
+    else:
+        print(markdown(a.results.resolve(), Path.cwd()))
