@@ -110,7 +110,8 @@ def cell_rows(runs: pd.DataFrame, study: str) -> list[dict]:
         if "best_test_acc" in g and pd.to_numeric(g.best_test_acc, errors="coerce").notna().any():
             add("best test accuracy", "%", *_pct(g.best_test_acc))
         add("diverged runs", "runs", float((g.status == "diverged").sum()), n=len(g))
-        wall = pd.to_numeric(g.get("wall_time_s"), errors="coerce")[g.status == "completed"].dropna()
+        wall = pd.to_numeric(g["wall_time_s"], errors="coerce")[g.status == "completed"].dropna() \
+            if "wall_time_s" in g else ()
         if len(wall):
             add("median wall time of a completed run", "min", float(wall.median() / 60), n=len(wall))
     return rows

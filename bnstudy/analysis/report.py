@@ -292,9 +292,6 @@ def build(res: Results, checks: dict, figs: dict, sources: Sequence[str]) -> lis
                             "compared below. The named studies: `python -m bnstudy run --help` (exp)."))
         blocks += _selection_blocks(runs) + _comparison_blocks(runs, figs) + _left_out(res, runs, shown, figs)
         return blocks
-    if absent:
-        blocks.append(("p", "Not tested here (no runs of their study among these folders): " + "; ".join(
-            f"{c.TITLE.lower()} (`python -m bnstudy run +exp={c.STUDY}`)" for c in absent) + "."))
     blocks.append(("p", "How to read it: numbers are means over seeds with a 95% Student-t interval "
                         "(`mean ± half-width (n=seeds)`; with one seed, no interval). A diverged run counts as "
                         "chance accuracy. Each check computes one effect over seeds with a 95% interval and "
@@ -305,7 +302,7 @@ def build(res: Results, checks: dict, figs: dict, sources: Sequence[str]) -> lis
                         "seeds; an inconclusive verdict says why and how many seeds the observed spread would "
                         "need. Only finished runs (completed or diverged) enter the numbers; each study is read "
                         f"at its largest scale present. The rules were rewritten on {rules.RULES_DATE}, after the "
-                        "cpu-scale runs had been seen (results/README.md gives the verdicts before and after)."))
+                        "cpu-scale runs had been seen (results/HISTORY.md gives the verdicts before and after)."))
     blocks += _selection_blocks(runs)
     blocks += _comparison_blocks(runs, figs)
     for i, claim in enumerate(shown, 1):
@@ -331,6 +328,10 @@ def build(res: Results, checks: dict, figs: dict, sources: Sequence[str]) -> lis
         for name, (_, caption) in claim.FIGURES.items():
             if isinstance(figs.get(name), Figure):
                 blocks.append(("fig", name, caption))
+    if absent:
+        blocks.append(("h2", "Not tested here"))
+        blocks.append(("p", "No runs of their study among these folders: " + "; ".join(
+            f"{c.TITLE.lower()} (`python -m bnstudy run +exp={c.STUDY}`)" for c in absent) + "."))
     return blocks + _left_out(res, runs, shown, figs)
 
 

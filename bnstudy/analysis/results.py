@@ -251,8 +251,8 @@ def variant_names(runs: pd.DataFrame) -> pd.Series:
     skip = runs["model.skipinit"].fillna(False).astype(bool) if "model.skipinit" in runs else False
     names = runs["norm.name"].astype(object)  # object: an all-NaN column stays NaN
     if "norm._target_" in runs:
-        custom = (names == "custom") & runs["norm._target_"].notna() & (runs["norm._target_"].astype(str) != "")
-        names = names.where(~custom, runs["norm._target_"].astype(str).str.rsplit(".", n=1).str[-1])
+        cls = runs["norm._target_"].map(lambda t: t.rsplit(".", 1)[-1] if isinstance(t, str) and t else None)
+        names = names.where(~((names == "custom") & cls.notna()), cls)
     return names + np.where(skip, SKIPINIT, "")
 
 
