@@ -28,7 +28,7 @@ REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inco
 MISSING = "not tested (runs missing)"
 MIN_SEEDS = 2  # an interval needs two seeds; its width then says whether they are enough
 TRAINED_MARGIN = 0.05  # an arm whose mean accuracy is within 5 points of chance did not train
-RULES_DATE = "2026-11-25"  # the rules below were rewritten on this date (issue 13), after the cpu runs
+RULES_DATE = "2026-11-25"  # the rules below were rewritten on this date, after the cpu runs
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ STATEMENT = ("BatchNorm works by reducing internal covariate shift: layer input 
              "it, and credit a smoother loss landscape instead.")
 RATE = "optim.lr"
 TRAIN_ACC = "final.train/acc"  # training accuracy in train mode over the last trainer.log_every steps
-# fixed 2026-11-25 (issue 13), after the first cpu covariate_shift runs: a measure counts as
-# reduced by BN when none's value is at least 1.5x BN's
+# fixed 2026-11-25 (when every rule was rewritten), after the first cpu covariate_shift runs: a
+# measure counts as reduced by BN when none's value is at least 1.5x BN's
 RATIO = math.log2(1.5)
 DRIFT = Effect("none's activation drift / BN's (geometric mean over seeds)", "ratio", RATIO)
 ICS = Effect("none's relative ICS ||G - G'||/||G|| / BN's", "ratio", RATIO)

@@ -17,9 +17,9 @@ from ..analysis.stats import aggregate, difference, mean_ci
 KEY, STUDY, TITLE = "depth", "depth_sweep", "Trainability of deep networks"
 STATEMENT = ("BatchNorm makes deep networks trainable that do not train without it, above all plain networks "
              "without shortcuts (He et al. 2016, Fig. 1; Bjorck et al. 2018).")
-# fixed 2026-11-25 (issue 13), after the old cpu depth_sweep, kept 2026-11-29 for the redesigned
-# protocol (issue 16) before any run of it: "trainable where the other is not" is a large gap;
-# 5 points is the least that could mean it
+# fixed 2026-11-25 (when every rule was rewritten), after the old cpu depth_sweep, kept 2026-11-29
+# for the redesigned protocol before any run of it: "trainable where the other is not" is a large
+# gap; 5 points is the least that could mean it
 EFFECT = Effect("BN's minus none's final accuracy at the deep depth", "points", 5.0)
 # shown beside, not decided: no minimum
 LOSS = Effect("a norm's final accuracy lost from the shallow depth to the deep one", "points", math.nan)

@@ -22,8 +22,8 @@ from ..analysis.stats import aggregate, censored, fmt_ci, mean_ci
 KEY, STUDY, TITLE = "faster_training", "lr_sweep", "Faster training"
 STATEMENT = ("BatchNorm networks reach a given accuracy in far fewer training steps (Ioffe & Szegedy 2015, "
              "Sec. 4.2, Fig. 2).")
-# fixed 2026-11-25 (issue 13), after the cpu lr_sweep had been run: 1.5x fewer steps is the
-# smallest speed-up that "far fewer" could mean; Ioffe & Szegedy report 14x
+# fixed 2026-11-25 (when every rule was rewritten), after the cpu lr_sweep had been run: 1.5x fewer
+# steps is the smallest speed-up that "far fewer" could mean; Ioffe & Szegedy report 14x
 EFFECT = Effect("speed-up (none's steps to the target / BN's, geometric mean over seeds)", "ratio", math.log2(1.5))
 AMENDED, STEPS_STUDY = "2026-11-29", "steps_to_target"
 AMENDMENT = (f"Amended {AMENDED}, after {STEPS_STUDY}'s bn and none runs had been read (its SkipInit runs were "

@@ -21,9 +21,9 @@ STATEMENT = ("BatchNorm allows much higher learning rates without divergence (Io
 ARMS = ("bn", "none")  # the rule's (results.variant_names): plain none, never pooled with SkipInit
 SKIP = "none" + SKIPINIT  # lr_sweep's third arm: shown, not judged
 USABLE_FRACTION = 0.5  # of the way from chance to the sweep's best mean accuracy
-# fixed 2026-11-25 (issue 13), after the cpu lr_sweep had been run; the earlier rule's ratio
-# (3x) kept: "much higher" was one step of the x3 grid of then (the grid is x2 since 2026-11-29;
-# the minimum stayed 3x, fixed before that grid's runs)
+# fixed 2026-11-25 (when every rule was rewritten), after the cpu lr_sweep had been run; the earlier
+# rule's ratio (3x) kept: "much higher" was one step of the x3 grid of then (the grid is x2 since
+# 2026-11-29; the minimum stayed 3x, fixed before that grid's runs)
 EFFECT = Effect("BN's largest usable learning rate / none's (geometric mean over seeds)", "ratio", math.log2(3.0))
 RULE = (f"A run is usable when it did not diverge and its final test accuracy is at least {USABLE_FRACTION:g} of "
         "the way from chance to the best mean accuracy in the sweep over the rule's arms, bn and none (the bar "

@@ -23,8 +23,8 @@ STATEMENT = ("At inference BN must use population (running) statistics: the outp
              "train/test mismatch of BN's statistics grows as the normalization batch shrinks (Wu & Johnson 2021, "
              "Sec. 4).")
 BN_NORMS = ("bn", "ghost_bn")
-# fixed 2026-11-25 (issue 13), after the cpu inference runs: 2 points; the protocol and the rule
-# across normalization batches written 2026-11-29, before any run of it (issue 16)
+# fixed 2026-11-25 (when every rule was rewritten), after the cpu inference runs: 2 points; the
+# protocol and the rule across normalization batches written 2026-11-29, before any run of it
 EFFECT = Effect("accuracy with running statistics minus with the test batch's own, at the smallest test batch "
                 "(paired per seed), at the deciding normalization batch", "points", 2.0)
 # the same effect at each normalization batch (the rule asks it of every one), and what is shown

@@ -18,9 +18,9 @@ from ..analysis.stats import aggregate, difference, one_sample
 KEY, STUDY, TITLE = "init", "init_sweep", "Less dependence on initialization"
 STATEMENT = ("BatchNorm makes training less sensitive to the initial weights' scale and scheme (Ioffe & Szegedy "
              "2015, Sec. 3.3).")
-# fixed 2026-11-25 (issue 13), after the old cpu init_sweep, kept 2026-11-29 for the redesigned
-# protocol (issue 16) before any run of it: 5 points of spread (a spread is a max minus a min
-# over many cells, so it is larger and noisier than one cell's difference)
+# fixed 2026-11-25 (when every rule was rewritten), after the old cpu init_sweep, kept 2026-11-29
+# for the redesigned protocol before any run of it: 5 points of spread (a spread is a max minus a
+# min over many cells, so it is larger and noisier than one cell's difference)
 EFFECT = Effect("none's accuracy spread over the init cells minus BN's (per seed: best minus worst cell)", "points", 5.0)
 # each arm's own spread, shown beside (one-sample t over seeds): no minimum
 SPREAD = Effect("an arm's accuracy spread over the init cells (per seed: best minus worst cell)", "points", math.nan)

@@ -22,8 +22,9 @@ STATEMENT = ("With BatchNorm, variation in image intensity across machines and p
              "Shinohara et al. 2014).")
 SWITCH, PER_IMAGE, RATE = "data.intensity_shift", "data.intensity_per_image", "optim.lr"
 ARMS = ["norm.name", SWITCH]
-# fixed 2026-11-25 (issue 13), after the cpu intensity_shift runs: a cost under 2 points is "not
-# hurting"; the per-image protocol, best rates and this rule written 2026-11-29, before any run of it
+# fixed 2026-11-25 (when every rule was rewritten), after the cpu intensity_shift runs: a cost under
+# 2 points is "not hurting"; the per-image protocol, best rates and this rule written 2026-11-29,
+# before any run of it
 EFFECT = Effect("BN's cost of intensity variation in training (clean test accuracy when trained on clean images "
                 "minus when trained with the variation, each at its best rate)", "points", 2.0, claimed=-1)
 # shown beside the rule, not decided (Verdict.estimates; no minimum)

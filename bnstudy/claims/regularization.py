@@ -23,8 +23,8 @@ STATEMENT = ("BatchNorm regularizes the model and reduces the need for dropout (
 RATE = "optim.lr"
 FIT_LEVEL = 0.95  # a run has fitted its training set at this eval-mode accuracy on it
 DROPOUT = 0.3  # the dropout arm of check (3)
-# the gap's minimum fixed 2026-11-25 (issue 13); the other two fixed 2026-11-29, before any run of
-# this protocol: 2 points, the harness's smallest accuracy effect
+# the gap's minimum fixed 2026-11-25 (when every rule was rewritten); the other two fixed
+# 2026-11-29, before any run of this protocol: 2 points, the harness's smallest accuracy effect
 EFFECT = Effect("none's train-test gap minus BN's (eval mode, without dropout)", "points", 2.0)
 NOISE = Effect("GN's train-test gap minus BN's (without dropout)", "points", 2.0)
 NEED = Effect(f"how much more dropout {DROPOUT:g} closes none's gap than BN's", "points", 2.0)

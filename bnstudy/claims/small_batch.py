@@ -20,9 +20,10 @@ STATEMENT = ("BatchNorm's accuracy falls at very small batches (2-4 images), whe
              "GroupNorm's does not (Wu & He 2018, Fig. 1).")
 REFERENCE_BATCH = 32  # the largest batch in Wu & He's Fig. 1
 CELL = ["norm.name", "data.batch_size"]
-# fixed 2026-11-25 (issue 13), after the cpu batch_size_sweep had been run: 2 points, the
-# smallest accuracy difference this harness treats as an effect (Wu & He: ~11 points at batch 2);
-# kept for the protocol of 2026-11-29 (each cell at its best base rate), written before its runs
+# fixed 2026-11-25 (when every rule was rewritten), after the cpu batch_size_sweep had been run: 2
+# points, the smallest accuracy difference this harness treats as an effect (Wu & He: ~11 points at
+# batch 2); kept for the protocol of 2026-11-29 (each cell at its best base rate), written before
+# its runs
 EFFECT = Effect("BN's accuracy drop from the reference batch to the smallest minus GN's", "points", 2.0)
 # each norm's own drop, the two terms of EFFECT: shown beside, no rule of its own
 DROP = Effect("one norm's accuracy drop from a batch to the smallest", "points", math.nan)
