@@ -34,6 +34,9 @@ USAGE = """usage: python -m bnstudy run [OVERRIDE ...]
   select  each arm's chosen rate from a sweep's selection runs (scale=medium), whether it lies
           inside its grid, and the `chosen:` lines for the study YAML before its measuring phase
           python -m bnstudy select SWEEP_DIR
+  tensorboard  TensorBoard event files from finished run folders or a published study
+          (live while training: trainer.tensorboard=true)
+          python -m bnstudy tensorboard SWEEP_DIR [--out DIR]
   verdicts  the verdict table of the published studies (results/*/numbers.csv), printed, or
           rewritten between its markers in README.md and results/README.md
           python -m bnstudy verdicts [RESULTS_DIR] [--write README.md results/README.md]
@@ -237,6 +240,13 @@ def main(argv: list[str] | None = None) -> None:
         try:
             sweep_status.main(rest)
         except FileNotFoundError as e:
+            _fail(EXIT_CONFIG, str(e))
+    elif cmd == "tensorboard":
+        from . import tensorboard
+        from .analysis.results import NoRunsError
+        try:
+            tensorboard.main(rest)
+        except (tensorboard.MissingExtra, NoRunsError) as e:
             _fail(EXIT_CONFIG, str(e))
     elif cmd == "verdicts":
         from .analysis import published

@@ -126,6 +126,7 @@ class TrainerConfig:
     precision: str = "fp32"
     channels_last: Optional[bool] = None  # None: with bf16
     compile: bool = False  # torch.compile the training forward (the model's weights are shared)
+    tensorboard: bool = False  # also write TensorBoard event files into RUN_DIR/tensorboard (the tb extra)
     progress: Optional[bool] = None  # tqdm bar; None = when stderr is a terminal
 
 
@@ -358,6 +359,10 @@ def validate(cfg: Config) -> Config:
     if cfg.schedule.name == "range" and (cfg.schedule.warmup_steps or cfg.schedule.warmup_fraction):
         raise ConfigError("schedule.warmup_steps", cfg.schedule.warmup_steps,
                           "schedule=range starts low by itself: no warmup (0)")
+    if cfg.trainer.tensorboard:
+        import importlib.util
+        if importlib.util.find_spec("tensorboard") is None:
+            raise ConfigError("trainer.tensorboard", True, 'needs the tensorboard package: pip install -e ".[tb]"')
     if (cfg.norm.name == "custom") != bool(cfg.norm._target_):
         raise ConfigError("norm._target_", cfg.norm._target_, "norm=custom needs the class of your layer "
                           "(norm._target_=mypkg.MyNorm), and only norm=custom reads it")

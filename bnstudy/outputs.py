@@ -15,7 +15,7 @@ import platform
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import torch
 
@@ -54,9 +54,11 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 
 
 class MetricsLog:
-    """Appends tidy rows (step, epoch, metric, value) to metrics.csv, flushed per call."""
+    """Appends tidy rows (step, epoch, metric, value) to metrics.csv, flushed per call; `tee`,
+    if given, gets the same rows of each call (the TensorBoard event log)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, tee: Optional[Callable[[list], None]] = None):
+        self.tee = tee
         from .runfolder import count_rows
 
         self.path = Path(path)
@@ -72,10 +74,13 @@ class MetricsLog:
         self.log_rows((step, epoch, k, v) for k, v in values.items())
 
     def log_rows(self, rows: Iterable[tuple[int, float, str, float]]) -> None:
+        rows = list(rows)
         for step, epoch, metric, value in rows:
             self._w.writerow((step, f"{epoch:.6g}", metric, repr(float(value))))
             self.rows += 1
         self._f.flush()
+        if self.tee is not None:
+            self.tee(rows)
 
     def close(self) -> None:
         self._f.close()

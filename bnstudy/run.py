@@ -88,6 +88,7 @@ def _run_locked(cfg: Config, out_dir: Path, config_text: str, resume: dict | Non
         raise RunFolderError(f"cannot write to the run folder {out_dir}: {e.strerror}") from None
 
     torch.manual_seed(cfg.seed)
+    events = None
     try:
         data = load_data(cfg.data).to(device)
     except (DataError, OSError) as e:  # the user's to fix: recorded in the run folder, then raised
@@ -118,7 +119,9 @@ def _run_locked(cfg: Config, out_dir: Path, config_text: str, resume: dict | Non
         probes = build_probes(cfg.probes, model, data.x_test, data.y_test, cfg.data.eval_batch_size)
         intensity = ((cfg.data.intensity_gain, cfg.data.intensity_offset, cfg.data.intensity_per_image)
                      if cfg.data.intensity_shift else (0.0, 0.0))
-        with MetricsLog(out_dir / "metrics.csv") as metrics, MetricsLog(out_dir / "probes.csv") as probe_metrics:
+        events = _event_log(cfg, out_dir, resume)
+        tee = events.rows if events else None
+        with MetricsLog(out_dir / "metrics.csv", tee) as metrics, MetricsLog(out_dir / "probes.csv", tee) as probe_metrics:
             result = train(model, data, optimizer, trainer=trainer, schedule=cfg.schedule,
                            base_lr=lr, batch_size=cfg.data.batch_size,
                            eval_batch_size=cfg.data.eval_batch_size, augment=cfg.data.augment,
@@ -142,10 +145,22 @@ def _run_locked(cfg: Config, out_dir: Path, config_text: str, resume: dict | Non
         log.error(f"run failed: {type(e).__name__}: {e}")
     summary["wall_time_s"] = time.perf_counter() - t0
     atomic_write_json(out_dir / "summary.json", _ordered(summary))
+    if events is not None:  # the HParams entry: this run's config against its final accuracy
+        from .analysis.results import flatten
+        events.hparams(flatten(OmegaConf.to_container(OmegaConf.structured(cfg))), summary)
+        events.close()
     log.info(f"status={summary['status']} steps={summary.get('steps')} "
              f"final_test_acc={summary.get('final_test_acc')} "
              f"images/s={summary.get('train_images_per_s') or 0:.0f}")
     return summary
+
+
+def _event_log(cfg: Config, out_dir: Path, resume: dict | None):
+    """The TensorBoard event log of a run with trainer.tensorboard, else None (bnstudy/tensorboard.py)."""
+    if not cfg.trainer.tensorboard:
+        return None
+    from .tensorboard import FOLDER, EventLog
+    return EventLog(out_dir / FOLDER, cfg.probes.activations.hist_range, purge_step=resume["step"] if resume else None)
 
 
 def after_training(cfg: Config, model: torch.nn.Module, data, final_test_acc: float | None = None,

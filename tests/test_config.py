@@ -21,6 +21,8 @@ def test_every_group_option_composes(group):
         overrides = [f"{group}={option}"]
         if option == "cifar10_folder":
             overrides.append("data.root=/nonexistent")
+        if option == "custom":  # a layer of your own: any importable class
+            overrides.append("norm._target_=torch.nn.Identity")
         cfg = compose_config(overrides)
         assert cfg is not None
 
