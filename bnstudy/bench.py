@@ -7,7 +7,8 @@ Variants, alternated round-robin in one process with the same model, batch and o
                  period (the least common multiple of their cadences, 200 steps) so that
                  every probe's cost is in the figure at its real rate;
   (d) classic:   the recipe users write instead: a CIFAR10-style Dataset of PIL images
-                 with per-sample torchvision transforms in a DataLoader (2 workers).
+                 with per-sample torchvision transforms in a DataLoader (2 workers);
+  (e) tensorboard (with --tensorboard): (c) with trainer.tensorboard's event files beside.
 Also: time per run vs steps (linearity), probe cost at two data set sizes, the
 image-folder cache (first load vs cached load), peak memory of a full-size run, and the
 classic recipe's loader alone (what its per-sample pipeline can deliver without the model).
@@ -95,9 +96,11 @@ def probe_period() -> int:
     return math.lcm(*everies)
 
 
-def harness(data: TensorData, batch: int, steps: int, device: torch.device, probes: bool) -> float:
-    """(b)/(c) images/s that bnstudy's own loop reports over `steps` timed steps (after its 3
-    warm-up steps; evaluation excluded, probe calls included)."""
+def harness(data: TensorData, batch: int, steps: int, device: torch.device, probes: bool,
+            tensorboard: bool = False) -> float:
+    """(b)/(c)/(e) images/s that bnstudy's own loop reports over `steps` timed steps (after its 3
+    warm-up steps; evaluation excluded, probe calls included); with `tensorboard`, its rows also
+    go to TensorBoard event files, as with trainer.tensorboard=true."""
     from .config import ProbesConfig
     from .probes import build_probes
     from .train import THROUGHPUT_WARMUP_STEPS, train
@@ -107,8 +110,12 @@ def harness(data: TensorData, batch: int, steps: int, device: torch.device, prob
     probe_list = build_probes(ProbesConfig(), model, data.x_test, data.y_test, 500) if probes else []
     total = steps + THROUGHPUT_WARMUP_STEPS  # probes due at step 0 fall in the warm-up; one period is timed
     epochs = math.ceil(total / (len(data.x_train) // batch))
-    with tempfile.TemporaryDirectory() as tmp, MetricsLog(Path(tmp) / "m.csv") as m, \
-            MetricsLog(Path(tmp) / "p.csv") as p:
+    with tempfile.TemporaryDirectory() as tmp:
+        tee = None
+        if tensorboard:
+            from .tensorboard import EventLog
+            tee = EventLog(Path(tmp) / "tb").rows
+        m, p = MetricsLog(Path(tmp) / "m.csv", tee), MetricsLog(Path(tmp) / "p.csv", tee)
         trainer = TrainerConfig(epochs=epochs, max_steps=total, log_every=10, checkpoint=False, progress=False,
                                 precision="bf16" if SPEED["bf16"] else "fp32", channels_last=SPEED["channels_last"],
                                 compile=SPEED["compile"])
@@ -116,6 +123,7 @@ def harness(data: TensorData, batch: int, steps: int, device: torch.device, prob
                     schedule=ScheduleConfig(name="constant"), base_lr=0.05, batch_size=batch,
                     eval_batch_size=500, augment=True, seed=0, metrics=m, probes=probe_list,
                     probe_metrics=p)
+        m.close(), p.close()
     return res.train_images_per_s
 
 
@@ -311,6 +319,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--bf16", action="store_true", help="GPU option: bf16 autocast, for every variant")
     p.add_argument("--compile", action="store_true", help="torch.compile the training forward, every variant")
     p.add_argument("--quick", action="store_true", help="skip the scaling, cache and memory checks")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also time the probes variant with TensorBoard event files (needs the tb extra)")
     p.add_argument("--precisions", action="store_true",
                    help="also the bare loop and the harness in fp32, channels_last, bf16 and bf16 + channels_last")
     p.add_argument("--norms", default=None,
@@ -331,10 +341,13 @@ def main(argv: list[str] | None = None) -> dict:
         "harness": lambda: harness(data, a.batch, a.steps, device, probes=False),
         "probes": lambda: harness(data, a.batch, period, device, probes=True),
         "classic": lambda: classic_loop(data, a.batch, a.steps, device),
-    }, a.reps, say)
+    } | ({"tensorboard": lambda: harness(data, a.batch, period, device, probes=True, tensorboard=True)}
+         if a.tensorboard else {}), a.reps, say)
     med = {k: statistics.median(v) for k, v in rates.items()}
     ratios = {"harness/bare": med["harness"] / med["bare"], "probes/bare": med["probes"] / med["bare"],
               "harness/classic": med["harness"] / med["classic"]}
+    if a.tensorboard:  # the cost of trainer.tensorboard=true, against the same run without it
+        ratios["tensorboard/probes"] = med["tensorboard"] / med["probes"]
     targets = {"harness/bare": 0.95, "probes/bare": 0.90, "harness/classic": 1.2}
     result = {"machine": _machine(device),
               "config": vars(a) | {"out": str(a.out) if a.out else None, "probe_period_steps": period},

@@ -19,6 +19,12 @@ def test_bench_quick_writes_rates_and_ratios(tmp_path):
     assert saved["config"]["probe_period_steps"] == 2
 
 
+def test_bench_times_tensorboard_logging_beside_the_same_run_without_it():
+    res = bench.main(["--quick", "--tensorboard", "--steps", "2", "--reps", "1", "--probe-steps", "2"])
+    med = res["median_images_per_s"]
+    assert med["tensorboard"] > 0 and res["ratios"]["tensorboard/probes"] == med["tensorboard"] / med["probes"]
+
+
 def test_bench_precision_variants_side_by_side(tmp_path):
     res = bench.main(["--quick", "--precisions", "--steps", "2", "--reps", "1", "--probe-steps", "2"])
     pv = res["precision_variants"]
