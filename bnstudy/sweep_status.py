@@ -65,27 +65,42 @@ def table(sweep_dir: Path) -> tuple[pd.DataFrame, int]:
     if not multirun.exists():
         raise FileNotFoundError(f"{sweep_dir}: no multirun.yaml (not a sweep folder, or no sweep has started there)")
     jobs, naming = planned_jobs(multirun)
-    rows = []
+    rows, planned = [], set()
     for job in jobs:
         folder = Path(sweep_dir) / folder_of(job, naming)
-        summary = {}
-        if (folder / "summary.json").exists():
-            try:
-                summary = json.loads((folder / "summary.json").read_text())
-            except (OSError, ValueError):
-                summary = {"status": "unreadable"}
+        planned.add(folder.name)
         arm = " ".join(o for o in job if not o.split("=")[0].lstrip("+") in ("seed", "optim.lr")
                        and o.split("=")[0].lstrip("+").split(".")[0] not in ("exp", "scale", "data"))
-        rows.append({"run": folder.name, "arm": arm or "all", "status": summary.get("status", NOT_STARTED),
-                     "wall_min": summary.get("wall_time_s", float("nan")) / 60 if summary.get("wall_time_s") else
-                     float("nan"), "final_test_acc": summary.get("final_test_acc")})
+        rows.append(_row(folder, arm or "all", "last command"))
+    # run folders an earlier command left here (a study's selection phase, say, before its measuring one)
+    for folder in sorted(p for p in Path(sweep_dir).iterdir() if (p / "summary.json").exists() and p.name not in planned):
+        rows.append(_row(folder, "—", "earlier"))
     return pd.DataFrame(rows), int(naming["n_jobs"])
 
 
+def _row(folder: Path, arm: str, plan: str) -> dict:
+    summary = {}
+    if (folder / "summary.json").exists():
+        try:
+            summary = json.loads((folder / "summary.json").read_text())
+        except (OSError, ValueError):
+            summary = {"status": "unreadable"}
+    wall = summary.get("wall_time_s")
+    return {"run": folder.name, "arm": arm, "status": summary.get("status", NOT_STARTED),
+            "wall_min": wall / 60 if wall else float("nan"), "final_test_acc": summary.get("final_test_acc"),
+            "command": plan}
+
+
 def summarize(runs: pd.DataFrame, n_jobs: int) -> str:
-    """The sweep in a few lines: runs by status, median wall per arm, time left at this pace."""
+    """The sweep in a few lines: runs by status, median wall per arm, time left at this pace (the
+    last command's runs; those of earlier commands in one line)."""
+    earlier = runs[runs.get("command", pd.Series("last command", index=runs.index)) == "earlier"]
+    runs = runs.drop(earlier.index)
     counts = runs.status.value_counts()
     lines = [f"{len(runs)} runs planned: " + ", ".join(f"{n} {s}" for s, n in counts.items())]
+    if len(earlier):
+        lines.append(f"{len(earlier)} run folders from earlier commands: "
+                     + ", ".join(f"{n} {s}" for s, n in earlier.status.value_counts().items()))
     done = runs[runs.status.isin(["completed", "diverged"])]
     per_arm = done.groupby("arm").wall_min.median()
     overall = done.wall_min.median()

@@ -23,3 +23,17 @@ def test_status_counts_the_grid_by_state_and_times_what_is_left(tmp_path):
     assert set(runs.arm) == {"norm=bn", "norm=none", "norm=skipinit"}
     text = sweep_status.summarize(runs, n_jobs)
     assert "norm=bn 10.0 min" in text and "4 runs" in text
+
+
+def test_run_folders_of_an_earlier_command_are_listed_apart(tmp_path):
+    """A study's measuring command after its selection one: the selection runs stay visible,
+    outside the plan and the time left."""
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["+exp=lr_sweep", "scale=smoke"], return_hydra_config=True)
+    (tmp_path / "multirun.yaml").write_text(OmegaConf.to_yaml(cfg))
+    (tmp_path / "norm=bn,optim.lr=0.4,seed=100").mkdir()  # not in the smoke grid
+    (tmp_path / "norm=bn,optim.lr=0.4,seed=100" / "summary.json").write_text(json.dumps({"status": "completed"}))
+    runs, n_jobs = sweep_status.table(tmp_path)
+    assert runs.command.value_counts().to_dict() == {"last command": 6, "earlier": 1}
+    text = sweep_status.summarize(runs, n_jobs)
+    assert text.splitlines()[0].startswith("6 runs planned") and "1 run folders from earlier commands: 1 completed" in text
