@@ -147,7 +147,7 @@ PM = re.compile(r"([+-]?\d+\.\d+)(?: points| ?%)? ± (\d+\.\d+)")
 INTERVAL = re.compile(r"\[([+-]?\d+\.\d+)(?: points|%|x)?, ([+-]?\d+\.\d+)(?: points|%|x)?\]")
 PERCENT = re.compile(r"(?<![\d.±] )(?<![\d.])(\d+\.\d+)%")
 POINTS = re.compile(r"(?<![\d.])([+-]\d+\.\d+) points(?! ±)")
-MDE = re.compile(r"minimum detectable effect (?:of )?x?(\d+\.?\d*)")
+MDE = re.compile(r"minimum detectable (?:effect )?(?:of )?x?(\d+\.?\d*)")
 
 
 def _shown(x: float, text: str) -> bool:

@@ -66,10 +66,10 @@ def test_seeds_needed_and_mde_of_a_censored_estimate_count_the_bins():
     assert e.value == 3.0 and e.ends == (pytest.approx(2.0), pytest.approx(4.0))
     assert seeds_needed(e, 1.0) == 3 and seeds_needed(e, 5.0) == 3
     assert seeds_needed(e, 2.5) is None and bins_span(e, 2.5) and not bins_span(e, 1.0)
-    assert e.mde == pytest.approx((4.303 + 0.8416) * math.sqrt(1 / 12) + 1.0, rel=1e-3)
+    assert e.mde == pytest.approx((4.303 + 1.061) * math.sqrt(1 / 12) + 1.0, rel=1e-3)  # t(2) quantiles: 97.5% and 80%
     plain = one_sample([1.0, 2.0, 3.0])
     assert plain.ends == (2.0, 2.0) and not bins_span(plain, 2.0)
-    assert plain.mde == pytest.approx((4.303 + 0.8416) * plain.se, rel=1e-3)
+    assert plain.mde == pytest.approx((4.303 + 1.061) * plain.se, rel=1e-3)
     nan_end = Estimate(3.0, e.half, e.se, e.dof, 2, e.coefs, e.sds, e.method, (math.nan, e.hi))
     assert seeds_needed(nan_end, 1.0) is None and math.isnan(nan_end.mde)
     verdict, reason = decide(e, Effect("e", "points", 2.5))

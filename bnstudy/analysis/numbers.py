@@ -8,9 +8,10 @@ Three kinds of rows, one number each (with its 95% interval where it has one):
   "norm.name=bn; model.skipinit=False; optim.lr=0.1"): final test accuracy (a diverged run counts as
   chance), the same with precise BN statistics, best test accuracy, divergences, wall time.
 - effect: each check's effect with its interval, minimum effect, seeds and verdict (the summary
-  table's numbers, and `mde`, the minimum detectable effect at 80% power, a distance from the
-  minimum: a factor for ratios), then the other effects the check computes (per part, or as
-  information; `cell` names the part).
+  table's numbers; `mde`, the minimum detectable effect at 80% power, a distance from the
+  minimum, a factor for ratios; `p`, the one-sided p-value behind a decided verdict), then the
+  other effects the check computes (per part, with its own verdict where it has a minimum
+  effect, or as information; `cell` names the part).
 - table: the numbers of each check's own table in the report, as printed there (rounded).
 
 A README that quotes "42.0 ± 1.2" or "[+7.1, +10.0]" quotes a row of this table, and
@@ -27,10 +28,11 @@ import pandas as pd
 
 from .results import FINISHED, NOT_THE_EXPERIMENT, experiment_columns
 from .selection import phases
+from .rules import decide, p_value
 from .stats import mean_ci
 
 COLUMNS = ["study", "kind", "claim", "check", "quantity", "unit", "cell", "value", "half", "low", "high",
-           "minimum", "mde", "n", "verdict"]
+           "minimum", "mde", "p", "n", "verdict"]
 # the order a cell names its columns in (the rest follow alphabetically); a column the others
 # determine is left out of the cell's name
 FIRST = ("phase", "scale.name", "model.name", "norm.name", "model.skipinit", "model.depth", "init.name", "init.scale",
@@ -119,6 +121,8 @@ def cell_rows(runs: pd.DataFrame, study: str) -> list[dict]:
 
 def _effect_row(claim, v, label: str, e, est) -> dict:
     base = {"claim": claim.KEY, "check": v.title, "verdict": v.verdict if not label else "", "cell": label}
+    if label and e is not None and est is not None and math.isfinite(e.minimum):  # a judged part: its own verdict
+        base["verdict"] = decide(est, e)[0]
     if e is None or est is None or not math.isfinite(est.value):
         return _row(claim.STUDY, "effect", e.name if e else "", e.unit if e else "", math.nan, **base)
     show = (lambda x: 2 ** x) if e.unit == "ratio" else (lambda x: x)
@@ -127,7 +131,8 @@ def _effect_row(claim, v, label: str, e, est) -> dict:
                est.half if e.unit != "ratio" else math.nan, est.n, **base)
     mde = est.mde  # the minimum detectable effect at 80% power: a distance from the threshold
     return row | {"low": show(lo), "high": show(hi), "minimum": show(e.minimum),
-                  "mde": (2 ** mde if e.unit == "ratio" else mde) if math.isfinite(mde) else math.nan}
+                  "mde": (2 ** mde if e.unit == "ratio" else mde) if math.isfinite(mde) else math.nan,
+                  "p": p_value(est, e, base["verdict"])}
 
 
 def effect_rows(claim, verdicts: Sequence) -> list[dict]:

@@ -20,6 +20,10 @@ import pandas as pd
 from .rules import Effect
 
 START, END = "<!-- verdicts:start -->", "<!-- verdicts:end -->"
+DECIDED = ("reproduced", "not reproduced")
+# each decided verdict is a one-sided test at 2.5% (its 95% interval beyond or short of the
+# minimum effect); Holm keeps that error rate for the family of every published verdict
+ALPHA = 0.025
 BLOCK = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
 
 
@@ -65,22 +69,43 @@ def rows(results: Path, relative_to: Path) -> pd.DataFrame:
                             & effects.minimum.notna()]
             if pd.isna(r.value) and len(parts):
                 effect = "; ".join(f"{p.cell}: {_shown(p)} {_interval(p)}" for p in parts.itertuples())
+                # decided only when every part is (an intersection-union test): its p is the largest
+                p = parts.p.max() if r.verdict in DECIDED and (parts.verdict == r.verdict).all() else math.nan
                 interval, r = "(per part)", r._replace(minimum=parts.minimum.iloc[0], unit=parts.unit.iloc[0],
-                                                       n=parts.n.min())
+                                                       n=parts.n.min(), p=p)
             else:
                 effect, interval = _shown(r), _interval(r)
             minimum = _effect(r.unit).fmt(math.log2(r.minimum) if r.unit == "x" else r.minimum) \
                 if pd.notna(r.minimum) else "—"
             out.append({"study": link, "scale": scale, "runs": len(runs), "check": r.check, "verdict": r.verdict,
                         "effect": effect, "95% interval": interval, "minimum effect": minimum,
-                        "seeds": int(r.n) if pd.notna(r.n) and r.n > 0 else "—"})
-    return pd.DataFrame(out)
+                        "seeds": int(r.n) if pd.notna(r.n) and r.n > 0 else "—", "p": r.p})
+    t = pd.DataFrame(out)
+    if len(t):
+        survives = holm(t.p.tolist())
+        t["after Holm"] = ["—" if pd.isna(p) else "holds" if ok else "does not hold" for p, ok in zip(t.p, survives)]
+    return t.drop(columns="p")
+
+
+def holm(ps: list[float], alpha: float = ALPHA) -> list[bool]:
+    """Holm's step-down correction over the decided verdicts (finite p): does each still hold
+    with the family's error rate at `alpha`? (NaN p: not a test; False.)"""
+    tests = sorted((p, i) for i, p in enumerate(ps) if pd.notna(p))
+    holds = [False] * len(ps)
+    for rank, (p, i) in enumerate(tests):
+        if p > alpha / (len(tests) - rank):
+            break
+        holds[i] = True
+    return holds
 
 
 def markdown(results: Path, relative_to: Path) -> str:
     """The table as markdown, the study and run count given once per study."""
     t = rows(results, relative_to)
-    lines = ["| " + " | ".join(t.columns) + " |", "|" + "---|" * len(t.columns)]
+    decided = (t["after Holm"] != "—").sum() if len(t) else 0
+    lines = [f"After Holm: whether a decided verdict still holds when the {decided} decided verdicts below are "
+             f"corrected together (Holm's step-down, each a one-sided test at {ALPHA:g}).", "",
+             "| " + " | ".join(t.columns) + " |", "|" + "---|" * len(t.columns)]
     last = None
     for r in t.itertuples(index=False):
         first = r.study != last

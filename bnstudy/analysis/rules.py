@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
+import scipy.stats
 
 from .stats import Estimate, bins_span, fmt_ci, seeds_needed
 
@@ -127,6 +128,22 @@ def decide(est: Estimate, effect: Effect, blockers: Sequence[str] = ()) -> tuple
             else "more than 1000 seeds per arm would be needed at the observed spread")
     return INCONCLUSIVE, (f"the interval [{effect.fmt(est.lo)}, {effect.fmt(est.hi)}] contains the minimum effect "
                           f"{effect.fmt(m)}; {more}")
+
+
+def p_value(est: Estimate, effect: Effect, verdict: str) -> float:
+    """The one-sided p-value of the test behind a decided verdict: reproduced (or not
+    reproduced) at the 95% interval's level means p < 0.025 against the minimum effect, from
+    the interval's end on that side (for a censored estimate, the least favourable bin end).
+    NaN for any other verdict. For a multiplicity correction across verdicts (published.holm)."""
+    if verdict not in (REPRODUCED, NOT_REPRODUCED) or not est.has_interval:
+        return math.nan
+    m, c = effect.minimum, effect.claimed
+    below = (verdict == REPRODUCED) == (c < 0)  # the interval must lie below the minimum effect
+    least, most = est.ends
+    if est.se == 0:
+        return 0.0
+    t = ((most - m) if below else (least - m)) / est.se
+    return float(scipy.stats.t.cdf(t, est.dof) if below else scipy.stats.t.sf(t, est.dof))
 
 
 def untrained(arms: dict[str, pd.Series], chance: float) -> list[str]:

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-Z80 = 0.8416  # the normal 80% quantile: power 80% for the minimum detectable effect
 MAX_SEEDS = 1000  # beyond this, "seeds needed" is reported as more than this
 
 
@@ -74,7 +73,7 @@ class Estimate:
             return math.nan
         # an unbounded end (a seed censored at 'never') says nothing about detection: left out
         reach = [d for d in (self.value - least, most - self.value) if math.isfinite(d)]
-        return (t975(self.dof) + Z80) * self.se + max(reach + [0.0])
+        return (t975(self.dof) + float(scipy.stats.t.ppf(0.8, self.dof))) * self.se + max(reach + [0.0])
 
 
 def combine(arms: Sequence[tuple[float, Sequence[float]]]) -> Estimate:
