@@ -202,3 +202,15 @@ def test_verdicts_rewrites_only_its_block_and_refuses_a_file_without_one(tmp_pat
     with pytest.raises(ValueError, match="no <!-- verdicts:start -->"):
         published.write(RESULTS, [bare])
     assert bare.read_text() == "no markers here\n"
+
+
+def test_holm_steps_down_and_every_decided_verdict_has_its_p_below_the_intervals_level():
+    nan = float("nan")
+    assert published.holm([0.001, 0.013, 0.02, nan]) == [True, False, False, False]
+    assert published.holm([0.02, 0.001, 0.01]) == [True, True, True]  # 0.001 <= .025/3, 0.01 <= .025/2, 0.02 <= .025
+    for folder in FOLDERS:  # p < 0.025 exactly where the 95% interval excludes the minimum effect
+        e = numbers_of(folder).query("kind == 'effect' and verdict in ('reproduced', 'not reproduced')")
+        e = e[e.value.notna()]  # a check decided per part has no estimate of its own: its parts have
+        assert (e.p < published.ALPHA).all(), folder
+        other = numbers_of(folder).query("kind == 'effect' and verdict not in ('reproduced', 'not reproduced')")
+        assert other.p.isna().all(), folder
