@@ -24,13 +24,15 @@ def test_resnet20_exact_count_and_width():
 
 @pytest.mark.parametrize("norm", sorted(NORMS))
 def test_each_norm_is_injected_everywhere(norm):
-    model = build_model(ModelConfig(depth=20), NormConfig(name=norm, groups=8))
+    # custom: a layer of your own by its class (here torch's own BatchNorm2d)
+    model = build_model(ModelConfig(depth=20), NormConfig(name=norm, groups=8,
+                                                          _target_="torch.nn.BatchNorm2d" if norm == "custom" else ""))
     norms = [m for name, m in model.named_modules() if name.split(".")[-1].startswith("norm")]
     assert len(norms) == 19  # stem + 2 per block x 9 blocks
     from bnstudy.nets.norms import GhostBatchNorm2d, GroupNorm, NoisyBatchNorm2d
     # GroupNorm: torch's nn.GroupNorm with a faster memory layout for its CPU kernel (same values)
     expected = {"bn": nn.BatchNorm2d, "gn": GroupNorm, "ln": GroupNorm, "none": nn.Identity,
-                "ghost_bn": GhostBatchNorm2d, "noisy_bn": NoisyBatchNorm2d}[norm]
+                "ghost_bn": GhostBatchNorm2d, "noisy_bn": NoisyBatchNorm2d, "custom": nn.BatchNorm2d}[norm]
     assert all(type(m) is expected for m in norms)
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert all((c.bias is not None) == (norm == "none") for c in convs)

@@ -214,7 +214,9 @@ def load(paths: Sequence[Path], keep: Optional[Collection[Path]] = None) -> Resu
         row["run"] = rel if rel != "." else d.name
         rows.append(row)
         curves.append(c.assign(run=row["run"]))
-    runs = pd.DataFrame(rows)
+    # an empty config value reads back from runs.csv as missing: the same here, so that a run
+    # compares equal to itself in a published table (report's overwrite guard, duplicates)
+    runs = pd.DataFrame(rows).replace("", np.nan)
     if len(runs):
         # Accuracy a claim compares: a diverged run predicts no better than chance, so it counts
         # as chance rather than vanishing from the mean; running/failed runs have none yet.
