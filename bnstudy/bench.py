@@ -408,6 +408,8 @@ def main(argv: list[str] | None = None) -> dict:
     say(f"| (b) harness | {med['harness']:.0f} | {ratios['harness/bare']:.2f} of (a) | >= 0.95 |")
     say(f"| (c) harness + default probes | {med['probes']:.0f} | {ratios['probes/bare']:.2f} of (a) | >= 0.90 |")
     say(f"| (d) classic DataLoader | {med['classic']:.0f} | (b) is {ratios['harness/classic']:.2f}x (d) | >= 1.2x |")
+    if "tensorboard" in med:
+        say(f"| (e) (c) + TensorBoard event files | {med['tensorboard']:.0f} | {ratios['tensorboard/probes']:.2f} of (c) | — |")
     _write(result, a.out, say)
     return result
 
