@@ -37,19 +37,22 @@ def _effect(unit: str) -> Effect:
     return Effect("", "ratio" if unit == "x" else "points", math.nan)
 
 
+def _estimate_units(v: float, unit: str) -> float:
+    """A number as numbers.csv prints it (a ratio as a factor) back in the estimate's units (log2)."""
+    return (math.log2(v) if v > 0 else -math.inf) if unit == "x" else v
+
+
 def _shown(row) -> str:
     """'+8.5 points' or '2.56x', as the report prints it (Effect.fmt; a ratio is stored as printed)."""
-    e = _effect(row.unit)
-    to = (lambda v: math.log2(v) if v > 0 else -math.inf) if row.unit == "x" else (lambda v: v)
-    return e.fmt(to(row.value)) if pd.notna(row.value) else "—"
+    return _effect(row.unit).fmt(_estimate_units(row.value, row.unit)) if pd.notna(row.value) else "—"
 
 
 def _interval(row) -> str:
     if pd.isna(row.low) or pd.isna(row.high):
         return "—"
     e = _effect(row.unit)
-    to = (lambda v: math.log2(v) if v > 0 else -math.inf) if row.unit == "x" else (lambda v: v)
-    return f"[{e.fmt(to(row.low))}, {e.fmt(to(row.high))}]".replace(" points", "")
+    return f"[{e.fmt(_estimate_units(row.low, row.unit))}, {e.fmt(_estimate_units(row.high, row.unit))}]".replace(
+        " points", "")
 
 
 def rows(results: Path, relative_to: Path) -> pd.DataFrame:
@@ -75,8 +78,7 @@ def rows(results: Path, relative_to: Path) -> pd.DataFrame:
                                                        n=parts.n.min(), p=p)
             else:
                 effect, interval = _shown(r), _interval(r)
-            minimum = _effect(r.unit).fmt(math.log2(r.minimum) if r.unit == "x" else r.minimum) \
-                if pd.notna(r.minimum) else "—"
+            minimum = _effect(r.unit).fmt(_estimate_units(r.minimum, r.unit)) if pd.notna(r.minimum) else "—"
             out.append({"study": link, "scale": scale, "runs": len(runs), "check": r.check, "verdict": r.verdict,
                         "effect": effect, "95% interval": interval, "minimum effect": minimum,
                         "seeds": int(r.n) if pd.notna(r.n) and r.n > 0 else "—", "p": r.p})
