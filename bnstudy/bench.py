@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -97,10 +97,12 @@ def probe_period() -> int:
 
 
 def harness(data: TensorData, batch: int, steps: int, device: torch.device, probes: bool,
-            tensorboard: bool = False) -> float:
+            tensorboard: bool = False, writer_share: Optional[list] = None) -> float:
     """(b)/(c)/(e) images/s that bnstudy's own loop reports over `steps` timed steps (after its 3
     warm-up steps; evaluation excluded, probe calls included); with `tensorboard`, its rows also
-    go to TensorBoard event files, as with trainer.tensorboard=true."""
+    go to TensorBoard event files, as with trainer.tensorboard=true, and `writer_share` gets the
+    seconds spent in the event writer's calls (its final flush included) over the timed seconds:
+    a share measured inside one run, which shared cores slow alike on both sides."""
     from .config import ProbesConfig
     from .probes import build_probes
     from .train import THROUGHPUT_WARMUP_STEPS, train
@@ -111,10 +113,15 @@ def harness(data: TensorData, batch: int, steps: int, device: torch.device, prob
     total = steps + THROUGHPUT_WARMUP_STEPS  # probes due at step 0 fall in the warm-up; one period is timed
     epochs = math.ceil(total / (len(data.x_train) // batch))
     with tempfile.TemporaryDirectory() as tmp:
-        tee = None
+        tee, events, spent = None, None, [0.0]
         if tensorboard:
             from .tensorboard import EventLog
-            tee = EventLog(Path(tmp) / "tb").rows
+            events = EventLog(Path(tmp) / "tb")
+
+            def tee(rows):
+                t0 = time.perf_counter()
+                events.rows(rows)
+                spent[0] += time.perf_counter() - t0
         m, p = MetricsLog(Path(tmp) / "m.csv", tee), MetricsLog(Path(tmp) / "p.csv", tee)
         trainer = TrainerConfig(epochs=epochs, max_steps=total, log_every=10, checkpoint=False, progress=False,
                                 precision="bf16" if SPEED["bf16"] else "fp32", channels_last=SPEED["channels_last"],
@@ -124,6 +131,12 @@ def harness(data: TensorData, batch: int, steps: int, device: torch.device, prob
                     eval_batch_size=500, augment=True, seed=0, metrics=m, probes=probe_list,
                     probe_metrics=p)
         m.close(), p.close()
+        if events is not None:
+            t0 = time.perf_counter()
+            events.close()
+            spent[0] += time.perf_counter() - t0
+            if writer_share is not None:
+                writer_share.append(spent[0] / (steps * batch / res.train_images_per_s))
     return res.train_images_per_s
 
 
@@ -336,22 +349,27 @@ def main(argv: list[str] | None = None) -> dict:
         f"probes variant: one probe period), on {device} ({torch.get_num_threads()} threads)")
     # enough images that no variant's timed steps cross an epoch (the classic loader stops there)
     data = synthetic_cifar(max(5000, a.batch * 40, a.batch * (a.steps + 4)), 1000)
+    share: list[float] = []  # (e)'s seconds in the event writer over its timed seconds, a repetition each
     rates = _round_robin({
         "bare": lambda: bare_loop(data, a.batch, a.steps, device),
         "harness": lambda: harness(data, a.batch, a.steps, device, probes=False),
         "probes": lambda: harness(data, a.batch, period, device, probes=True),
         "classic": lambda: classic_loop(data, a.batch, a.steps, device),
-    } | ({"tensorboard": lambda: harness(data, a.batch, period, device, probes=True, tensorboard=True)}
+    } | ({"tensorboard": lambda: harness(data, a.batch, period, device, probes=True, tensorboard=True,
+                                         writer_share=share)}
          if a.tensorboard else {}), a.reps, say)
     med = {k: statistics.median(v) for k, v in rates.items()}
     ratios = {"harness/bare": med["harness"] / med["bare"], "probes/bare": med["probes"] / med["bare"],
               "harness/classic": med["harness"] / med["classic"]}
     if a.tensorboard:  # the cost of trainer.tensorboard=true, against the same run without it
         ratios["tensorboard/probes"] = med["tensorboard"] / med["probes"]
+        result_tb = {"tensorboard_writer_share": share, "median_tensorboard_writer_share": statistics.median(share)}
     targets = {"harness/bare": 0.95, "probes/bare": 0.90, "harness/classic": 1.2}
     result = {"machine": _machine(device),
               "config": vars(a) | {"out": str(a.out) if a.out else None, "probe_period_steps": period},
               "images_per_s": rates, "median_images_per_s": med, "ratios": ratios, "targets": targets}
+    if a.tensorboard:
+        result.update(result_tb)
     if a.precisions:
         from .precision import native_bf16
 
@@ -410,6 +428,8 @@ def main(argv: list[str] | None = None) -> dict:
     say(f"| (d) classic DataLoader | {med['classic']:.0f} | (b) is {ratios['harness/classic']:.2f}x (d) | >= 1.2x |")
     if "tensorboard" in med:
         say(f"| (e) (c) + TensorBoard event files | {med['tensorboard']:.0f} | {ratios['tensorboard/probes']:.2f} of (c) | — |")
+        say(f"\n(e) spent {100 * result['median_tensorboard_writer_share']:.2f}% of its timed seconds in the event "
+            "writer's calls (median over repetitions; measured inside each run)")
     _write(result, a.out, say)
     return result
 

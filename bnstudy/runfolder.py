@@ -44,7 +44,8 @@ def read_summary(run_dir: Path) -> Optional[dict[str, Any]]:
 
 class RunLock:
     """An exclusive, non-blocking flock beside the run folder; the kernel drops it when the
-    process dies (SIGKILL included), so a killed run never leaves a stale lock."""
+    process dies (SIGKILL included), so a killed run never leaves a stale lock. The holder
+    writes who it is (host, boot, pid) into the lock file, for `lock_holder_alive`."""
 
     def __init__(self, run_dir: Path):
         run_dir = Path(run_dir)
@@ -60,6 +61,8 @@ class RunLock:
             os.close(self._fd)
             self._fd = None
             raise RunBusy(f"{self.path.parent} is being worked on by another process") from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, json.dumps(_me()).encode(), 0)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -67,6 +70,38 @@ class RunLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def _me() -> dict[str, Any]:
+    boot = Path("/proc/sys/kernel/random/boot_id")
+    return {"host": os.uname().nodename, "boot_id": boot.read_text().strip() if boot.exists() else None,
+            "pid": os.getpid()}
+
+
+def lock_holder_alive(run_dir: Path) -> Optional[bool]:
+    """Whether the process that last took `run_dir`'s lock still lives: False when it ran on
+    this machine (same host, same boot) and is gone, or this machine has restarted since, or the
+    lock file is missing (a folder copied here without its sweep); True when it lives; None
+    when it cannot be told from here (another host, or a lock file without a holder)."""
+    path = Path(run_dir).parent / f".{Path(run_dir).name}.lock"
+    try:
+        holder = json.loads(path.read_text() or "null")
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        return None
+    me = _me()
+    if not isinstance(holder, dict) or holder.get("host") != me["host"]:
+        return None
+    if holder.get("boot_id") != me["boot_id"]:
+        return False
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def note_in_sweep(run_dir: Path, sweep_list: Path) -> None:

@@ -3,7 +3,8 @@
 The grid comes from the sweep's own multirun.yaml (what its last command asked for, resolved
 as Hydra resolved it), each job's folder from the same override_dirname rule Hydra used, and
 each run's state from its summary.json: completed, diverged, failed, interrupted, running, or
-not started. The time left is the median wall time of the finished runs of each arm times the
+not started; a run that says "running" but whose process is gone (killed with no chance to say
+so: SIGKILL, a machine that restarted, a folder copied here) is shown as interrupted. The time left is the median wall time of the finished runs of each arm times the
 runs still to go, over the launcher's parallel jobs.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from .config import _run_dirname, register_configs
+from .runfolder import lock_holder_alive
 
 NOT_STARTED = "not started"
 
@@ -86,7 +88,10 @@ def _row(folder: Path, arm: str, plan: str) -> dict:
         except (OSError, ValueError):
             summary = {"status": "unreadable"}
     wall = summary.get("wall_time_s")
-    return {"run": folder.name, "arm": arm, "status": summary.get("status", NOT_STARTED),
+    status = summary.get("status", NOT_STARTED)
+    if status == "running" and lock_holder_alive(folder) is False:  # killed before it could say so
+        status = "interrupted"
+    return {"run": folder.name, "arm": arm, "status": status,
             "wall_min": wall / 60 if wall else float("nan"), "final_test_acc": summary.get("final_test_acc"),
             "command": plan}
 

@@ -23,6 +23,8 @@ def test_bench_times_tensorboard_logging_beside_the_same_run_without_it():
     res = bench.main(["--quick", "--tensorboard", "--steps", "2", "--reps", "1", "--probe-steps", "2"])
     med = res["median_images_per_s"]
     assert med["tensorboard"] > 0 and res["ratios"]["tensorboard/probes"] == med["tensorboard"] / med["probes"]
+    # the writer's share, timed inside the run: a repetition each, a positive fraction of the timed seconds
+    assert len(res["tensorboard_writer_share"]) == 1 and 0 < res["median_tensorboard_writer_share"] < 1
 
 
 def test_bench_precision_variants_side_by_side(tmp_path):
