@@ -221,6 +221,19 @@ class Config:
     sweep_list: Optional[str] = None
 
 
+# The keys that say where or how a run executes and is kept, not what it computes: two runs
+# that differ only in these are the same experiment. Run folders resume across them
+# (runfolder.same_config), the report counts such runs once (analysis/results.experiment_columns),
+# and a sweep's run folders are not named by them (conf/config.yaml's exclude_keys, with the
+# groups a sweep folder is named by; tests/test_config.py checks that list against this one).
+NOT_THE_EXPERIMENT = (
+    "data.root", "data.cache_dir", "data.download", "device", "rerun", "sweep_list",
+    "scale.seeds", "scale.selection_seeds",  # which seeds a sweep runs; a run's own is `seed`
+    "trainer.progress", "trainer.tensorboard", "trainer.checkpoint", "trainer.checkpoint_every",
+    "trainer.check_every",  # how often the loop reads its divergence flag, not what it trains
+)
+
+
 GROUP_SCHEMAS = {
     "data": DataConfig,
     "model": ModelConfig,

@@ -1,4 +1,5 @@
-"""Measurements on a trained model, after training: how BN behaves at inference.
+"""Measurements on a model: `evaluate`, the loop's own test (and train-mode) evaluation, and,
+after training, how BN behaves at inference.
 
 - `inference_modes`: test accuracy with running (population) statistics vs batch
   statistics at each test batch size, and with "precise BN" statistics recomputed over
@@ -16,12 +17,33 @@ from contextlib import contextmanager, nullcontext
 from typing import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .data import intensity_shift, normalize
 from .nets.norms import GhostBatchNorm2d
-from .train import evaluate
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+             train_mode: bool = False, autocast=nullcontext) -> tuple[float, float]:
+    """(mean loss, accuracy) over uint8 images `x`; eval mode (running statistics) unless
+    `train_mode`. The model's mode is restored afterwards; in train mode BN running
+    statistics would be updated, so that mode is only for probes that save them."""
+    was_training = model.training
+    model.train(train_mode)
+    total_loss = torch.zeros((), device=x.device, dtype=torch.float64)
+    correct = torch.zeros((), device=x.device, dtype=torch.int64)
+    for i in range(0, len(x), batch_size):
+        xb, yb = normalize(x[i:i + batch_size]), y[i:i + batch_size]
+        with autocast():
+            logits = model(xb)
+        total_loss += F.cross_entropy(logits.float(), yb, reduction="sum").double()
+        correct += (logits.argmax(1) == yb).sum()
+    model.train(was_training)
+    n = len(x)
+    return total_loss.item() / n, correct.item() / n
 
 
 def bn_layers(model: nn.Module) -> list[_BatchNorm]:

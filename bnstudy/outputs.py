@@ -53,14 +53,34 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     _atomic(path, lambda f: torch.save(obj, f))
 
 
+def count_rows(path: Path) -> int:
+    """Data rows (lines after the header) of a metrics file; 0 if absent."""
+    if not path.exists():
+        return 0
+    with open(path, "rb") as f:
+        return max(sum(1 for _ in f) - 1, 0)
+
+
+def truncate_rows(path: Path, rows: int) -> None:
+    """Keep the header and the first `rows` data rows: what was logged up to a checkpoint."""
+    if not path.exists():
+        return
+    with open(path, "rb") as f:
+        lines = f.readlines()
+    keep = lines[:rows + 1]
+    if len(keep) == len(lines) and (not keep or keep[-1].endswith(b"\n")):
+        return
+    if keep and not keep[-1].endswith(b"\n"):  # a half-written last row from a kill
+        keep = keep[:-1]
+    atomic_write_text(path, b"".join(keep).decode())
+
+
 class MetricsLog:
     """Appends tidy rows (step, epoch, metric, value) to metrics.csv, flushed per call; `tee`,
     if given, gets the same rows of each call (the TensorBoard event log)."""
 
     def __init__(self, path: Path, tee: Optional[Callable[[list], None]] = None):
         self.tee = tee
-        from .runfolder import count_rows
-
         self.path = Path(path)
         new = not self.path.exists() or self.path.stat().st_size == 0
         self.rows = 0 if new else count_rows(self.path)  # data rows in the file: a checkpoint records it

@@ -22,10 +22,10 @@ from .data import DataError, load_data
 from .nets.resnet import build_model, count_parameters
 from .optim import build_optimizer, peak_lr
 from .evaluation import bn_layers, inference_modes, precise_bn_accuracy, shifted_test_accuracy
-from .outputs import MetricsLog, atomic_write_json, atomic_write_text, provenance
+from .outputs import MetricsLog, atomic_write_json, atomic_write_text, provenance, truncate_rows
 from .precision import require_native, resolve as resolve_precision
 from .probes import build_probes
-from .runfolder import RunLock, claim, note_in_sweep, truncate_rows
+from .runfolder import RunLock, claim, note_in_sweep
 from .train import train
 from .nets.init import init_weights
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-import torch
+from .config import NOT_THE_EXPERIMENT
 
-FINISHED = ("completed", "diverged")
+FINISHED = ("completed", "diverged")  # a diverged run is a result; running/failed/interrupted are not (yet)
 
 CHECKPOINT_KEYS = {"step", "model", "optimizer", "rng", "rows", "result", "accum", "step_in_epoch"}
 RUN_FILES = ("summary.json", "metrics.csv", "probes.csv", "last.pt", "config.yaml")
@@ -135,37 +135,10 @@ def set_aside(run_dir: Path, reason: str) -> Optional[Path]:
     return dest
 
 
-def count_rows(path: Path) -> int:
-    """Data rows (lines after the header) of a metrics file; 0 if absent."""
-    if not path.exists():
-        return 0
-    with open(path, "rb") as f:
-        return max(sum(1 for _ in f) - 1, 0)
-
-
-def truncate_rows(path: Path, rows: int) -> None:
-    """Keep the header and the first `rows` data rows: what was logged up to a checkpoint."""
-    if not path.exists():
-        return
-    with open(path, "rb") as f:
-        lines = f.readlines()
-    keep = lines[:rows + 1]
-    if len(keep) == len(lines) and (not keep or keep[-1].endswith(b"\n")):
-        return
-    if keep and not keep[-1].endswith(b"\n"):  # a half-written last row from a kill
-        keep = keep[:-1]
-    from .outputs import atomic_write_text
-    atomic_write_text(path, b"".join(keep).decode())
-
-
-# keys that say where or how a run executes, not what it computes
-_VOLATILE = ("data.root", "data.cache_dir", "device", "trainer.progress", "rerun", "scale.seeds", "scale.selection_seeds",
-             "sweep_list")
-
-
 def same_config(old_text: str, new_text: str) -> bool:
     """Whether two resolved configs describe the same run: equal on every key both have,
-    ignoring where it runs. Keys added to the schema since the old run do not count."""
+    ignoring the keys that are NOT_THE_EXPERIMENT. Keys added to the schema since the old run
+    do not count."""
     import yaml
 
     def flat(d, prefix=""):
@@ -179,7 +152,7 @@ def same_config(old_text: str, new_text: str) -> bool:
         a, b = flat(yaml.safe_load(old_text)), flat(yaml.safe_load(new_text))
     except yaml.YAMLError:
         return False
-    return all(a[k] == b[k] for k in a.keys() & b.keys() if k not in _VOLATILE)
+    return all(a[k] == b[k] for k in a.keys() & b.keys() if k not in NOT_THE_EXPERIMENT)
 
 
 def claim(run_dir: Path, config_text: str, rerun: bool = False) -> Claim:
@@ -201,6 +174,8 @@ def claim(run_dir: Path, config_text: str, rerun: bool = False) -> Claim:
     ckpt_path = run_dir / "last.pt"
     if status != "failed" and ckpt_path.exists():
         try:
+            import torch  # here: the analysis reads FINISHED without loading torch
+
             ckpt = torch.load(ckpt_path, weights_only=True)
             missing = CHECKPOINT_KEYS - set(ckpt)
             if missing:

@@ -18,7 +18,7 @@ import pandas as pd
 from hydra._internal.config_loader_impl import get_overrides_dirname
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from .config import _run_dirname, register_configs
 from .runfolder import lock_holder_alive
@@ -26,12 +26,13 @@ from .runfolder import lock_holder_alive
 NOT_STARTED = "not started"
 
 
-def planned_jobs(multirun_yaml: Path) -> tuple[list[list[str]], dict]:
-    """Each job's overrides as the sweep's last command planned them, and the launcher's settings."""
+def planned_jobs(cfg: DictConfig) -> tuple[list[list[str]], dict]:
+    """Each job's overrides as a sweep's command plans them, from its config with the hydra node
+    (a sweep folder's multirun.yaml, or compose(..., return_hydra_config=True)), and the
+    launcher's settings."""
     from hydra_plugins.bnstudy_sweeper.bnstudy_sweeper import arm_jobs
 
     register_configs()  # the resolvers the study files use (by_scale, ...)
-    cfg = OmegaConf.load(multirun_yaml)
     sweeper = OmegaConf.to_container(cfg.hydra.sweeper, resolve=True)
     task = list(cfg.hydra.overrides.task)
     parser = OverridesParser.create()
@@ -66,7 +67,7 @@ def table(sweep_dir: Path) -> tuple[pd.DataFrame, int]:
     multirun = Path(sweep_dir) / "multirun.yaml"
     if not multirun.exists():
         raise FileNotFoundError(f"{sweep_dir}: no multirun.yaml (not a sweep folder, or no sweep has started there)")
-    jobs, naming = planned_jobs(multirun)
+    jobs, naming = planned_jobs(OmegaConf.load(multirun))
     rows, planned = [], set()
     for job in jobs:
         folder = Path(sweep_dir) / folder_of(job, naming)

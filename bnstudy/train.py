@@ -17,7 +17,8 @@ from torch import nn
 from tqdm import tqdm
 
 from .config import ScheduleConfig, TrainerConfig
-from .data import TensorData, normalize, train_batches
+from .data import TensorData, train_batches
+from .evaluation import evaluate
 from .optim import lr_at, set_lr
 from .outputs import MetricsLog, atomic_torch_save
 from .precision import resolve as resolve_precision
@@ -42,27 +43,6 @@ class TrainResult:
     final_train_eval_acc: Optional[float] = None  # eval mode, on a fixed slice of the training set
     train_images_per_s: Optional[float] = None
     message: str = ""
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-             train_mode: bool = False, autocast=nullcontext) -> tuple[float, float]:
-    """(mean loss, accuracy) over uint8 images `x`; eval mode (running statistics) unless
-    `train_mode`. The model's mode is restored afterwards; in train mode BN running
-    statistics would be updated, so that mode is only for probes that save them."""
-    was_training = model.training
-    model.train(train_mode)
-    total_loss = torch.zeros((), device=x.device, dtype=torch.float64)
-    correct = torch.zeros((), device=x.device, dtype=torch.int64)
-    for i in range(0, len(x), batch_size):
-        xb, yb = normalize(x[i:i + batch_size]), y[i:i + batch_size]
-        with autocast():
-            logits = model(xb)
-        total_loss += F.cross_entropy(logits.float(), yb, reduction="sum").double()
-        correct += (logits.argmax(1) == yb).sum()
-    model.train(was_training)
-    n = len(x)
-    return total_loss.item() / n, correct.item() / n
 
 
 def _module_generators(model: nn.Module) -> dict[str, torch.Generator]:

@@ -18,7 +18,7 @@ from bnstudy.config import Config, to_config
 from bnstudy.data import load_data
 from bnstudy.nets.resnet import build_model
 from bnstudy.nets.norms import NoisyBatchNorm2d
-from bnstudy.train import evaluate
+from bnstudy.evaluation import evaluate
 
 
 def main(sweep_dir: Path) -> None:

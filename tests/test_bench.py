@@ -1,5 +1,8 @@
-"""The benchmark runs end to end (tiny sizes) and times the probes over their whole period."""
+"""The benchmark runs end to end (tiny sizes) and times the probes over their whole period.
+Each run of the benchmark trains every variant: the slow tier."""
 import json
+
+import pytest
 
 from bnstudy import bench
 
@@ -9,6 +12,7 @@ def test_probe_period_is_the_lcm_of_default_cadences():
     assert bench.probe_period() == 200
 
 
+@pytest.mark.slow
 def test_bench_quick_writes_rates_and_ratios(tmp_path):
     out = tmp_path / "b.json"
     res = bench.main(["--quick", "--steps", "2", "--reps", "1", "--probe-steps", "2", "--out", str(out)])
@@ -19,6 +23,7 @@ def test_bench_quick_writes_rates_and_ratios(tmp_path):
     assert saved["config"]["probe_period_steps"] == 2
 
 
+@pytest.mark.slow
 def test_bench_times_tensorboard_logging_beside_the_same_run_without_it():
     res = bench.main(["--quick", "--tensorboard", "--steps", "2", "--reps", "1", "--probe-steps", "2"])
     med = res["median_images_per_s"]
@@ -27,6 +32,7 @@ def test_bench_times_tensorboard_logging_beside_the_same_run_without_it():
     assert len(res["tensorboard_writer_share"]) == 1 and 0 < res["median_tensorboard_writer_share"] < 1
 
 
+@pytest.mark.slow
 def test_bench_precision_variants_side_by_side(tmp_path):
     res = bench.main(["--quick", "--precisions", "--steps", "2", "--reps", "1", "--probe-steps", "2"])
     pv = res["precision_variants"]
@@ -43,6 +49,7 @@ def test_classic_loop_reads_past_an_epoch():
     assert bench.classic_loader_only(data, batch=16, steps=4, workers=0) > 0
 
 
+@pytest.mark.slow
 def test_bench_norms_side_by_side(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "SPEED", dict(bench.SPEED))  # main sets bf16 + channels_last in it
     out = tmp_path / "n.json"

@@ -132,7 +132,7 @@ def test_study_file_sweeps_the_protocol_of_its_header():
     text = (inference.__file__.replace("claims/inference.py", "conf/exp/inference.yaml"))
     yaml_text = open(text).read()
     assert "norm.ghost_batch_size: 16,128" in yaml_text and "norm: ghost_bn" in yaml_text
-    assert "2026-11-29" in yaml_text and "written 2026-11-29, before any run of it" in yaml_text
+    assert "written 2026-11-29, before any run of it" in inference.__doc__
     cfg = compose_config(["+exp=inference", "scale=cpu", "norm=ghost_bn", "norm.ghost_batch_size=16"])
     assert cfg.schedule.name == "linear" and cfg.schedule.warmup_fraction == 0.1 and cfg.optim.lr == 0.1
     assert cfg.evaluation.inference_modes and min(cfg.evaluation.batch_sizes) == 1

@@ -202,4 +202,4 @@ def test_study_file_sweeps_the_protocol_of_its_header():
     assert cfg.scale.seeds == "0,1,2,3,4"
     text = open(intensity_shift.__file__.replace("claims/intensity_shift.py", "conf/exp/intensity_shift.yaml")).read()
     assert "norm: bn,none,gn" in text and "optim.lr: ${by_scale:'0.1','0.025,0.1','0.025,0.1'}" in text
-    assert "written 2026-11-29, before any run of it" in text
+    assert "written 2026-11-29, before any run of it" in intensity_shift.__doc__

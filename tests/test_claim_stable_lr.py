@@ -220,6 +220,7 @@ def test_range_test_figure():
 
 # ---------------------------------------------------------------- through the command line
 
+@pytest.mark.slow
 def test_a_real_smoke_range_test_is_reported(tmp_path):
     """One batch size and seed of the smoke study (bn and none), then the report."""
     r = run_cli(["run", "+exp=lr_range", "scale=smoke", "data.batch_size=32", "seed=0",

@@ -11,6 +11,7 @@ def summaries(root: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(root.rglob("summary.json"))]
 
 
+@pytest.mark.slow
 def test_default_run(tmp_path):
     r = run_cli(["run", f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -18,6 +19,7 @@ def test_default_run(tmp_path):
     assert s["status"] == "completed" and s["final_test_acc"] > 0.1
 
 
+@pytest.mark.slow
 def test_overrides_reach_the_run(tmp_path):
     r = run_cli(["run", "norm=none", "optim.lr=0.05", "seed=1", "trainer.max_steps=4",
                  f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path)
@@ -27,18 +29,23 @@ def test_overrides_reach_the_run(tmp_path):
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 4
 
 
-@pytest.mark.parametrize("exp", EXPERIMENTS)
-def test_every_experiment_runs_at_smoke_scale(tmp_path, exp):
-    r = run_cli(["run", f"+exp={exp}", "scale=smoke", f"hydra.sweep.dir={tmp_path}/sweep"], cwd=tmp_path, timeout=600)
+@pytest.mark.slow
+def test_every_study_runs_and_reports_at_smoke_scale(tmp_path):
+    """One multirun of every study at smoke scale, as `reproduce` runs them (each study's sweep,
+    then its report), in one process; tests/test_config.py checks every job's config in-process."""
+    r = run_cli(["reproduce", "--scale", "smoke", "--runs", "runs", "--out", "out", "--studies", ",".join(EXPERIMENTS)],
+                cwd=tmp_path, timeout=1800)
     assert r.returncode == 0, r.stderr[-3000:]
-    runs = summaries(tmp_path / "sweep")
-    assert len(runs) >= 2
-    assert {s["status"] for s in runs} <= {"completed", "diverged"}, [s.get("error") for s in runs]
-    for cfg_file in (tmp_path / "sweep").rglob("config.yaml"):
-        if cfg_file.parent.name != ".hydra":
+    for exp in EXPERIMENTS:
+        runs = summaries(tmp_path / "runs" / f"{exp}-smoke-synthetic")
+        assert len(runs) >= 2, exp
+        assert {s["status"] for s in runs} <= {"completed", "diverged"}, (exp, [s.get("error") for s in runs])
+        for cfg_file in (tmp_path / "runs" / f"{exp}-smoke-synthetic").glob("*/config.yaml"):
             assert f"study: {exp}" in cfg_file.read_text()
+        assert (tmp_path / "out" / exp / "report.md").exists() and (tmp_path / "out" / exp / "runs.csv").exists(), exp
 
 
+@pytest.mark.slow
 def test_lr_sweep_covers_the_grid(tmp_path):
     r = run_cli(["run", "+exp=lr_sweep", "scale=smoke", "trainer.max_steps=2",
                  f"hydra.sweep.dir={tmp_path}/sweep"], cwd=tmp_path)
@@ -52,6 +59,7 @@ def test_lr_sweep_covers_the_grid(tmp_path):
     assert lrs == [0.1, 3.2] and len(grid) == len(cfgs) == 3 * len(lrs)
 
 
+@pytest.mark.slow
 def test_missing_data_folder_is_one_line(tmp_path):
     r = run_cli(["run", "data=cifar10_folder", f"data.root={tmp_path}/nope", f"hydra.run.dir={tmp_path}/r"], cwd=tmp_path)
     assert r.returncode == 3

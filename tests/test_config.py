@@ -2,7 +2,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
-from bnstudy.config import ConfigError, validate
+from bnstudy.config import ConfigError, to_config, validate
 
 from conftest import CONF_DIR, EXPERIMENTS, compose_config, run_cli
 
@@ -28,16 +28,47 @@ def test_every_group_option_composes(group):
 
 
 @pytest.mark.parametrize("exp", EXPERIMENTS)
-def test_every_experiment_composes(exp):
-    for scale in ("smoke", "cpu", "full"):
-        cfg = compose_config([f"+exp={exp}", f"scale={scale}"])
-        assert cfg.study == exp and cfg.scale.name == scale
+def test_every_job_of_every_study_composes_and_validates(exp):
+    """Every job a study's sweep plans (its sweeper's arms and params, as `status` reads them)
+    composes to a valid Config of that study: what a smoke sweep of each study checked in a
+    subprocess, here in-process (the slow tier still runs them all once, tests/test_cli.py).
+    At smoke every job; at the larger scales every job but its seed and rate (neither changes
+    what is valid: the rates are checked as numbers), so that the test stays fast."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf.errors import InterpolationResolutionError
+
+    from bnstudy.sweep_status import planned_jobs
+
+    scales = []
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        for scale in ("smoke", "cpu", "medium", "full"):
+            try:
+                jobs, _ = planned_jobs(compose("config", overrides=[f"+exp={exp}", f"scale={scale}"],
+                                               return_hydra_config=True))
+            except InterpolationResolutionError as e:
+                assert f"has no scale={scale} protocol" in str(e) and scale in ("medium", "full"), e
+                continue
+            scales.append(scale)
+            assert len(jobs) >= 2, (exp, scale)
+            drop = ("seed=",) if scale == "smoke" else ("seed=", "optim.lr=")
+            for job in {tuple(o for o in job if not o.startswith(drop)) for job in jobs}:
+                cfg = to_config(compose("config", overrides=list(job)))  # a job holds the command line too
+                assert cfg.study == exp and cfg.scale.name == scale, job
+        rates = [float(o.split("=", 1)[1]) for job in jobs for o in job if o.startswith("optim.lr=")]
+        assert all(0 < r < 100 for r in rates), (exp, scale)
+    assert scales[:2] == ["smoke", "cpu"], scales
 
 
 def test_exp_files_document_themselves():
+    """Each study YAML opens with a short header (claim and source, command, cost, its claim
+    module); the rule, protocol and deviations live in the claim module, dated notes in
+    results/HISTORY.md."""
     for exp in EXPERIMENTS:
         text = (CONF_DIR / "exp" / f"{exp}.yaml").read_text()
         assert text.startswith("# @package _global_"), exp
+        lines = text.splitlines()
+        header = next(i for i, line in enumerate(lines) if not line.startswith("#")) - 1
+        assert header <= 20, f"{exp}.yaml opens with {header} comment lines (at most 20)"
         head = text.lower()
         for word in ("claim", "command", "cost", "mode: multirun", "sweeper:"):
             assert word in head, f"{exp}.yaml lacks {word!r}"
@@ -126,15 +157,23 @@ def test_gn_groups_must_divide_channels():
 @pytest.mark.parametrize("override, message", [
     ("optim.lr=-1", "optim.lr=-1.0 is not allowed: must be > 0"),
     ("optim.lr=nan", "optim.lr=nan is not allowed: must be a finite number > 0"),  # not a diverged run
+    ("optim.lrr=3", "optim.lrr: no such key"),
+    ("norm=bnn", "norm=bnn: no such option; one of bn,"),
+    ("data.batch_size=abc", "data.batch_size=abc: Value 'abc'"),
 ])
-def test_cli_bad_value_is_one_line_and_exit_2(tmp_path, override, message):
-    r = run_cli(["run", override, f"hydra.run.dir={tmp_path}/r"], cwd=tmp_path)
-    assert r.returncode == 2
-    err_lines = [l for l in r.stderr.splitlines() if l.strip()]
-    assert err_lines == [f"bnstudy: error: {message}"]
-    assert not (tmp_path / "r" / "metrics.csv").exists()
+def test_cli_bad_value_is_one_line_and_exit_2(tmp_path, capsys, override, message):
+    """What `run` checks before Hydra starts, in this process (tests/test_sweeps.py runs the
+    same cases as a user's process, in the slow tier)."""
+    from bnstudy.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["run", override, f"hydra.run.dir={tmp_path}/r"])
+    err_lines = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+    assert e.value.code == 2 and len(err_lines) == 1 and err_lines[0].startswith(f"bnstudy: error: {message}")
+    assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_cli_unknown_option_lists_choices(tmp_path):
     r = run_cli(["run", "norm=batchnorm"], cwd=tmp_path)
     assert r.returncode != 0
@@ -153,3 +192,23 @@ def test_steps_to_target_gives_each_arm_its_own_rate():
         compose_config(["+exp=steps_to_target", "scale=cpu", "norm=gn"])
     with pytest.raises(Exception, match="by_arm: norm=bn with model.skipinit is no arm here"):
         compose_config(["+exp=steps_to_target", "scale=cpu", "norm=bn", "model.skipinit=true"])
+
+
+def test_run_folders_are_not_named_by_the_keys_that_are_not_the_experiment():
+    """conf/config.yaml's exclude_keys: the groups a sweep folder is named by, then exactly
+    bnstudy.config.NOT_THE_EXPERIMENT (the list run folders and the report use)."""
+    from omegaconf import OmegaConf
+
+    from bnstudy.config import NOT_THE_EXPERIMENT
+
+    exclude = OmegaConf.load(CONF_DIR / "config.yaml").hydra.job.config.override_dirname.exclude_keys
+    assert list(exclude[:3]) == ["exp", "scale", "data"]
+    assert sorted(exclude[3:]) == sorted(NOT_THE_EXPERIMENT) and len(set(exclude)) == len(exclude)
+    # and every key named there is one of the schema's
+    cfg = compose_config()
+    for key in NOT_THE_EXPERIMENT:
+        *parents, leaf = key.split(".")
+        node = cfg
+        for part in parents:
+            node = getattr(node, part)
+        assert hasattr(node, leaf), key

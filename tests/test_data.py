@@ -1,7 +1,6 @@
 import json
 import os
 
-import json
 import pytest
 import torch
 from PIL import Image

@@ -9,7 +9,7 @@ from bnstudy.evaluation import (batch_independence_gap, batch_stats_accuracy, in
                                 precise_bn_, precise_bn_accuracy, shifted_test_accuracy)
 from bnstudy.nets.resnet import build_model
 from bnstudy.nets.norms import GhostBatchNorm2d, GroupNorm, NoisyBatchNorm2d, make_norm_layer
-from bnstudy.train import evaluate
+from bnstudy.evaluation import evaluate
 
 
 def test_ghost_bn_normalizes_each_virtual_batch_like_bn():

@@ -11,6 +11,7 @@ import pytest
 from conftest import EXPERIMENTS, REPO
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("setuptools") is None, reason="needs setuptools to build a wheel")
 def test_wheel_contains_every_config(tmp_path):
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",

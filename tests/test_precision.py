@@ -20,6 +20,7 @@ def test_auto_is_bf16_only_where_the_device_computes_it_natively(monkeypatch):
     assert precision.resolve("fp32", True, cpu).channels_last
 
 
+@pytest.mark.slow
 def test_a_run_records_its_precision(tmp_path, tiny_overrides):
     r = run_cli(["run", *tiny_overrides, "trainer.precision=auto", "trainer.max_steps=2",
                  f"hydra.run.dir={tmp_path}/r"], cwd=tmp_path)

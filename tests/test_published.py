@@ -12,7 +12,6 @@ import pytest
 import scipy.stats
 
 from bnstudy.analysis import published, report
-from bnstudy.analysis.results import Results
 from conftest import REPO
 
 RESULTS = REPO / "results"

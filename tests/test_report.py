@@ -310,6 +310,7 @@ def test_report_of_runs_missing_a_claim_keeps_its_section(tmp_path):
     assert f"**Verdict: {MISSING}**" in md and "norm=gn" in md
 
 
+@pytest.mark.slow
 def test_report_from_a_real_smoke_lr_sweep(tmp_path):
     """The one slow test: a real (tiny) lr_sweep, then the report through the command line."""
     sweep = tmp_path / "sweep"

@@ -121,6 +121,7 @@ TINY = ["norm=bn", "model.dropout=0.0", "trainer.max_steps=2", "data.synthetic_t
         "data.synthetic_test_size=100", "data.train_subset=null", "data.test_subset=null", "data.batch_size=32"]
 
 
+@pytest.mark.slow
 def test_smoke_reproduce_writes_report_and_provenance_then_resumes(tmp_path):
     args = ["reproduce", "--scale", "smoke", "--runs", "runs", "--out", "out", "--studies", "regularization", *TINY]
     r = run_cli(args, cwd=tmp_path)

@@ -5,7 +5,8 @@ import sys
 import pytest
 import torch
 
-from bnstudy.runfolder import RunBusy, RunLock, claim, count_rows, truncate_rows
+from bnstudy.outputs import count_rows, truncate_rows
+from bnstudy.runfolder import RunBusy, RunLock, claim
 
 
 def write_run(d, status, config="a: 1\n", ckpt_step=None):

@@ -25,12 +25,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
-FINISHED = ("completed", "diverged")  # a diverged run is a result; running/failed/interrupted are not (yet)
+from ..config import NOT_THE_EXPERIMENT
+from ..runfolder import FINISHED
+
 SCALE_ORDER = ("full", "medium", "cpu", "smoke")  # when a study ran at several scales, claims use the largest
-# config keys that say where or how a run was kept, not what was trained: two runs that differ
-# only in these are the same experiment
-NOT_THE_EXPERIMENT = ("data.root", "data.cache_dir", "data.download", "trainer.progress", "scale.selection_seeds",
-                      "trainer.checkpoint", "trainer.checkpoint_every", "trainer.check_every")
 CONFIG_GROUPS = ("data", "model", "norm", "init", "optim", "schedule", "trainer", "probes", "scale", "evaluation")
 CURVE_COLUMNS = ["step", "epoch", "metric", "value", "source", "run"]
 

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .results import FINISHED
+from ..runfolder import FINISHED
 
 RATE = "optim.lr"
 RULE = ("Each arm's peak learning rate is chosen on the selection seeds alone, over a x2 grid: the rate with the "

@@ -1,6 +1,46 @@
 """Trainability of deep networks: BN makes deep networks trainable that do not train without
 it, above all plain networks without shortcuts (He et al. 2016, Sec. 4.2 and Fig. 6; Bjorck et
-al. 2018). Study: depth_sweep (depth x plain/residual x bn/none x peak rate)."""
+al. 2018). Study: depth_sweep (depth x plain/residual x bn/none x peak rate).
+
+Protocol (bnstudy/conf/exp/depth_sweep.yaml; rule written 2026-11-29 and protocol redesigned
+2026-12-06, each before its runs: results/HISTORY.md): init=kaiming for every arm (He et al.
+2016, Sec. 4.2, initialize as He et al. 2015, whose init trained a 30-layer plain net without BN
+where Xavier's stalled; so none is not handicapped by PyTorch's default init, under which a
+conv+ReLU layer shrinks its signal's second moment ~6x). SGD momentum 0.9, weight decay 5e-4,
+batch 128; linear warmup over the first 20% of the steps (full: 5%), then linear decay to zero
+at the end (accuracy read at the end). cpu: plain nets only, depth {20, 44}, 450 steps (5.8
+epochs of the subset) on a 10,000-image class-balanced subset, 5,000 test images, test
+accuracy once, at the end (trainer.eval_every=450; train loss logged every 20 steps); gradient
+probes every 50 steps. Seeds are the slowest key of the sweep, so a sweep cut short leaves every
+cell with the seeds it finished, not some cells with none. The deep depth is 44 at cpu, 110 at
+full; the shallow one 20. Beside the verdict, a table of each cell's best rate and accuracy.
+
+Rate grid: 0.1 is He et al.'s rate for these nets (with BN); an unnormalized deep net may need a
+smaller one, so 0.02 (1/5 of it, near He et al.'s 0.01 warmup rate for ResNet-110, but high
+enough that a short run whose rate decays to zero still moves). Each (network, depth, norm) cell
+runs both; the rule reads each at its own best. Two points, not more, for the cost (each rate
+adds 12 runs at cpu).
+
+Which network decides is read from the runs that ran, whatever their status: where plain nets
+ran with both norms but lack finished runs at 2 shared depths (failed, unfinished), there is no
+verdict (runs missing) rather than a verdict on the residual nets; a deeper depth that ran with
+both norms without finished runs of both is named in a note.
+
+Limits: at a per-arm sd of ~3-5 points (the runs of 2026-12-06: BN plain-56 2.6, none 4.9), 3
+seeds an arm detect ~9-15 points beyond the 5-point minimum (80% power, Welch dof ~2-4): this
+design resolves "trains vs does not" (tens of points), not a few points. Residual nets without
+BN under He init double their signal's variance at every block (De & Smith 2020), so a residual
+none arm that fails may fail for its init; that is why residual is not the rule (init_sweep
+compares BN with SkipInit).
+
+Deviations: He et al. train on all of CIFAR-10 for 64k steps (lr 0.1 stepped at 32k and 48k;
+ResNet-110 warmed up at 0.01 for ~400 iterations) with weight decay 1e-4, BN only; here a
+10,000-image subset, 450 steps, linear warmup then decay (no separate warm-up rate), weight
+decay 5e-4, a 2-point rate grid; at cpu plain nets only and depth 44 the deepest (He et al.'s
+Fig. 6 trains plain-20/32/44/56), depth 56 and 110 and the residual nets only at scale=full
+(cpu budget: BN's plain-56 needs more steps than the cpu runs can hold, 600 steps x 24 runs:
+~110 min wall; the 2026-12-06 redesign in results/HISTORY.md); 3 seeds, not 5: the runs are
+long (plain-44 ~10 min a run here)."""
 from __future__ import annotations
 
 import math

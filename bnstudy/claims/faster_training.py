@@ -1,6 +1,18 @@
 """Faster training: BN reaches a given accuracy in far fewer steps (Ioffe & Szegedy 2015,
 Sec. 4.2, Fig. 2: 14x fewer for Inception). Study: lr_sweep (bn, none and none + SkipInit over a
-grid of rates); BN is compared with each unnormalized arm by the same rule."""
+grid of rates); BN is compared with each unnormalized arm by the same rule.
+
+Protocol (lr_sweep's arms, grid, schedule and deviations: higher_lr.py): at scale=cpu, test
+accuracy every 39 steps (8 evaluations). At scale=medium (bnstudy/conf/scale/medium.yaml): all
+50,000 training and 10,000 test images, 15 epochs (5,850 steps), Nesterov momentum, 5% warmup
+then linear decay, bf16 autocast + channels_last in every arm; test accuracy every 98 steps (4
+an epoch); thresholds 0.3 ... 0.9 with 0.75 and 0.85 added. Two phases, by
+bnstudy/analysis/selection.py's RULE: (1) select: each arm over peak lr {0.1, 0.2, 0.4} on seed
+100, before any measuring run; (2) measure: seeds 0-4, each arm at its rate in
+hydra.sweeper.chosen, committed from `python -m bnstudy select SWEEP_DIR` before these runs.
+Faster training is read on the measuring runs alone. Precision guard: PRECISION_RULE of
+bnstudy/analysis/equivalence.py (fixed before the runs) on the measuring runs of bn and none
+and their fp32 twins, judged by scripts/precision_twins.py; the commands are in lr_sweep.yaml."""
 from __future__ import annotations
 
 import math

@@ -1,6 +1,25 @@
 """Higher usable learning rates: BN trains at much higher rates without diverging (Ioffe &
 Szegedy 2015, Sec. 3.3; Bjorck et al. 2018; Santurkar et al. 2018). Study: lr_sweep; the rule
-compares BN with plain none, and shows none + SkipInit beside them without a verdict."""
+compares BN with plain none, and shows none + SkipInit beside them without a verdict.
+
+Protocol (lr_sweep, whose runs faster_training.py reads too): arms bn, none and skipinit, the
+unnormalized net with SkipInit (De & Smith 2020), so that BN is not credited for what an
+identity-biased init does; at scale=cpu, peak rates on a x2 grid from 0.05 to 6.4 (8 points, so
+that 5 seeds fit one session) x seeds. Schedule (budgeted training, Li et al. 2020): linear
+warmup over the first 10% of the steps, then a linear decay to zero at the end of the run;
+accuracy is read at the end. At scale=medium this claim is not run yet: it needs 5 seeds around
+each arm's limit, and the selection runs give accuracy against rate, one seed (faster_training.py
+holds the medium protocol).
+
+Deviations: Ioffe & Szegedy trained Inception on ImageNet for millions of steps; we train
+ResNet-20 on a 10,000-image CIFAR-10 subset for 4 epochs (312 steps at batch 128). A limit above
+the grid's top (6.4) is censored there and measured by lr_range instead. Bjorck et al.'s
+ResNet-110 and a batch-512 arm of this grid are not run (budget); lr_range has the batch-512 arm.
+
+Limits: seeds added after the 5-seed verdicts were read (seeds 5-9, every arm) are a second look
+at the data: if they run, the 5-seed verdicts stay in the report beside the 10-seed ones and the
+second look is stated (it raises the chance of a false verdict above 5%). Applies to
+faster_training too."""
 from __future__ import annotations
 
 import math

@@ -2,7 +2,35 @@
 statistics, so that the output does not depend on the other images in the batch; this
 matters most for small batches (Ioffe & Szegedy 2015, Sec. 3.1). Asked at a large and a small
 normalization batch (ghost BN), with precise BN beside the running averages (Wu & Johnson 2021,
-Sec. 3-4). Study: inference."""
+Sec. 3-4). Study: inference.
+
+Protocol (bnstudy/conf/exp/inference.yaml; the protocol and rule were
+written 2026-11-29, before any run of it: results/HISTORY.md): norm=ghost_bn,
+norm.ghost_batch_size {16, 128} x norm.momentum {0.01, 0.1} x seeds. SGD batch 128, so ghost size 128 is plain BN (a batch no larger than the
+ghost batch is normalized as one; tests/test_norm_variants.py checks it computes what
+BatchNorm2d does) and 16 is a normalization batch of 16 inside it (Hoffer et al. 2017), as
++exp=norm_batch sets it; at smoke, the smoke batch 64 gives normalization batches 16 and 64.
+Momentum 0.01 is the Keras/TF default (decay 0.99), 0.1 PyTorch's. ResNet-20, SGD momentum 0.9,
+weight decay 5e-4, peak lr 0.1 for every run; linear warmup over the first 10% of the steps,
+then linear decay to zero at the end of the run. cpu: 10,000-image class-balanced subset, 5,000
+test images, 4 epochs (312 steps). After training (evaluation.inference_modes), test accuracy
+(a) in eval mode with the running statistics; (b) with each test batch's own statistics
+(train-mode BN, dropout off; ghost layers normalize chunks of their ghost size, as in training)
+at test batches {1, 2, 4, 8, 16, 32, 64, 128, 256, 1000}; (c) in eval mode with precise BN
+statistics: recomputed as the plain average over batches of 200 of the first
+evaluation.precise_bn_images = 10,000 training images (all of the cpu subset), no augmentation,
+ghost layers over whole batches (population statistics). Eval-mode accuracy does not depend on
+the test batch, so (a) and (c) stand beside (b) at every test batch. The smallest test batch of
+the rule is 1. No learning rate is chosen on the runs, so there is no selection bias.
+
+Deviations: Ioffe & Szegedy argue the point (Sec. 3.1) for Inception on ImageNet; Wu & Johnson
+measure ResNet-50 on ImageNet (and Mask R-CNN) at normalization batches down to 2 across 8 GPUs.
+Here ResNet-20 on a 10,000-image CIFAR-10 subset for 4 epochs, two normalization batches, one
+SGD batch. Ghost BN's running variance is the average of the ghost batches' variances, which
+leaves out the spread between ghost batches (precise BN does not): at normalization batch 16 the
+two estimates of population statistics differ by construction. Batch statistics at a test batch
+of 1000 with ghost layers are over chunks of 16 (the training normalization), not over 1000
+images as plain BN's are."""
 from __future__ import annotations
 
 import math

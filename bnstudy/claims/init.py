@@ -1,6 +1,39 @@
 """Less dependence on initialization: BN makes training less sensitive to the initial
 weights' scale and scheme (Ioffe & Szegedy 2015, Sec. 3.3). Study: init_sweep (init scheme x
-scale x bn / none / none + SkipInit, at one peak rate)."""
+scale x bn / none / none + SkipInit, at one peak rate).
+
+Protocol (bnstudy/conf/exp/init_sweep.yaml; rule written 2026-11-29, before any run of this
+protocol: results/HISTORY.md): init {kaiming (He et al. 2015, fan_out), normal (a fixed std
+0.01, whatever the fan)} x init.scale {0.1, 1, 4} (every conv and hidden linear weight
+multiplied after init; the classifier keeps its constructor's init under every cell, bnstudy >=
+0.2.0) x norm {bn, none, skipinit}. Relative to kaiming, normal(0.01) is ~0.1-0.2x for these
+layers, so the 6 cpu cells span ~0.01x to 4x of the He-init scale. The control, none + SkipInit
+(De & Smith 2020: a zero-initialized scalar gain on every residual branch), trains without
+normalization, so that BN is not credited for what an identity-biased init does. ResNet-20, SGD
+momentum 0.9, weight decay 5e-4, batch 128, one peak rate 0.1 for every arm and cell; linear
+warmup over the first 10% of the steps, then linear decay to zero at the end (accuracy read at
+the end). cpu: 10,000-image class-balanced subset, 5,000 test images, 200 steps (2.6 epochs),
+test accuracy once, at the end. A seed missing a finished run in some of its arm's cells (a
+crash, an unfinished run; a diverged run counts, as chance) is left out of its arm's spreads,
+named in a note, rather than spread over fewer cells. Beside the verdict: each arm's best and
+worst cell, and the accuracy of every cell.
+
+Rate: one peak rate, 0.1 (He et al. 2016's rate for these nets, and the claim's own setting:
+resilience to the init at a given rate). A deviation from "each arm at its own best rate": a
+per-cell grid would multiply the cost by its size. What a fixed rate does, stated before the
+runs: an unnormalized net that needs a smaller rate diverges in more cells at 0.1, which widens
+none's spread (toward the claim); BN's scale-a cells train as scale 1 at rate 0.1/a^2 (its
+output ignores the weights' scale, its gradient shrinks by 1/a), so in 200 steps BN's x4 cells
+train as at 0.006 and may lag, which widens BN's spread (against the claim).
+
+Limits (stated before the runs): the spread is in accuracy points, so an arm whose best cell
+trains little has little room to spread; the finding gives each arm's best cell beside its
+spread. Per seed, a best minus a worst over 6 cells is biased upward by the seed noise (more for
+noisier arms); not corrected.
+
+Deviations: Ioffe & Szegedy argue from BN's scale invariance and Inception on ImageNet; here
+ResNet-20 on a 10,000-image CIFAR-10 subset, 200 steps, one peak rate for every arm, 6 init
+cells at cpu (2 schemes x 3 scales; full has 15)."""
 from __future__ import annotations
 
 import math

@@ -1,7 +1,49 @@
 """Intensity variation (the medical-imaging case: scanners and patients differ in image
 intensity): with BN, such variation in the training images should not hurt training. Study:
 intensity_shift (bn / none / gn, each trained on clean images and with a random gain and offset
-per image, each cell at its own best rate)."""
+per image, each cell at its own best rate).
+Protocol and rule written 2026-11-29, before any run of it (results/HISTORY.md).
+
+The claim names no paper; the variation it means is MR's: conventional MR intensities are in
+arbitrary units, and the intensity of one tissue differs between scans of the same protocol,
+across scanners, patients and visits (Nyúl & Udupa 1999; Shinohara et al. 2014, who normalize for
+it), whereas CT is calibrated in Hounsfield units and varies little.
+
+Protocol: the variation (data.intensity_shift=true) is drawn per image (data.intensity_per_image):
+each training image is multiplied by its own gain, log-uniform in [1/1.5, 1.5]
+(data.intensity_gain 0.5: two images differ by up to 2.25x), and shifted by its own offset,
+uniform in [-0.1, 0.1] of the 0-1 pixel range (data.intensity_offset 0.1), then rounded and
+clipped to 0-255. GN is the per-sample norm: norm.groups 8 (2 channels a group in the first
+stage, 8 in the last), picked over LN because a per-image gain is removed by either (both are
+scale-invariant per image), a per-image offset passes the first conv as a per-channel constant
+that GN's small groups nearly remove and LN's one group does not, and LN trains conv nets worse
+(Wu & He 2018, Sec. 4.1, Table 1); GN is also the per-sample norm used in medical-image
+segmentation with small batches and in this harness's batch_size_sweep. The rate grid {0.025,
+0.1} brackets where earlier runs of this harness trained each arm: BN and none near 0.1 (He et
+al. 2016's rate), GN only at lower rates (its batch-128 runs at 0.1 with no warmup stayed near
+chance). ResNet-20, SGD momentum 0.9, weight decay 5e-4; linear warmup over the first 10% of the
+steps, then linear decay to zero at the end of the run (accuracy read at the end);
+init.zero_init_residual (the gamma of each residual block's last norm starts at 0, as Goyal et al.
+2017 and Wu & He 2018 do; none has no gamma, so it starts as the ordinary unnormalized residual
+net). scale=cpu: 10,000-image class-balanced subset, 5,000 test images, 3 epochs (234 steps), test
+accuracy at the end only. After training (evaluation.shifted_test), accuracy on the test images
+with the same per-image variation, drawn with the run's seed, in eval mode (running statistics)
+and with each test batch of 100 normalized by its own statistics.
+
+Limits: the size of the variation is assumed, not measured: images reach a net after the usual
+per-scan rescaling to a 0-1 range, which removes most of MR's arbitrary scale but leaves tissue
+intensities that differ between scans by tens of percent (the residual that standardization
+methods such as Nyúl & Udupa's and Shinohara et al.'s exist to remove), plus a small offset;
+CT-like variation would be far smaller and is not tested. Both settings of a norm get the same
+2-point grid, so much of the selection bias cancels in a cost, but not all.
+
+Deviations: no paper's protocol to follow; the variation is simulated on CIFAR-10 natural images
+(8-bit, so the brightest and darkest pixels clip at the extreme gains and offsets, which loses
+information that no normalization can restore; MR intensities do not saturate that way), as a
+global gain and offset per image, not MR's nonlinear, tissue-dependent differences or its bias
+fields. 3 epochs rather than the 4 of the other cpu studies (so that 60 runs fit one session): a
+short budget is a harsher test of "does not hurt training" (a slower start shows as a cost). A
+2-point rate grid per cell."""
 from __future__ import annotations
 
 import math

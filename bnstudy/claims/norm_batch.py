@@ -4,7 +4,45 @@ Hoffer et al. 2017). Study: norm_batch.
 
 GroupNorm (8 groups) is the batch-independent reference at scale=medium: Wu & He find BN above
 GN at large normalization batches and below it at 2-4 images (check_gn). At scale=cpu the study
-has no GN arm; there its side of the claim is bnstudy/claims/small_batch.py's."""
+has no GN arm; there its side of the claim is bnstudy/claims/small_batch.py's. Rule written
+2026-11-29, before any run of this study; the medium protocol 2026-12-06, before any run of it
+(amendments: results/HISTORY.md).
+
+Protocol (cpu): ResNet-20, SGD batch 128, SGD momentum 0.9, weight decay 5e-4; linear warmup over
+the first 10% of the steps, then linear decay to zero at the end of the run (accuracy read at the
+end); init.zero_init_residual for every arm (the gamma of each residual block's last norm starts
+at 0, as Goyal et al. 2017 and Wu & He 2018 do). A 10,000-image class-balanced subset, 5,000 test
+images, 4 epochs (312 steps), test accuracy every epoch. Ghost size 128 is plain BN at this batch
+(a batch no larger than the ghost batch is normalized as one; tests/test_norm_variants.py checks
+that it computes what BatchNorm2d does). After training, test accuracy with running statistics
+(the usual eval) and with precise BN (evaluation.precise_bn, Wu & Johnson 2021: statistics
+recomputed after training, no augmentation, as the plain average over batches of 200 of the
+first evaluation.precise_bn_images = 10,000 training images, i.e. all of the cpu subset; ghost
+layers are recomputed over those whole batches, not over ghost batches: population statistics;
+the saved model keeps its running statistics).
+
+Protocol (scale=medium): all 50,000 training and 10,000 test images, 15 epochs (5,850 steps), SGD
+batch 128, Nesterov momentum, 5% warmup then linear decay, bf16 autocast + channels_last in every
+arm (bnstudy/conf/scale/medium.yaml). Arms: ghost BN over 2, 4, 16 and 128 images (128 is plain
+BN's forward) and GroupNorm (8 groups), the batch-independent reference of Wu & He's Fig. 1.
+Default init for every arm: the medium pilot (scale/medium.yaml) found zero-initialized residual
+gammas cost BN 2.4 points, more than the 1 point allowed for sharing them. Two phases
+(bnstudy/analysis/selection.py's rule): select, each arm over peak lr {0.1, 0.2, 0.4} on seed 100,
+the grid extended by x2 past an edge holding the best rate; then measure, seeds 0-4, each arm at
+its rate in hydra.sweeper.chosen, committed from `python -m bnstudy select` before those runs.
+check reads BN's drop from 128 to 2 (the drop to 4 beside it), check_gn GN against BN. Test
+accuracy once an epoch; precise BN statistics beside, as at cpu.
+
+Deviations: Wu & He trained ResNet-50 on ImageNet (100 epochs) on 8 GPUs with per-GPU batches 32
+down to 2, so their SGD batch (256 down to 16) shrank with the normalization batch and the rate
+was scaled with it; BN's error rose about 11 points at batch 2 while GroupNorm's stayed flat. Here
+the SGD batch stays 128 and only the normalization batch changes; ResNet-20 on a 10,000-image
+CIFAR-10 subset for 4 epochs; the reference is normalization batch 128 (plain BN), not Wu & He's
+32 (not in this grid); each arm's peak rate is chosen from a 3-point grid rather than set by a
+scaling rule. No GroupNorm arm at cpu: GN never looks across the batch, so it is the same net at
+every normalization batch (its side of the claim is batch_size_sweep's). Ghost BN's running
+statistics are the moving average of the ghost batches' average statistics, whose variance
+leaves out the spread between ghost batches (precise BN does not)."""
 from __future__ import annotations
 
 import pandas as pd

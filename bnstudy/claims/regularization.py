@@ -2,7 +2,23 @@
 2015, Sec. 3.4), through the noise of its batch statistics (Luo et al. 2019). Study:
 regularization (bn / gn / none x dropout x a rate grid, no augmentation, a training subset
 small enough that every arm fits it). Three checks on the train/test gap of nets that fitted
-their training set, each arm at its own best rate."""
+their training set, each arm at its own best rate. Rule written 2026-11-29, before any run of this
+protocol (amendments: results/HISTORY.md).
+
+Protocol: ResNet-20 (dropout between the two convs of each block), SGD momentum 0.9, weight decay
+5e-4, batch 25, no data augmentation; linear warmup over the first 10% of the steps, then linear
+decay to zero at the end of the run. scale=cpu: a 250-image class-balanced training subset (25
+per class), 100 epochs (1000 steps), 5,000 test images; test and train-slice accuracy at steps
+500 and 1000. GroupNorm has 8 groups. No probes.
+
+Limits: choosing each arm's rate by test accuracy biases its test accuracy upward and so its gap
+downward, in every arm alike. Once nets fit (train accuracy near 100%), the gap is close to 100
+minus test accuracy, so check (1) reads much like a test-accuracy difference between fitted nets.
+
+Deviations: Ioffe & Szegedy's evidence is BN-Inception on ImageNet, where dropout was removed and
+accuracy held; Luo et al. analyse and test on CIFAR and ImageNet at full size. Here ResNet-20 on
+250 CIFAR-10 images without augmentation, so that every arm fits in 1000 steps; a 2-point rate
+grid (x4 apart) for each arm; dropout at one rate (0.3), inside the residual blocks only."""
 from __future__ import annotations
 
 import math

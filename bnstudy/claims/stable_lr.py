@@ -1,7 +1,17 @@
 """Largest stable learning rate in a range test: BN's is much higher than none's (Ioffe & Szegedy
 2015, Sec. 3.3; Bjorck et al. 2018, Sec. 2; Santurkar et al. 2018), read from an exponential
-learning-rate ramp (Smith 2017, Sec. 3.3), per seed. Study: lr_range (its YAML holds the rule,
-written 2026-11-29 before any run; this module implements it)."""
+learning-rate ramp (Smith 2017, Sec. 3.3), per seed. Study: lr_range; its rule (RULE) was
+written 2026-11-29, before any run (results/HISTORY.md).
+
+Protocol: ResNet-20, batch 128 and 512; the rate rises exponentially from optim.lr/1e5 = 0.001
+at the first step to optim.lr = 100 at step 400 (smoke: 16 steps), momentum 0.9, weight decay
+5e-4; no evaluation but the final one. A completed seed that logged no loss window is left out,
+with a note.
+
+Deviations: Smith ramps linearly over a few epochs and reads the rate where accuracy stops
+rising; we ramp exponentially (5 decades in 400 steps) and read the loss, which needs no
+evaluation. Bjorck et al. used ResNet-110 at full scale; ours is ResNet-20 on a 10,000-image
+subset (the ramp sees 51,200 images at batch 128, 204,800 at batch 512)."""
 from __future__ import annotations
 
 import math

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..evaluation import evaluate  # the loop's own evaluation, in train mode
 from .base import Probe, ProbeContext, Rows, channel_moments, forward_hooks, probe_images, restored
 
 
@@ -68,7 +69,6 @@ class BatchNormProbe(Probe):
     def on_eval(self, ctx: ProbeContext) -> Rows:
         if not self.acc_batchstats or not batchnorm_layers(ctx.model):
             return {}
-        from ..train import evaluate  # the loop's own evaluation, in train mode (train.py imports this package)
 
         with restored(ctx.model, params=False):
             loss, acc = evaluate(ctx.model, self.x_test, self.y_test, self.eval_batch_size,
