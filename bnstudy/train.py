@@ -9,7 +9,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -79,6 +79,175 @@ def checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer, *, step
     return state
 
 
+def _run_length(trainer: TrainerConfig, n_train: int, batch_size: int) -> tuple[int, int]:
+    """(steps an epoch, steps of the run): trainer.epochs, cut to trainer.max_steps."""
+    steps_per_epoch = n_train // batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"data.batch_size={batch_size} is larger than the training set ({n_train})")
+    total_steps = trainer.epochs * steps_per_epoch
+    if trainer.max_steps is not None:
+        if trainer.max_steps > total_steps:  # a silent cap once hid a study's budget
+            log.warning(f"trainer.max_steps={trainer.max_steps} is more than trainer.epochs={trainer.epochs} x "
+                        f"{steps_per_epoch} steps an epoch: the run stops at step {total_steps}")
+        total_steps = min(total_steps, trainer.max_steps)
+    return steps_per_epoch, total_steps
+
+
+class _Throughput:
+    """Training images a second, steady state: steps after `from_step` only, and the clock
+    restarted after anything that is not training (an evaluation, a checkpoint, an epoch's start)."""
+
+    def __init__(self, from_step: int):
+        self.from_step, self.images, self.seconds, self.t_last = from_step, 0, 0.0, time.perf_counter()
+
+    def restart(self) -> None:
+        self.t_last = time.perf_counter()
+
+    def tick(self, step: int, images: int) -> None:
+        now = time.perf_counter()
+        if step > self.from_step:
+            self.images += images
+            self.seconds += now - self.t_last
+        self.t_last = now
+
+    def rate(self) -> Optional[float]:
+        return self.images / self.seconds if self.seconds > 0 else None
+
+
+@dataclass
+class _Loop:
+    """What the phases of train()'s loop share: the run's fixed parts and its running state."""
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    data: TensorData
+    trainer: TrainerConfig
+    metrics: MetricsLog
+    probe_metrics: Optional[MetricsLog]
+    probes: Sequence[Probe]
+    autocast: Callable
+    steps_per_epoch: int
+    total_steps: int
+    eval_batch_size: int
+    batch_size: int
+    show_bar: bool
+    save: Optional[Callable[..., None]]  # writes a checkpoint_state(); None: no checkpoints
+    res: Optional[TrainResult] = None
+    step: int = 0
+    last_eval_step: int = -1
+    seen: int = 0  # batches summed into loss_sum and correct_sum since the last train/ row
+
+    def __post_init__(self) -> None:
+        self.res = self.res or TrainResult(status="completed", steps=0, epochs=0.0,
+                                           steps_to_test_acc={f"{t:g}": None for t in self.trainer.acc_thresholds})
+        device = self.data.x_train.device
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct_sum = torch.zeros((), device=device, dtype=torch.int64)
+        # divergence, tracked on the device: the step of the first bad loss (-1: none yet) and its value
+        self.step_dev = torch.zeros((), device=device, dtype=torch.int64)
+        self.bad_step = torch.full((), -1, device=device, dtype=torch.int64)
+        self.bad_loss = torch.zeros((), device=device)
+        # a fixed slice of the training set, evaluated like the test set: the regularization study's gap
+        n = min(len(self.data.x_train), len(self.data.x_test), TRAIN_EVAL_IMAGES)
+        self.train_eval = self.data.x_train[:n], self.data.y_train[:n]
+
+    @property
+    def epoch(self) -> float:
+        return self.step / self.steps_per_epoch
+
+    def restore(self, resume: dict, generator: torch.Generator) -> int:
+        """Continue from a checkpoint_state(); returns the batches of its epoch already trained on."""
+        self.step, self.res = resume["step"], TrainResult(**resume["result"])
+        self.loss_sum += resume["accum"]["loss_sum"].to(self.loss_sum.device)
+        self.correct_sum += resume["accum"]["correct_sum"].to(self.correct_sum.device)
+        self.seen, self.last_eval_step = resume["accum"]["seen"], resume["accum"]["last_eval_step"]
+        torch.set_rng_state(resume["rng"]["torch"])
+        if "cuda" in resume["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(resume["rng"]["cuda"])
+        for name, g in _module_generators(self.model).items():
+            g.set_state(resume["rng"]["modules"][name])
+        generator.set_state(resume["rng"]["data_epoch_start"])
+        self.step_dev += self.step
+        return resume["step_in_epoch"]
+
+    def batch_loss(self, xb: torch.Tensor, yb: torch.Tensor, rng: RngState) -> torch.Tensor:
+        """The training forward, for probes: it draws the training forward's dropout masks and
+        noisy_bn noise again (`rng`, taken before it), and leaves the run's streams untouched.
+        It runs eagerly: under trainer.compile, compiled dropout draws other masks from the same state."""
+        with replayed_rng(self.model, rng), self.autocast():
+            return F.cross_entropy(self.model(xb).float(), yb)
+
+    def watch(self, loss: torch.Tensor) -> None:
+        """Note a bad loss of the step just taken, on the device (no host sync)."""
+        self.step_dev += 1
+        lv = loss.detach()
+        new_bad = (~torch.isfinite(lv) | (lv > self.trainer.diverge_loss)) & (self.bad_step < 0)
+        self.bad_step.copy_(torch.where(new_bad, self.step_dev, self.bad_step))
+        self.bad_loss.copy_(torch.where(new_bad, lv, self.bad_loss))
+
+    def diverged(self) -> bool:
+        """One host sync: end the run as diverged if a loss since the last check was bad."""
+        first = int(self.bad_step.item())
+        if first < 0:
+            return False
+        value = self.bad_loss.item()
+        self.metrics.log(first, first / self.steps_per_epoch, {"train/loss": value})
+        self.res.status, self.step = "diverged", first
+        self.res.message = (f"train loss {value:.4g} at step {first} "
+                            f"(bound trainer.diverge_loss={self.trainer.diverge_loss:g})")
+        return True
+
+    def accumulate(self, loss: torch.Tensor, logits: torch.Tensor, yb: torch.Tensor) -> None:
+        self.loss_sum += loss.detach()
+        self.correct_sum += (logits.argmax(1) == yb).sum()
+        self.seen += 1
+
+    def log_train(self, lr: float, bar: tqdm) -> None:
+        """A train/ row: the mean loss and accuracy of the batches since the last one."""
+        train_loss = self.loss_sum.item() / self.seen
+        train_acc = self.correct_sum.item() / (self.seen * self.batch_size)
+        self.metrics.log(self.step, self.epoch, {"train/loss": train_loss, "train/acc": train_acc, "train/lr": lr})
+        self.res.final_train_loss = train_loss
+        self.loss_sum.zero_(), self.correct_sum.zero_()
+        self.seen = 0
+        bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{train_acc:.3f}", lr=f"{lr:.3g}")
+        if not self.show_bar:
+            log.info(f"step {self.step}/{self.total_steps} train/loss {train_loss:.4f} train/acc {train_acc:.4f} "
+                     f"lr {lr:.4g}")
+
+    def evaluate(self) -> None:
+        """Test (and train-slice) loss and accuracy in eval mode, the thresholds reached, the
+        probes' on_eval rows."""
+        loss, acc = evaluate(self.model, self.data.x_test, self.data.y_test, self.eval_batch_size,
+                             autocast=self.autocast)
+        row = {"test/loss": loss, "test/acc": acc}
+        if self.trainer.train_eval:
+            tr_loss, tr_acc = evaluate(self.model, *self.train_eval, self.eval_batch_size, autocast=self.autocast)
+            row.update({"train_eval/loss": tr_loss, "train_eval/acc": tr_acc})
+            self.res.final_train_eval_acc = tr_acc
+        self.metrics.log(self.step, self.epoch, row)
+        self.res.final_test_acc, self.res.final_test_loss = acc, loss
+        self.res.best_test_acc = max(acc, self.res.best_test_acc or 0.0)
+        for t in self.trainer.acc_thresholds:
+            if acc >= t and self.res.steps_to_test_acc[f"{t:g}"] is None:
+                self.res.steps_to_test_acc[f"{t:g}"] = self.step
+        self.last_eval_step = self.step
+        run_probes(self.probes, "on_eval", ProbeContext(self.step, self.epoch, self.model, self.optimizer,
+                                                        autocast=self.autocast), self.probe_metrics)
+        if not self.show_bar:
+            log.info(f"step {self.step}/{self.total_steps} test/loss {loss:.4f} test/acc {acc:.4f}")
+
+    def save_checkpoint(self, epoch_state: torch.Tensor, step_in_epoch: int) -> None:
+        if self.save is None:
+            return
+        accum = {"loss_sum": self.loss_sum.detach().cpu(), "correct_sum": self.correct_sum.detach().cpu(),
+                 "seen": self.seen, "last_eval_step": self.last_eval_step}
+        rows = {"metrics": self.metrics.rows, "probes": self.probe_metrics.rows if self.probe_metrics else 0}
+        self.res.steps, self.res.epochs = self.step, self.epoch
+        self.save(self.model, self.optimizer, step=self.step, total_steps=self.total_steps,
+                  epoch_generator_state=epoch_state, step_in_epoch=step_in_epoch, result=self.res,
+                  accum=accum, rows=rows)
+
+
 def train(model: nn.Module, data: TensorData, optimizer: torch.optim.Optimizer, *,
           trainer: TrainerConfig, schedule: ScheduleConfig, base_lr: float, batch_size: int,
           eval_batch_size: int, augment: bool, seed: int, metrics: MetricsLog,
@@ -92,117 +261,34 @@ def train(model: nn.Module, data: TensorData, optimizer: torch.optim.Optimizer, 
     if probes and probe_metrics is None:
         raise ValueError("train(probes=...) needs probe_metrics, the log their rows go to")
     device = data.x_train.device
-    steps_per_epoch = len(data.x_train) // batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(f"data.batch_size={batch_size} is larger than the training set ({len(data.x_train)})")
-    total_steps = trainer.epochs * steps_per_epoch
-    if trainer.max_steps is not None:
-        if trainer.max_steps > total_steps:  # a silent cap once hid a study's budget
-            log.warning(f"trainer.max_steps={trainer.max_steps} is more than trainer.epochs={trainer.epochs} x "
-                        f"{steps_per_epoch} steps an epoch: the run stops at step {total_steps}")
-        total_steps = min(total_steps, trainer.max_steps)
+    steps_per_epoch, total_steps = _run_length(trainer, len(data.x_train), batch_size)
     precision = resolve_precision(trainer.precision, trainer.channels_last, device)  # run.py passes it resolved
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision.name == "bf16" else nullcontext
-    generator = torch.Generator(device).manual_seed(seed)
     memory_format = torch.channels_last if precision.channels_last else torch.preserve_format
     forward = torch.compile(model) if trainer.compile else model  # the training forward only
     check_every = trainer.check_every or (1 if device.type == "cpu" else trainer.log_every)
-    # a fixed slice of the training set (at most TRAIN_EVAL_IMAGES), evaluated like the
-    # test set: the train/test gap of the regularization study
-    n_train_eval = min(len(data.x_train), len(data.x_test), TRAIN_EVAL_IMAGES)
-    x_train_eval, y_train_eval = data.x_train[:n_train_eval], data.y_train[:n_train_eval]
-
+    save = (partial(_save_checkpoint, checkpoint_path, base_lr=base_lr, schedule=schedule)
+            if checkpoint_path is not None and trainer.checkpoint else None)
     show_bar = trainer.progress if trainer.progress is not None else sys.stderr.isatty()
-    res = TrainResult(status="completed", steps=0, epochs=0.0,
-                      steps_to_test_acc={f"{t:g}": None for t in trainer.acc_thresholds})
-    thru_images, thru_time = 0, 0.0
-    loss_sum = torch.zeros((), device=device)
-    correct_sum = torch.zeros((), device=device, dtype=torch.int64)
-    seen, last_eval_step = 0, -1
-    step, skip_batches = 0, 0
-    # divergence, tracked on the device: the step of the first bad loss (-1: none yet) and its value
-    step_dev = torch.zeros((), device=device, dtype=torch.int64)
-    bad_step = torch.full((), -1, device=device, dtype=torch.int64)
-    bad_loss = torch.zeros((), device=device)
-    if resume is not None:
-        step = resume["step"]
-        res = TrainResult(**resume["result"])
-        loss_sum += resume["accum"]["loss_sum"].to(device)
-        correct_sum += resume["accum"]["correct_sum"].to(device)
-        seen, last_eval_step = resume["accum"]["seen"], resume["accum"]["last_eval_step"]
-        torch.set_rng_state(resume["rng"]["torch"])
-        if "cuda" in resume["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(resume["rng"]["cuda"])
-        for name, g in _module_generators(model).items():
-            g.set_state(resume["rng"]["modules"][name])
-        generator.set_state(resume["rng"]["data_epoch_start"])
-        skip_batches = resume["step_in_epoch"]
-        step_dev += step
-    bar = tqdm(total=total_steps, initial=step, disable=not show_bar, unit="step", dynamic_ncols=True, leave=False)
-
-    def run_eval(step: int) -> None:
-        nonlocal last_eval_step
-        loss, acc = evaluate(model, data.x_test, data.y_test, eval_batch_size, autocast=autocast)
-        row = {"test/loss": loss, "test/acc": acc}
-        if trainer.train_eval:
-            tr_loss, tr_acc = evaluate(model, x_train_eval, y_train_eval, eval_batch_size, autocast=autocast)
-            row.update({"train_eval/loss": tr_loss, "train_eval/acc": tr_acc})
-            res.final_train_eval_acc = tr_acc
-        metrics.log(step, step / steps_per_epoch, row)
-        res.final_test_acc, res.final_test_loss = acc, loss
-        res.best_test_acc = max(acc, res.best_test_acc or 0.0)
-        for t in trainer.acc_thresholds:
-            if acc >= t and res.steps_to_test_acc[f"{t:g}"] is None:
-                res.steps_to_test_acc[f"{t:g}"] = step
-        last_eval_step = step
-        run_probes(probes, "on_eval", ProbeContext(step, step / steps_per_epoch, model, optimizer,
-                                                   autocast=autocast), probe_metrics)
-        if not show_bar:
-            log.info(f"step {step}/{total_steps} test/loss {loss:.4f} test/acc {acc:.4f}")
-
-    def save_checkpoint(epoch_state: torch.Tensor, step_in_epoch: int) -> None:
-        if checkpoint_path is None or not trainer.checkpoint:
-            return
-        accum = {"loss_sum": loss_sum.detach().cpu(), "correct_sum": correct_sum.detach().cpu(),
-                 "seen": seen, "last_eval_step": last_eval_step}
-        rows = {"metrics": metrics.rows, "probes": probe_metrics.rows if probe_metrics is not None else 0}
-        res.steps, res.epochs = step, step / steps_per_epoch
-        atomic_torch_save(checkpoint_state(model, optimizer, step=step, total_steps=total_steps, base_lr=base_lr,
-                                           schedule=schedule, epoch_generator_state=epoch_state,
-                                           step_in_epoch=step_in_epoch, result=res, accum=accum, rows=rows),
-                          checkpoint_path)
-
-    def diverged() -> bool:
-        """One host sync: end the run as diverged if a loss since the last check was bad."""
-        nonlocal step
-        first = int(bad_step.item())
-        if first < 0:
-            return False
-        value = bad_loss.item()
-        metrics.log(first, first / steps_per_epoch, {"train/loss": value})
-        res.status, step = "diverged", first
-        res.message = f"train loss {value:.4g} at step {first} (bound trainer.diverge_loss={trainer.diverge_loss:g})"
-        return True
-
-    def batch_loss(xb: torch.Tensor, yb: torch.Tensor, rng: RngState) -> torch.Tensor:
-        """The training forward, for probes: it draws the training forward's dropout masks and
-        noisy_bn noise again (`rng`, taken before it), and leaves the run's streams untouched.
-        It runs eagerly: under trainer.compile, compiled dropout draws other masks from the same state."""
-        with replayed_rng(model, rng), autocast():
-            return F.cross_entropy(model(xb).float(), yb)
+    run = _Loop(model, optimizer, data, trainer, metrics, probe_metrics, probes, autocast, steps_per_epoch,
+                total_steps, eval_batch_size, batch_size, show_bar, save)
+    generator = torch.Generator(device).manual_seed(seed)
+    skip_batches = run.restore(resume, generator) if resume is not None else 0
+    speed = _Throughput(from_step=THROUGHPUT_WARMUP_STEPS + run.step)
+    bar = tqdm(total=total_steps, initial=run.step, disable=not show_bar, unit="step", dynamic_ncols=True, leave=False)
 
     model.train()
-    while step < total_steps and res.status == "completed":
+    while run.step < total_steps and run.res.status == "completed":
         epoch_state = generator.get_state()  # replayed by a resume from inside this epoch
-        t_last = time.perf_counter()
+        speed.restart()
         batches = train_batches(data.x_train, data.y_train, batch_size, generator, augment, *intensity)
         for i, (xb, yb) in enumerate(batches):
             if i < skip_batches:  # resuming: these batches were trained on before the checkpoint
                 continue
             xb = xb.contiguous(memory_format=memory_format)
-            lr = lr_at(step, total_steps, base_lr, schedule)
+            lr = lr_at(run.step, total_steps, base_lr, schedule)
             set_lr(optimizer, lr)
-            due = [p for p in probes if p.due(step)]
+            due = [p for p in probes if p.due(run.step)]
             rng = rng_state(model) if due else None  # what this forward draws, replayed by the probes'
             with autocast():
                 logits = forward(xb)
@@ -210,61 +296,43 @@ def train(model: nn.Module, data: TensorData, optimizer: torch.optim.Optimizer, 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if due:  # probe rows are labelled with the updates done so far: step t measures w_t
-                ctx = ProbeContext(step, step / steps_per_epoch, model, optimizer, lr, loss.detach(),
-                                   partial(batch_loss, xb, yb, rng), autocast)
+                ctx = ProbeContext(run.step, run.epoch, model, optimizer, lr, loss.detach(),
+                                   partial(run.batch_loss, xb, yb, rng), autocast)
                 run_probes(due, "before_update", ctx, probe_metrics)
             optimizer.step()
             if due:
                 run_probes(due, "after_update", ctx, probe_metrics)
-            step += 1
-            step_dev += 1
-            lv = loss.detach()
-            new_bad = (~torch.isfinite(lv) | (lv > trainer.diverge_loss)) & (bad_step < 0)
-            bad_step.copy_(torch.where(new_bad, step_dev, bad_step))
-            bad_loss.copy_(torch.where(new_bad, lv, bad_loss))
-            # the flag is read every check_every steps and before anything is logged or saved
-            due_log = step % trainer.log_every == 0 or step == total_steps
-            due_eval = trainer.eval_every is not None and step % trainer.eval_every == 0
-            due_ckpt = bool(trainer.checkpoint_every) and step % trainer.checkpoint_every == 0
-            if (step % check_every == 0 or due_log or due_eval or due_ckpt or i + 1 == steps_per_epoch) \
-                    and diverged():
+            run.step += 1
+            run.watch(loss)
+            # the divergence flag is read every check_every steps and before anything is logged or saved
+            due_log = run.step % trainer.log_every == 0 or run.step == total_steps
+            due_eval = trainer.eval_every is not None and run.step % trainer.eval_every == 0
+            due_ckpt = bool(trainer.checkpoint_every) and run.step % trainer.checkpoint_every == 0
+            if (run.step % check_every == 0 or due_log or due_eval or due_ckpt or i + 1 == steps_per_epoch) \
+                    and run.diverged():
                 break
-            loss_sum += loss.detach()
-            correct_sum += (logits.argmax(1) == yb).sum()
-            seen += 1
-
-            now = time.perf_counter()
-            if step > THROUGHPUT_WARMUP_STEPS + (resume["step"] if resume else 0):
-                thru_images += len(xb)
-                thru_time += now - t_last
-            t_last = now
+            run.accumulate(loss, logits, yb)
+            speed.tick(run.step, len(xb))
             bar.update(1)
-
             if due_log:
-                train_loss = loss_sum.item() / seen
-                train_acc = correct_sum.item() / (seen * batch_size)
-                metrics.log(step, step / steps_per_epoch, {"train/loss": train_loss, "train/acc": train_acc, "train/lr": lr})
-                res.final_train_loss = train_loss
-                loss_sum.zero_(); correct_sum.zero_(); seen = 0
-                bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{train_acc:.3f}", lr=f"{lr:.3g}")
-                if not show_bar:
-                    log.info(f"step {step}/{total_steps} train/loss {train_loss:.4f} train/acc {train_acc:.4f} lr {lr:.4g}")
+                run.log_train(lr, bar)
             if due_eval:
-                run_eval(step)
-                t_last = time.perf_counter()  # evaluation is not training time
-            if step >= total_steps:
+                run.evaluate()
+                speed.restart()  # evaluation is not training time
+            if run.step >= total_steps:
                 break
             if due_ckpt and i + 1 < steps_per_epoch:
-                save_checkpoint(epoch_state, i + 1)
-                t_last = time.perf_counter()
+                run.save_checkpoint(epoch_state, i + 1)
+                speed.restart()
         skip_batches = 0
-        # end of an epoch (or of the run)
-        if res.status == "completed":
-            if last_eval_step != step and (trainer.eval_every is None or step == total_steps):
-                run_eval(step)
-            save_checkpoint(generator.get_state(), 0)
+        if run.res.status == "completed":  # the end of an epoch (or of the run)
+            if run.last_eval_step != run.step and (trainer.eval_every is None or run.step == total_steps):
+                run.evaluate()
+            run.save_checkpoint(generator.get_state(), 0)
     bar.close()
-    res.steps = step
-    res.epochs = step / steps_per_epoch
-    res.train_images_per_s = thru_images / thru_time if thru_time > 0 else None
-    return res
+    run.res.steps, run.res.epochs, run.res.train_images_per_s = run.step, run.epoch, speed.rate()
+    return run.res
+
+
+def _save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, **state) -> None:
+    atomic_torch_save(checkpoint_state(model, optimizer, **state), path)
