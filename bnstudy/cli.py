@@ -15,7 +15,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from .config import CONF_DIR, ConfigError, register_configs, to_config
+from .config import CONF_DIR, register_configs
+from .validation import ConfigError, to_config
 from .data import DataError
 
 EXIT_FAILED, EXIT_CONFIG, EXIT_DATA, EXIT_INTERRUPTED = 1, 2, 3, 130

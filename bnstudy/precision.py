@@ -17,7 +17,7 @@ from typing import Optional
 
 import torch
 
-from .config import ConfigError
+from .validation import ConfigError
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from .config import CONF_DIR, Config, ConfigError, to_config
+from .config import CONF_DIR, Config
+from .validation import ConfigError, to_config
 
 
 def _fail(code: int, message: str) -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from bnstudy.config import Config, to_config
+from bnstudy.config import Config
+from bnstudy.validation import to_config
 from bnstudy.data import load_data
 from bnstudy.nets.resnet import build_model
 from bnstudy.nets.norms import NoisyBatchNorm2d

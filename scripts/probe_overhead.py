@@ -24,7 +24,8 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from bnstudy.config import CONF_DIR
-from bnstudy.config import Config, register_configs, to_config
+from bnstudy.config import Config, register_configs
+from bnstudy.validation import to_config
 from bnstudy.data import load_data
 from bnstudy.nets.resnet import build_model
 from bnstudy.optim import build_optimizer, peak_lr

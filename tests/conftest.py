@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from bnstudy.config import CONF_DIR, Config, register_configs, to_config
+from bnstudy.config import CONF_DIR, Config, register_configs
+from bnstudy.validation import to_config
 
 REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "exp").glob("*.yaml"))

@@ -13,7 +13,7 @@ from bnstudy.analysis import style
 from bnstudy.analysis.results import load
 from bnstudy.analysis.rules import INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED
 from bnstudy.claims import norm_batch
-from bnstudy.config import ConfigError
+from bnstudy.validation import ConfigError
 from bnstudy.run import run
 
 from conftest import compose_config

@@ -2,7 +2,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
-from bnstudy.config import ConfigError, to_config, validate
+from bnstudy.validation import ConfigError, to_config, validate
 
 from conftest import CONF_DIR, EXPERIMENTS, compose_config, run_cli
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from bnstudy.analysis import compare, report
-from bnstudy.config import ConfigError
+from bnstudy.validation import ConfigError
 from bnstudy.run import run
 from conftest import compose_config
 

@@ -110,7 +110,7 @@ def _refused(capsys, call) -> str:
 
 
 def test_bf16_is_refused_where_only_emulated_and_auto_falls_back(monkeypatch):
-    from bnstudy.config import ConfigError
+    from bnstudy.validation import ConfigError
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(precision, "native_bf16", lambda device: False)
@@ -154,7 +154,7 @@ def test_a_swept_bf16_value_and_a_single_bf16_run_refuse(tmp_path, monkeypatch, 
 
 
 def test_run_refuses_bf16_before_touching_its_folder(tmp_path, monkeypatch, tiny_overrides):
-    from bnstudy.config import ConfigError
+    from bnstudy.validation import ConfigError
     from bnstudy.run import run
     from conftest import compose_config
 

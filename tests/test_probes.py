@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from bnstudy.config import ConfigError, ModelConfig, NormConfig
+from bnstudy.config import ModelConfig, NormConfig
+from bnstudy.validation import ConfigError
 from bnstudy.nets.resnet import build_model
 from bnstudy.probes import build_probes
 from bnstudy.probes.activations import ActivationsProbe, distribution_stats, histogram

@@ -10,7 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from bnstudy.cli import main
-from bnstudy.config import ConfigError
+from bnstudy.validation import ConfigError
 from bnstudy.run import run
 from conftest import REPO, compose_config
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from bnstudy.optim import build_optimizer, lr_at, peak_lr
-from bnstudy.config import ConfigError, OptimConfig, ScheduleConfig
+from bnstudy.config import OptimConfig, ScheduleConfig
+from bnstudy.validation import ConfigError
 from bnstudy.nets.resnet import build_model
 from bnstudy.config import ModelConfig, NormConfig
 from bnstudy.run import RunFolderError, run

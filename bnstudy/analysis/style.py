@@ -20,6 +20,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from ..nets.norms import NORMS
 from .results import SKIPINIT
 
 STYLE = {
@@ -28,12 +29,9 @@ STYLE = {
     "axes.spines.top": False, "axes.spines.right": False, "savefig.bbox": "tight",
     "legend.frameon": False, "lines.linewidth": 1.6, "lines.markersize": 5,
 }
-# a SkipInit variant (results.variant_names) is another network: a color of its own, never its norm's
-NORM_COLORS = {"bn": "C0", "none": "C3", "none" + SKIPINIT: "C8", "gn": "C2", "ln": "C4", "ghost_bn": "C1",
-               "noisy_bn": "C5"}
-NORM_LABELS = {"bn": "BatchNorm", "none": "no normalization", "gn": "GroupNorm", "ln": "LayerNorm",
-               "ghost_bn": "ghost BatchNorm", "noisy_bn": "noisy BatchNorm"}
-NORM_ORDER = list(NORM_COLORS)
+# each norm's label, colour and place come from the norm registry (bnstudy/nets/norms.py); a
+# SkipInit variant (results.variant_names) is another network: a colour of its own, never its norm's
+SKIPINIT_COLOR = "C8"
 PCT = 100.0  # accuracies are stored as fractions and drawn in percent
 
 
@@ -55,9 +53,11 @@ def figure(fn: Callable[..., Figure]) -> Callable[..., Figure]:
 def norms_of(df: pd.DataFrame, column: str = "norm.name") -> list[str]:
     """The norms present in the house order; column='variant' (results.variant_names) puts each
     SkipInit variant right after its norm."""
+    order = list(NORMS)
+
     def key(n: str):
         base = n[: -len(SKIPINIT)] if n.endswith(SKIPINIT) else n
-        return NORM_ORDER.index(base) if base in NORM_ORDER else 99, base, n.endswith(SKIPINIT)
+        return order.index(base) if base in order else 99, base, n.endswith(SKIPINIT)
     return sorted(df[column].dropna().unique(), key=key)
 
 
@@ -65,12 +65,16 @@ def norms_of(df: pd.DataFrame, column: str = "norm.name") -> list[str]:
 def label(norm: str) -> str:
     if norm.endswith(SKIPINIT):  # a variant name (results.variant_names)
         return label(norm[: -len(SKIPINIT)]) + SKIPINIT
-    return NORM_LABELS.get(norm, norm)
+    spec = NORMS.get(norm)
+    return spec.label if spec is not None and spec.label else norm
 
 
 
 def color(norm: str) -> str:
-    return NORM_COLORS.get(norm, "C7")
+    if norm == "none" + SKIPINIT:
+        return SKIPINIT_COLOR
+    spec = NORMS.get(norm)
+    return spec.color if spec is not None and spec.color else "C7"
 
 
 

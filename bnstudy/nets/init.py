@@ -6,15 +6,14 @@ from torch import nn
 
 from ..config import InitConfig
 
-_NORM_TYPES = (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)
-
 
 @torch.no_grad()
 def init_weights(model: nn.Module, cfg: InitConfig) -> nn.Module:
     """Re-initialize every conv and hidden linear weight by `cfg`, then scale it by `cfg.scale`.
 
     `default` keeps PyTorch's own layer init (only the scale applies). Biases are zeroed
-    under every explicit scheme. Norm layers get gamma=1, beta=0; with
+    under every explicit scheme. Norm layers keep what their constructor gave them (every
+    built-in one gamma=1, beta=0), whatever the norm; with
     `zero_init_residual` the last norm of each residual block starts at gamma=0
     (Goyal et al. 2017), so every block starts as the identity.
 
@@ -47,9 +46,6 @@ def init_weights(model: nn.Module, cfg: InitConfig) -> nn.Module:
             if cfg.name != "default" and m.bias is not None:
                 nn.init.zeros_(m.bias)
             w.mul_(cfg.scale)
-        elif isinstance(m, _NORM_TYPES) and m.weight is not None:
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
     if cfg.zero_init_residual:
         for block in getattr(model, "blocks", lambda: [])():
             if getattr(block.norm2, "weight", None) is not None:

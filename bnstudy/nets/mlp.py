@@ -17,17 +17,6 @@ from .norms import NormLayer, make_norm_layer
 MLP_INIT_STD = 0.01  # "small random Gaussian values" (Ioffe & Szegedy 2015, Sec. 4.1)
 
 
-def make_norm_layer_1d(cfg: NormConfig) -> tuple[NormLayer, bool]:
-    """(norm factory for (N, C) features, whether the linear maps carry a bias)."""
-    if cfg.name == "bn":
-        return (lambda n: nn.BatchNorm1d(n, eps=cfg.eps, momentum=cfg.momentum, affine=cfg.affine)), False
-    if cfg.name == "none":
-        return (lambda n: nn.Identity()), True
-    if cfg.name in ("noisy_bn", "custom"):  # the registry's layer gets (N, C) features here
-        return make_norm_layer(cfg)
-    raise ValueError(f"norm.name={cfg.name!r} is not available for model=mlp: use bn, noisy_bn, none or custom")
-
-
 class HiddenLayer(nn.Module):
     def __init__(self, in_features: int, out_features: int, norm_layer, bias: bool):
         super().__init__()
@@ -64,5 +53,5 @@ class SigmoidMLP(nn.Module):
 
 
 def build_mlp(model: ModelConfig, norm: NormConfig) -> SigmoidMLP:
-    norm_layer, bias = make_norm_layer_1d(norm)
+    norm_layer, bias = make_norm_layer(norm, features=True)
     return SigmoidMLP(3 * 32 * 32, model.width, model.depth, model.num_classes, norm_layer, bias)

@@ -1,14 +1,15 @@
 """Norm-layer registry. Models take `norm_layer(num_channels) -> nn.Module`, channels first.
 
-Adding a norm is one entry in NORMS: a builder `(NormConfig, num_channels, layer_index) -> nn.Module`
-and whether the convs before it need their bias back (they do when nothing re-centres). A layer
-of your own needs no entry: `norm=custom norm._target_=mypkg.MyNorm`.
+Adding a norm is one entry in NORMS: a builder `(NormConfig, num_channels, layer_index) -> nn.Module`,
+whether the convs before it need their bias back (they do when nothing re-centres), its layer
+for the mlp's (N, C) features if it has one, and its label and colour in figures. A layer of
+your own needs no entry: `norm=custom norm._target_=mypkg.MyNorm`.
 """
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from hydra.utils import instantiate
@@ -133,30 +134,52 @@ class NoisyBatchNorm2d(nn.BatchNorm2d):
 
 @dataclass(frozen=True)
 class NormSpec:
-    build: Callable[[NormConfig, int, int], nn.Module]  # (cfg, num_channels, layer index) -> layer
+    build: Callable[[NormConfig, int, int], nn.Module]  # (cfg, num_channels, layer index) -> layer, (N, C, H, W)
     conv_bias: bool  # True where the norm does not subtract a mean (so a conv bias is not redundant)
+    # the layer for (N, C) features (the mlp); None: not available there
+    build_1d: Optional[Callable[[NormConfig, int, int], nn.Module]] = None
+    label: Optional[str] = None  # in figures and reports; None: the arm's own name (a custom layer's class)
+    color: Optional[str] = None  # matplotlib's; None: the next free one
 
 
+def _custom(c: NormConfig, n: int, i: int) -> nn.Module:
+    """Your own layer (norm=custom norm._target_=mypkg.MyNorm): Hydra's instantiate builds
+    MyNorm(num_channels, **norm.kwargs); the convs before it carry no bias, as before BN."""
+    return instantiate({"_target_": c._target_, **c.kwargs}, n)
+
+
+def _noisy(c: NormConfig, n: int, i: int) -> nn.Module:  # each layer its own reproducible noise stream
+    return NoisyBatchNorm2d(n, c.noise_shift, c.noise_scale, seed=c.noise_seed * 1000 + i, eps=c.eps,
+                            momentum=c.momentum, affine=c.affine)
+
+
+# Adding a built-in norm is one entry here: config validation (bnstudy/validation.py), the mlp
+# (nets/mlp.py) and the figures' labels and colours (analysis/style.py) read it.
 NORMS: dict[str, NormSpec] = {
-    "bn": NormSpec(lambda c, n, i: nn.BatchNorm2d(n, eps=c.eps, momentum=c.momentum, affine=c.affine), False),
-    "none": NormSpec(lambda c, n, i: nn.Identity(), True),
-    "gn": NormSpec(lambda c, n, i: GroupNorm(c.groups, n, eps=c.eps, affine=c.affine), False),
+    "bn": NormSpec(lambda c, n, i: nn.BatchNorm2d(n, eps=c.eps, momentum=c.momentum, affine=c.affine), False,
+                   lambda c, n, i: nn.BatchNorm1d(n, eps=c.eps, momentum=c.momentum, affine=c.affine),
+                   "BatchNorm", "C0"),
+    "none": NormSpec(lambda c, n, i: nn.Identity(), True, lambda c, n, i: nn.Identity(), "no normalization", "C3"),
+    "gn": NormSpec(lambda c, n, i: GroupNorm(c.groups, n, eps=c.eps, affine=c.affine), False,
+                   label="GroupNorm", color="C2"),
     # LayerNorm over (C, H, W) of each example = GroupNorm with a single group.
-    "ln": NormSpec(lambda c, n, i: GroupNorm(1, n, eps=c.eps, affine=c.affine), False),
+    "ln": NormSpec(lambda c, n, i: GroupNorm(1, n, eps=c.eps, affine=c.affine), False, label="LayerNorm", color="C4"),
     "ghost_bn": NormSpec(lambda c, n, i: GhostBatchNorm2d(n, c.ghost_batch_size, eps=c.eps, momentum=c.momentum,
-                                                       affine=c.affine), False),
-    # each layer its own reproducible noise stream
-    "noisy_bn": NormSpec(lambda c, n, i: NoisyBatchNorm2d(n, c.noise_shift, c.noise_scale, seed=c.noise_seed * 1000 + i,
-                                                          eps=c.eps, momentum=c.momentum, affine=c.affine), False),
-    # your own layer (norm=custom norm._target_=mypkg.MyNorm): Hydra's instantiate builds
-    # MyNorm(num_channels, **norm.kwargs); the convs before it carry no bias, as before BN
-    "custom": NormSpec(lambda c, n, i: instantiate({"_target_": c._target_, **c.kwargs}, n), False),
+                                                       affine=c.affine), False,
+                         label="ghost BatchNorm", color="C1"),
+    "noisy_bn": NormSpec(_noisy, False, _noisy, "noisy BatchNorm", "C5"),  # it takes (N, C) features too
+    "custom": NormSpec(_custom, False, _custom),
 }
 
 
-def make_norm_layer(cfg: NormConfig) -> tuple[NormLayer, bool]:
-    """Return (norm_layer factory, whether convs should carry a bias)."""
+def make_norm_layer(cfg: NormConfig, features: bool = False) -> tuple[NormLayer, bool]:
+    """Return (norm_layer factory, whether convs should carry a bias); `features`: for (N, C)
+    features (the mlp) instead of (N, C, H, W) images."""
     if cfg.name not in NORMS:
         raise KeyError(f"norm.name={cfg.name!r}: one of {', '.join(NORMS)}")
     spec, index = NORMS[cfg.name], itertools.count()
-    return (lambda num_channels: spec.build(cfg, num_channels, next(index))), spec.conv_bias
+    build = spec.build_1d if features else spec.build
+    if build is None:
+        raise ValueError(f"norm.name={cfg.name!r} is not available for (N, C) features (model=mlp): use "
+                         + ", ".join(n for n, s in NORMS.items() if s.build_1d is not None))
+    return (lambda num_channels: build(cfg, num_channels, next(index))), spec.conv_bias
