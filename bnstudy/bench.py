@@ -338,12 +338,19 @@ def main(argv: list[str] | None = None) -> dict:
                    help="also the bare loop and the harness in fp32, channels_last, bf16 and bf16 + channels_last")
     p.add_argument("--norms", default=None,
                    help="only the bare loop with each of these norms, e.g. bn,ghost_bn:2,gn (ghost_bn:SIZE, gn:GROUPS)")
+    p.add_argument("--tensorboard-replay", type=Path, default=None, metavar="RUN_DIR",
+                   help="only: write a finished run's rows to event files as trainer.tensorboard would have, "
+                        "timed, against the run's own wall time")
     a = p.parse_args(argv)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device)
     say = lambda s: print(s, flush=True)  # noqa: E731
     SPEED.update(channels_last=a.channels_last, bf16=a.bf16, compile=a.compile)
     if a.norms:
         return _norms_main(a, device, say)
+    if a.tensorboard_replay:
+        result = tensorboard_replay(a.tensorboard_replay, say)
+        _write(result, a.out, say)
+        return result
     period = a.probe_steps or probe_period()
     say(f"bnstudy bench: ResNet-20 BN, batch {a.batch}, {a.steps} steps x {a.reps} reps ({period} for the "
         f"probes variant: one probe period), on {device} ({torch.get_num_threads()} threads)")
@@ -454,6 +461,39 @@ def _machine(device: torch.device) -> dict:
     return {"device": str(device), "processor": platform.processor() or platform.machine(),
             "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "torch": torch.__version__,
             "commit": git_commit(), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
+
+
+def tensorboard_replay(run_dir: Path, say) -> dict:
+    """The cost of trainer.tensorboard=true over a whole real run, measured without the noise of
+    two runs side by side: a finished run's metrics.csv and probes.csv rows go to an EventLog in
+    the calls the live tee would have had (one per file and step), timed (process CPU and wall),
+    against the run's own wall time (summary.json)."""
+    import pandas as pd
+
+    from .tensorboard import EventLog
+
+    summary = json.loads((Path(run_dir) / "summary.json").read_text())
+    calls = []
+    for name in ("metrics.csv", "probes.csv"):
+        if (Path(run_dir) / name).exists():
+            rows = pd.read_csv(Path(run_dir) / name)
+            calls += [list(g.itertuples(index=False, name=None)) for _, g in rows.groupby("step", sort=True)]
+    with tempfile.TemporaryDirectory() as tmp:
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        events = EventLog(Path(tmp) / "tb")
+        for rows in calls:
+            events.rows(rows)
+        events.close()
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+        size = sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file())
+    run_wall = float(summary["wall_time_s"])
+    result = {"run_dir": str(run_dir), "machine": _machine(torch.device("cpu")), "calls": len(calls),
+              "rows": sum(map(len, calls)), "event_bytes": size, "writer_cpu_s": cpu, "writer_wall_s": wall,
+              "run_wall_s": run_wall, "run_steps": summary.get("steps"), "share_of_run_wall": wall / run_wall}
+    say(f"tensorboard replay of {run_dir}: {result['rows']} rows in {len(calls)} calls -> {size / 1e6:.1f} MB of "
+        f"events in {wall:.1f} s ({cpu:.1f} s CPU), {100 * wall / run_wall:.2f}% of the run's "
+        f"{run_wall / 60:.1f} min")
+    return result
 
 
 def _write(result: dict, out: Path | None, say) -> None:

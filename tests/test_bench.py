@@ -59,3 +59,15 @@ def test_bench_norms_side_by_side(tmp_path, monkeypatch):
     assert list(nv["median_images_per_s"]) == ["bn", "ghost_bn:2", "gn:4"] and "precision_variants" not in res
     assert nv["ratios"]["bn / bn"] == 1.0 and all(v > 0 for v in nv["median_images_per_s"].values())
     assert bench.parse_norm("ghost_bn:2").ghost_batch_size == 2 and bench.parse_norm("gn:4").groups == 4
+
+
+def test_tensorboard_replay_times_a_runs_rows_against_its_wall_time(tmp_path, tiny_overrides):
+    """`bench --tensorboard-replay RUN_DIR`: a finished run's rows written to event files, timed."""
+    from bnstudy.run import run
+    from conftest import compose_config
+
+    summary = run(compose_config(tiny_overrides), tmp_path / "r")
+    res = bench.main(["--tensorboard-replay", str(tmp_path / "r"), "--out", str(tmp_path / "replay.json")])
+    assert res["rows"] > 0 and res["calls"] > 0 and res["event_bytes"] > 0
+    assert res["run_wall_s"] == summary["wall_time_s"] and res["share_of_run_wall"] == res["writer_wall_s"] / res["run_wall_s"]
+    assert json.loads((tmp_path / "replay.json").read_text())["rows"] == res["rows"]
