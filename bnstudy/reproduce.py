@@ -226,9 +226,10 @@ def _counts(rows: list[dict], columns: list[str]) -> str:
 
 
 def provenance_md(rows: list[dict], p: Plan, command: str, sweep_wall_s: Optional[float],
-                  started: Optional[float], left_out: Sequence[str] = ()) -> str:
+                  started: Optional[float], left_out: Sequence[str] = (), status: Optional[str] = None) -> str:
     """provenance.md for one study: what made OUT/STUDY, from its run folders' rows (read_runs);
-    `left_out`: the folders under the sweep folder that this sweep's grid does not hold."""
+    `left_out`: the folders under the sweep folder that this sweep's grid does not hold;
+    `status`: what `python -m bnstudy status SWEEP_DIR` says of the sweep (sweep_status_md)."""
     import statistics
 
     walls = [float(r["wall_time_s"]) for r in rows if isinstance(r.get("wall_time_s"), (int, float))]
@@ -255,8 +256,7 @@ def provenance_md(rows: list[dict], p: Plan, command: str, sweep_wall_s: Optiona
         "",
         "## Code",
         "",
-        "The commit each run's code came from (`-dirty`: with uncommitted changes; since da4144a only changes "
-        "to the package, bnstudy/, count, before it any tracked file's did).",
+        "The commit each run's code came from (`-dirty`: with uncommitted changes to the package, bnstudy/).",
         "",
         _counts(rows, ["git_commit", "bnstudy_version"]),
         "",
@@ -274,6 +274,7 @@ def provenance_md(rows: list[dict], p: Plan, command: str, sweep_wall_s: Optiona
         "",
         _counts(rows, ["status"]),
         "",
+        *([status, ""] if status else []),
         "## Wall time",
         "",
         f"- the runs' own (summary.json `wall_time_s`, {_n(len(walls), 'run')}): "
@@ -301,8 +302,30 @@ def write_provenance(p: Plan, command: str, sweep_wall_s: Optional[float], start
     rows = read_runs(kept)
     left_out = [str(d.relative_to(p.sweep_dir)) for d in dirs if d not in kept]
     p.out_dir.mkdir(parents=True, exist_ok=True)
-    (p.out_dir / "provenance.md").write_text(provenance_md(rows, p, command, sweep_wall_s, started, left_out))
+    (p.out_dir / "provenance.md").write_text(provenance_md(rows, p, command, sweep_wall_s, started, left_out,
+                                                           sweep_status_md(p.sweep_dir)))
     return rows
+
+
+def sweep_status_md(sweep_dir: Path) -> Optional[str]:
+    """The sweep as `python -m bnstudy status SWEEP_DIR` shows it (bnstudy/sweep_status.py): its
+    last command's planned runs by arm and status, and its summary lines; None without a
+    multirun.yaml."""
+    from . import sweep_status
+
+    try:
+        runs, n_jobs = sweep_status.table(sweep_dir)
+    except FileNotFoundError:
+        return None
+    planned = runs[runs.command == "last command"]
+    counts = planned.groupby(["arm", "status"]).size().rename("runs").reset_index()
+    lines = ["## The sweep's grid, by `status`", "",
+             f"`python -m bnstudy status {sweep_dir}` when this was written: the runs its last command planned",
+             "(from the sweep's multirun.yaml), by arm and state, then its summary.", "",
+             "| arm | status | runs |", "|---|---|---|"]
+    lines += [f"| {r.arm} | {r.status} | {r.runs} |" for r in counts.itertuples()]
+    lines += ["", *(f"    {line}" for line in sweep_status.summarize(runs, n_jobs).splitlines())]
+    return "\n".join(lines)
 
 
 def sweep_grid(sweep_list: Path, sweep_dir: Path, started: float) -> Optional[set[Path]]:

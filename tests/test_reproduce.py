@@ -116,6 +116,29 @@ def test_provenance_counts_commits_statuses_and_wall_time(tmp_path):
     assert f"hydra.sweep.dir={tmp_path}/runs/inference-cpu-cifar10_folder data=cifar10_folder" in md
 
 
+def test_provenance_shows_the_sweep_as_status_does(tmp_path):
+    """provenance.md's grid section is `status`'s table: the last command's runs by arm and state."""
+    import json
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from bnstudy.config import CONF_DIR
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["+exp=lr_sweep", "scale=smoke"], return_hydra_config=True)
+    (tmp_path / "multirun.yaml").write_text(OmegaConf.to_yaml(cfg))
+    for name, status in (("norm=bn,optim.lr=0.1,seed=0", "completed"), ("norm=none,optim.lr=3.2,seed=0", "diverged")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps({"status": status, "wall_time_s": 60.0}))
+    md = reproduce.sweep_status_md(tmp_path)
+    rows = {tuple(c.strip() for c in line.strip("|").split("|")) for line in md.splitlines() if line.startswith("| norm")}
+    assert rows == {("norm=bn", "completed", "1"), ("norm=bn", "not started", "1"), ("norm=none", "diverged", "1"),
+                    ("norm=none", "not started", "1"), ("norm=skipinit", "not started", "2")}
+    assert "    6 runs planned: 4 not started, 1 completed, 1 diverged" in md
+    assert reproduce.sweep_status_md(tmp_path / "nowhere") is None
+
+
 # one run of ResNet-20, two steps, on a small synthetic set: ~15 s on 2 busy cores
 TINY = ["norm=bn", "model.dropout=0.0", "trainer.max_steps=2", "data.synthetic_train_size=256",
         "data.synthetic_test_size=100", "data.train_subset=null", "data.test_subset=null", "data.batch_size=32"]
@@ -133,6 +156,8 @@ def test_smoke_reproduce_writes_report_and_provenance_then_resumes(tmp_path):
     assert (out / "report.md").exists() and (out / "runs.csv").exists()
     assert f"| {commit} | " in prov and "| completed | 1 |" in prov
     assert "(1 run written by it, 0 already finished before it)" in prov
+    grid = prov.split("## The sweep's grid, by `status`")[1]  # the sweep as `status` shows it
+    assert "| completed | 1 |" in grid and "1 runs planned: 1 completed" in grid
     assert "python -m bnstudy reproduce " + " ".join(args[1:]) in prov
 
     (out / "README.md").write_text("written by hand\n")
