@@ -4,12 +4,12 @@ import json
 
 import pytest
 
-from bnstudy import bench
+from bnstudy import bench, throughput
 
 
 def test_probe_period_is_the_lcm_of_default_cadences():
     # activations/sigprop/batchnorm every 200, gradients every 50: the call pattern repeats every 200
-    assert bench.probe_period() == 200
+    assert throughput.probe_period() == 200
 
 
 @pytest.mark.slow
@@ -36,29 +36,29 @@ def test_bench_times_tensorboard_logging_beside_the_same_run_without_it():
 def test_bench_precision_variants_side_by_side(tmp_path):
     res = bench.main(["--quick", "--precisions", "--steps", "2", "--reps", "1", "--probe-steps", "2"])
     pv = res["precision_variants"]
-    assert set(pv["median_images_per_s"]) == {f"{loop} {p}" for p in bench.PRECISIONS for loop in ("bare", "harness")}
+    assert set(pv["median_images_per_s"]) == {f"{loop} {p}" for p in throughput.PRECISIONS for loop in ("bare", "harness")}
     assert pv["ratios"]["bare fp32 / bare fp32"] == 1.0 and pv["ratios"]["harness fast / harness fp32"] > 0
-    assert bench.SPEED == {"channels_last": False, "bf16": False, "compile": False}  # restored
+    assert throughput.SPEED == {"channels_last": False, "bf16": False, "compile": False}  # restored
 
 
 def test_classic_loop_reads_past_an_epoch():
     """More steps than the data has batches: the loader starts a new epoch, as training does
     (it stopped the bench on a GPU at 50 steps of 512)."""
     data = bench.synthetic_cifar(48, 10)
-    assert bench.classic_loop(data, batch=16, steps=4, device=bench.torch.device("cpu"), workers=0) > 0
-    assert bench.classic_loader_only(data, batch=16, steps=4, workers=0) > 0
+    assert throughput.classic_loop(data, batch=16, steps=4, device=bench.torch.device("cpu"), workers=0) > 0
+    assert throughput.classic_loader_only(data, batch=16, steps=4, workers=0) > 0
 
 
 @pytest.mark.slow
 def test_bench_norms_side_by_side(tmp_path, monkeypatch):
-    monkeypatch.setattr(bench, "SPEED", dict(bench.SPEED))  # main sets bf16 + channels_last in it
+    monkeypatch.setattr(throughput, "SPEED", dict(throughput.SPEED))  # main sets bf16 + channels_last in it
     out = tmp_path / "n.json"
     res = bench.main(["--norms", "bn,ghost_bn:2,gn:4", "--steps", "1", "--reps", "1", "--batch", "8",
                       "--bf16", "--channels-last", "--out", str(out)])
     nv = json.loads(out.read_text())["norm_variants"]
     assert list(nv["median_images_per_s"]) == ["bn", "ghost_bn:2", "gn:4"] and "precision_variants" not in res
     assert nv["ratios"]["bn / bn"] == 1.0 and all(v > 0 for v in nv["median_images_per_s"].values())
-    assert bench.parse_norm("ghost_bn:2").ghost_batch_size == 2 and bench.parse_norm("gn:4").groups == 4
+    assert throughput.parse_norm("ghost_bn:2").ghost_batch_size == 2 and throughput.parse_norm("gn:4").groups == 4
 
 
 def test_tensorboard_replay_times_a_runs_rows_against_its_wall_time(tmp_path, tiny_overrides):
