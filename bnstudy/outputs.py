@@ -53,6 +53,21 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     _atomic(path, lambda f: torch.save(obj, f))
 
 
+def flatten(d: dict, prefix: str = "") -> dict:
+    """{'optim': {'lr': 0.1}} -> {'optim.lr': 0.1}; lists become their JSON text (a config
+    or summary as one row: the report's runs table, a run folder's comparison, HParams)."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        elif isinstance(v, list):
+            out[key] = json.dumps(v)
+        else:
+            out[key] = v
+    return out
+
+
 def count_rows(path: Path) -> int:
     """Data rows (lines after the header) of a metrics file; 0 if absent."""
     if not path.exists():

@@ -22,7 +22,7 @@ from .data import DataError, load_data
 from .nets.resnet import build_model, count_parameters
 from .optim import build_optimizer, peak_lr
 from .evaluation import bn_layers, inference_modes, precise_bn_accuracy, shifted_test_accuracy
-from .outputs import MetricsLog, atomic_write_json, atomic_write_text, provenance, truncate_rows
+from .outputs import MetricsLog, atomic_write_json, atomic_write_text, flatten, provenance, truncate_rows
 from .precision import require_native, resolve as resolve_precision
 from .probes import build_probes
 from .runfolder import RunLock, claim, note_in_sweep
@@ -146,7 +146,6 @@ def _run_locked(cfg: Config, out_dir: Path, config_text: str, resume: dict | Non
     summary["wall_time_s"] = time.perf_counter() - t0
     atomic_write_json(out_dir / "summary.json", _ordered(summary))
     if events is not None:  # the HParams entry: this run's config against its final accuracy
-        from .analysis.results import flatten
         events.hparams(flatten(OmegaConf.to_container(OmegaConf.structured(cfg))), summary)
         events.close()
     log.info(f"status={summary['status']} steps={summary.get('steps')} "

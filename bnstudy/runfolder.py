@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+import torch
+
 from .config import NOT_THE_EXPERIMENT
+from .outputs import flatten
 
 FINISHED = ("completed", "diverged")  # a diverged run is a result; running/failed/interrupted are not (yet)
 
@@ -141,15 +144,8 @@ def same_config(old_text: str, new_text: str) -> bool:
     do not count."""
     import yaml
 
-    def flat(d, prefix=""):
-        out = {}
-        for k, v in (d or {}).items():
-            key = f"{prefix}{k}"
-            out.update(flat(v, key + ".") if isinstance(v, dict) else {key: v})
-        return out
-
     try:
-        a, b = flat(yaml.safe_load(old_text)), flat(yaml.safe_load(new_text))
+        a, b = flatten(yaml.safe_load(old_text) or {}), flatten(yaml.safe_load(new_text) or {})
     except yaml.YAMLError:
         return False
     return all(a[k] == b[k] for k in a.keys() & b.keys() if k not in NOT_THE_EXPERIMENT)
@@ -174,8 +170,6 @@ def claim(run_dir: Path, config_text: str, rerun: bool = False) -> Claim:
     ckpt_path = run_dir / "last.pt"
     if status != "failed" and ckpt_path.exists():
         try:
-            import torch  # here: the analysis reads FINISHED without loading torch
-
             ckpt = torch.load(ckpt_path, weights_only=True)
             missing = CHECKPOINT_KEYS - set(ckpt)
             if missing:

@@ -26,6 +26,7 @@ import pandas as pd
 import yaml
 
 from ..config import NOT_THE_EXPERIMENT
+from ..outputs import flatten
 from ..runfolder import FINISHED
 
 SCALE_ORDER = ("full", "medium", "cpu", "smoke")  # when a study ran at several scales, claims use the largest
@@ -65,20 +66,6 @@ def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
             raise NoRunsError(f"{p} holds no run folders (no summary.json found under it)")
         found += here
     return sorted(set(found))
-
-
-def flatten(d: dict, prefix: str = "") -> dict:
-    """{'optim': {'lr': 0.1}} -> {'optim.lr': 0.1}; lists become their YAML flow text."""
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        elif isinstance(v, list):
-            out[key] = json.dumps(v)
-        else:
-            out[key] = v
-    return out
 
 
 def _read_rows(path: Path) -> pd.DataFrame | None:
