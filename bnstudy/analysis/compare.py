@@ -11,8 +11,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from . import style as S
-from .results import (FINISHED, NOT_THE_EXPERIMENT, at_best_rate, experiment_columns, variant_names,
-                      with_config)
+from .results import (FINISHED, NOT_THE_EXPERIMENT, at_best_rate, experiment_columns, value_text,
+                      variant_names, with_config)
 from .rules import acc_cell
 from .stats import aggregate, mean_ci
 
@@ -48,12 +48,8 @@ def with_arms(runs: pd.DataFrame) -> pd.DataFrame:
     r = _named(runs)
     cols = arm_columns(r)
     def name(row) -> str:
-        return ", ".join(f"{'norm' if c == 'norm.name' else c}={_text(row[c])}" for c in cols) or "all"
+        return ", ".join(f"{'norm' if c == 'norm.name' else c}={value_text(row[c])}" for c in cols) or "all"
     return r.assign(arm=r.apply(name, axis=1) if len(r) else pd.Series(dtype=str))
-
-
-def _text(v) -> str:
-    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -66,7 +62,7 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
     best = at_best_rate(done, ["arm"], RATE) if swept else done
     rows = []
     for arm, g in best.groupby("arm", sort=False):
-        rows.append({"arm": arm} | ({"best rate": _text(float(g[RATE].iloc[0]))} if swept else {})
+        rows.append({"arm": arm} | ({"best rate": value_text(float(g[RATE].iloc[0]))} if swept else {})
                     | {"seeds": g.seed.nunique(),
                        "final test accuracy (%)": acc_cell(*mean_ci(g.final_acc)),
                        "best test accuracy (%)": acc_cell(*mean_ci(pd.to_numeric(g.get("best_test_acc"),
@@ -80,7 +76,7 @@ def rate_table(runs: pd.DataFrame) -> pd.DataFrame:
     done = with_arms(runs[runs.status.isin(FINISHED)])
     if done.empty or RATE not in done or done[RATE].nunique() < 2:
         return pd.DataFrame()
-    return pd.DataFrame([{"arm": arm, "peak rate": _text(float(lr)), "seeds": g.seed.nunique(),
+    return pd.DataFrame([{"arm": arm, "peak rate": value_text(float(lr)), "seeds": g.seed.nunique(),
                           "final test accuracy (%)": acc_cell(*mean_ci(g.final_acc)),
                           "diverged": int((g.status == "diverged").sum())}
                          for (arm, lr), g in done.groupby(["arm", RATE], sort=True)])

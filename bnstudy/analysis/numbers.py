@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .results import FINISHED, NOT_THE_EXPERIMENT, experiment_columns
+from .results import FINISHED, NOT_THE_EXPERIMENT, experiment_columns, value_text
 from .selection import phases
 from .rules import decide, p_value
 from .stats import mean_ci
@@ -40,17 +40,6 @@ FIRST = ("phase", "scale.name", "model.name", "norm.name", "model.skipinit", "mo
          "optim.lr")
 NOT_A_CELL = ("seed", "norm.noise_seed", *NOT_THE_EXPERIMENT)  # the noise seed follows the seed
 SEP = "; "
-
-
-def key_text(v) -> str:
-    """A cell value as the cell's name gives it: 0.1, 128 (not 128.0), True, nan."""
-    if isinstance(v, (bool, np.bool_)):
-        return str(bool(v))
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return str(v)
-    return "nan" if f != f else f"{f:g}"
 
 
 def with_phase(runs: pd.DataFrame) -> pd.DataFrame:
@@ -67,9 +56,9 @@ def cell_columns(runs: pd.DataFrame) -> list[str]:
     cols = [c for c in experiment_columns(runs) if c not in NOT_A_CELL] + (["phase"] if "phase" in runs else [])
     # a key older runs lack (NaN) beside one value in newer runs is not varied: keys are added
     # with defaults that keep the old behaviour
-    cols = [c for c in cols if runs[c].dropna().map(key_text).nunique() > 1]
+    cols = [c for c in cols if runs[c].dropna().map(value_text).nunique() > 1]
     cols.sort(key=lambda c: (FIRST.index(c) if c in FIRST else len(FIRST), c))
-    text = runs[cols].apply(lambda s: s.map(key_text))
+    text = runs[cols].apply(lambda s: s.map(value_text))
     for c in reversed(list(cols)):  # drop the least telling first
         rest = [k for k in cols if k != c]
         if rest and (text.groupby(rest)[c].nunique() <= 1).all():
@@ -78,7 +67,7 @@ def cell_columns(runs: pd.DataFrame) -> list[str]:
 
 
 def cell_name(keys: dict) -> str:
-    return SEP.join(f"{k}={key_text(v)}" for k, v in keys.items())
+    return SEP.join(f"{k}={value_text(v)}" for k, v in keys.items())
 
 
 def _row(study: str, kind: str, quantity: str, unit: str, value: float, half: float = math.nan, n: int = 0,

@@ -28,8 +28,8 @@ from matplotlib.figure import Figure
 
 from .. import claims as C
 from . import compare, numbers, rules, selection, style
-from .results import (FINISHED, Results, experiment_columns, load, mixed_precisions, study_runs, variant_names,
-                      with_config)
+from .results import (FINISHED, Results, experiment_columns, load, mixed_precisions, study_runs, value_text,
+                      variant_names, with_config)
 from .rules import Verdict
 
 CLAIMS = C.CLAIMS  # modules: KEY, STUDY, TITLE, STATEMENT, CHECKS, FIGURES
@@ -373,15 +373,8 @@ WRITTEN = ("runs.csv", "curves.csv.gz", "report.md", "report.html", "numbers.csv
 
 
 def _identities(runs: pd.DataFrame, cols: Sequence[str]) -> set[tuple]:
-    def text(v) -> str:  # a value as runs.csv gives it back: None and NaN alike, 128 and 128.0 alike
-        if v is None:
-            return "nan"
-        try:
-            f = float(v)
-            return "nan" if f != f else f"{f:g}"
-        except (TypeError, ValueError):
-            return str(v)
-    return {tuple(text(v) for v in row) for row in runs[list(cols)].itertuples(index=False)}
+    """Each run's values of `cols`, as text that reads the same from a run folder and runs.csv."""
+    return {tuple(value_text(v) for v in row) for row in runs[list(cols)].itertuples(index=False)}
 
 
 def other_runs(out: Path, runs: pd.DataFrame) -> int:

@@ -364,17 +364,22 @@ def at_best_rate(runs: pd.DataFrame, by: Sequence[str], rate: str = "optim.lr",
     return runs.merge(best[by + [rate]], on=by + [rate], how="inner")
 
 
-def _key_text(v) -> str:
-    """A group key as the notes print it: bools and strings as they are, integers whole, other
-    numbers in %g."""
+def value_text(v) -> str:
+    """A config value as names and keys print it, the same however it was read back (a run
+    folder, runs.csv): None and NaN as "nan", bools and strings as they are, integers whole
+    (128, not 128.0), other numbers in %g."""
+    if v is None:
+        return "nan"
     if isinstance(v, (bool, np.bool_, str)) or not isinstance(v, numbers.Real):
-        return str(v)
+        return str(bool(v)) if isinstance(v, np.bool_) else str(v)
+    if v != v:
+        return "nan"
     return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:g}"
 
 
 def _cell_name(keys: Sequence, prefixes: Sequence[str]) -> str:
     """A group as the notes name it: each key after its prefix ('batch ' names 2 'batch 2')."""
-    return " ".join(p + _key_text(k) for p, k in zip(list(prefixes) + [""] * len(keys), keys)).strip()
+    return " ".join(p + value_text(k) for p, k in zip(list(prefixes) + [""] * len(keys), keys)).strip()
 
 
 def incomplete_cells(runs: pd.DataFrame, by: Sequence[str], rate: str = "optim.lr", within: Sequence[str] = (),
