@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from bnstudy.analysis import style
-from bnstudy.analysis.rules import INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED
+from bnstudy.analysis.rules import HOLDS_MINIMUM, INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED, TOO_FEW_SEEDS
 from bnstudy.claims import inference
 
 from conftest import compose_config
@@ -67,7 +67,7 @@ def test_inconclusive_when_one_normalization_batch_is_undecided():
     runs = runs_inference(penalty={16: 0.02, 128: 0.5}, sd=0.02)  # +2 points at test batch 1, noisy
     v = inference.check(runs, NO_CURVES)
     assert v.verdict == INCONCLUSIVE, v.finding
-    assert "Deciding normalization batch: 16" in v.finding and "contains the minimum effect" in v.reason
+    assert "Deciding normalization batch: 16" in v.finding and v.why == HOLDS_MINIMUM
 
 
 def test_an_untrained_normalization_batch_blocks_reproduced_but_not_a_failure_elsewhere():
@@ -79,7 +79,7 @@ def test_an_untrained_normalization_batch_blocks_reproduced_but_not_a_failure_el
 
 def test_one_seed_over_two_momenta_is_one_seed():
     v = inference.check(runs_inference(seeds=1), NO_CURVES)
-    assert v.verdict == INCONCLUSIVE and "n=1" in v.finding, v.finding
+    assert v.verdict == INCONCLUSIVE and v.why == TOO_FEW_SEEDS, v.finding
 
 
 def test_the_normalization_batch_is_the_ghost_batch_at_most_the_sgd_batch():

@@ -12,7 +12,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from bnstudy.analysis.results import with_config
-from bnstudy.analysis.rules import INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED
+from bnstudy.analysis.rules import INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED, TOO_FEW_SEEDS
 from bnstudy.claims import stable_lr as C
 from conftest import run_cli
 from test_claims import row
@@ -203,7 +203,7 @@ def test_a_missing_arm_is_missing():
 
 def test_one_seed_is_inconclusive():
     v = C.check(*study(seeds=1))
-    assert v.verdict == INCONCLUSIVE and "n=1" in v.finding
+    assert v.verdict == INCONCLUSIVE and v.why == TOO_FEW_SEEDS
 
 
 # ---------------------------------------------------------------- the figure

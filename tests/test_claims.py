@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from bnstudy.analysis.results import at_best_rate, edge_rates, incomplete_cells, study_runs
-from bnstudy.analysis.rules import INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED
+from bnstudy.analysis.rules import HOLDS_MINIMUM, INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED, TOO_FEW_SEEDS
 from bnstudy.claims import (CLAIMS, covariate_shift, depth, faster_training, higher_lr, inference, init,
                             intensity_shift, regularization, small_batch, steps_to_target)
 
@@ -222,7 +222,7 @@ def test_two_noisy_seeds_reach_no_verdict_either_way(runs):
     whose spread swamps the effect, the verdict is inconclusive and says how many seeds would do."""
     v = small_batch.check(runs, NO_CURVES)
     assert v.verdict == INCONCLUSIVE, v.finding
-    assert "contains the minimum effect" in v.reason and "seeds per arm would settle it" in v.reason
+    assert v.why == HOLDS_MINIMUM and not v.blockers
 
 
 PROBE_CASES = [
@@ -300,7 +300,7 @@ def test_every_claim_module_is_whole():
 
 def test_one_seed_is_inconclusive_and_says_why():
     v = higher_lr.check(runs_lr(seeds=1), NO_CURVES)
-    assert v.verdict == INCONCLUSIVE and "n=1" in v.finding
+    assert v.verdict == INCONCLUSIVE and v.why == TOO_FEW_SEEDS
     assert "no CI" in v.numbers.iloc[0]["final test accuracy (%)"]
 
 
@@ -315,7 +315,7 @@ def test_a_x3_grid_cannot_show_a_ratio_under_3x():
     effect of 3x, so it cannot be 'not reproduced'; a x2 grid can."""
     x3 = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
     v = higher_lr.check(runs_lr(bn_top=0.1, none_top=0.1, lrs=x3), NO_CURVES)
-    assert v.verdict == INCONCLUSIVE and "contains the minimum effect" in v.finding, v.finding
+    assert v.verdict == INCONCLUSIVE and v.why == HOLDS_MINIMUM, v.finding
 
 
 def test_quantized_steps_widen_the_interval_even_when_every_seed_agrees():
@@ -365,7 +365,7 @@ def test_a_seed_that_reached_no_threshold_is_censored_from_the_last_step_to_neve
     bn.loc[bn[bn["norm.name"] == "bn"].index[0], ["steps_to_test_acc.0.3", "steps_to_test_acc.0.4"]] = [np.nan, np.nan]
     vb = steps_to_target.check(bn, NO_CURVES)
     assert vb.verdict == INCONCLUSIVE and vb.estimate.lo == -np.inf, vb.finding
-    assert "0x" in vb.finding and "contains the minimum effect" in vb.reason, vb.finding
+    assert "0x" in vb.finding and vb.why == HOLDS_MINIMUM, vb.finding
     assert "nor denser evaluations" in vb.reason and "only 'not reproduced' can be shown" in vb.finding, vb.reason
     # all but one of an arm's seeds failed: no verdict
     most = runs_steps()
@@ -611,7 +611,7 @@ def test_inference_counts_seeds_not_momentum_copies():
     one = runs_infer(seeds=1)
     copies = pd.concat([one.assign(run=one.run + f"/m{m}", **{"norm.momentum": m}) for m in (0.01, 0.1, 0.5)])
     v = inference.check(copies, NO_CURVES)
-    assert v.verdict == INCONCLUSIVE and "n=1" in v.finding
+    assert v.verdict == INCONCLUSIVE and v.why == TOO_FEW_SEEDS
 
 
 def test_intensity_is_decided_on_the_cost_of_training_with_variation():
@@ -637,3 +637,19 @@ def test_incomplete_cells_reads_each_scope_on_its_own_grid():
     (note,) = incomplete_cells(cut, ["model", "norm"], within=["model"])
     assert "resnet none: rate 0.2 missing" in note and "mlp bn: 2 of 3 seeds at 0.8" in note, note
     assert "mlp none" not in note and "resnet bn" not in note, note
+
+
+def test_decision_says_why_in_a_code_as_well_as_a_sentence():
+    """rules.decision: each way to an inconclusive verdict has its code (Verdict.why); decided
+    verdicts have none."""
+    from bnstudy.analysis.rules import BLOCKED, NO_EFFECT, Effect, decision
+    from bnstudy.analysis.stats import difference
+
+    e = Effect("a - b", "points", 2.0)
+    far, near = difference([10, 11, 12], [0, 1, 2]), difference([3, 2, 4], [0, 1, 2])
+    assert decision(far, e)[:2] == (REPRODUCED, "")
+    assert decision(difference([0, 1, 2], [10, 11, 12]), e)[:2] == (NOT_REPRODUCED, "")
+    assert decision(near, e)[:2] == (INCONCLUSIVE, HOLDS_MINIMUM)
+    assert decision(difference([3], [0, 1]), e)[:2] == (INCONCLUSIVE, TOO_FEW_SEEDS)
+    assert decision(difference([float("nan")], [0.0]), e)[:2] == (INCONCLUSIVE, NO_EFFECT)
+    assert decision(far, e, ["b did not train"]) == (INCONCLUSIVE, BLOCKED, "b did not train")

@@ -70,7 +70,9 @@ class Verdict:
     params: dict = field(default_factory=dict)  # choices a figure should share (e.g. target accuracy)
     effect: Optional[Effect] = None
     estimate: Optional[Estimate] = None
-    reason: str = ""  # why inconclusive
+    reason: str = ""  # why inconclusive, a sentence
+    why: str = ""  # why inconclusive, one of BLOCKED, NO_EFFECT, TOO_FEW_SEEDS, HOLDS_MINIMUM (decision)
+    blockers: list[str] = field(default_factory=list)  # what forbade a verdict (why == BLOCKED)
     # other effects the check computes (per part, or shown beside as information), as
     # (label, Effect, Estimate): numbers.csv gives each with its interval
     estimates: list[tuple[str, Effect, Estimate]] = field(default_factory=list)
@@ -98,24 +100,32 @@ def effect_line(e: Effect, est: Estimate) -> str:
     return line + f" (n={est.n}: no interval); minimum effect {e.fmt(e.minimum)}"
 
 
-def decide(est: Estimate, effect: Effect, blockers: Sequence[str] = ()) -> tuple[str, str]:
-    """(verdict, reason) by the symmetric rule of this module's docstring. `blockers` are
+# why a verdict is inconclusive (Verdict.why): what a test or a reader can check without its sentence
+BLOCKED = "blocked"  # a reason forbids a verdict whatever the interval (Verdict.blockers say which)
+NO_EFFECT = "no effect"  # no effect could be computed
+TOO_FEW_SEEDS = "too few seeds"  # no interval: fewer than MIN_SEEDS seeds in an arm
+HOLDS_MINIMUM = "interval holds the minimum"  # the 95% interval contains the minimum effect
+
+
+def decision(est: Estimate, effect: Effect, blockers: Sequence[str] = ()) -> tuple[str, str, str]:
+    """(verdict, why, reason) by the symmetric rule of this module's docstring. `blockers` are
     reasons that forbid a verdict whatever the interval (an arm that did not train, a
-    censored measurement); the reason is empty for reproduced and not reproduced."""
+    censored measurement); `why` (one of BLOCKED, NO_EFFECT, TOO_FEW_SEEDS, HOLDS_MINIMUM) and
+    the reason, a sentence, are empty for reproduced and not reproduced."""
     if blockers:
-        return INCONCLUSIVE, "; ".join(blockers)
+        return INCONCLUSIVE, BLOCKED, "; ".join(blockers)
     if not math.isfinite(est.value):
-        return INCONCLUSIVE, "no effect could be computed"
+        return INCONCLUSIVE, NO_EFFECT, "no effect could be computed"
     if est.n < MIN_SEEDS or not est.has_interval:
-        return INCONCLUSIVE, f"n={est.n} seed in an arm: no interval (at least {MIN_SEEDS} seeds per arm)"
+        return INCONCLUSIVE, TOO_FEW_SEEDS, f"n={est.n} seed in an arm: no interval (at least {MIN_SEEDS} seeds per arm)"
     m, c = effect.minimum, effect.claimed
     eps = 1e-9 * max(1.0, abs(m))  # a bound that equals the minimum (0.3 / 0.1 on a grid) does not exclude it
     beyond = est.lo > m + eps if c > 0 else est.hi < m - eps
     short = est.hi < m - eps if c > 0 else est.lo > m + eps
     if beyond:
-        return REPRODUCED, ""
+        return REPRODUCED, "", ""
     if short:
-        return NOT_REPRODUCED, ""
+        return NOT_REPRODUCED, "", ""
     n = seeds_needed(est, m)
     open_ = math.isinf(est.lo) or math.isinf(est.hi)
     more = ("no number of seeds, nor denser evaluations, would settle it at this estimate: a seed that may never have "
@@ -126,8 +136,14 @@ def decide(est: Estimate, effect: Effect, blockers: Sequence[str] = ()) -> tuple
             else "no number of seeds would settle it at this estimate" if n is None
             else f"about {n} seeds per arm would settle it at the observed spread" if n <= 1000
             else "more than 1000 seeds per arm would be needed at the observed spread")
-    return INCONCLUSIVE, (f"the interval [{effect.fmt(est.lo)}, {effect.fmt(est.hi)}] contains the minimum effect "
-                          f"{effect.fmt(m)}; {more}")
+    return INCONCLUSIVE, HOLDS_MINIMUM, (f"the interval [{effect.fmt(est.lo)}, {effect.fmt(est.hi)}] contains the "
+                                         f"minimum effect {effect.fmt(m)}; {more}")
+
+
+def decide(est: Estimate, effect: Effect, blockers: Sequence[str] = ()) -> tuple[str, str]:
+    """(verdict, reason): decision() without its `why`."""
+    v, _, reason = decision(est, effect, blockers)
+    return v, reason
 
 
 def p_value(est: Estimate, effect: Effect, verdict: str) -> float:
@@ -160,8 +176,9 @@ def untrained(arms: dict[str, pd.Series], chance: float) -> list[str]:
 def verdict(claim: str, title: str, rule: str, effect: Effect, est: Estimate, blockers: Sequence[str] = (),
             finding: str = "", **kw) -> Verdict:
     """The Verdict of `est` under `effect`'s minimum, with the effect line leading the finding."""
-    v, reason = decide(est, effect, blockers)
-    out = Verdict(claim, title, v, rule, effect=effect, estimate=est, reason=reason, **kw)
+    v, why, reason = decision(est, effect, blockers)
+    out = Verdict(claim, title, v, rule, effect=effect, estimate=est, reason=reason, why=why,
+                  blockers=list(blockers), **kw)
     parts = [out.effect_line(), finding, f"Inconclusive: {reason}." if reason else ""]
     out.finding = " ".join(p.rstrip(".") + "." for p in parts if p)
     return out
