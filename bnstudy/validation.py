@@ -3,6 +3,7 @@ ranges, combinations. `to_config` types a composed config by the schema and vali
 value is a ConfigError whose one-line message names the key."""
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import math
@@ -10,7 +11,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from .config import SCALES, Config
+from .config import SCALES, Config, ProbesConfig
 from .nets.norms import NORMS
 
 
@@ -110,8 +111,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("norm.groups", cfg.norm.groups,
                           f"must divide every stage's channels ({16 * cfg.model.width}, "
                           f"{32 * cfg.model.width}, {64 * cfg.model.width})")
-    for name in ("activations", "sigprop", "gradients", "bn", "ics", "landscape"):
-        positive(f"probes.{name}.every", allow_none=True, strict=False)
+    for probe in dataclasses.fields(ProbesConfig):  # every probe's cadence, whichever probes there are
+        positive(f"probes.{probe.name}.every", allow_none=True, strict=False)
     for key in ("probes.activations.batch_size", "probes.activations.hist_bins", "probes.activations.hist_range",
                 "probes.sigprop.batch_size", "probes.bn.batch_size", "probes.ics.num_params"):
         positive(key)
