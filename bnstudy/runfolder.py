@@ -85,7 +85,9 @@ def lock_holder_alive(run_dir: Path) -> Optional[bool]:
     """Whether the process that last took `run_dir`'s lock still lives: False when it ran on
     this machine (same host, same boot) and is gone, or this machine has restarted since, or the
     lock file is missing (a folder copied here without its sweep); True when it lives; None
-    when it cannot be told from here (another host, or a lock file without a holder)."""
+    when it cannot be told from here (another host, or a lock file without a holder). A run in
+    a container that shares this host's name but not its process ids reads as gone: `status`
+    should run where the runs do."""
     path = Path(run_dir).parent / f".{Path(run_dir).name}.lock"
     try:
         holder = json.loads(path.read_text() or "null")
@@ -104,6 +106,8 @@ def lock_holder_alive(run_dir: Path) -> Optional[bool]:
         return False
     except PermissionError:
         return True
+    except (KeyError, TypeError, ValueError):  # a holder without a usable pid
+        return None
     return True
 
 

@@ -120,7 +120,7 @@ def harness(data: TensorData, batch: int, steps: int, device: torch.device, prob
             t0 = time.perf_counter()
             events.close()
             spent[0] += time.perf_counter() - t0
-            if writer_share is not None:
+            if writer_share is not None and res.train_images_per_s:  # None: no step was timed
                 writer_share.append(spent[0] / (steps * batch / res.train_images_per_s))
     return res.train_images_per_s
 

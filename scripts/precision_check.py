@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bnstudy.analysis.results import load, study_runs
+from bnstudy.analysis.cells import study_runs
+from bnstudy.analysis.results import load
 from bnstudy.analysis.rules import points
 from bnstudy.analysis.stats import MAX_SEEDS, difference, one_sample, seeds_needed
 

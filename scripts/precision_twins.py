@@ -11,7 +11,8 @@ import argparse
 from pathlib import Path
 
 from bnstudy.analysis.equivalence import PRECISION_RULE, precision_guard
-from bnstudy.analysis.results import load, study_runs
+from bnstudy.analysis.cells import study_runs
+from bnstudy.analysis.results import load
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bnstudy.analysis.results import at_best_rate, edge_rates, incomplete_cells, study_runs
+from bnstudy.analysis.cells import at_best_rate, edge_rates, incomplete_cells, study_runs
 from bnstudy.analysis.rules import HOLDS_MINIMUM, INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED, TOO_FEW_SEEDS
 from bnstudy.claims import (CLAIMS, covariate_shift, depth, faster_training, higher_lr, inference, init,
                             intensity_shift, regularization, small_batch, steps_to_target)

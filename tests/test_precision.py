@@ -177,7 +177,7 @@ def _runs_in(precisions, study="lr_sweep"):
 def test_mixed_precisions_within_a_study_are_named_with_counts():
     import pandas as pd
 
-    from bnstudy.analysis.results import mixed_precisions
+    from bnstudy.analysis.cells import mixed_precisions
 
     assert mixed_precisions(_runs_in(["bf16"] * 12 + ["fp32"] * 3)) == [
         "lr_sweep at scale=medium on data=cifar10_folder mixes precisions (bf16: 12 runs, fp32: 3 runs); "

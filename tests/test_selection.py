@@ -56,7 +56,7 @@ def test_phases_split_on_the_selection_seeds_and_measuring_runs_are_checked_agai
 
 
 def test_a_claim_reads_the_measuring_runs_and_says_how_the_rates_were_chosen():
-    from bnstudy.analysis.results import study_runs
+    from bnstudy.analysis.cells import study_runs
 
     df = runs(grid("bn", {0.1: .84, 0.2: .86, 0.4: .85}) + [("bn", 32, False, 0.2, s, .86, "completed") for s in range(5)])
     df = df.assign(study="lr_sweep", **{"scale.name": "medium", "data.name": "cifar10_folder"})
@@ -91,7 +91,7 @@ def test_audit_passes_a_fair_two_phase_study_and_names_what_breaks_one():
 
 
 def test_a_claim_reads_no_measuring_run_the_selection_does_not_back():
-    from bnstudy.analysis.results import study_runs
+    from bnstudy.analysis.cells import study_runs
 
     sel = grid("bn", {0.1: .84, 0.2: .86, 0.4: .85})
     meas = [("bn", 32, False, lr, s, .86, "completed") for s in range(5) for lr in (0.2, 0.4)]

@@ -11,8 +11,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from . import style as S
-from .results import (FINISHED, NOT_THE_EXPERIMENT, at_best_rate, experiment_columns, value_text,
-                      variant_names, with_config)
+from .cells import at_best_rate, value_text
+from .results import FINISHED, NOT_THE_EXPERIMENT, experiment_columns, variant_names, with_config
 from .rules import acc_cell
 from .stats import aggregate, mean_ci
 

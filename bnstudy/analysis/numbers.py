@@ -26,7 +26,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .results import FINISHED, NOT_THE_EXPERIMENT, experiment_columns, value_text
+from .cells import value_text
+from .results import FINISHED, NOT_THE_EXPERIMENT, experiment_columns
 from .selection import phases
 from .rules import decide, p_value
 from .stats import mean_ci

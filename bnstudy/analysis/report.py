@@ -28,8 +28,8 @@ from matplotlib.figure import Figure
 
 from .. import claims as C
 from . import compare, numbers, rules, selection, style
-from .results import (FINISHED, Results, experiment_columns, load, mixed_precisions, study_runs, value_text,
-                      variant_names, with_config)
+from .cells import mixed_precisions, study_runs, value_text
+from .results import FINISHED, Results, experiment_columns, load, variant_names, with_config
 from .rules import Verdict
 
 CLAIMS = C.CLAIMS  # modules: KEY, STUDY, TITLE, STATEMENT, CHECKS, FIGURES
@@ -362,7 +362,7 @@ def plot(sources: Sequence[Path], out: Path, warn: Optional[Callable[[str], None
 
 
 class MixedPrecisionError(ValueError):
-    """A study's runs trained in more than one precision (results.mixed_precisions)."""
+    """A study's runs trained in more than one precision (cells.mixed_precisions)."""
 
 
 class ReportExistsError(ValueError):

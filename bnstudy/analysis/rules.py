@@ -71,7 +71,10 @@ class Verdict:
     effect: Optional[Effect] = None
     estimate: Optional[Estimate] = None
     reason: str = ""  # why inconclusive, a sentence
-    why: str = ""  # why inconclusive, one of BLOCKED, NO_EFFECT, TOO_FEW_SEEDS, HOLDS_MINIMUM (decision)
+    # why inconclusive, one of BLOCKED, NO_EFFECT, TOO_FEW_SEEDS, HOLDS_MINIMUM: set by verdict() (decision)
+    # and by checks that block a decided verdict afterwards; empty where a check judges part by part
+    # (covariate_shift, by model: its finding says why for each)
+    why: str = ""
     blockers: list[str] = field(default_factory=list)  # what forbade a verdict (why == BLOCKED)
     # other effects the check computes (per part, or shown beside as information), as
     # (label, Effect, Estimate): numbers.csv gives each with its interval

@@ -25,8 +25,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ..analysis import style as S
-from ..analysis.results import (SELECTION_BIAS, SKIPINIT, at_best_rate, chance, edge_rates, steps_column, study_runs,
-                                thresholds, variant_names)
+from ..analysis.cells import SELECTION_BIAS, at_best_rate, edge_rates, steps_column, study_runs, thresholds
+from ..analysis.results import SKIPINIT, chance, variant_names
 from ..analysis.rules import (MIN_SEEDS, Effect, Verdict, acc_cell, decision_text, has_norms, log2, missing, pct,
                               untrained, verdict)
 from ..analysis.stats import aggregate, censored, fmt_ci, mean_ci

@@ -29,9 +29,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..analysis import style as S
-from ..analysis.results import SKIPINIT, chance, study_runs, variant_names
-from ..analysis.rules import (Effect, Verdict, NOT_REPRODUCED, INCONCLUSIVE, acc_col, decision_text, has_norms,
-                              log2, missing, untrained, verdict)
+from ..analysis.cells import study_runs
+from ..analysis.results import SKIPINIT, chance, variant_names
+from ..analysis.rules import (BLOCKED, Effect, Verdict, NOT_REPRODUCED, INCONCLUSIVE, acc_col, decision_text,
+                              has_norms, log2, missing, untrained, verdict)
 from ..analysis.stats import aggregate, censored
 
 KEY, STUDY, TITLE = "higher_lr", "lr_sweep", "Higher usable learning rates"
@@ -117,7 +118,9 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     v = verdict(KEY, title, RULE, EFFECT, est, blockers, finding, numbers=numbers, notes=notes,
                 params={"largest_usable_lr": {n: float(lr[n].max()) for n in lr}})
     if v.verdict == NOT_REPRODUCED and at_top["bn"]:  # BN's limit is only a lower bound
-        v.verdict, v.reason = INCONCLUSIVE, "BN is usable at the grid's top rate: its limit, and the ratio, may be larger"
+        v.verdict, v.why = INCONCLUSIVE, BLOCKED
+        v.reason = "BN is usable at the grid's top rate: its limit, and the ratio, may be larger"
+        v.blockers.append(v.reason)
         v.finding += f" Inconclusive: {v.reason}."
     return v
 

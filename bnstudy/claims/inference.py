@@ -40,7 +40,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..analysis import style as S
-from ..analysis.results import chance, normalization_batch, study_runs
+from ..analysis.cells import normalization_batch, study_runs
+from ..analysis.results import chance
 from ..analysis.rules import (INCONCLUSIVE, NOT_REPRODUCED, Effect, Verdict, acc_cell, decide, missing, pct,
                               untrained, verdict)
 from ..analysis.stats import aggregate, mean_ci, one_sample

@@ -43,7 +43,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..analysis import style as S
-from ..analysis.results import SKIPINIT, chance, study_runs, variant_names
+from ..analysis.cells import study_runs
+from ..analysis.results import SKIPINIT, chance, variant_names
 from ..analysis.rules import (Effect, Verdict, acc_col, decision_text, has_norms, missing, pct, untrained,
                               verdict)
 from ..analysis.stats import aggregate, difference, one_sample

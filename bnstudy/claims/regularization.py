@@ -29,7 +29,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..analysis import style as S
-from ..analysis.results import SELECTION_BIAS, chance, study_runs
+from ..analysis.cells import SELECTION_BIAS, study_runs
+from ..analysis.results import chance
 from ..analysis.rules import Effect, Verdict, acc_cell, decision_text, missing, pct, points, untrained, verdict
 from ..analysis.stats import aggregate, combine, difference, fmt_ci, mean_ci
 

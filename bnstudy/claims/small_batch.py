@@ -35,7 +35,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..analysis import style as S
-from ..analysis.results import SELECTION_BIAS, at_best_rate, chance, edge_rates, study_runs
+from ..analysis.cells import SELECTION_BIAS, at_best_rate, edge_rates, study_runs
+from ..analysis.results import chance
 from ..analysis.rules import Effect, Verdict, acc_cell, decision_text, has_norms, missing, points, untrained, verdict
 from ..analysis.stats import aggregate, combine, difference, mean_ci
 

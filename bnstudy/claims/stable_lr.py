@@ -23,9 +23,10 @@ from matplotlib.figure import Figure
 
 from . import higher_lr
 from ..analysis import style as S
-from ..analysis.results import study_runs, variant_names
-from ..analysis.rules import (Effect, Verdict, INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, decision_text, has_norms,
-                              log2, missing, verdict)
+from ..analysis.cells import study_runs
+from ..analysis.results import variant_names
+from ..analysis.rules import (BLOCKED, Effect, Verdict, INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, decision_text,
+                              has_norms, log2, missing, verdict)
 from ..analysis.stats import censored
 
 KEY, STUDY, TITLE = "stable_lr", "lr_range", "Largest stable learning rate (range test)"
@@ -205,7 +206,8 @@ def _check(runs: pd.DataFrame, curves: pd.DataFrame, larger: bool) -> Verdict:
         why.append(f"BN was unstable from its first window for seed(s) {seeds['bn', FIRST]}: its limit, and the "
                    "ratio, may be smaller")
     if why:
-        v.verdict, v.reason = INCONCLUSIVE, "; ".join(why)
+        v.verdict, v.why, v.reason = INCONCLUSIVE, BLOCKED, "; ".join(why)
+        v.blockers += why
         v.finding += f" Inconclusive: {v.reason}."
     return v
 

@@ -49,7 +49,8 @@ from matplotlib.ticker import MaxNLocator
 
 from . import faster_training as F
 from ..analysis import style as S
-from ..analysis.results import SKIPINIT, chance, study_runs, variant_names
+from ..analysis.cells import study_runs
+from ..analysis.results import SKIPINIT, chance, variant_names
 from ..analysis.rules import Effect, Verdict, decision_text, pct
 from ..analysis.stats import Estimate, aggregate, difference, one_sample
 

@@ -7,8 +7,8 @@ from typing import Callable
 
 import pandas as pd
 
-from ...analysis.results import (SELECTION_BIAS, at_best_rate, chance, edge_rates, incomplete_cells, study_runs,
-                                 with_config)
+from ...analysis.cells import SELECTION_BIAS, at_best_rate, edge_rates, incomplete_cells, study_runs
+from ...analysis.results import chance, with_config
 from ...analysis.rules import (INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, acc_cell, decide, Effect, effect_line, log2,
                                points, untrained)
 from ...analysis.stats import difference, fmt_ci, mean_ci

@@ -15,7 +15,9 @@ import types
 
 import torch
 
-from bnstudy import bench
+from bnstudy import throughput
+from bnstudy.data import synthetic_cifar
+from bnstudy.outputs import git_commit
 from bnstudy.nets import norms
 
 
@@ -35,9 +37,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--out", default=None)
     a = p.parse_args()
-    bench.SPEED.update(bf16=True, channels_last=True)
+    throughput.SPEED.update(bf16=True, channels_last=True)
     device = torch.device("cpu")
-    data = bench.synthetic_cifar(5000, 1000)
+    data = synthetic_cifar(5000, 1000)
     registries = {"before": registry_at(a.before), "after": dict(norms.NORMS)}
     specs = a.norms.split(",")
 
@@ -46,16 +48,16 @@ def main() -> None:
             norms.NORMS.clear()
             norms.NORMS.update(registries[version])
             try:
-                return bench.bare_loop(data, 128, a.steps, device, bench.parse_norm(spec))
+                return throughput.bare_loop(data, 128, a.steps, device, throughput.parse_norm(spec))
             finally:
                 norms.NORMS.clear()
                 norms.NORMS.update(registries["after"])
         return run
 
-    print(f"before {a.before}, after: the working tree at {bench.git_commit()}; {torch.get_num_threads()} threads; "
+    print(f"before {a.before}, after: the working tree at {git_commit()}; {torch.get_num_threads()} threads; "
           f"{a.steps} steps x {a.reps} reps", flush=True)
     variants = {f"{s} {v}": timed(s, v) for s in specs for v in ("before", "after")}
-    rates = bench._round_robin(variants, a.reps, lambda s: print(s, flush=True))
+    rates = throughput.round_robin(variants, a.reps, lambda s: print(s, flush=True))
     med = {k: statistics.median(v) for k, v in rates.items()}
     bn = med["bn after"]
     print("\n| norm | before, images/s | after, images/s | after / before | before / BN | after / BN |")
@@ -65,7 +67,7 @@ def main() -> None:
         print(f"| {s} | {b:.0f} | {f:.0f} | {f / b:.2f} | {b / bn:.2f} | {f / bn:.2f} |")
     if a.out:
         with open(a.out, "w") as fh:
-            json.dump({"before": a.before, "after": bench.git_commit(), "threads": torch.get_num_threads(),
+            json.dump({"before": a.before, "after": git_commit(), "threads": torch.get_num_threads(),
                        "steps": a.steps, "reps": a.reps, "images_per_s": rates, "median_images_per_s": med}, fh,
                       indent=2)
             fh.write("\n")

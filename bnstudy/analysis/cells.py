@@ -1,0 +1,220 @@
+"""Choosing a claim's runs from the report's tables (bnstudy/analysis/results.py loads them): a
+study's runs at its largest scale and phase, each arm at its best rate, the cells a grid left
+incomplete, the rates at a grid's edge, and how cells and values are named."""
+from __future__ import annotations
+
+import itertools
+import numbers
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..runfolder import FINISHED
+from .results import SCALE_ORDER
+
+
+def study_runs(runs: pd.DataFrame, study: str, finished: bool = True,
+               phase: str = "measure") -> tuple[pd.DataFrame, list[str]]:
+    """The finished runs of `study` at one scale and one data set, and notes on what was left out
+    (`finished=False`: the runs of every status at that scale and data set, no note on status).
+
+    Mixing scales (16 smoke steps with 160 epochs) would average unlike things, so a claim uses
+    the largest scale present, and the data set with the most runs at it. Where the study chose
+    its rates on selection seeds (bnstudy/analysis/selection.py), a claim reads the measuring
+    runs (`phase="select"`: the selection runs, for a claim about the grid itself).
+    """
+    notes: list[str] = []
+    if "study" not in runs or not len(runs):
+        return runs.iloc[0:0], notes
+    sel = runs[runs.study == study]
+    if not len(sel):
+        return sel, notes
+    if "scale.name" in sel and sel["scale.name"].nunique() > 1:
+        present = list(sel["scale.name"].dropna().unique())
+        best = min(present, key=lambda s: SCALE_ORDER.index(s) if s in SCALE_ORDER else len(SCALE_ORDER))
+        notes.append(f"runs at scales {sorted(present)}: using scale={best} only")
+        sel = sel[sel["scale.name"] == best]
+    if "data.name" in sel and sel["data.name"].nunique() > 1:
+        best = sel["data.name"].value_counts().index[0]
+        notes.append(f"runs on data sets {sorted(sel['data.name'].unique())}: using data={best} only")
+        sel = sel[sel["data.name"] == best]
+    sel = _phase(sel, phase, notes)
+    if not finished:
+        return sel.copy(), notes
+    unfinished = sel[~sel.status.isin(FINISHED)]
+    if len(unfinished):
+        counts = ", ".join(f"{n} {s}" for s, n in unfinished.status.value_counts().items())
+        notes.append(f"left out {len(unfinished)} unfinished runs ({counts}); the verdict may change when they finish")
+    return sel[sel.status.isin(FINISHED)].copy(), notes
+
+
+def _chosen_rate(arm: str, choices: pd.DataFrame) -> float:
+    hit = choices.loc[choices.arm == arm, "chosen"]
+    return float(hit.iloc[0]) if len(hit) else float("nan")
+
+
+def _phase(runs: pd.DataFrame, phase: str, notes: list[str]) -> pd.DataFrame:
+    """`runs` without the other phase's runs, where the study has a selection phase; the measuring
+    runs only at each arm's chosen rate, and none when the selection does not back them (an arm
+    chosen at an edge or still selecting, measured at another rate, a seed in both phases)."""
+    from .selection import RATE, arm_names, choose, measuring_problems, phases
+
+    chose, measured = phases(runs)
+    if chose.empty:
+        return runs
+    seeds = ", ".join(map(str, sorted(chose.seed.unique())))
+    if phase == "select":
+        notes.append(f"read on the {len(chose)} selection runs (seeds {seeds}), not the {len(measured)} measuring runs")
+        return chose
+    choices = choose(chose)
+    problems = measuring_problems(chose, measured, choices)
+    if problems:  # no verdict from measuring runs the selection does not back
+        notes += [f"not read: {p}" for p in problems]
+        return measured.iloc[0:0]
+    notes.append(f"the rates were chosen on {len(chose)} selection runs (seeds {seeds}), so the selection bias named "
+                 f"in the rule does not arise; read on the {len(measured)} measuring runs at the chosen rates")
+    return measured[[_chosen_rate(arm, choices) == lr for arm, lr in zip(arm_names(measured), measured[RATE])]]
+
+
+def mixed_precisions(runs: pd.DataFrame) -> list[str]:
+    """One line per study, scale and data set whose runs trained in more than one precision
+    (summary.json's `precision`, as resolved on the run's device): its arms would differ in
+    arithmetic as well as in what the study varies. The precision study compares precisions on
+    purpose; runs from before the field was recorded say nothing and are not counted."""
+    if "precision" not in runs or "study" not in runs:
+        return []
+    known = runs[runs.precision.notna() & (runs.study != "precision")]
+    keys = [c for c in ("study", "scale.name", "data.name") if c in known]
+    lines = []
+    for key, cell in known.groupby(keys, dropna=False):
+        counts = cell.precision.astype(str).value_counts().sort_index()
+        if len(counts) > 1:
+            at = dict(zip(keys, key))
+            where = "".join(f" {label}={at[c]}" for c, label in (("scale.name", "at scale"), ("data.name", "on data"))
+                            if isinstance(at.get(c), str))
+            each = ", ".join(f"{p}: {n} run{'s' if n != 1 else ''}" for p, n in counts.items())
+            lines.append(f"{at['study']}{where} mixes precisions ({each}); report them separately "
+                         "(a study compares its arms in one precision)")
+    return lines
+
+
+# stated in every rule that picks each arm's rate on the seeds that then measure it
+SELECTION_BIAS = ("Choosing each arm's best rate on the same seeds that then measure it biases that arm upward (by "
+                  "up to ~0.85 sd/sqrt(seeds) when the rates tie; arms with flat accuracy over the grid gain more); "
+                  "not corrected.")
+
+
+def normalization_batch(runs: pd.DataFrame) -> pd.Series:
+    """Images each BN statistic is computed over in training: for ghost_bn the ghost batch, at most
+    the SGD batch; otherwise the SGD batch (NaN where the table does not say)."""
+    nan = pd.Series(np.nan, index=runs.index)
+    batch = pd.to_numeric(runs.get("data.batch_size", nan), errors="coerce")
+    ghost = pd.to_numeric(runs.get("norm.ghost_batch_size", nan), errors="coerce")
+    return pd.Series(np.where(runs["norm.name"] == "ghost_bn", np.fmin(ghost, batch), batch), index=runs.index)
+
+
+def at_best_rate(runs: pd.DataFrame, by: Sequence[str], rate: str = "optim.lr",
+                 value: str = "final_acc") -> pd.DataFrame:
+    """The runs of each `by` group at that group's own best rate: the `rate` with the highest
+    mean `value` over seeds (final_acc counts a diverged run as chance); a tie goes to the
+    lower rate. Rows keep their columns; the index is new."""
+    by = list(by)
+    if not len(runs):
+        return runs.copy()
+    means = runs.groupby(by + [rate], dropna=False)[value].mean().dropna().reset_index()
+    best = means.sort_values([value, rate], ascending=[False, True]).groupby(by, dropna=False).head(1)
+    return runs.merge(best[by + [rate]], on=by + [rate], how="inner")
+
+
+def value_text(v) -> str:
+    """A config value as names and keys print it, the same however it was read back (a run
+    folder, runs.csv): None and NaN as "nan", bools and strings as they are, integers whole
+    (128, not 128.0), other numbers in %g."""
+    if v is None:
+        return "nan"
+    if isinstance(v, (bool, np.bool_, str)) or not isinstance(v, numbers.Real):
+        return str(bool(v)) if isinstance(v, np.bool_) else str(v)
+    if v != v:
+        return "nan"
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:g}"
+
+
+def _cell_name(keys: Sequence, prefixes: Sequence[str]) -> str:
+    """A group as the notes name it: each key after its prefix ('batch ' names 2 'batch 2')."""
+    return " ".join(p + value_text(k) for p, k in zip(list(prefixes) + [""] * len(keys), keys)).strip()
+
+
+def incomplete_cells(runs: pd.DataFrame, by: Sequence[str], rate: str = "optim.lr", within: Sequence[str] = (),
+                     prefixes: Sequence[str] = ()) -> list[str]:
+    """A note naming the `by` cells of the finished `runs` that lack part of their grid: a cell with
+    no finished run, a rate of the grid it did not finish, or fewer seeds at a rate than the most
+    any cell has there (a sweep cut short, or runs that failed). The grid is what the runs of the
+    same `within` scope cover (the product of the `by` values, the rates and the seeds seen
+    there: `within=["model.name"]` for a study whose nets have rate grids of their own). Such a
+    cell's best rate is chosen from what it has. Empty when every cell is complete. Information
+    only: it changes no verdict."""
+    by, within = list(by), list(within)
+    if not len(runs) or rate not in runs or not set(by + within) <= set(runs.columns):
+        return []
+    scopes = runs.groupby(within, dropna=False) if within else [((), runs)]
+    lacking = []
+    for _, scope in scopes:
+        seeds = scope.groupby(by + [rate], dropna=False)["seed"].nunique() if "seed" in scope else None
+        most = int(seeds.max()) if seeds is not None and len(seeds) else 0
+        rates = sorted(pd.to_numeric(scope[rate], errors="coerce").dropna().unique())
+        for key in itertools.product(*(scope[c].drop_duplicates().tolist() for c in by)):
+            cell = scope[np.logical_and.reduce([scope[c].eq(k) | (scope[c].isna() & pd.isna(k))
+                                                for c, k in zip(by, key)])]
+            name = _cell_name(key, prefixes)
+            if not len(cell):
+                lacking.append(f"{name}: no finished run")
+                continue
+            have = pd.to_numeric(cell[rate], errors="coerce")
+            gaps = [f"rate {r:g} missing" for r in rates if not (have == r).any()]
+            if most:
+                n = cell.assign(_r=have).groupby("_r")["seed"].nunique()
+                gaps += [f"{n[r]} of {most} seeds at {r:g}" for r in rates if r in n.index and n[r] < most]
+            if gaps:
+                lacking.append(f"{name}: {', '.join(gaps)}")
+    if not lacking:
+        return []
+    return ["cells that lack part of the grid (a sweep cut short, or failed runs), each read on what it has: "
+            + "; ".join(lacking)]
+
+
+def edge_rates(runs: pd.DataFrame, best: pd.DataFrame, by: Sequence[str], rate: str = "optim.lr",
+               prefixes: Sequence[str] = ()) -> list[str]:
+    """A note naming the `by` groups whose best `rate` (in `best`, from at_best_rate) is the lowest
+    or highest rate that group ran in `runs`: a rate beyond the grid might have done better, so
+    that arm's accuracy may be understated. A group is named by its values, each after its
+    `prefixes` entry ('batch ' names 2 'batch 2'). Empty when no best rate sits at an edge.
+    Information only: it changes no verdict."""
+    by = list(by)
+    if not len(best) or rate not in best or not set(by) <= set(best.columns):
+        return []
+    num = lambda d: d.assign(**{rate: pd.to_numeric(d[rate], errors="coerce")})  # noqa: E731
+    grid = num(runs).groupby(by, dropna=False)[rate].agg(lo="min", hi="max", n="nunique")
+    picked = num(best).groupby(by, dropna=False)[rate].first().rename("best")
+    table = grid.join(picked, how="inner")  # index alignment matches NaN keys too
+    edge = []
+    for key, r in table.iterrows():
+        if r.n < 2 or r.best not in (r.lo, r.hi):
+            continue
+        name = _cell_name(key if isinstance(key, tuple) else (key,), prefixes)
+        edge.append(f"{name} at {r.best:g}, the {'lowest' if r.best == r.lo else 'highest'} of its grid "
+                    f"({r.lo:g} to {r.hi:g})")
+    if not edge:
+        return []
+    return ["best rate at an edge of the grid the arm ran, so a rate beyond it might do better (information only; "
+            "the rule uses the committed grid): " + "; ".join(edge)]
+
+
+def thresholds(runs: pd.DataFrame) -> list[float]:
+    """The accuracy thresholds the runs recorded steps-to-reach for (`steps_to_test_acc.<t>`)."""
+    pre = "steps_to_test_acc."
+    return sorted(float(c[len(pre):]) for c in runs.columns if c.startswith(pre))
+
+
+def steps_column(threshold: float) -> str:
+    return f"steps_to_test_acc.{threshold:g}"
