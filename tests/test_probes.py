@@ -351,3 +351,13 @@ def test_mlp_model():
     assert all(isinstance(m, nn.Identity) for m in norm_positions(plain).values()) and plain.layer1.fc.bias is not None
     with pytest.raises(ConfigError, match="norm.name"):
         compose_config(["model=mlp", "norm=gn"])
+
+
+def test_every_probe_config_has_its_registry_entry():
+    """bnstudy.probes.PROBES and ProbesConfig name the same probes, in the order they run."""
+    import dataclasses
+
+    from bnstudy.config import ProbesConfig
+    from bnstudy.probes import PROBES
+
+    assert list(PROBES) == [f.name for f in dataclasses.fields(ProbesConfig)]

@@ -8,6 +8,8 @@ and the exact restore every probe relies on.
 """
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import torch
 from torch import nn
 
@@ -24,21 +26,23 @@ __all__ = ["Probe", "ProbeContext", "Rows", "build_probes", "ActivationsProbe", 
            "GradientsProbe", "BatchNormProbe", "ICSProbe", "LandscapeProbe"]
 
 
+# One entry a probe, in the order they run: its config's field in ProbesConfig -> whether that
+# config turns it on, and how to build it (config, model, test images, labels, evaluation batch).
+# Adding a probe: its module here, its config dataclass in ProbesConfig, its entry below.
+PROBES: dict[str, tuple[Callable[[Any], bool], Callable[..., Probe]]] = {
+    "activations": (lambda c: bool(c.every),
+                    lambda c, model, x, y, ebs: ActivationsProbe(c.every, x, c.batch_size, c.hist_bins, c.hist_range)),
+    "sigprop": (lambda c: bool(c.every), lambda c, model, x, y, ebs: SigpropProbe(c.every, x, c.batch_size)),
+    "gradients": (lambda c: bool(c.every), lambda c, model, x, y, ebs: GradientsProbe(c.every)),
+    "bn": (lambda c: bool(c.every or c.acc_batchstats),
+           lambda c, model, x, y, ebs: BatchNormProbe(c.every, x, y, c.batch_size, c.acc_batchstats, ebs)),
+    "ics": (lambda c: bool(c.every), lambda c, model, x, y, ebs: ICSProbe(c.every, model, c.params, c.num_params)),
+    "landscape": (lambda c: bool(c.every), lambda c, model, x, y, ebs: LandscapeProbe(c.every, c.lr_multiples)),
+}
+
+
 def build_probes(cfg: ProbesConfig, model: nn.Module, x_test: torch.Tensor, y_test: torch.Tensor,
                  eval_batch_size: int = 1000) -> list[Probe]:
     """The probes `cfg` turns on, for this model and test set (on the run's device)."""
-    a, s, b = cfg.activations, cfg.sigprop, cfg.bn
-    probes: list[Probe] = []
-    if a.every:
-        probes.append(ActivationsProbe(a.every, x_test, a.batch_size, a.hist_bins, a.hist_range))
-    if s.every:
-        probes.append(SigpropProbe(s.every, x_test, s.batch_size))
-    if cfg.gradients.every:
-        probes.append(GradientsProbe(cfg.gradients.every))
-    if b.every or b.acc_batchstats:
-        probes.append(BatchNormProbe(b.every, x_test, y_test, b.batch_size, b.acc_batchstats, eval_batch_size))
-    if cfg.ics.every:
-        probes.append(ICSProbe(cfg.ics.every, model, cfg.ics.params, cfg.ics.num_params))
-    if cfg.landscape.every:
-        probes.append(LandscapeProbe(cfg.landscape.every, cfg.landscape.lr_multiples))
-    return probes
+    return [build(getattr(cfg, name), model, x_test, y_test, eval_batch_size)
+            for name, (on, build) in PROBES.items() if on(getattr(cfg, name))]
