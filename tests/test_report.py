@@ -153,6 +153,7 @@ def test_a_truncated_summary_is_skipped_with_one_line_and_the_report_is_written(
     assert (tmp_path / "out" / "report.md").exists() and "Small-batch" in out.out + (tmp_path / "out" / "report.md").read_text()
 
 
+@pytest.mark.slow  # rebuilds every published study's report: ~25 s
 def test_a_published_report_folder_rebuilds_the_same_report(every_study, tmp_path):
     """`report` over the folder an earlier report wrote (runs.csv, curves.csv.gz) gives the same
     verdicts without the run folders: how results/ is regenerated after a rule changes."""

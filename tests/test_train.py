@@ -135,6 +135,7 @@ def test_divergence_read_every_few_steps_names_the_same_step(tmp_path, tiny_over
     assert rows.step.max() == late["steps"]  # nothing logged past the divergence
 
 
+@pytest.mark.slow  # torch.compile: ~10 s
 def test_compiled_forward_trains_like_eager(tmp_path, tiny_overrides):
     over = tiny_overrides + ["trainer.max_steps=4", "trainer.log_every=1"]
     run(compose_config(over), tmp_path / "eager")
