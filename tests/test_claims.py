@@ -653,3 +653,16 @@ def test_decision_says_why_in_a_code_as_well_as_a_sentence():
     assert decision(difference([3], [0, 1]), e)[:2] == (INCONCLUSIVE, TOO_FEW_SEEDS)
     assert decision(difference([float("nan")], [0.0]), e)[:2] == (INCONCLUSIVE, NO_EFFECT)
     assert decision(far, e, ["b did not train"]) == (INCONCLUSIVE, BLOCKED, "b did not train")
+
+
+def test_every_claim_module_is_in_the_report():
+    """Each module (or package) of bnstudy/claims/ is one claim, listed in claims.CLAIMS (the
+    report's order) with the interface the report reads."""
+    import pkgutil
+
+    import bnstudy.claims
+
+    found = {m.name for m in pkgutil.iter_modules(bnstudy.claims.__path__)}
+    assert found == {c.__name__.rsplit(".", 1)[1] for c in CLAIMS}
+    for c in CLAIMS:
+        assert {"KEY", "STUDY", "TITLE", "STATEMENT", "CHECKS", "FIGURES"} <= set(dir(c)), c.__name__
