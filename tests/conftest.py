@@ -36,3 +36,10 @@ def tiny_overrides() -> list[str]:
     return ["scale=smoke", "data.synthetic_train_size=256", "data.synthetic_test_size=100",
             "data.train_subset=null", "data.test_subset=null", "data.batch_size=32",
             "trainer.max_steps=6", "trainer.log_every=2"]
+
+
+def untrained_arms(verdict) -> set[str]:
+    """The arms a verdict's blockers say did not train (rules.Blocker, kind UNTRAINED)."""
+    from bnstudy.analysis.rules import UNTRAINED
+
+    return {b.subject for b in verdict.blockers if getattr(b, "kind", "") == UNTRAINED}

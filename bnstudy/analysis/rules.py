@@ -165,14 +165,29 @@ def p_value(est: Estimate, effect: Effect, verdict: str) -> float:
     return float(scipy.stats.t.cdf(t, est.dof) if below else scipy.stats.t.sf(t, est.dof))
 
 
+UNTRAINED = "did not train"  # Blocker.kind of an arm within TRAINED_MARGIN of chance
+
+
+class Blocker(str):
+    """A reason that forbids a verdict: its sentence (a str, as the report prints it) and what it
+    is, for a reader or a test: `kind` (e.g. UNTRAINED) and `subject` (the arm it is about)."""
+
+    def __new__(cls, text: str, kind: str = "", subject: str = "") -> "Blocker":
+        obj = super().__new__(cls, text)
+        obj.kind, obj.subject = kind, subject
+        return obj
+
+
 def untrained(arms: dict[str, pd.Series], chance: float) -> list[str]:
-    """A blocker for each arm (name -> its runs' accuracies) whose mean is not TRAINED_MARGIN above chance."""
+    """A Blocker (kind UNTRAINED, subject the arm) for each arm (name -> its runs' accuracies)
+    whose mean is not TRAINED_MARGIN above chance."""
     out = []
     for name, acc in arms.items():
         a = pd.to_numeric(pd.Series(acc, dtype=object), errors="coerce").dropna()
         if not len(a) or not a.mean() >= chance + TRAINED_MARGIN:
-            out.append(f"{name} did not train (mean accuracy {pct(a.mean()) if len(a) else '—'}; an arm needs "
-                       f"{pct(chance + TRAINED_MARGIN)}, chance + {100 * TRAINED_MARGIN:.0f} points)")
+            out.append(Blocker(f"{name} did not train (mean accuracy {pct(a.mean()) if len(a) else '—'}; an arm "
+                               f"needs {pct(chance + TRAINED_MARGIN)}, chance + {100 * TRAINED_MARGIN:.0f} points)",
+                               UNTRAINED, name))
     return out
 
 
