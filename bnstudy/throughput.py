@@ -98,16 +98,17 @@ def harness(data: TensorData, batch: int, steps: int, device: torch.device, prob
     total = steps + THROUGHPUT_WARMUP_STEPS  # probes due at step 0 fall in the warm-up; one period is timed
     epochs = math.ceil(total / (len(data.x_train) // batch))
     with tempfile.TemporaryDirectory() as tmp:
-        events, spent = None, [0.0]
+        events, tee, spent = None, None, [0.0]
         if tensorboard:
             from .tensorboard import EventLog
             events = EventLog(Path(tmp) / "tb")
 
-        def tee(rows):
-            t0 = time.perf_counter()
-            events.rows(rows)
-            spent[0] += time.perf_counter() - t0
-        m, p = (MetricsLog(Path(tmp) / f, tee if events else None) for f in ("m.csv", "p.csv"))
+            def timed(rows):  # the live tee, its seconds counted
+                t0 = time.perf_counter()
+                events.rows(rows)
+                spent[0] += time.perf_counter() - t0
+            tee = timed
+        m, p = (MetricsLog(Path(tmp) / f, tee) for f in ("m.csv", "p.csv"))
         trainer = TrainerConfig(epochs=epochs, max_steps=total, log_every=10, checkpoint=False, progress=False,
                                 precision="bf16" if SPEED["bf16"] else "fp32", channels_last=SPEED["channels_last"],
                                 compile=SPEED["compile"])
