@@ -657,13 +657,36 @@ def test_decision_says_why_in_a_code_as_well_as_a_sentence():
 
 
 def test_every_claim_module_is_in_the_report():
-    """Each module (or package) of bnstudy/claims/ is one claim, listed in claims.CLAIMS (the
-    report's order) with the interface the report reads."""
+    """Each module (or package) of bnstudy/claims/ is one claim, discovered into claims.CLAIMS
+    in its ORDER (the report's order, one place each) with the interface the report reads."""
     import pkgutil
 
     import bnstudy.claims
 
     found = {m.name for m in pkgutil.iter_modules(bnstudy.claims.__path__)}
     assert found == {c.__name__.rsplit(".", 1)[1] for c in CLAIMS}
+    orders = [c.ORDER for c in CLAIMS]
+    assert orders == sorted(orders) and len(set(orders)) == len(orders)
+    assert [c.KEY for c in CLAIMS][:3] == ["faster_training", "steps_to_target", "higher_lr"]
     for c in CLAIMS:
         assert {"KEY", "STUDY", "TITLE", "STATEMENT", "CHECKS", "FIGURES"} <= set(dir(c)), c.__name__
+
+
+def test_a_claim_module_is_discovered_and_one_lacking_the_interface_is_refused(tmp_path, monkeypatch):
+    """A module dropped into bnstudy/claims/ joins the report at its ORDER; one without the
+    interface stops the import with a line naming what it lacks."""
+    import sys
+
+    import bnstudy.claims as claims
+
+    (tmp_path / "planted_claim.py").write_text(
+        "KEY, STUDY, TITLE, ORDER = 'planted', 'lr_sweep', 'Planted', 15\nSTATEMENT = ''\nCHECKS = []\n"
+        "FIGURES = {}\n")
+    monkeypatch.setattr(claims, "__path__", [*claims.__path__, str(tmp_path)])
+    monkeypatch.delitem(sys.modules, "bnstudy.claims.planted_claim", raising=False)
+    assert [c.KEY for c in claims._discover()][:3] == ["faster_training", "planted", "steps_to_target"]
+    (tmp_path / "planted_claim.py").write_text("KEY = 'planted'\n")
+    monkeypatch.delitem(sys.modules, "bnstudy.claims.planted_claim", raising=False)
+    with pytest.raises(ImportError, match="planted_claim .*lacks STUDY, TITLE, ORDER"):
+        claims._discover()
+    sys.modules.pop("bnstudy.claims.planted_claim", None)

@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..runfolder import FINISHED
 from .results import SCALE_ORDER
+from .rules import EDGE, INCOMPLETE, Note
 
 
 def study_runs(runs: pd.DataFrame, study: str, finished: bool = True,
@@ -158,7 +159,7 @@ def incomplete_cells(runs: pd.DataFrame, by: Sequence[str], rate: str = "optim.l
     if not len(runs) or rate not in runs or not set(by + within) <= set(runs.columns):
         return []
     scopes = runs.groupby(within, dropna=False) if within else [((), runs)]
-    lacking = []
+    lacking: dict[str, list[str]] = {}
     for _, scope in scopes:
         seeds = scope.groupby(by + [rate], dropna=False)["seed"].nunique() if "seed" in scope else None
         most = int(seeds.max()) if seeds is not None and len(seeds) else 0
@@ -168,7 +169,7 @@ def incomplete_cells(runs: pd.DataFrame, by: Sequence[str], rate: str = "optim.l
                                                 for c, k in zip(by, key)])]
             name = _cell_name(key, prefixes)
             if not len(cell):
-                lacking.append(f"{name}: no finished run")
+                lacking[name] = ["no finished run"]
                 continue
             have = pd.to_numeric(cell[rate], errors="coerce")
             gaps = [f"rate {r:g} missing" for r in rates if not (have == r).any()]
@@ -176,11 +177,12 @@ def incomplete_cells(runs: pd.DataFrame, by: Sequence[str], rate: str = "optim.l
                 n = cell.assign(_r=have).groupby("_r")["seed"].nunique()
                 gaps += [f"{n[r]} of {most} seeds at {r:g}" for r in rates if r in n.index and n[r] < most]
             if gaps:
-                lacking.append(f"{name}: {', '.join(gaps)}")
+                lacking[name] = gaps
     if not lacking:
         return []
-    return ["cells that lack part of the grid (a sweep cut short, or failed runs), each read on what it has: "
-            + "; ".join(lacking)]
+    return [Note("cells that lack part of the grid (a sweep cut short, or failed runs), each read on what it has: "
+                 + "; ".join(f"{name}: {', '.join(gaps)}" for name, gaps in lacking.items()), INCOMPLETE,
+                 data=lacking)]
 
 
 def edge_rates(runs: pd.DataFrame, best: pd.DataFrame, by: Sequence[str], rate: str = "optim.lr",
@@ -197,17 +199,18 @@ def edge_rates(runs: pd.DataFrame, best: pd.DataFrame, by: Sequence[str], rate: 
     grid = num(runs).groupby(by, dropna=False)[rate].agg(lo="min", hi="max", n="nunique")
     picked = num(best).groupby(by, dropna=False)[rate].first().rename("best")
     table = grid.join(picked, how="inner")  # index alignment matches NaN keys too
-    edge = []
+    edge: dict[str, tuple] = {}
     for key, r in table.iterrows():
         if r.n < 2 or r.best not in (r.lo, r.hi):
             continue
         name = _cell_name(key if isinstance(key, tuple) else (key,), prefixes)
-        edge.append(f"{name} at {r.best:g}, the {'lowest' if r.best == r.lo else 'highest'} of its grid "
-                    f"({r.lo:g} to {r.hi:g})")
+        edge[name] = (float(r.best), "lowest" if r.best == r.lo else "highest", float(r.lo), float(r.hi))
     if not edge:
         return []
-    return ["best rate at an edge of the grid the arm ran, so a rate beyond it might do better (information only; "
-            "the rule uses the committed grid): " + "; ".join(edge)]
+    return [Note("best rate at an edge of the grid the arm ran, so a rate beyond it might do better (information "
+                 "only; the rule uses the committed grid): "
+                 + "; ".join(f"{name} at {b:g}, the {side} of its grid ({lo:g} to {hi:g})"
+                             for name, (b, side, lo, hi) in edge.items()), EDGE, data=edge)]
 
 
 def thresholds(runs: pd.DataFrame) -> list[float]:

@@ -166,16 +166,25 @@ def p_value(est: Estimate, effect: Effect, verdict: str) -> float:
 
 
 UNTRAINED = "did not train"  # Blocker.kind of an arm within TRAINED_MARGIN of chance
+# Note.kind of the notes every claim may carry (analysis/cells.py writes them)
+EDGE = "best rate at an edge"  # data: {cell: (best rate, "lowest" or "highest", grid's lowest, highest)}
+INCOMPLETE = "incomplete cells"  # data: {cell: [what it lacks]} (see cells.incomplete_cells)
 
 
-class Blocker(str):
-    """A reason that forbids a verdict: its sentence (a str, as the report prints it) and what it
-    is, for a reader or a test: `kind` (e.g. UNTRAINED) and `subject` (the arm it is about)."""
+class Note(str):
+    """A sentence of the report (a str, as the report prints it) with what it is, for a reader
+    or a test: `kind` (e.g. EDGE), `subject` (the arm or cell it is about) and `data` (the
+    values it quotes, by name). A plain str note has none of them."""
 
-    def __new__(cls, text: str, kind: str = "", subject: str = "") -> "Blocker":
+    def __new__(cls, text: str, kind: str = "", subject: str = "", data: Optional[dict] = None) -> "Note":
         obj = super().__new__(cls, text)
-        obj.kind, obj.subject = kind, subject
+        obj.kind, obj.subject, obj.data = kind, subject, dict(data or {})
         return obj
+
+
+class Blocker(Note):
+    """A reason that forbids a verdict: its sentence and what it is (`kind`, e.g. UNTRAINED;
+    `subject`, the arm it is about)."""
 
 
 def untrained(arms: dict[str, pd.Series], chance: float) -> list[str]:

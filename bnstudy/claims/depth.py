@@ -56,6 +56,7 @@ from ..analysis.rules import (Effect, Verdict, acc_cell, decision_text, has_norm
 from ..analysis.stats import aggregate, difference, mean_ci
 
 KEY, STUDY, TITLE = "depth", "depth_sweep", "Trainability of deep networks"
+ORDER = 100  # its place in the report (claims are read in this order)
 STATEMENT = ("BatchNorm makes deep networks trainable that do not train without it, above all plain networks "
              "without shortcuts (He et al. 2016, Fig. 1; Bjorck et al. 2018).")
 # fixed 2026-11-25 (when every rule was rewritten), after the old cpu depth_sweep, kept 2026-11-29

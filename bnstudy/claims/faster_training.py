@@ -32,6 +32,7 @@ from ..analysis.rules import (MIN_SEEDS, Effect, Verdict, acc_cell, decision_tex
 from ..analysis.stats import aggregate, censored, fmt_ci, mean_ci
 
 KEY, STUDY, TITLE = "faster_training", "lr_sweep", "Faster training"
+ORDER = 10  # its place in the report (claims are read in this order)
 STATEMENT = ("BatchNorm networks reach a given accuracy in far fewer training steps (Ioffe & Szegedy 2015, "
              "Sec. 4.2, Fig. 2).")
 # fixed 2026-11-25 (when every rule was rewritten), after the cpu lr_sweep had been run: 1.5x fewer

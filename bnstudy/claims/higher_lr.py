@@ -36,6 +36,7 @@ from ..analysis.rules import (BLOCKED, Effect, Verdict, NOT_REPRODUCED, INCONCLU
 from ..analysis.stats import aggregate, censored
 
 KEY, STUDY, TITLE = "higher_lr", "lr_sweep", "Higher usable learning rates"
+ORDER = 30  # its place in the report (claims are read in this order)
 STATEMENT = ("BatchNorm allows much higher learning rates without divergence (Ioffe & Szegedy 2015, Sec. 3.3; "
              "Bjorck et al. 2018; Santurkar et al. 2018).")
 ARMS = ("bn", "none")  # the rule's (results.variant_names): plain none, never pooled with SkipInit

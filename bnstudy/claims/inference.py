@@ -47,6 +47,7 @@ from ..analysis.rules import (INCONCLUSIVE, NOT_REPRODUCED, Effect, Verdict, acc
 from ..analysis.stats import aggregate, mean_ci, one_sample
 
 KEY, STUDY, TITLE = "inference", "inference", "Inference with running vs batch statistics"
+ORDER = 110  # its place in the report (claims are read in this order)
 STATEMENT = ("At inference BN must use population (running) statistics: the output must not depend on the other "
              "images in the batch, which matters most for small batches (Ioffe & Szegedy 2015, Sec. 3.1); the "
              "train/test mismatch of BN's statistics grows as the normalization batch shrinks (Wu & Johnson 2021, "

@@ -50,6 +50,7 @@ from ..analysis.rules import (Effect, Verdict, acc_col, decision_text, has_norms
 from ..analysis.stats import aggregate, difference, one_sample
 
 KEY, STUDY, TITLE = "init", "init_sweep", "Less dependence on initialization"
+ORDER = 90  # its place in the report (claims are read in this order)
 STATEMENT = ("BatchNorm makes training less sensitive to the initial weights' scale and scheme (Ioffe & Szegedy "
              "2015, Sec. 3.3).")
 # fixed 2026-11-25 (when every rule was rewritten), after the old cpu init_sweep, kept 2026-11-29

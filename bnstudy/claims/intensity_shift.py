@@ -60,6 +60,7 @@ from ..analysis.rules import (TRAINED_MARGIN, Effect, Verdict, acc_cell, decisio
 from ..analysis.stats import aggregate, combine, difference, mean_ci
 
 KEY, STUDY, TITLE = "intensity_shift", "intensity_shift", "Intensity variation in training"
+ORDER = 120  # its place in the report (claims are read in this order)
 STATEMENT = ("With BatchNorm, variation in image intensity across machines and patients does not hurt training "
              "(the seed's medical-imaging example; MR intensities vary between scans: Nyúl & Udupa 1999, "
              "Shinohara et al. 2014).")

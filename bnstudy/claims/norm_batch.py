@@ -55,6 +55,7 @@ from ..analysis.rules import Effect, Verdict, acc_cell, decision_text, missing, 
 from ..analysis.stats import aggregate, difference, mean_ci
 
 KEY, STUDY, TITLE = "norm_batch", "norm_batch", "Small normalization batches"
+ORDER = 60  # its place in the report (claims are read in this order)
 STATEMENT = ("BatchNorm's accuracy falls when its statistics come from very small batches (2-4 images), even inside "
              "a large SGD batch: Wu & He's per-GPU batch (Wu & He 2018, Fig. 1), here ghost batches (Hoffer et al. "
              "2017).")

@@ -35,6 +35,7 @@ from ..analysis.rules import Effect, Verdict, acc_cell, decision_text, missing, 
 from ..analysis.stats import aggregate, combine, difference, fmt_ci, mean_ci
 
 KEY, STUDY, TITLE = "regularization", "regularization", "Regularization"
+ORDER = 80  # its place in the report (claims are read in this order)
 STATEMENT = ("BatchNorm regularizes the model and reduces the need for dropout (Ioffe & Szegedy 2015, Sec. 3.4); "
              "the regularization comes from the noise of batch statistics (Luo et al. 2019).")
 RATE = "optim.lr"

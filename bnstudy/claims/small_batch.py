@@ -41,6 +41,7 @@ from ..analysis.rules import Effect, Verdict, acc_cell, decision_text, has_norms
 from ..analysis.stats import aggregate, combine, difference, mean_ci
 
 KEY, STUDY, TITLE = "small_batch", "batch_size_sweep", "Small-batch degradation"
+ORDER = 50  # its place in the report (claims are read in this order)
 STATEMENT = ("BatchNorm's accuracy falls at very small batches (2-4 images), where its statistics are noisy; "
              "GroupNorm's does not (Wu & He 2018, Fig. 1).")
 REFERENCE_BATCH = 32  # the largest batch in Wu & He's Fig. 1

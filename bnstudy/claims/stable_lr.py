@@ -30,6 +30,7 @@ from ..analysis.rules import (BLOCKED, Effect, Verdict, INCONCLUSIVE, NOT_REPROD
 from ..analysis.stats import censored
 
 KEY, STUDY, TITLE = "stable_lr", "lr_range", "Largest stable learning rate (range test)"
+ORDER = 40  # its place in the report (claims are read in this order)
 STATEMENT = ("BatchNorm allows much higher learning rates without divergence (Ioffe & Szegedy 2015, Sec. 3.3; "
              "Bjorck et al. 2018, Sec. 2; Santurkar et al. 2018), here as the largest stable rate of a "
              "learning-rate range test (Smith 2017, Sec. 3.3); De & Smith 2020 (Sec. 4) find the gain mainly at "

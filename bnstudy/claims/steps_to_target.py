@@ -55,6 +55,7 @@ from ..analysis.rules import Effect, Verdict, decision_text, pct
 from ..analysis.stats import Estimate, aggregate, difference, one_sample
 
 KEY, STUDY, TITLE = "steps_to_target", "steps_to_target", "Faster training, dense evaluations"
+ORDER = 20  # its place in the report (claims are read in this order)
 STATEMENT = F.STATEMENT[:-1] + ": here each arm at the rate lr_sweep chose for it, evaluated every few steps."
 EFFECT = F.EFFECT  # 1.5x, fixed 2026-11-25 for lr_sweep's rule
 RULE = ("Each arm (bn, none, none + SkipInit) runs at one peak rate, fixed in the study's YAML before any of its "

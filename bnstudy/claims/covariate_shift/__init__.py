@@ -62,8 +62,9 @@ from .landscape import check_landscape, loss_landscape
 from .noisy_bn import check_noisy_bn
 
 # the claim's interface (bnstudy/claims/__init__.py); its checks, one module each, beside this one
-__all__ = ["KEY", "STUDY", "TITLE", "STATEMENT", "CHECKS", "FIGURES"]
+__all__ = ["KEY", "STUDY", "TITLE", "ORDER", "STATEMENT", "CHECKS", "FIGURES"]
 KEY, TITLE = "covariate_shift", "Internal covariate shift"  # STUDY: in common.py, which the checks share
+ORDER = 70  # its place in the report (claims are read in this order)
 STATEMENT = ("BatchNorm works by reducing internal covariate shift: layer input distributions stay stable during "
              "training (Ioffe & Szegedy 2015, Fig. 1). Santurkar et al. (2018) find BN nets train as well with "
              "covariate shift injected on purpose (noisy BN), measure ICS through gradients, find BN does not reduce "
