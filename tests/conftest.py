@@ -43,3 +43,17 @@ def untrained_arms(verdict) -> set[str]:
     from bnstudy.analysis.rules import UNTRAINED
 
     return {b.subject for b in verdict.blockers if getattr(b, "kind", "") == UNTRAINED}
+
+
+def notes_of(verdict, kind: str) -> list:
+    """The notes of a verdict of one kind (rules.Note, e.g. rules.EDGE)."""
+    return [n for n in verdict.notes if getattr(n, "kind", "") == kind]
+
+
+def estimate_of(verdict, label: str):
+    """The Estimate a verdict carries under `label` in Verdict.estimates (KeyError naming the
+    labels it has otherwise)."""
+    found = {lab: est for lab, _, est in verdict.estimates}
+    if label not in found:
+        raise KeyError(f"{label!r} not among {sorted(found)}")
+    return found[label]

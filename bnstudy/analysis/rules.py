@@ -79,6 +79,9 @@ class Verdict:
     # other effects the check computes (per part, or shown beside as information), as
     # (label, Effect, Estimate): numbers.csv gives each with its interval
     estimates: list[tuple[str, Effect, Estimate]] = field(default_factory=list)
+    # the other values the finding quotes (a deciding cell, a chosen rate, a mean that is no
+    # effect), by name: what a reader or a test checks without parsing the sentence
+    facts: dict = field(default_factory=dict)
 
     def effect_line(self) -> str:
         return effect_line(self.effect, self.estimate) if self.effect and self.estimate else ""
