@@ -12,8 +12,6 @@ command resumes where an earlier one stopped. A hand-written OUT/STUDY/README.md
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
 import re
 import shlex
@@ -23,10 +21,11 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import yaml
 
+from . import provenance
 from .config import CONF_DIR
 
 EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 1, 2, 130
@@ -171,163 +170,6 @@ def build_report(sweep_dir: Path, out_dir: Path, keep: Optional[set[Path]] = Non
             print(f"{v.verdict:>26}  {v.title}")
 
 
-def read_runs(run_dirs: Sequence[Path]) -> list[dict]:
-    """One row per run folder: its config and summary.json, flattened (the columns of runs.csv,
-    without reading the curves), and when summary.json was last written."""
-    from .analysis.results import flatten
-
-    rows = []
-    for d in run_dirs:
-        try:
-            summary = json.loads((d / "summary.json").read_text())
-            config = yaml.safe_load((d / "config.yaml").read_text()) if (d / "config.yaml").exists() else {}
-        except (OSError, ValueError, yaml.YAMLError):
-            rows.append({"status": "unreadable", "run_dir": str(d)})
-            continue
-        summary.pop("traceback", None)
-        row = flatten(config if isinstance(config, dict) else {})
-        for k, v in flatten(summary if isinstance(summary, dict) else {}).items():
-            row.setdefault(k, v)
-        row.update(run_dir=str(d), written=(d / "summary.json").stat().st_mtime)
-        rows.append(row)
-    return rows
-
-
-# ---------------------------------------------------------------- provenance.md
-
-def _duration(seconds: float) -> str:
-    if seconds != seconds:  # NaN: no run recorded a wall time
-        return "unknown"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def _n(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
-
-
-def _counts(rows: list[dict], columns: list[str]) -> str:
-    """A markdown table: each distinct combination of `columns` among the runs and how many runs have it."""
-    from collections import Counter
-
-    from .analysis.report import md_table
-    import pandas as pd
-
-    def cell(v):
-        return "" if v is None or v != v else str(v)
-
-    counts = Counter(tuple(cell(r.get(c)) for c in columns) for r in rows)
-    table = pd.DataFrame([(*k, n) for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))],
-                         columns=[*columns, "runs"])
-    return md_table(table)
-
-
-def provenance_md(rows: list[dict], p: Plan, command: str, sweep_wall_s: Optional[float],
-                  started: Optional[float], left_out: Sequence[str] = (), status: Optional[str] = None) -> str:
-    """provenance.md for one study: what made OUT/STUDY, from its run folders' rows (read_runs);
-    `left_out`: the folders under the sweep folder that this sweep's grid does not hold;
-    `status`: what `python -m bnstudy status SWEEP_DIR` says of the sweep (sweep_status_md)."""
-    import statistics
-
-    walls = [float(r["wall_time_s"]) for r in rows if isinstance(r.get("wall_time_s"), (int, float))]
-    fresh = sum(1 for r in rows if started is not None and r.get("written", 0) >= started)
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [
-        f"# Provenance: {p.study}",
-        "",
-        f"Written by `python -m bnstudy reproduce` on {now} from {_n(len(rows), 'run folder')} under "
-        f"`{p.sweep_dir}` (regenerated on every reproduce; README.md beside it is written by hand).",
-        "",
-        "## Commands",
-        "",
-        f"This folder was rebuilt by, in `{Path.cwd()}`,",
-        "",
-        f"    {command}",
-        "",
-        "which, for this study, ran",
-        "",
-        f"    {p.shell(p.run_args)}",
-        f"    {p.shell(p.report_args)}",
-        "",
-        "Running either again skips the runs that have finished (a sweep resumes where it stopped).",
-        "",
-        "## Code",
-        "",
-        "The commit each run's code came from (`-dirty`: with uncommitted changes to the package, bnstudy/).",
-        "",
-        _counts(rows, ["git_commit", "bnstudy_version"]),
-        "",
-        "## Data",
-        "",
-        "Subset sizes as configured (`data.*_subset`, empty: all) and as loaded (`n_train`, `n_test`).",
-        "",
-        _counts(rows, ["data.name", "data.root", "data.train_subset", "data.test_subset", "n_train", "n_test"]),
-        "",
-        "## Machines",
-        "",
-        _counts(rows, ["hostname", "device_name", "torch_version", "precision"]),
-        "",
-        "## Runs by status",
-        "",
-        _counts(rows, ["status"]),
-        "",
-        *([status, ""] if status else []),
-        "## Wall time",
-        "",
-        f"- the runs' own (summary.json `wall_time_s`, {_n(len(walls), 'run')}): "
-        f"{_duration(sum(walls)) if walls else 'unknown'} in all, "
-        f"median {_duration(statistics.median(walls)) if walls else 'unknown'} a run;",
-    ]
-    if sweep_wall_s is not None:
-        lines.append(f"- this reproduce's sweep step: {_duration(sweep_wall_s)} ({_n(fresh, 'run')} written by it, "
-                     f"{len(rows) - fresh} already finished before it).")
-    if left_out:
-        lines += ["", "## Left out", "",
-                  f"{_n(len(left_out), 'run folder')} under `{p.sweep_dir}` that this sweep's grid does not hold "
-                  "(left by an earlier version of the study, or by another command) are not in the report; "
-                  "their files are kept:", ""]
-        lines += [f"- `{name}`" for name in left_out]
-    return "\n".join(lines) + "\n"
-
-
-def write_provenance(p: Plan, command: str, sweep_wall_s: Optional[float], started: Optional[float],
-                     keep: Optional[set[Path]] = None) -> list[dict]:
-    from .analysis.results import find_run_dirs
-
-    dirs = find_run_dirs([p.sweep_dir])
-    kept = [d for d in dirs if keep is None or d.resolve() in keep]
-    rows = read_runs(kept)
-    left_out = [str(d.relative_to(p.sweep_dir)) for d in dirs if d not in kept]
-    p.out_dir.mkdir(parents=True, exist_ok=True)
-    (p.out_dir / "provenance.md").write_text(provenance_md(rows, p, command, sweep_wall_s, started, left_out,
-                                                           sweep_status_md(p.sweep_dir)))
-    return rows
-
-
-def sweep_status_md(sweep_dir: Path) -> Optional[str]:
-    """The sweep as `python -m bnstudy status SWEEP_DIR` shows it (bnstudy/sweep_status.py): its
-    last command's planned runs by arm and status, and its summary lines; None without a
-    multirun.yaml."""
-    from . import sweep_status
-
-    try:
-        runs, n_jobs = sweep_status.table(sweep_dir)
-    except FileNotFoundError:
-        return None
-    planned = runs[runs.command == "last command"]
-    counts = planned.groupby(["arm", "status"]).size().rename("runs").reset_index()
-    lines = ["## The sweep's grid, by `status`", "",
-             f"`python -m bnstudy status {sweep_dir}` when this was written: the runs its last command planned",
-             "(from the sweep's multirun.yaml), by arm and state, then its summary.", "",
-             "| arm | status | runs |", "|---|---|---|"]
-    lines += [f"| {r.arm} | {r.status} | {r.runs} |" for r in counts.itertuples()]
-    lines += ["", *(f"    {line}" for line in sweep_status.summarize(runs, n_jobs).splitlines())]
-    return "\n".join(lines)
-
-
 def sweep_grid(sweep_list: Path, sweep_dir: Path, started: float) -> Optional[set[Path]]:
     """The run folders of this sweep's grid (resolved): those its runs noted in `sweep_list`, and
     any whose summary.json was written since `started` (a run that wrote but did not note itself
@@ -368,14 +210,14 @@ def reproduce_one(p: Plan, command: str) -> Optional[str]:
     try:
         keep = sweep_grid(sweep_list, p.sweep_dir, started)
         build_report(p.sweep_dir, p.out_dir, keep)
-        rows = write_provenance(p, command, sweep_wall_s, started, keep)
+        rows = provenance.write_provenance(p, command, sweep_wall_s, started, keep)
     except KeyboardInterrupt:
         raise
     except Exception as e:  # a report that cannot be built is this study's failure, not the others'
         return f"the report failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     unfinished = sum(1 for r in rows if r.get("status") not in ("completed", "diverged"))
-    _say(f"{p.study}: {_n(len(rows), 'run')}" + (f" ({unfinished} not finished: see provenance.md)" if unfinished else "")
-         + f", sweep {_duration(sweep_wall_s)}; wrote {p.out_dir}/report.md and provenance.md")
+    _say(f"{p.study}: {provenance.n_of(len(rows), 'run')}" + (f" ({unfinished} not finished: see provenance.md)" if unfinished else "")
+         + f", sweep {provenance.duration(sweep_wall_s)}; wrote {p.out_dir}/report.md and provenance.md")
     return None
 
 
@@ -426,7 +268,7 @@ def main(argv: list[str]) -> None:
     except KeyboardInterrupt:
         _fail(EXIT_INTERRUPTED, f"interrupted during {current}; finished runs are kept under {a.runs}: "
                                 "the same command resumes")
-    _say(f"{len(plans) - len(failures)} of {len(plans)} studies done in {_duration(time.perf_counter() - t0)}"
+    _say(f"{len(plans) - len(failures)} of {len(plans)} studies done in {provenance.duration(time.perf_counter() - t0)}"
          + (f"; failed: {', '.join(failures)}" if failures else ""))
     if failures:
         sys.exit(EXIT_FAILED)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from bnstudy import reproduce
+from bnstudy import provenance, reproduce
 from bnstudy.claims import CLAIMS
 from conftest import EXPERIMENTS, run_cli
 
@@ -61,7 +61,7 @@ def test_a_failed_study_is_one_line_and_the_next_one_runs(tmp_path, capsys, monk
     monkeypatch.setattr(reproduce, "run_sweep", lambda args, *_: ran.append(args[1]) or codes[args[1][5:]])
     monkeypatch.setattr(reproduce, "build_report", lambda sweep, out, *_: reported.append(out.name))
     monkeypatch.setattr(reproduce, "sweep_grid", lambda *_: None)
-    monkeypatch.setattr(reproduce, "write_provenance", lambda *a: [])
+    monkeypatch.setattr(reproduce.provenance, "write_provenance", lambda *a: [])
     with pytest.raises(SystemExit) as e:
         reproduce.main(["--scale", "smoke", "--runs", str(tmp_path), "--out", str(tmp_path / "out"),
                         "--studies", "regularization,inference"])
@@ -107,7 +107,7 @@ def test_provenance_counts_commits_statuses_and_wall_time(tmp_path):
             {"git_commit": "bbb-dirty", "bnstudy_version": "0.2.0", "status": "failed", "wall_time_s": 60.0,
              "data.name": "cifar10_folder", "data.train_subset": 10000, "hostname": "vm", "written": 60.0}]
     p = reproduce.plan("inference", "cpu", tmp_path / "runs", tmp_path / "out", REAL_DATA)
-    md = reproduce.provenance_md(rows, p, "python -m bnstudy reproduce ...", sweep_wall_s=75.0, started=40.0)
+    md = provenance.provenance_md(rows, p, "python -m bnstudy reproduce ...", sweep_wall_s=75.0, started=40.0)
     assert "| aaa | 0.2.0 | 2 |" in md and "| bbb-dirty | 0.2.0 | 1 |" in md
     assert "| completed | 2 |" in md and "| failed | 1 |" in md
     assert "| cifar10_folder |  | 10000 |" in md
@@ -131,12 +131,12 @@ def test_provenance_shows_the_sweep_as_status_does(tmp_path):
     for name, status in (("norm=bn,optim.lr=0.1,seed=0", "completed"), ("norm=none,optim.lr=3.2,seed=0", "diverged")):
         (tmp_path / name).mkdir()
         (tmp_path / name / "summary.json").write_text(json.dumps({"status": status, "wall_time_s": 60.0}))
-    md = reproduce.sweep_status_md(tmp_path)
+    md = provenance.sweep_status_md(tmp_path)
     rows = {tuple(c.strip() for c in line.strip("|").split("|")) for line in md.splitlines() if line.startswith("| norm")}
     assert rows == {("norm=bn", "completed", "1"), ("norm=bn", "not started", "1"), ("norm=none", "diverged", "1"),
                     ("norm=none", "not started", "1"), ("norm=skipinit", "not started", "2")}
     assert "    6 runs planned: 4 not started, 1 completed, 1 diverged" in md
-    assert reproduce.sweep_status_md(tmp_path / "nowhere") is None
+    assert provenance.sweep_status_md(tmp_path / "nowhere") is None
 
 
 # one run of ResNet-20, two steps, on a small synthetic set: ~15 s on 2 busy cores
