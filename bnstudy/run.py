@@ -77,7 +77,8 @@ def run(cfg: Config, out_dir: Path) -> dict[str, Any]:
 
 def _run_locked(cfg: Config, out_dir: Path, config_text: str, resume: dict | None) -> dict[str, Any]:
     device = resolve_device(cfg.device)
-    t0 = time.perf_counter()
+    # wall_time_s counts the earlier starts of a resumed run too (their training up to the checkpoint)
+    t0 = time.perf_counter() - (resume["result"].get("train_wall_s", 0.0) if resume else 0.0)
     try:
         atomic_write_text(out_dir / "config.yaml", config_text)
         summary: dict[str, Any] = {"status": "running", "steps": resume["step"] if resume else 0,

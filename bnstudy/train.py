@@ -43,6 +43,8 @@ class TrainResult:
     final_train_eval_acc: Optional[float] = None  # eval mode, on a fixed slice of the training set
     train_images_per_s: Optional[float] = None
     message: str = ""
+    # seconds inside train() over every start of the run: an earlier start's up to its last checkpoint
+    train_wall_s: float = 0.0
 
 
 def _module_generators(model: nn.Module) -> dict[str, torch.Generator]:
@@ -135,6 +137,7 @@ class _Loop:
     step: int = 0
     last_eval_step: int = -1
     seen: int = 0  # batches summed into loss_sum and correct_sum since the last train/ row
+    started: float = field(default_factory=time.perf_counter)  # this start's
 
     def __post_init__(self) -> None:
         self.res = self.res or TrainResult(status="completed", steps=0, epochs=0.0,
@@ -154,9 +157,14 @@ class _Loop:
     def epoch(self) -> float:
         return self.step / self.steps_per_epoch
 
+    def wall(self) -> float:
+        """TrainResult.train_wall_s now."""
+        return time.perf_counter() - self.started
+
     def restore(self, resume: dict, generator: torch.Generator) -> int:
         """Continue from a checkpoint_state(); returns the batches of its epoch already trained on."""
         self.step, self.res = resume["step"], TrainResult(**resume["result"])
+        self.started -= self.res.train_wall_s  # the earlier starts' seconds count on
         self.loss_sum += resume["accum"]["loss_sum"].to(self.loss_sum.device)
         self.correct_sum += resume["accum"]["correct_sum"].to(self.correct_sum.device)
         self.seen, self.last_eval_step = resume["accum"]["seen"], resume["accum"]["last_eval_step"]
@@ -242,7 +250,7 @@ class _Loop:
         accum = {"loss_sum": self.loss_sum.detach().cpu(), "correct_sum": self.correct_sum.detach().cpu(),
                  "seen": self.seen, "last_eval_step": self.last_eval_step}
         rows = {"metrics": self.metrics.rows, "probes": self.probe_metrics.rows if self.probe_metrics else 0}
-        self.res.steps, self.res.epochs = self.step, self.epoch
+        self.res.steps, self.res.epochs, self.res.train_wall_s = self.step, self.epoch, self.wall()
         self.save(self.model, self.optimizer, step=self.step, total_steps=self.total_steps,
                   epoch_generator_state=epoch_state, step_in_epoch=step_in_epoch, result=self.res,
                   accum=accum, rows=rows)
@@ -331,6 +339,7 @@ def train(model: nn.Module, data: TensorData, optimizer: torch.optim.Optimizer, 
             run.save_checkpoint(generator.get_state(), 0)
     bar.close()
     run.res.steps, run.res.epochs, run.res.train_images_per_s = run.step, run.epoch, speed.rate()
+    run.res.train_wall_s = run.wall()
     return run.res
 
 

@@ -92,6 +92,24 @@ def test_run_writes_the_output_contract(tmp_path, tiny_overrides):
     model.load_state_dict(ckpt["model"])
 
 
+def test_a_resumed_run_counts_the_wall_time_of_its_earlier_starts(tmp_path, tiny_overrides):
+    """summary.json's wall_time_s is the run's, not its last start's: the checkpoint carries the
+    seconds trained so far (TrainResult.train_wall_s), and a resume counts on from them."""
+    out = tmp_path / "run"
+    cfg = compose_config(tiny_overrides + ["trainer.checkpoint_every=2"])
+    run(cfg, out)
+    _, first = read(out)
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert 0 < ckpt["result"]["train_wall_s"] <= first["train_wall_s"] <= first["wall_time_s"]
+    ckpt["result"]["train_wall_s"] = 1000.0  # as if the earlier start had trained for 1000 s
+    torch.save(ckpt, out / "last.pt")
+    (out / "summary.json").write_text(json.dumps({**first, "status": "running"}))  # killed before it ended
+    run(cfg, out)
+    _, resumed = read(out)
+    assert resumed["status"] == "completed" and resumed["resumed_from_step"] == 6
+    assert 1000 < resumed["train_wall_s"] <= resumed["wall_time_s"] < 1000 + 10 * first["wall_time_s"]
+
+
 def test_train_eval_off_skips_the_training_slice_and_nothing_else(tmp_path, tiny_overrides):
     """trainer.train_eval=false: no train_eval/* rows; the test rows, and training, are the same."""
     on, off = tmp_path / "on", tmp_path / "off"
