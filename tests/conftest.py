@@ -45,15 +45,20 @@ def untrained_arms(verdict) -> set[str]:
     return {b.subject for b in verdict.blockers if getattr(b, "kind", "") == UNTRAINED}
 
 
+def blockers_of(verdict, kind: str) -> list:
+    """The blockers of a verdict of one kind (rules.Blocker, e.g. rules.UNTRAINED)."""
+    return [b for b in verdict.blockers if getattr(b, "kind", "") == kind]
+
+
 def notes_of(verdict, kind: str) -> list:
     """The notes of a verdict of one kind (rules.Note, e.g. rules.EDGE)."""
     return [n for n in verdict.notes if getattr(n, "kind", "") == kind]
 
 
-def estimate_of(verdict, label: str):
-    """The Estimate a verdict carries under `label` in Verdict.estimates (KeyError naming the
-    labels it has otherwise)."""
-    found = {lab: est for lab, _, est in verdict.estimates}
-    if label not in found:
-        raise KeyError(f"{label!r} not among {sorted(found)}")
-    return found[label]
+def estimate_of(verdict, label: str, effect=None):
+    """The Estimate a verdict carries under `label` (and, where a label carries several, of
+    `effect`) in Verdict.estimates (KeyError naming the labels it has otherwise)."""
+    found = [est for lab, e, est in verdict.estimates if lab == label and (effect is None or e is effect)]
+    if len(found) != 1:
+        raise KeyError(f"{label!r}: {len(found)} estimates among {sorted({lab for lab, _, _ in verdict.estimates})}")
+    return found[0]

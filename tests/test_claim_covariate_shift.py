@@ -7,12 +7,16 @@ import itertools
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from bnstudy.analysis.results import with_config
-from bnstudy.analysis.rules import INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED
+from bnstudy.analysis.rules import (BLOCKED, DISAGREE, EDGE, INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED,
+                                    TOO_FEW_SEEDS)
 from bnstudy.claims import covariate_shift as C
+from bnstudy.claims.covariate_shift.common import BEST_RATES, BY_TRAINING, DIVERGED, UNPROBED
+from bnstudy.claims.covariate_shift.gradients import ICS
 
-from conftest import compose_config
+from conftest import compose_config, estimate_of, notes_of, untrained_arms
 from test_claims import NO_CURVES, noise, row
 
 LRS = (0.05, 0.2, 0.8)
@@ -62,8 +66,9 @@ def test_each_arm_at_its_best_rate_reproduces_the_probe_claims():
     for check in PROBE_CHECKS:
         v = check(runs, curves)
         assert v.verdict == REPRODUCED, (check.__name__, v.finding)
-        assert "mlp:" in v.finding and "resnet:" in v.finding
-        assert any("best peak rates: mlp bn 0.2, mlp noisy_bn 0.2, mlp none 0.8" in n for n in v.notes), v.notes
+        assert v.facts["by_model"] == {"mlp": (REPRODUCED, ""), "resnet": (REPRODUCED, "")}, v.facts
+        (rates,) = notes_of(v, BEST_RATES)
+        assert rates.data == {f"{model} {norm}": lr for (model, norm), lr in BEST.items()}, rates
 
 
 def test_a_diverged_run_at_the_best_rate_is_left_out_of_the_probe_measures():
@@ -78,7 +83,7 @@ def test_a_diverged_run_at_the_best_rate_is_left_out_of_the_probe_measures():
     for check in PROBE_CHECKS:
         v = check(runs, c)
         assert v.verdict == REPRODUCED, (check.__name__, v.finding)
-        assert any("1 run(s) at their arm's best rate diverged" in n and blown in n for n in v.notes), v.notes
+        assert [n.data["runs"] for n in notes_of(v, DIVERGED)] == [(blown,)], v.notes
 
 
 def test_a_completed_run_without_probe_rows_is_named_not_silently_dropped():
@@ -87,9 +92,8 @@ def test_a_completed_run_without_probe_rows_is_named_not_silently_dropped():
     for check in PROBE_CHECKS:
         v = check(runs, curves[curves.run != lost])
         assert v.verdict == REPRODUCED, (check.__name__, v.finding)
-        assert any("1 completed run(s) at their arm's best rate have no probe rows" in n and lost in n
-                   for n in v.notes), v.notes
-    assert not any("no probe rows" in n for n in C.check_activations(runs, curves).notes)
+        assert [n.data["runs"] for n in notes_of(v, UNPROBED)] == [(lost,)], v.notes
+    assert not notes_of(C.check_activations(runs, curves), UNPROBED)
 
 
 def test_an_arm_that_diverged_on_every_seed_blocks_its_model_and_so_the_verdict():
@@ -102,15 +106,36 @@ def test_an_arm_that_diverged_on_every_seed_blocks_its_model_and_so_the_verdict(
     for check in PROBE_CHECKS:
         v = check(runs, curves)
         assert v.verdict == INCONCLUSIVE, (check.__name__, v.finding)
-        assert "resnet: not measured" in v.finding and "did not train" in v.finding and "alone" not in v.finding
+        assert v.facts["by_model"] == {"mlp": (REPRODUCED, ""), "resnet": (INCONCLUSIVE, BLOCKED)}, v.facts
+        assert v.why == BLOCKED and untrained_arms(v) == {"none (resnet, its best rate 0.05)"}, v.blockers
+        assert not [lab for lab, _, _ in v.estimates if lab.startswith("model=resnet")]  # not measured
 
 
 def test_a_verdict_resting_on_one_model_says_so():
     runs, curves = runs_cs()
     mlp = runs[runs["model.name"] == "mlp"]
     v = C.check_gradients(mlp, curves[curves.run.isin(mlp.run)])
-    assert v.verdict == REPRODUCED and "Judged on the mlp alone" in v.finding, v.finding
-    assert "alone" not in C.check_gradients(runs, curves).finding
+    assert v.verdict == REPRODUCED and set(v.facts["by_model"]) == {"mlp"}, v.finding
+    assert set(C.check_gradients(runs, curves).facts["by_model"]) == {"mlp", "resnet"}
+
+
+def test_an_inconclusive_verdict_over_models_says_why():
+    """Each model's verdict and why are in facts["by_model"]; an inconclusive verdict's why is the
+    first of rules' reasons, in the order rules.decision tries them, that an inconclusive model has."""
+    runs, curves = runs_cs(seeds=1)
+    for check in PROBE_CHECKS + [C.check_noisy_bn]:
+        v = check(runs, curves)
+        assert v.verdict == INCONCLUSIVE and v.why == TOO_FEW_SEEDS, (check.__name__, v.finding)
+        assert v.facts["by_model"] == {m: (INCONCLUSIVE, TOO_FEW_SEEDS) for m in ("mlp", "resnet")}, v.facts
+    # the mlp blocked (its unnormalized arm at chance), the ResNet on one seed: blocked comes first
+    runs, curves = runs_cs(acc={"none": {"mlp": 0.1, "resnet": 0.4}})
+    runs.loc[(runs["model.name"] == "mlp") & (runs["norm.name"] == "none"), "final_acc"] = 0.1
+    runs = runs[(runs["model.name"] == "mlp") | (runs.seed == 0)]
+    for check in PROBE_CHECKS:
+        v = check(runs, curves)
+        assert v.verdict == INCONCLUSIVE and v.why == BLOCKED, (check.__name__, v.finding)
+        assert v.facts["by_model"] == {"mlp": (INCONCLUSIVE, BLOCKED), "resnet": (INCONCLUSIVE, TOO_FEW_SEEDS)}
+        assert untrained_arms(v) == {"none (mlp, its best rate 0.05)"}, v.blockers
 
 
 def test_reading_every_rate_instead_would_not_reproduce():
@@ -124,10 +149,9 @@ def test_reading_every_rate_instead_would_not_reproduce():
 def test_ics_is_decided_on_the_relative_measure_not_the_absolute_one():
     runs, curves = runs_cs()
     v = C.check_gradients(runs, curves)
-    assert v.verdict == REPRODUCED and "relative ICS" in v.finding
-    assert "||G - G'||: bn" in v.finding  # the absolute measure, shown beside (BN 4x larger), decides nothing
-    l2 = curves[curves.metric.str.endswith(".l2")].merge(runs[["run", "norm.name"]], on="run")
-    assert l2.loc[l2["norm.name"] == "bn", "value"].mean() > 3 * l2.loc[l2["norm.name"] == "none", "value"].mean()
+    assert v.verdict == REPRODUCED and {e for _, e, _ in v.estimates} == {ICS}
+    # the absolute measure, shown beside (BN 4x larger), decides nothing
+    assert all(m["bn"] > 3 * m["none"] for m in v.facts["ics_l2"].values()), v.facts["ics_l2"]
 
 
 def test_an_arm_that_did_not_train_at_any_rate_blocks_its_model():
@@ -137,16 +161,20 @@ def test_an_arm_that_did_not_train_at_any_rate_blocks_its_model():
     runs.loc[(runs["model.name"] == "mlp") & (runs["norm.name"] == "none"), "final_acc"] = 0.1
     for check in PROBE_CHECKS:
         v = check(runs, curves)
-        assert v.verdict == INCONCLUSIVE, (check.__name__, v.finding)
-        assert "none (mlp, its best rate 0.05) did not train" in v.finding, v.finding
-        assert "resnet: " in v.finding and "— reproduced" in v.finding  # the ResNet is still judged
+        assert v.verdict == INCONCLUSIVE and v.why == BLOCKED, (check.__name__, v.finding)
+        assert untrained_arms(v) == {"none (mlp, its best rate 0.05)"}, v.blockers
+        # the ResNet is still judged
+        assert v.facts["by_model"] == {"mlp": (INCONCLUSIVE, BLOCKED), "resnet": (REPRODUCED, "")}, v.facts
 
 
 def test_noisy_bn_trains_as_well_as_bn():
     runs, curves = runs_cs()
     v = C.check_noisy_bn(runs, curves)
     assert v.verdict == REPRODUCED, v.finding
-    assert "minimum effect +2.0 points" in v.finding and "noisy BN's drift / BN's" in v.finding
+    decided = {lab: e for lab, e, _ in v.estimates}
+    assert decided["model=mlp"].minimum == decided["model=resnet"].minimum == 2.0
+    for model in ("mlp", "resnet"):  # beside: the injected shift, noisy BN drifting more than BN
+        assert estimate_of(v, f"model={model}; measure=activation drift").value > 0
     assert set(v.numbers.model) == {"mlp", "resnet"}
 
 
@@ -160,7 +188,8 @@ def test_noisy_bn_at_chance_is_inconclusive_not_a_large_effect():
     noisy = (runs["model.name"] == "resnet") & (runs["norm.name"] == "noisy_bn")
     runs.loc[noisy, ["final_acc", "final.train/acc"]] = 0.1
     v = C.check_noisy_bn(runs, curves)
-    assert v.verdict == INCONCLUSIVE and "noisy_bn (resnet, its best rate 0.05) did not train" in v.finding, v.finding
+    assert v.verdict == INCONCLUSIVE and v.why == BLOCKED, v.finding
+    assert untrained_arms(v) == {"noisy_bn (resnet, its best rate 0.05)"}, v.blockers
 
 
 def test_noisy_bn_is_decided_on_training_accuracy_not_its_eval_mode_approximation():
@@ -172,10 +201,11 @@ def test_noisy_bn_is_decided_on_training_accuracy_not_its_eval_mode_approximatio
     runs.loc[noisy, "final_acc"] -= 0.2
     v = C.check_noisy_bn(runs, curves)
     assert v.verdict == REPRODUCED, v.finding
-    assert "final test accuracy (eval mode" in v.finding and "resnet +20" in v.finding, v.finding
+    assert estimate_of(v, "model=resnet; measure=final test accuracy").value == pytest.approx(20, abs=0.5)
     runs.loc[noisy, "final.train/acc"] -= 0.05  # now it trains 5 points worse: the ResNet's verdict flips
     v = C.check_noisy_bn(runs, curves)
-    assert v.verdict == INCONCLUSIVE and "— not reproduced" in v.finding and "models disagree" in v.finding, v.finding
+    assert v.verdict == INCONCLUSIVE and v.why == DISAGREE, v.finding
+    assert v.facts["by_model"] == {"mlp": (REPRODUCED, ""), "resnet": (NOT_REPRODUCED, "")}, v.facts
 
 
 def test_noisy_bn_check_says_when_its_runs_are_missing():
@@ -187,9 +217,8 @@ def test_noisy_bn_check_says_when_its_runs_are_missing():
 
 def test_a_best_rate_at_the_edge_of_the_grid_is_noted():
     runs, curves = runs_cs()
-    notes = C.check_gradients(runs, curves).notes
-    assert any("at an edge of the grid" in n and "mlp none at 0.8, the highest of its grid (0.05 to 0.8)" in n
-               and "resnet none at 0.05, the lowest" in n for n in notes), notes
+    (edge,) = notes_of(C.check_gradients(runs, curves), EDGE)
+    assert edge.data == {"mlp none": (0.8, "highest", 0.05, 0.8), "resnet none": (0.05, "lowest", 0.05, 0.8)}, edge
 
 
 def test_figures_draw_the_best_rate_runs_only():
@@ -223,7 +252,7 @@ def test_noisy_bn_is_read_at_its_best_rate_for_training_not_for_test_accuracy():
     runs.loc[noisy & (runs["optim.lr"] == 0.2), "final.train/acc"] = 0.5
     v = C.check_noisy_bn(runs, curves)
     assert v.verdict == REPRODUCED, v.finding
-    assert "best rate chosen by its final training accuracy" in " ".join(v.notes)
+    assert notes_of(v, BY_TRAINING), v.notes
 
 
 def test_each_net_gets_its_own_row_of_panels():

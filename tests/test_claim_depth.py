@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from bnstudy.analysis import style
-from bnstudy.analysis.rules import INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED
+from bnstudy.analysis.rules import INCOMPLETE, INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED
 from bnstudy.claims import depth
-from conftest import untrained_arms
+from conftest import estimate_of, notes_of, untrained_arms
 
 from test_claims import NO_CURVES, noise, row
 
@@ -49,15 +49,13 @@ def test_reproduced_with_each_cell_at_its_own_best_rate():
     v = depth.check(runs_depth(), NO_CURVES)
     assert v.verdict == REPRODUCED and not v.reason, v.finding
     assert 34 < v.estimate.value < 36 and v.estimate.n == 3, v.finding  # bn 45% minus none at chance
-    assert "95% interval [" in v.finding and "minimum effect +5.0 points" in v.finding
+    assert v.estimate.has_interval and v.effect.minimum == 5.0
     table = v.numbers.set_index(["network", "depth"])
     assert table.loc[("plain", "56"), "bn best rate"] == "0.1" and table.loc[("plain", "20"), "none best rate"] == "0.02"
     assert table.loc[("plain", "56"), "none best rate"] == "0.02"  # at chance at both rates: the tie goes to the lower
-    assert "accuracy lost from depth 20 to 56 (plain): bn 15.0, none 40.0 points" in v.finding, v.finding
-    # the same losses, with their intervals, for numbers.csv
-    est = {label: e for label, _, e in v.estimates}
-    assert est["network=plain; norm=bn; from depth 20 to 56"].value == pytest.approx(15.0, abs=0.05)
-    assert est["network=plain; norm=none; from depth 20 to 56"].value == pytest.approx(40.0, abs=0.05)
+    # beside the rule: each norm's accuracy lost from depth 20 to 56, with its interval
+    assert estimate_of(v, "network=plain; norm=bn; from depth 20 to 56").value == pytest.approx(15.0, abs=0.05)
+    assert estimate_of(v, "network=plain; norm=none; from depth 20 to 56").value == pytest.approx(40.0, abs=0.05)
 
 
 def test_not_reproduced_when_none_trains_deep_at_its_own_smaller_rate():
@@ -70,7 +68,7 @@ def test_not_reproduced_when_none_trains_deep_at_its_own_smaller_rate():
     v = depth.check(runs, NO_CURVES)
     assert v.verdict == NOT_REPRODUCED, v.finding
     assert abs(v.estimate.value) < 1, v.finding
-    assert "none (plain, depth 56, its best rate 0.02)" in v.finding
+    assert (v.facts["network"], v.facts["deep_depth"], v.facts["deep_rates"]["none"]) == ("plain", 56, 0.02), v.facts
 
 
 def test_bn_that_did_not_train_deep_is_inconclusive_never_negative():
@@ -80,7 +78,7 @@ def test_bn_that_did_not_train_deep_is_inconclusive_never_negative():
     v = depth.check(runs_depth(plain_deep={"bn": 0.1, "none": 0.45}), NO_CURVES)
     assert v.estimate.hi < 0, v.finding
     assert v.verdict == INCONCLUSIVE, v.finding
-    assert "bn (plain, depth 56, its best rate 0.02)" in untrained_arms(v), v.reason
+    assert untrained_arms(v) == {"bn (plain, depth 56, its best rate 0.02)"}, v.reason
 
 
 def test_none_untrained_at_the_shallow_depth_blocks_the_verdict():
@@ -90,7 +88,7 @@ def test_none_untrained_at_the_shallow_depth_blocks_the_verdict():
     v = depth.check(runs, NO_CURVES)
     assert v.estimate.lo > 5, v.finding  # the interval alone would say 'reproduced'
     assert v.verdict == INCONCLUSIVE, v.finding
-    assert "none (plain, depth 20, its best rate 0.02)" in untrained_arms(v), v.reason
+    assert untrained_arms(v) == {"none (plain, depth 20, its best rate 0.02)"}, v.reason
 
 
 def test_none_at_chance_at_the_deep_depth_is_the_claim_not_a_blocker():
@@ -104,11 +102,10 @@ def test_none_at_chance_at_the_deep_depth_is_the_claim_not_a_blocker():
 def test_residual_nets_are_shown_beside_not_decided():
     """Residual BN and none equal at depth 56: printed with its interval, the verdict stays the plain nets'."""
     v = depth.check(runs_depth(residual_deep={"none": 0.55}), NO_CURVES)
-    assert v.verdict == REPRODUCED, v.finding
-    assert "Residual nets, depth 56 (information, not the rule): BN minus none -0.3 points ± 0.7" in v.finding, v.finding
-    assert "(± its 95% Welch half-width)" in v.finding
-    est = {label: e for label, _, e in v.estimates}
-    assert est["network=residual; depth 56 (information, not the rule)"].value == pytest.approx(-0.3, abs=0.05)
+    assert v.verdict == REPRODUCED and v.facts["network"] == "plain", v.finding
+    residual = estimate_of(v, "network=residual; depth 56 (information, not the rule)")
+    assert residual.has_interval, v.finding  # ± its 95% Welch half-width
+    assert (residual.value, residual.half) == pytest.approx((-0.3, 0.7), abs=0.05), v.finding
 
 
 def test_residual_nets_decide_only_where_no_plain_nets_ran_with_both_norms():
@@ -116,7 +113,8 @@ def test_residual_nets_decide_only_where_no_plain_nets_ran_with_both_norms():
     runs = runs[~(runs["model.plain"] & (runs["norm.name"] == "none"))]
     v = depth.check(runs, NO_CURVES)
     assert v.verdict == NOT_REPRODUCED, v.finding
-    assert "bn (residual, depth 56, its best rate 0.1)" in v.finding and "Residual nets, depth" not in v.finding
+    assert (v.facts["network"], v.facts["deep_depth"], v.facts["deep_rates"]["bn"]) == ("residual", 56, 0.1), v.facts
+    assert all(lab.startswith("network=residual; norm=") for lab, _, _ in v.estimates), v.estimates  # none beside
 
 
 def test_plain_runs_that_failed_do_not_hand_the_verdict_to_the_residual_nets():
@@ -135,9 +133,8 @@ def test_a_deeper_depth_that_ran_but_did_not_finish_is_noted():
     lost = (runs["model.depth"] == 110) & (runs["norm.name"] == "none")
     runs.loc[lost, ["status", "final_acc"]] = ["failed", None]
     v = depth.check(runs, NO_CURVES)
-    assert "at depth 56:" in v.finding, v.finding
-    assert any("depth 110 ran with both norms but has no finished runs of both: the deep depth is 56" in n
-               for n in v.notes), v.notes
+    assert v.facts["deep_depth"] == 56, v.facts
+    assert [n.data for n in notes_of(v, depth.UNFINISHED_DEPTH)] == [{"depth": 110, "deep_depth": 56}], v.notes
 
 
 def test_the_deep_depth_is_the_deepest_both_norms_ran():
@@ -145,7 +142,7 @@ def test_the_deep_depth_is_the_deepest_both_norms_ran():
     runs = runs_depth(depths=(20, 56, 110))
     runs = runs[~((runs["model.depth"] == 110) & (runs["norm.name"] == "none"))]
     v = depth.check(runs, NO_CURVES)
-    assert "at depth 56:" in v.finding and "depth 110" not in v.finding.split("Beside")[0], v.finding
+    assert v.facts["deep_depth"] == 56 and not notes_of(v, depth.UNFINISHED_DEPTH), v.facts
     assert "110" in set(v.numbers.depth)
 
 
@@ -175,16 +172,15 @@ def test_a_sweep_cut_short_names_the_cells_that_lack_part_of_the_grid():
     the plain nets) stands, and the notes name each residual cell that lacks a rate, a seed or
     every run, since its best rate is then chosen from what it has."""
     full = runs_depth()
-    assert not [n for n in depth.check(full, NO_CURVES).notes if "lack part of the grid" in n]
+    assert not notes_of(depth.check(full, NO_CURVES), INCOMPLETE)
     res56 = (~full["model.plain"]) & (full["model.depth"] == 56)
     cut = full[~(res56 & (full["norm.name"] == "none"))  # never started
                & ~(res56 & (full["norm.name"] == "bn") & (full["optim.lr"] == 0.1) & (full.seed == 2))]
     v = depth.check(cut, NO_CURVES)
     assert v.verdict == REPRODUCED, v.finding  # plain nets decide
-    (note,) = [n for n in v.notes if "lack part of the grid" in n]
-    assert "residual depth 56 none: no finished run" in note, note
-    assert "residual depth 56 bn: 2 of 3 seeds at 0.1" in note, note
-    assert "plain" not in note and "depth 20" not in note, note
+    (note,) = notes_of(v, INCOMPLETE)
+    assert note.data == {"residual depth 56 none": ["no finished run"],
+                         "residual depth 56 bn": ["2 of 3 seeds at 0.1"]}, note
     one_rate = full[~(res56 & (full["norm.name"] == "bn") & (full["optim.lr"] == 0.02))]
-    (note,) = [n for n in depth.check(one_rate, NO_CURVES).notes if "lack part of the grid" in n]
-    assert note.endswith("residual depth 56 bn: rate 0.02 missing"), note
+    (note,) = notes_of(depth.check(one_rate, NO_CURVES), INCOMPLETE)
+    assert note.data == {"residual depth 56 bn": ["rate 0.02 missing"]}, note

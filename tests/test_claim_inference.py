@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 
 from bnstudy.analysis import style
-from bnstudy.analysis.rules import HOLDS_MINIMUM, INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED, TOO_FEW_SEEDS
+from bnstudy.analysis.rules import (BLOCKED, HOLDS_MINIMUM, INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED,
+                                    TOO_FEW_SEEDS)
 from bnstudy.claims import inference
 
-from conftest import compose_config, untrained_arms
+from conftest import compose_config, estimate_of, notes_of, untrained_arms
 from test_claims import NO_CURVES, noise, row
 
 TEST_BATCHES = (1, 2, 4, 16, 128, 1000)
@@ -46,9 +47,11 @@ def test_reproduced_only_when_running_statistics_win_at_every_normalization_batc
     v = inference.check(runs_inference(), NO_CURVES)
     assert v.verdict == REPRODUCED, v.finding
     assert v.estimate.n == 5, "momentum copies are averaged within a seed, not counted as seeds"
-    assert 45 < v.estimate.value < 55 and "minimum effect +2.0 points" in v.finding
-    assert "Smallest test batch: 1" in v.finding and "normalization batch 16: +" in v.finding
-    assert "normalization batch 128: +" in v.finding
+    assert 45 < v.estimate.value < 55 and v.effect.minimum == 2.0
+    assert v.facts["smallest_test_batch"] == 1 and v.facts["by_norm_batch"] == {16: (REPRODUCED, ""),
+                                                                               128: (REPRODUCED, "")}, v.facts
+    for nb in (16, 128):
+        assert estimate_of(v, f"normalization batch={nb}", inference.ARM).value > 0
     table = v.numbers.set_index(["normalization batch", "test batch"])
     assert set(table.index.get_level_values(0)) == {"16", "128"} and len(table) == 2 * len(TEST_BATCHES)
     assert {"running statistics (%)", "test batch's own statistics (%)", "precise statistics (%)"} <= set(table.columns)
@@ -60,21 +63,22 @@ def test_not_reproduced_when_the_small_normalization_batch_fails_though_plain_bn
     Wu & Johnson describe): the claim fails there, whatever plain BN shows."""
     v = inference.check(runs_inference(penalty={16: -0.1, 128: 0.5}), NO_CURVES)
     assert v.verdict == NOT_REPRODUCED, v.finding
-    assert "Deciding normalization batch: 16" in v.finding and v.estimate.value < 0
+    assert v.facts["deciding_norm_batch"] == 16 and v.estimate.value < 0, v.facts
 
 
 def test_inconclusive_when_one_normalization_batch_is_undecided():
     runs = runs_inference(penalty={16: 0.02, 128: 0.5}, sd=0.02)  # +2 points at test batch 1, noisy
     v = inference.check(runs, NO_CURVES)
     assert v.verdict == INCONCLUSIVE, v.finding
-    assert "Deciding normalization batch: 16" in v.finding and v.why == HOLDS_MINIMUM
+    assert v.facts["deciding_norm_batch"] == 16 and v.why == HOLDS_MINIMUM, v.facts
+    assert v.facts["by_norm_batch"] == {16: (INCONCLUSIVE, HOLDS_MINIMUM), 128: (REPRODUCED, "")}, v.facts
 
 
 def test_an_untrained_normalization_batch_blocks_reproduced_but_not_a_failure_elsewhere():
     v = inference.check(runs_inference(untrained_at=16), NO_CURVES)
-    assert v.verdict == INCONCLUSIVE and "normalization batch 16" in untrained_arms(v), v.finding
+    assert v.verdict == INCONCLUSIVE and untrained_arms(v) == {"normalization batch 16"}, v.finding
     v = inference.check(runs_inference(untrained_at=16, penalty={16: 0.5, 128: -0.1}), NO_CURVES)
-    assert v.verdict == NOT_REPRODUCED and "Deciding normalization batch: 128" in v.finding, v.finding
+    assert v.verdict == NOT_REPRODUCED and v.facts["deciding_norm_batch"] == 128, v.finding
 
 
 def test_one_seed_over_two_momenta_is_one_seed():
@@ -96,17 +100,20 @@ def test_the_normalization_batch_is_the_ghost_batch_at_most_the_sgd_batch():
 def test_precise_bn_and_the_train_test_mismatch_are_shown_beside_not_decided():
     v = inference.check(runs_inference(ema_error={0.01: 0.03}, sd=0.0002), NO_CURVES)
     assert v.verdict == REPRODUCED
-    assert "running minus precise at momentum 0.01 -3.5 points" in v.finding, v.finding
-    assert "running minus precise at momentum 0.1 -0.5 points" in v.finding, v.finding
+    for nb in (16, 128):
+        at = f"normalization batch={nb}"
+        lag = {m: estimate_of(v, f"{at}; momentum={m}", inference.LAG).value for m in ("0.01", "0.1")}
+        assert lag == pytest.approx({"0.01": -3.5, "0.1": -0.5}, abs=0.05), lag
+        assert estimate_of(v, at, inference.PRECISE).value > 0
     # penalty 0.5 at test batch 16: 80 - 12.5 = 67.5% vs precise 80.5%
-    assert "batch statistics of the training normalization batch (test batch 16) minus precise -13.0" in v.finding
-    assert "with precise instead of running statistics +" in v.finding
+    assert estimate_of(v, "normalization batch=16", inference.OWN).value == pytest.approx(-13.0, abs=0.05)
 
 
 def test_other_sgd_batches_are_left_out_and_said():
     runs = pd.concat([runs_inference(seeds=3), runs_inference(seeds=2, batch=32)], ignore_index=True)
     v = inference.check(runs, NO_CURVES)
-    assert v.estimate.n == 3 and any("using batch 128 only" in n for n in v.notes), v.notes
+    assert v.estimate.n == 3, v.finding
+    assert [n.data for n in notes_of(v, inference.ONE_BATCH)] == [{"batches": [32, 128], "using": 128}], v.notes
 
 
 @pytest.mark.parametrize("runs", [runs_inference().iloc[0:0], runs_inference().assign(study="norm_batch"),
@@ -147,8 +154,8 @@ def test_a_normalization_batch_whose_runs_all_diverged_blocks_reproduced():
     runs = runs_inference()
     runs.loc[runs["norm.ghost_batch_size"] == 16, "status"] = "diverged"
     v = inference.check(runs, NO_CURVES)
-    assert v.verdict == INCONCLUSIVE, v.finding
-    assert "normalization batch 16 did not train (no completed run" in v.reason
+    assert v.verdict == INCONCLUSIVE and v.why == BLOCKED, v.finding
+    assert untrained_arms(v) == {"normalization batch 16"} and v.facts["by_norm_batch"] == {128: (REPRODUCED, "")}
 
 
 def test_a_failure_elsewhere_stands_when_a_normalization_batch_has_no_completed_run():

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bnstudy.analysis.rules import INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED
+from bnstudy.analysis.rules import BLOCKED, INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED
 from bnstudy.claims import init
-from conftest import untrained_arms
+from conftest import notes_of, untrained_arms
 
 from test_claims import NO_CURVES, noise, row
 
@@ -41,7 +41,9 @@ def test_reproduced_when_bn_is_flat_and_none_falls_to_chance():
     v = init.check(runs_init(), NO_CURVES)
     assert v.verdict == REPRODUCED and not v.reason, v.finding  # none's diverged cell is the claim, not a blocker
     assert 43 < v.estimate.value < 47 and v.estimate.n == 5, v.finding  # none 55 - 10, bn ~0 (+ noise)
-    assert "Over 6 init cells at peak rate 0.1" in v.finding and "worst cell: bn 59.8%, none 10.0%" in v.finding, v.finding
+    assert (v.facts["cells"], v.facts["peak_rate"]) == (6, 0.1), v.facts
+    worst = v.facts["worst_cell"]
+    assert (worst["bn"], worst["none"]) == pytest.approx((0.598, 0.1), abs=0.0005), v.finding
     assert {"bn", "none", "none + SkipInit"} <= set(v.numbers.columns)
 
 
@@ -57,12 +59,12 @@ def test_an_arm_that_trains_nowhere_blocks_the_verdict_rather_than_showing_no_sp
     v = init.check(runs_init(none={c: None for c in CELLS}, bn={**FLAT, ("kaiming", 4.0): 0.4}), NO_CURVES)
     assert v.estimate.hi < 0, v.finding
     assert v.verdict == INCONCLUSIVE, v.finding
-    assert "none (its best cell)" in untrained_arms(v), v.reason
+    assert untrained_arms(v) == {"none (its best cell)"}, v.reason
 
 
 def test_bn_that_trains_nowhere_blocks_the_verdict():
     v = init.check(runs_init(bn={c: 0.1 for c in CELLS}), NO_CURVES)
-    assert v.verdict == INCONCLUSIVE and "bn (its best cell)" in untrained_arms(v), v.reason
+    assert v.verdict == INCONCLUSIVE and untrained_arms(v) == {"bn (its best cell)"}, v.reason
 
 
 def test_skipinit_is_compared_beside_with_its_interval_and_never_pooled_with_none():
@@ -73,9 +75,6 @@ def test_skipinit_is_compared_beside_with_its_interval_and_never_pooled_with_non
     alone = init.check(runs[~runs["model.skipinit"]], NO_CURVES)
     v = init.check(runs, NO_CURVES)
     assert v.verdict == REPRODUCED and v.estimate.value == pytest.approx(alone.estimate.value), v.finding
-    assert "against the unnormalized net with SkipInit: none + SkipInit's spread minus bn's " in v.finding, v.finding
-    assert "± its 95% Welch half-width" in v.finding
-    assert "against the unnormalized net with SkipInit" not in alone.finding
     # numbers.csv gets each arm's spread and the SkipInit comparison, with their intervals
     est = {label: e for label, _, e in v.estimates}
     assert set(est) == {"arm=bn", "arm=none", "arm=none + SkipInit",
@@ -88,7 +87,7 @@ def test_skipinit_is_compared_beside_with_its_interval_and_never_pooled_with_non
 def test_skipinit_that_did_not_train_is_said_beside():
     v = init.check(runs_init(skip={c: None for c in CELLS}), NO_CURVES)
     assert v.verdict == REPRODUCED, v.finding  # beside the rule: it does not block the decided comparison
-    assert "but none + SkipInit (its best cell) did not train" in v.finding, v.finding
+    assert v.facts["untrained_beside"] == ["none + SkipInit (its best cell)"], v.finding
 
 
 def test_a_spread_never_spans_rates():
@@ -97,12 +96,13 @@ def test_a_spread_never_spans_rates():
     pilot = runs_init(none={c: 0.6 for c in CELLS}, lr=0.02, seeds=2)
     v = init.check(pd.concat([runs_init(), pilot], ignore_index=True), NO_CURVES)
     assert v.verdict == REPRODUCED and v.estimate.n == 5, v.finding
-    assert any("using 0.1 only" in n for n in v.notes), v.notes
+    assert [n.data for n in notes_of(v, init.ONE_RATE)] == [{"rates": [0.02, 0.1], "using": 0.1}], v.notes
 
 
 def test_runs_older_than_the_classifier_fix_give_no_verdict():
     v = init.check(runs_init(version="0.1.0"), NO_CURVES)
-    assert v.verdict == INCONCLUSIVE and "re-initialized the classifier" in v.reason
+    assert v.verdict == INCONCLUSIVE and v.why == BLOCKED, v.finding
+    assert [b.kind for b in v.blockers] == [init.REINIT], v.reason
 
 
 @pytest.mark.parametrize("runs", [runs_init().iloc[0:0], runs_init()[lambda r: r["norm.name"] == "bn"],
@@ -131,5 +131,5 @@ def test_a_seed_missing_a_cell_is_left_out_rather_than_spread_over_fewer_cells()
     v = init.check(runs, NO_CURVES)
     assert 43 < v.estimate.value < 47, v.finding  # seeds 3 and 4 of none, over all 6 cells
     assert v.verdict == REPRODUCED, v.finding
-    note = next(n for n in v.notes if n.startswith("left out of the spreads"))
-    assert "none seed 0 (5 of 6 cells)" in note and "none seed 2" in note and "seed 3" not in note, note
+    (note,) = notes_of(v, init.SEEDS_LEFT_OUT)
+    assert note.data == {"none": {0: (5, 6), 1: (5, 6), 2: (5, 6)}}, note

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from bnstudy import train as train_module
-from bnstudy.analysis.rules import HOLDS_MINIMUM, INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED
+from bnstudy.analysis.rules import BLOCKED, HOLDS_MINIMUM, INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED
 from bnstudy.claims import intensity_shift
 from bnstudy.data import intensity_shift as shift_images, train_batches
 from bnstudy.run import run
 
-from conftest import compose_config
+from conftest import compose_config, estimate_of, notes_of, untrained_arms
 from test_claims import NO_CURVES, noise, row
 
 COST = {"bn": 0.0, "none": 0.2, "gn": 0.0}
@@ -49,8 +49,10 @@ def test_reproduced_when_bn_pays_nothing_each_cell_at_its_own_best_rate():
     table = v.numbers.set_index("norm")
     assert table.loc["bn", "trained clean: best rate"] == "0.1"
     assert table.loc["bn", "trained with variation: best rate"] == "0.025"
-    assert "none's cost +20." in v.finding and "none's cost minus BN's +20." in v.finding, v.finding
-    assert "gn's cost" in v.finding
+    # beside the rule: none pays 20 points, 20 more than BN; GN's cost is shown too
+    assert estimate_of(v, "arm=none", intensity_shift.COST).value == pytest.approx(20, abs=0.5)
+    assert estimate_of(v, "arm=none", intensity_shift.COST_MINUS_BN).value == pytest.approx(20, abs=0.5)
+    assert estimate_of(v, "arm=gn", intensity_shift.COST).has_interval and not v.facts["untrained_beside"]
 
 
 def test_not_reproduced_when_bn_pays_for_the_variation():
@@ -66,7 +68,8 @@ def test_inconclusive_when_the_interval_holds_the_bound():
 
 def test_bn_that_did_not_train_on_clean_images_gives_no_verdict():
     v = intensity_shift.check(runs_intensity(untrained=(("bn", False),)), NO_CURVES)
-    assert v.verdict == INCONCLUSIVE and "did not train" in v.reason, v.finding
+    assert v.verdict == INCONCLUSIVE and v.why == BLOCKED, v.finding
+    assert untrained_arms(v) == {"bn trained on clean images (its best rate at 0.1)"}, v.blockers
 
 
 def test_bn_at_chance_with_the_variation_is_the_harm_not_a_failed_arm():
@@ -80,7 +83,7 @@ def test_bn_at_chance_with_the_variation_is_the_harm_not_a_failed_arm():
 def test_an_untrained_comparison_norm_is_marked_beside_not_a_blocker():
     v = intensity_shift.check(runs_intensity(untrained=(("gn", False), ("gn", True))), NO_CURVES)
     assert v.verdict == REPRODUCED, v.finding
-    assert "uninterpretable: gn did not train on clean images" in v.finding
+    assert v.facts["untrained_beside"] == ["gn"], v.finding
 
 
 def test_robustness_is_secondary_and_labelled():
@@ -100,10 +103,12 @@ def test_per_image_runs_replace_the_per_batch_runs_and_say_so():
     old = runs_intensity(cost={"bn": 0.1}, per_image=np.nan).drop(columns="data.intensity_per_image")
     v = intensity_shift.check(pd.concat([old, runs_intensity()], ignore_index=True), NO_CURVES)
     assert v.verdict == REPRODUCED and v.estimate.n == 5, v.finding
-    assert any("left out 60 runs of the protocol before 2026-11-29" in n for n in v.notes), v.notes
+    left = notes_of(v, intensity_shift.LEFT_OUT)
+    assert [n.data for n in left] == [{"runs": 60, "protocol": "per batch"}], v.notes
+    assert not notes_of(v, intensity_shift.PER_BATCH), v.notes
     alone = intensity_shift.check(old, NO_CURVES)
     assert alone.verdict == NOT_REPRODUCED
-    assert any("one gain and offset per batch" in n for n in alone.notes), alone.notes
+    assert notes_of(alone, intensity_shift.PER_BATCH), alone.notes
 
 
 def test_clean_runs_of_the_per_image_protocol_never_join_the_per_batch_runs():
@@ -115,7 +120,8 @@ def test_clean_runs_of_the_per_image_protocol_never_join_the_per_batch_runs():
     v = intensity_shift.check(pd.concat([old, new], ignore_index=True), NO_CURVES)
     alone = intensity_shift.check(old, NO_CURVES)
     assert v.verdict == alone.verdict == NOT_REPRODUCED and v.estimate.value == alone.estimate.value, v.finding
-    assert any("left out 30 runs of the per-image protocol" in n for n in v.notes), v.notes
+    left = notes_of(v, intensity_shift.LEFT_OUT)
+    assert [n.data for n in left] == [{"runs": 30, "protocol": "per image"}], v.notes
 
 
 def test_one_variation_size_is_used_and_said():
@@ -123,7 +129,8 @@ def test_one_variation_size_is_used_and_said():
     other = other[other["data.intensity_shift"]].assign(**{"data.intensity_offset": 0.3})
     v = intensity_shift.check(pd.concat([runs_intensity(), other], ignore_index=True), NO_CURVES)
     assert v.verdict == REPRODUCED, v.finding
-    assert any("data.intensity_offset=0.1 only" in n for n in v.notes), v.notes
+    size = notes_of(v, intensity_shift.ONE_SIZE)
+    assert [n.data for n in size] == [{"data.intensity_gain": 0.5, "data.intensity_offset": 0.1}], v.notes
 
 
 @pytest.mark.parametrize("runs", [runs_intensity().iloc[0:0], runs_intensity().assign(study="norm_batch"),

@@ -16,7 +16,7 @@ from bnstudy.claims import norm_batch
 from bnstudy.validation import ConfigError
 from bnstudy.run import run
 
-from conftest import compose_config, untrained_arms
+from conftest import compose_config, estimate_of, notes_of, untrained_arms
 from test_claims import NO_CURVES, noise, row
 
 
@@ -39,12 +39,14 @@ def runs_norm_batch(small=0.5, seeds=5, sd=0.004, sizes=(2, 4, 8, 16, 128), lrs=
 def test_reproduced_with_each_normalization_batch_at_its_best_rate():
     v = norm_batch.check(runs_norm_batch(), NO_CURVES)
     assert v.verdict == REPRODUCED, v.finding
-    assert 28 < v.estimate.value < 32 and "95% interval [" in v.finding and "minimum effect +2.0 points" in v.finding
+    assert 28 < v.estimate.value < 32 and v.estimate.has_interval and v.effect.minimum == 2.0
+    assert v.finding.startswith(v.effect_line()), v.finding  # the effect, its interval and the minimum lead it
     table = v.numbers.set_index("normalization batch")
     assert list(table.index) == ["2", "4", "8", "16", "128"]
     assert table.loc["2", "best peak rate"] == "0.05" and table.loc["128", "best peak rate"] == "0.1"
     assert {"running statistics (%)", "precise statistics (%)"} <= set(v.numbers.columns)
-    assert "With precise BN statistics (information, not the rule): +30" in v.finding, v.finding
+    precise = estimate_of(v, "precise BN statistics (information, not the rule)")
+    assert precise.value == pytest.approx(30.5, abs=0.05) and precise.has_interval, v.finding
 
 
 def test_not_reproduced_when_small_normalization_batches_cost_nothing():
@@ -57,7 +59,7 @@ def test_an_untrained_reference_arm_blocks_the_verdict():
     runs.loc[runs["norm.ghost_batch_size"] == 128, "final_acc"] = 0.1
     v = norm_batch.check(runs, NO_CURVES)
     assert v.verdict == INCONCLUSIVE, v.finding
-    assert "normalization batch 128 (its best rate 0.05)" in untrained_arms(v), v.reason
+    assert untrained_arms(v) == {"normalization batch 128 (its best rate 0.05)"}, v.reason
 
 
 def test_the_small_arm_at_chance_is_the_claimed_degradation_not_a_blocker():
@@ -72,8 +74,8 @@ def test_absent_sizes_fall_back_to_the_smallest_and_largest_present_and_say_so()
     runs = runs_norm_batch(sizes=(4, 32, 256), batch=64, seeds=3)
     v = norm_batch.check(runs, NO_CURVES)
     assert list(v.numbers["normalization batch"]) == ["4", "32", "64"]
-    assert any("reference is the largest present, 64" in n for n in v.notes), v.notes
-    assert any("the small arm is the smallest present, 4" in n for n in v.notes), v.notes
+    assert {n.subject: n.data for n in notes_of(v, norm_batch.ABSENT)} == {
+        "reference": {"absent": 128, "using": 64}, "small arm": {"absent": 2, "using": 4}}, v.notes
     assert v.verdict == REPRODUCED, v.finding
 
 
@@ -83,7 +85,7 @@ def test_other_norms_and_other_sgd_batches_are_left_out():
                       runs_norm_batch(small=0.8, seeds=2, batch=32)], ignore_index=True)
     v = norm_batch.check(runs, NO_CURVES)
     assert v.verdict == REPRODUCED and v.estimate.n == 3, v.finding
-    assert any("using batch 128 only" in n for n in v.notes), v.notes
+    assert [n.data["using"] for n in notes_of(v, norm_batch.SGD_BATCHES)] == [128], v.notes
 
 
 @pytest.mark.parametrize("runs", [runs_norm_batch().iloc[0:0], runs_norm_batch(sizes=(16,)),

@@ -9,11 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bnstudy.analysis.rules import INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED
+from bnstudy.analysis.rules import BLOCKED, INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED
 from bnstudy.claims import regularization as R
 
-from conftest import compose_config, untrained_arms
+from conftest import blockers_of, compose_config, notes_of, untrained_arms
 from test_claims import NO_CURVES, noise, row
+
+
+def not_fitted(v) -> dict:
+    """{arm: data} of a verdict's blockers of kind R.NOT_FITTED (an arm that fitted at no rate)."""
+    return {b.subject: b.data for b in blockers_of(v, R.NOT_FITTED)}
 
 BEST = {"bn": 0.2, "gn": 0.2, "none": 0.05}  # each norm's best rate
 CHECKS = [R.check, R.check_batch_noise, R.check_dropout]
@@ -40,7 +45,7 @@ def test_all_three_reproduced_each_arm_at_its_best_rate():
     gap, noise_, need = (c(runs, NO_CURVES) for c in CHECKS)
     for v in (gap, noise_, need):
         assert v.verdict == REPRODUCED, v.finding
-        assert "95% interval [" in v.finding and "minimum effect +2.0 points" in v.finding
+        assert v.estimate.has_interval and v.effect.minimum == 2.0
     assert 5.5 < gap.estimate.value < 6.5  # bn 40% vs none 34%, both fitted at 99%
     assert 3.5 < noise_.estimate.value < 4.5  # gn 36%
     assert 5.5 < need.estimate.value < 6.5  # dropout closes none's gap by 6 points, BN's by 0
@@ -73,9 +78,9 @@ def test_an_arm_that_fitted_at_no_rate_blocks_every_check_that_uses_it():
     unfit = {("none", 0.0, lr, 0) for lr in (0.05, 0.2)}
     runs = runs_regularization(not_fitted=unfit)
     gap, noise_, need = (c(runs, NO_CURVES) for c in CHECKS)
-    assert gap.verdict == INCONCLUSIVE and need.verdict == INCONCLUSIVE
-    assert "none, dropout 0 fitted its training set at no rate of the grid (at 0.05: 4 of 5 seeds" in gap.reason
-    assert "measure progress, not regularization" in gap.reason
+    assert gap.verdict == INCONCLUSIVE and need.verdict == INCONCLUSIVE and gap.why == need.why == BLOCKED
+    # read at 0.05, its best rate, where 4 of its 5 seeds fitted
+    assert not_fitted(gap) == not_fitted(need) == {"none, dropout 0": {"fitted": 4, "seeds": 5}}, gap.reason
     assert noise_.verdict == REPRODUCED, noise_.finding  # GN against BN: none's failure does not matter
     assert "4 of 5 (did not fit)" in gap.numbers.set_index(["norm", "dropout"]).loc[("none", "0"), "fitted seeds"]
 
@@ -85,13 +90,14 @@ def test_a_diverged_seed_did_not_fit_whatever_its_last_train_slice_accuracy():
     bad = (runs["norm.name"] == "none") & (runs["model.dropout"] == 0.0) & (runs.seed == 2)
     runs.loc[bad, ["status", "final_acc", "final_test_acc"]] = ["diverged", 0.1, None]  # train slice stays 99%
     v = R.check(runs, NO_CURVES)
-    assert v.verdict == INCONCLUSIVE and "fitted its training set at no rate" in v.reason, v.finding
-    assert "(diverged)" in v.reason and v.reason.count("(diverged)") == 2, v.reason  # seed 2 at each rate
+    assert v.verdict == INCONCLUSIVE and v.why == BLOCKED, v.finding
+    # seed 2 diverged at each rate: it did not fit there, whatever its train slice says
+    assert not_fitted(v) == {"none, dropout 0": {"fitted": 4, "seeds": 5}}, v.reason
 
 
 def test_an_arm_that_fitted_but_did_not_train_is_inconclusive():
     v = R.check_batch_noise(runs_regularization(acc={"gn": 0.11}), NO_CURVES)
-    assert v.verdict == INCONCLUSIVE and "gn, dropout 0 (rate 0.2)" in untrained_arms(v), v.reason
+    assert v.verdict == INCONCLUSIVE and untrained_arms(v) == {"gn, dropout 0 (rate 0.2)"}, v.reason
 
 
 def test_missing_gn_runs_leave_the_other_checks_decided():
@@ -107,7 +113,9 @@ def test_dropout_check_needs_runs_with_dropout_and_says_which_rate_it_used():
     assert R.check_dropout(runs[runs["model.dropout"] == 0.0], NO_CURVES).verdict == MISSING
     other = runs.assign(**{"model.dropout": runs["model.dropout"].replace(0.3, 0.5)})
     v = R.check_dropout(other, NO_CURVES)
-    assert v.verdict == REPRODUCED and any("the dropout arm is 0.5" in n for n in v.notes), v.notes
+    assert v.verdict == REPRODUCED, v.finding
+    assert [n.data for n in notes_of(v, R.OTHER_DROPOUT)] == [{"dropout": 0.5}], v.notes
+    assert not notes_of(R.check_dropout(runs, NO_CURVES), R.OTHER_DROPOUT)
 
 
 def test_figure_draws_each_arm_at_its_best_rate():

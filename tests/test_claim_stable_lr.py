@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from bnstudy.analysis.results import with_config
 from bnstudy.analysis.rules import INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED, TOO_FEW_SEEDS
 from bnstudy.claims import stable_lr as C
-from conftest import run_cli
+from conftest import blockers_of, run_cli
 from test_claims import row
 
 PEAK, DECADES, STEPS, EVERY = 100.0, 5.0, 400, 10  # the study's ramp: 0.001 to 100 in 400 steps
@@ -76,7 +76,8 @@ def test_bn_stable_to_10x_the_rate_is_reproduced_at_both_batch_sizes():
     for v in (primary, large):
         assert v.verdict == REPRODUCED, v.finding
         assert 7 < 2 ** v.estimate.value < 14, v.finding  # the 10x put in, within the windows' quantization
-        assert "95% interval [" in v.finding and "minimum effect 3x" in v.finding
+        assert v.effect.minimum == pytest.approx(math.log2(3))
+        assert v.finding.startswith(v.effect_line()), v.finding  # the effect, its interval and the minimum lead it
         assert len(v.numbers) == 2 and set(v.numbers.norm) == {"bn", "none"}
     assert primary.title.endswith("batch 128 (primary)") and large.title.endswith("batch 512")
     assert (primary.numbers["batch size"] == 128).all() and (large.numbers["diverged"] == 5).all()
@@ -105,7 +106,7 @@ def test_bn_never_unstable_blocks_not_reproduced():
     v = C.check(*study(bn=math.inf, none=60.0, sd=0.1))
     assert v.verdict == INCONCLUSIVE, v.finding
     assert v.estimate.hi < C.EFFECT.minimum  # the interval alone would say 'not reproduced'
-    assert "BN never became unstable for seed(s) [0, 1, 2, 3, 4]" in v.reason
+    assert [b.data["seeds"] for b in blockers_of(v, C.NEVER) if b.subject == "bn"] == [[0, 1, 2, 3, 4]], v.reason
     assert v.numbers.set_index("norm").loc["bn", "never unstable (censored)"] == 5
     assert ">= 100" in v.numbers.set_index("norm").loc["bn", "largest stable rate per seed"]
 
@@ -120,7 +121,8 @@ def test_none_never_unstable_for_some_seeds_gives_no_verdict():
     for bn in (math.inf, 0.1):  # whatever BN does
         v = C.check(*study(bn=bn, none=none))
         assert v.verdict == INCONCLUSIVE, v.finding
-        assert "none never became unstable for seed(s) [2, 4] at batch 128" in v.reason
+        never = [(b.data["seeds"], b.data["batch"]) for b in blockers_of(v, C.NEVER) if b.subject == "none"]
+        assert never == [([2, 4], 128)], v.reason
 
 
 def test_none_unstable_from_its_first_window_blocks_not_reproduced():
@@ -140,7 +142,8 @@ def test_an_arm_without_loss_windows_gives_no_verdict():
     # curves of none lost (e.g. a published folder without curves.csv.gz for them)
     curves = curves[~curves.run.isin(runs.loc[runs["norm.name"] == "none", "run"])]
     v = C.check(runs, curves)
-    assert v.verdict == INCONCLUSIVE and "none at batch 128 logged no loss window" in v.reason, v.finding
+    assert v.verdict == INCONCLUSIVE, v.finding
+    assert [(b.subject, b.data["batch"]) for b in blockers_of(v, C.NO_WINDOWS)] == [("none", 128)], v.reason
 
 
 # ---------------------------------------------------------------- the unstable window

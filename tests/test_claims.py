@@ -7,17 +7,19 @@ row per run; probe rows in long format); test_report.py draws its figures from t
 from __future__ import annotations
 
 import itertools
-import re
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from bnstudy.analysis.cells import at_best_rate, edge_rates, incomplete_cells, study_runs
-from bnstudy.analysis.rules import HOLDS_MINIMUM, INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED, TOO_FEW_SEEDS
+from bnstudy.analysis.cells import (DATA_SETS, SCALES, UNFINISHED, at_best_rate, edge_rates, incomplete_cells,
+                                    study_runs)
+from bnstudy.analysis.rules import (BLOCKED, EDGE, HOLDS_MINIMUM, INCOMPLETE, INCONCLUSIVE, MISSING, NOT_REPRODUCED,
+                                    REPRODUCED, TOO_FEW_SEEDS)
+from bnstudy.analysis.stats import bins_span
 from bnstudy.claims import (CLAIMS, covariate_shift, depth, faster_training, higher_lr, inference, init,
                             intensity_shift, regularization, small_batch, steps_to_target)
-from conftest import untrained_arms
+from conftest import blockers_of, estimate_of, notes_of, untrained_arms
 
 _ids = itertools.count()
 NO_CURVES = pd.DataFrame(columns=["run", "step", "epoch", "metric", "value", "source"])
@@ -34,6 +36,11 @@ def row(study, norm, seed, acc, status="completed", **cfg) -> dict:
 
 def noise(rng, sd=0.004):
     return float(rng.normal(0, sd))
+
+
+def kinds(notes) -> dict:
+    """A list of notes (rules.Note) as {kind: its data}."""
+    return {getattr(n, "kind", ""): getattr(n, "data", None) for n in notes}
 
 
 LR_GRID = (0.0125, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)  # x2: resolves a 3x ratio
@@ -211,9 +218,9 @@ def test_rule_both_ways(check, holds, fails):
     assert bad.verdict == NOT_REPRODUCED, bad.finding
     for v in (good, bad):
         assert v.rule and v.finding and len(v.numbers) and not v.missing
-        # the effect, its interval and the minimum effect are printed beside the verdict
-        assert "95% interval [" in v.finding and "minimum effect" in v.finding, v.finding
         assert v.estimate is not None and v.estimate.has_interval
+        # the effect, its interval and the minimum effect lead the finding, beside the verdict
+        assert v.effect_line() and v.finding.startswith(v.effect_line()), v.finding
 
 
 @pytest.mark.parametrize("runs", [runs_batch(bn_small=0.8, seeds=2, sd=0.15), runs_batch(seeds=2, sd=0.15)],
@@ -308,7 +315,8 @@ def test_one_seed_is_inconclusive_and_says_why():
 def test_grid_that_misses_the_limit_is_inconclusive():
     # none still trains at the top rate: its limit is unknown, so no ratio can be claimed
     v = higher_lr.check(runs_lr(bn_top=3.2, none_top=3.2), NO_CURVES)
-    assert v.verdict == INCONCLUSIVE and "extend the grid" in v.finding
+    assert v.verdict == INCONCLUSIVE and v.why == BLOCKED, v.finding
+    assert [b.subject for b in blockers_of(v, higher_lr.AT_TOP)] == ["none"], v.blockers
 
 
 def test_a_x3_grid_cannot_show_a_ratio_under_3x():
@@ -334,15 +342,15 @@ def test_steps_to_target_reads_its_own_study_at_each_arms_one_rate():
     on the same steps do not; lr_sweep's check does not read these runs, nor this one lr_sweep's."""
     runs = runs_steps()
     v = steps_to_target.check(runs, NO_CURVES)
-    assert v.verdict == REPRODUCED and v.params["target"] == 0.3 and not any("edge" in n for n in v.notes), v.finding
-    assert "Rates (fixed before the runs): bn 0.05, none 0.1." in v.finding and "best rate" not in v.numbers
+    assert v.verdict == REPRODUCED and v.params["target"] == 0.3 and not notes_of(v, EDGE), v.finding
+    assert v.facts["rates"] == {"bn": 0.05, "none": 0.1} and "best rate" not in v.numbers
     assert "seeds 10-24, which chose nothing" in steps_to_target.RULE
     coarse = steps_to_target.check(runs.assign(**{"trainer.eval_every": 39}), NO_CURVES)
     assert coarse.verdict == INCONCLUSIVE and coarse.estimate.lo < v.estimate.lo, coarse.finding
     assert faster_training.check(runs, NO_CURVES).verdict == MISSING
     assert steps_to_target.check(runs_lr(), NO_CURVES).verdict == MISSING
     skip = steps_to_target.check_skipinit(runs, NO_CURVES)
-    assert skip.verdict == REPRODUCED and "none + SkipInit 0.2" in skip.finding, skip.finding
+    assert skip.verdict == REPRODUCED and skip.facts["rates"]["none + SkipInit"] == 0.2, skip.finding
 
 
 def test_a_seed_that_reached_no_threshold_is_censored_from_the_last_step_to_never():
@@ -355,24 +363,27 @@ def test_a_seed_that_reached_no_threshold_is_censored_from_the_last_step_to_neve
     runs.loc[none[3], ["steps_to_test_acc.0.3", "final_acc", "final_test_acc"]] = [np.nan, 0.128, 0.128]
     v = steps_to_target.check(runs, NO_CURVES)
     assert v.verdict == REPRODUCED and v.params["target"] == 0.3 and v.estimate.hi == np.inf, v.finding
-    assert 1.5 < 2 ** v.estimate.lo < 2 ** v.estimate.value and "∞]" in v.finding, v.finding
-    assert any("as committed" in n and "inconclusive" in n for n in v.notes), v.notes
-    without = [n for n in v.notes if "without them" in n]
-    assert len(without) == 1 and "none: seed 13, final accuracy 12.8%" in without[0], v.notes
-    ratio = float(re.search(r"speed-up is ([0-9.]+)x, interval \[([0-9.]+)x", without[0]).group(1))
+    assert 1.5 < 2 ** v.estimate.lo < 2 ** v.estimate.value, v.finding
+    assert [n.data for n in notes_of(v, faster_training.AS_COMMITTED)] == [{"verdict": INCONCLUSIVE}], v.notes
+    (without,) = notes_of(v, faster_training.WITHOUT_FAILED)
+    assert without.data == {"none": {13: 0.128}}, without  # the seed left out, with its final accuracy
+    ratio = 2 ** estimate_of(v, faster_training.WITHOUT_FAILED).value
     assert 1.8 < ratio < 2 ** v.estimate.value, (ratio, v.finding)  # 312 steps raise none's mean
-    assert not [n for n in steps_to_target.check(runs_steps(), NO_CURVES).notes if "as committed" in n]
+    assert not notes_of(steps_to_target.check(runs_steps(), NO_CURVES), faster_training.AS_COMMITTED)
     bn = runs_steps()
     bn.loc[bn[bn["norm.name"] == "bn"].index[0], ["steps_to_test_acc.0.3", "steps_to_test_acc.0.4"]] = [np.nan, np.nan]
     vb = steps_to_target.check(bn, NO_CURVES)
-    assert vb.verdict == INCONCLUSIVE and vb.estimate.lo == -np.inf, vb.finding
-    assert "0x" in vb.finding and vb.why == HOLDS_MINIMUM, vb.finding
-    assert "nor denser evaluations" in vb.reason and "only 'not reproduced' can be shown" in vb.finding, vb.reason
+    assert vb.verdict == INCONCLUSIVE and vb.why == HOLDS_MINIMUM, vb.finding
+    # open below only, and the bins above reach the minimum effect: no seeds nor denser evaluations would settle it
+    assert vb.estimate.lo == -np.inf and np.isfinite(vb.estimate.hi), vb.finding
+    assert bins_span(vb.estimate, vb.effect.minimum), vb.reason
     # all but one of an arm's seeds failed: no verdict
     most = runs_steps()
     most.loc[most[most["norm.name"] == "none"].index[:-1], "steps_to_test_acc.0.3"] = np.nan
     vm = steps_to_target.check_skipinit(most, NO_CURVES)
-    assert vm.verdict == INCONCLUSIVE and "reached no threshold (at least 2 must)" in vm.reason, vm.reason
+    assert vm.verdict == INCONCLUSIVE, vm.finding
+    assert [(b.subject, b.data) for b in blockers_of(vm, faster_training.NO_THRESHOLD)] == [
+        ("none + SkipInit", {"failed": 9, "seeds": 10})], vm.reason
     assert vm.params["target"] is None, vm.finding  # no target picked from the one seed left
 
 
@@ -392,19 +403,25 @@ def test_steps_to_target_notes_accuracy_at_fixed_fractions_of_the_steps():
             rows.append({"run": r["run"], "step": step, "epoch": step / 78, "metric": "test/acc",
                          "value": base + 0.2 * step / 312 + 0.001 * r["seed"], "source": "metrics"})
     curves = pd.DataFrame(rows)
-    note = [n for n in steps_to_target.check(runs, curves).notes if n.startswith("Test accuracy at fixed")]
-    assert len(note) == 1, steps_to_target.check(runs, curves).notes
-    text = note[0]
-    # seeds 10-12 add 1.0-1.2 points; none's seed 10 diverged at step 100
-    assert "25% (step 72): bn 35.7% ± 0.2, none 25.7% ± 0.2, bn minus none +10.0 points [+9.8, +10.2]" in text, text
-    assert "50% (step 152): bn 40.8%" in text and "100% (step 312): bn 51.1%" in text, text
+    v = steps_to_target.check(runs, curves)
+    (note,) = notes_of(v, steps_to_target.AT_BUDGETS)
+    assert note.data == {"total": 312, "steps": {0.25: 72, 0.5: 152, 1.0: 312}}, note
+    # in points; seeds 10-12 add 1.0-1.2 points; none's seed 10 diverged at step 100
+    bn, none, lead = (estimate_of(v, f"{who}; step 72 (25%)") for who in ("arm=bn", "arm=none", "bn minus none"))
+    assert (bn.value, bn.half, none.value, none.half) == pytest.approx((35.7, 0.2, 25.7, 0.2), abs=0.05)
+    assert (lead.value, lead.lo, lead.hi) == pytest.approx((10.0, 9.8, 10.2), abs=0.05)
+    assert estimate_of(v, "arm=bn; step 152 (50%)").value == pytest.approx(40.8, abs=0.05)
+    assert estimate_of(v, "arm=bn; step 312 (100%)").value == pytest.approx(51.1, abs=0.05)
     # none at 312: seeds 11 and 12 at 41.1% and 41.2%, the diverged one at chance (10%): mean 30.8%
-    assert "none 30.8% ± " in text.split("100% (step 312)")[1], text
-    assert "no rule reads it" in text
-    assert steps_to_target.check(runs, NO_CURVES).notes == steps_to_target.check(runs, NO_CURVES).notes
-    assert not [n for n in steps_to_target.check(runs, NO_CURVES).notes if n.startswith("Test accuracy at fixed")]
-    skip = [n for n in steps_to_target.check_skipinit(runs, curves).notes if n.startswith("Test accuracy at fixed")]
-    assert len(skip) == 1 and "bn minus none + SkipInit" in skip[0], skip
+    assert estimate_of(v, "arm=none; step 312 (100%)").value == pytest.approx(30.8, abs=0.05)
+    # information only: the curves change no verdict
+    plain = steps_to_target.check(runs, NO_CURVES)
+    assert (plain.verdict, plain.estimate.value, plain.estimate.lo) == (v.verdict, v.estimate.value, v.estimate.lo)
+    assert plain.notes == steps_to_target.check(runs, NO_CURVES).notes
+    assert not notes_of(plain, steps_to_target.AT_BUDGETS)
+    skip = steps_to_target.check_skipinit(runs, curves)
+    assert len(notes_of(skip, steps_to_target.AT_BUDGETS)) == 1, skip.notes
+    assert estimate_of(skip, "bn minus none + SkipInit; step 72 (25%)").has_interval
 
 
 def test_steps_to_target_refuses_to_pick_a_rate_on_its_own_seeds():
@@ -414,7 +431,9 @@ def test_steps_to_target_refuses_to_pick_a_rate_on_its_own_seeds():
     extra = runs[runs["norm.name"] == "none"].assign(**{"optim.lr": 0.2, "steps_to_test_acc.0.3": 400.0})
     extra = extra.assign(run=[f"extra{i}" for i in range(len(extra))])
     v = steps_to_target.check(pd.concat([runs, extra], ignore_index=True), NO_CURVES)
-    assert v.verdict == INCONCLUSIVE and "none ran at 2 rates (0.1, 0.2) where steps_to_target fixes one" in v.reason
+    assert v.verdict == INCONCLUSIVE and v.why == BLOCKED, v.finding
+    assert [(b.subject, b.data) for b in blockers_of(v, faster_training.SEVERAL_RATES)] == [
+        ("none", {"rates": (0.1, 0.2)})], v.reason
 
 
 def test_a_run_that_diverged_after_reaching_the_target_counts_from_there_to_never():
@@ -433,8 +452,7 @@ def test_a_run_that_diverged_after_reaching_the_target_counts_from_there_to_neve
     runs = runs_steps()
     runs.loc[runs[runs["norm.name"] == "bn"].index[0], ["status", "final_acc"]] = ["diverged", 0.1]
     vb = steps_to_target.check(runs, NO_CURVES)
-    assert vb.estimate.lo == -np.inf and vb.verdict == INCONCLUSIVE, vb.finding
-    assert "only 'not reproduced' can be shown" in vb.finding, vb.finding
+    assert vb.verdict == INCONCLUSIVE and vb.estimate.lo == -np.inf and np.isfinite(vb.estimate.hi), vb.finding
     assert "a run that diverged after passing the target" in faster_training.RULE
 
 
@@ -448,7 +466,8 @@ def test_no_target_reached_by_both_is_inconclusive():
     runs = runs_lr()
     runs.loc[runs["norm.name"] == "none", "steps_to_test_acc.0.3"] = None
     v = faster_training.check(runs, NO_CURVES)
-    assert v.verdict == INCONCLUSIVE and "no threshold" in v.finding
+    assert v.verdict == INCONCLUSIVE and v.params["target"] is None, v.finding
+    assert [b.data for b in blockers_of(v, faster_training.NO_TARGET)] == [{"thresholds": (0.3, 0.9)}], v.reason
 
 
 def test_lr_sweep_skipinit_is_its_own_arm_not_pooled_with_none():
@@ -459,11 +478,12 @@ def test_lr_sweep_skipinit_is_its_own_arm_not_pooled_with_none():
     faster, versus_skip = faster_training.check(runs, NO_CURVES), faster_training.check_skipinit(runs, NO_CURVES)
     assert faster.verdict == REPRODUCED, faster.finding
     assert set(faster.numbers.norm) == {"bn", "none"} and faster.numbers["final test accuracy (%)"].str.endswith("(n=5)").all()
-    assert versus_skip.verdict == NOT_REPRODUCED and "none + SkipInit" in versus_skip.finding, versus_skip.finding
+    assert versus_skip.verdict == NOT_REPRODUCED, versus_skip.finding
+    assert set(versus_skip.facts["rates"]) == {"bn", "none + SkipInit"}
     assert set(versus_skip.numbers.norm) == {"bn", "none + SkipInit"}
     higher = higher_lr.check(runs, NO_CURVES)
     assert higher.verdict == REPRODUCED, higher.finding
-    assert "none + SkipInit (beside the rule): 3.2, 3.2" in higher.finding
+    assert higher.facts["largest_usable_lr_per_seed"]["none + SkipInit"] == (3.2,) * 5, higher.finding
     table = higher.numbers[higher.numbers.norm == "none + SkipInit"]
     assert len(table) == len(LR_GRID) and (table["usable seeds"] == "5/5").all()
 
@@ -481,13 +501,13 @@ def test_partial_sweep_uses_finished_runs_and_says_what_it_left_out():
     failed = runs.iloc[:1].assign(status="failed", final_acc=None, run=["f1"])
     v = higher_lr.check(pd.concat([runs, running, failed], ignore_index=True), NO_CURVES)
     assert v.verdict == REPRODUCED
-    assert any("4 unfinished runs" in n and "3 running" in n and "1 failed" in n for n in v.notes)
+    assert [n.data for n in notes_of(v, UNFINISHED)] == [{"running": 3, "failed": 1}], v.notes
 
 
 def test_mixed_scales_use_the_largest():
     smoke = runs_lr(bn_top=0.1, none_top=0.1).assign(**{"scale.name": "smoke"})
     v = higher_lr.check(pd.concat([runs_lr(), smoke], ignore_index=True), NO_CURVES)
-    assert v.verdict == REPRODUCED and any("scale=cpu" in n for n in v.notes)
+    assert v.verdict == REPRODUCED and [n.data["using"] for n in notes_of(v, SCALES)] == ["cpu"], v.notes
 
 
 def test_study_runs_picks_one_scale_and_data_and_can_keep_every_status():
@@ -498,18 +518,19 @@ def test_study_runs_picks_one_scale_and_data_and_can_keep_every_status():
     mixed = pd.concat([runs, smoke, other_data], ignore_index=True)
     sel, notes = study_runs(mixed, "lr_sweep")
     assert len(sel) == len(runs) - 1 and "failed" not in set(sel.status)
-    assert any("scale=cpu" in n for n in notes) and any("data=synthetic" in n for n in notes)
-    assert any("1 failed" in n for n in notes)
+    left = kinds(notes)
+    assert left[SCALES]["using"] == "cpu" and left[DATA_SETS]["using"] == "synthetic", notes
+    assert left[UNFINISHED] == {"failed": 1}, notes
     every, notes = study_runs(mixed, "lr_sweep", finished=False)
     assert len(every) == len(runs) and set(every["scale.name"]) == {"cpu"} and set(every["data.name"]) == {"synthetic"}
-    assert not any("failed" in n for n in notes)
+    assert UNFINISHED not in kinds(notes), notes
 
 
 def test_an_arm_that_did_not_train_is_named_and_blocks_the_verdict():
     runs = runs_batch()
     runs.loc[runs["norm.name"] == "gn", "final_acc"] = 0.1  # GN at chance would "hold" trivially
     v = small_batch.check(runs, NO_CURVES)
-    assert v.verdict == INCONCLUSIVE and "gn at batch 128 (its best rate 0.05)" in untrained_arms(v), v.finding
+    assert v.verdict == INCONCLUSIVE and untrained_arms(v) == {"gn at batch 128 (its best rate 0.05)"}, v.finding
 
 
 def test_small_batch_takes_each_cell_at_its_own_best_rate():
@@ -530,11 +551,11 @@ def test_a_best_rate_at_an_edge_of_its_grid_is_noted_beside_the_verdict():
     """Batches below 16 do best at 0.05, the lowest rate of their grid: a lower one might have
     done better, which the notes say; the cells whose best rate is inside the grid are not named."""
     v = small_batch.check(runs_batch(), NO_CURVES)
-    edge = [n for n in v.notes if "edge of the grid" in n]
-    assert len(edge) == 1 and "bn batch 2 at 0.05, the lowest of its grid (0.05 to 0.2)" in edge[0], v.notes
-    assert "gn batch 4 at 0.05" in edge[0] and "batch 16" not in edge[0] and "batch 128" not in edge[0]
+    (edge,) = notes_of(v, EDGE)
+    assert set(edge.data) == {"bn batch 2", "bn batch 4", "gn batch 2", "gn batch 4"}, edge
+    assert edge.data["bn batch 2"] == (0.05, "lowest", 0.05, 0.2), edge
     inside = runs_batch(lrs=(0.025, 0.05, 0.1, 0.2))
-    assert not [n for n in small_batch.check(inside, NO_CURVES).notes if "edge of the grid" in n]
+    assert not notes_of(small_batch.check(inside, NO_CURVES), EDGE)
 
 
 def test_edge_rates_uses_each_groups_own_grid():
@@ -542,19 +563,19 @@ def test_edge_rates_uses_each_groups_own_grid():
     runs = pd.DataFrame({"arm": ["a"] * 3 + ["b"] * 2 + ["c"], "optim.lr": [0.1, 0.2, 0.4, 0.1, 0.2, 0.1],
                          "final_acc": [0.3, 0.5, 0.4, 0.2, 0.6, 0.5]})
     best = at_best_rate(runs, ["arm"])
-    notes = edge_rates(runs, best, ["arm"], prefixes=("arm ",))
-    assert len(notes) == 1 and "arm b at 0.2, the highest of its grid (0.1 to 0.2)" in notes[0], notes
-    assert "arm a" not in notes[0] and "arm c" not in notes[0]
+    (note,) = edge_rates(runs, best, ["arm"], prefixes=("arm ",))
+    assert note.kind == EDGE and note.data == {"arm b": (0.2, "highest", 0.1, 0.2)}, note
     nan_key = runs.assign(arm=runs.arm.where(runs.arm != "b"))  # a missing key is a group too
-    notes = edge_rates(nan_key, at_best_rate(nan_key, ["arm"]), ["arm"])
-    assert len(notes) == 1 and "nan at 0.2, the highest" in notes[0], notes
+    (note,) = edge_rates(nan_key, at_best_rate(nan_key, ["arm"]), ["arm"])
+    assert note.data == {"nan": (0.2, "highest", 0.1, 0.2)}, note
 
 
 def test_small_batch_shows_the_precise_bn_effect_beside_the_rule():
     runs = runs_batch()
     runs["final_acc_precise"] = runs["final_acc"] + np.where(runs["norm.name"] == "bn", 0.01, 0.0)
     v = small_batch.check(runs, NO_CURVES)
-    assert v.verdict == REPRODUCED and "With precise BN statistics (information, not the rule): effect +" in v.finding
+    assert v.verdict == REPRODUCED, v.finding
+    assert estimate_of(v, "precise BN statistics (information, not the rule)").value > 0
     assert "bn, precise statistics (%)" in v.numbers
 
 
@@ -564,13 +585,15 @@ def test_depth_verdict_needs_bn_to_train_at_the_deepest_depth():
     runs = runs_depth()
     runs.loc[runs["model.depth"] == runs["model.depth"].max(), "final_acc"] = 0.1
     v = depth.check(runs, NO_CURVES)
-    assert v.verdict == INCONCLUSIVE and "bn (plain, depth 56)" in untrained_arms(v), v.finding
+    assert v.verdict == INCONCLUSIVE and untrained_arms(v) == {"bn (plain, depth 56)"}, v.finding
 
 
 def test_regularization_gap_needs_nets_that_fitted_their_training_set():
     v = regularization.check(runs_reg(fit=False), NO_CURVES)
-    assert v.verdict == INCONCLUSIVE and "fitted its training set at no rate of the grid (0 of 3 seeds" in v.finding, \
-        v.finding
+    assert v.verdict == INCONCLUSIVE, v.finding
+    # no seed of either compared arm fitted at the rate read
+    assert {b.subject: b.data for b in blockers_of(v, regularization.NOT_FITTED)} == {
+        "bn, dropout 0": {"fitted": 0, "seeds": 3}, "none, dropout 0": {"fitted": 0, "seeds": 3}}, v.reason
 
 
 def test_regularization_gap_is_eval_mode_not_the_running_train_accuracy():
@@ -592,17 +615,20 @@ def test_init_skipinit_is_its_own_population_not_pooled():
     v = init.check(pd.concat([plain.assign(**{"model.skipinit": False}), rescued]), NO_CURVES)
     assert v.verdict == REPRODUCED, v.finding
     # beside the rule, with its interval: SkipInit's spread (0) minus BN's (~1 point of seed noise)
-    assert "against the unnormalized net with SkipInit: none + SkipInit's spread minus bn's -1.3 points ±" in v.finding
-    assert "none + SkipInit best cell 78.0%, worst 78.0%" in v.finding
+    beside = estimate_of(v, "none + SkipInit's spread minus bn's (information, not the rule)")
+    assert beside.value == pytest.approx(-1.3, abs=0.05) and beside.has_interval, v.finding
+    cells = (v.facts["best_cell"]["none + SkipInit"], v.facts["worst_cell"]["none + SkipInit"])
+    assert cells == pytest.approx((0.78, 0.78), abs=0.0005), v.finding
     assert {"bn", "none", "none + SkipInit"} <= set(v.numbers.columns)
     only_skip = init.check(pd.concat([plain[plain["norm.name"] == "bn"].assign(**{"model.skipinit": True}),
                                       rescued]), NO_CURVES)
-    assert only_skip.verdict == NOT_REPRODUCED and "bn + SkipInit" in only_skip.finding
+    assert only_skip.verdict == NOT_REPRODUCED and set(only_skip.facts["best_cell"]) == {"bn + SkipInit",
+                                                                                         "none + SkipInit"}
 
 
 def test_init_runs_that_reinitialized_the_classifier_give_no_verdict():
     v = init.check(runs_init().assign(bnstudy_version="0.1.0"), NO_CURVES)
-    assert v.verdict == INCONCLUSIVE and "re-initialized the classifier" in v.finding
+    assert v.verdict == INCONCLUSIVE and [b.data for b in blockers_of(v, init.REINIT)] == [{"versions": ["0.1.0"]}]
     assert init.check(runs_init().assign(bnstudy_version="0.2.0"), NO_CURVES).verdict == REPRODUCED
 
 
@@ -636,8 +662,8 @@ def test_incomplete_cells_reads_each_scope_on_its_own_grid():
     cut = runs[~((runs.model == "resnet") & (runs.norm == "none") & (runs["optim.lr"] == 0.2))
                & ~((runs.model == "mlp") & (runs.norm == "bn") & (runs.seed == 0) & (runs["optim.lr"] == 0.8))]
     (note,) = incomplete_cells(cut, ["model", "norm"], within=["model"])
-    assert "resnet none: rate 0.2 missing" in note and "mlp bn: 2 of 3 seeds at 0.8" in note, note
-    assert "mlp none" not in note and "resnet bn" not in note, note
+    assert note.kind == INCOMPLETE and note.data == {"resnet none": ["rate 0.2 missing"],
+                                                     "mlp bn": ["2 of 3 seeds at 0.8"]}, note
 
 
 def test_decision_says_why_in_a_code_as_well_as_a_sentence():

@@ -14,6 +14,11 @@ from ..runfolder import FINISHED
 from .results import SCALE_ORDER
 from .rules import EDGE, INCOMPLETE, Note
 
+# Note.kind of study_runs' notes on the runs it left out; data as named
+SCALES = "several scales"  # data: {"scales": the scales present, "using": the one read}
+DATA_SETS = "several data sets"  # data: {"data": the data sets present, "using": the one read}
+UNFINISHED = "unfinished runs"  # data: {status: runs left out with it}
+
 
 def study_runs(runs: pd.DataFrame, study: str, finished: bool = True,
                phase: str = "measure") -> tuple[pd.DataFrame, list[str]]:
@@ -34,19 +39,24 @@ def study_runs(runs: pd.DataFrame, study: str, finished: bool = True,
     if "scale.name" in sel and sel["scale.name"].nunique() > 1:
         present = list(sel["scale.name"].dropna().unique())
         best = min(present, key=lambda s: SCALE_ORDER.index(s) if s in SCALE_ORDER else len(SCALE_ORDER))
-        notes.append(f"runs at scales {sorted(present)}: using scale={best} only")
+        notes.append(Note(f"runs at scales {sorted(present)}: using scale={best} only", SCALES,
+                          data={"scales": sorted(present), "using": best}))
         sel = sel[sel["scale.name"] == best]
     if "data.name" in sel and sel["data.name"].nunique() > 1:
         best = sel["data.name"].value_counts().index[0]
-        notes.append(f"runs on data sets {sorted(sel['data.name'].unique())}: using data={best} only")
+        present = sorted(sel["data.name"].unique())
+        notes.append(Note(f"runs on data sets {present}: using data={best} only", DATA_SETS,
+                          data={"data": present, "using": best}))
         sel = sel[sel["data.name"] == best]
     sel = _phase(sel, phase, notes)
     if not finished:
         return sel.copy(), notes
     unfinished = sel[~sel.status.isin(FINISHED)]
     if len(unfinished):
-        counts = ", ".join(f"{n} {s}" for s, n in unfinished.status.value_counts().items())
-        notes.append(f"left out {len(unfinished)} unfinished runs ({counts}); the verdict may change when they finish")
+        counts = {s: int(n) for s, n in unfinished.status.value_counts().items()}
+        notes.append(Note(f"left out {len(unfinished)} unfinished runs ("
+                          + ", ".join(f"{n} {s}" for s, n in counts.items())
+                          + "); the verdict may change when they finish", UNFINISHED, data=counts))
     return sel[sel.status.isin(FINISHED)].copy(), notes
 
 

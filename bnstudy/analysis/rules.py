@@ -71,9 +71,10 @@ class Verdict:
     effect: Optional[Effect] = None
     estimate: Optional[Estimate] = None
     reason: str = ""  # why inconclusive, a sentence
-    # why inconclusive, one of BLOCKED, NO_EFFECT, TOO_FEW_SEEDS, HOLDS_MINIMUM: set by verdict() (decision)
-    # and by checks that block a decided verdict afterwards; empty where a check judges part by part
-    # (covariate_shift, by model: its finding says why for each)
+    # why inconclusive, one of WHY_ORDER: set by verdict() (decision) and by checks that block a
+    # decided verdict afterwards; a check that judges part by part (covariate_shift, by model) gives
+    # the first of WHY_ORDER an inconclusive part has, or DISAGREE where every part was decided and
+    # they differ; its facts["by_model"] holds each part's (verdict, why)
     why: str = ""
     blockers: list[str] = field(default_factory=list)  # what forbade a verdict (why == BLOCKED)
     # other effects the check computes (per part, or shown beside as information), as
@@ -111,6 +112,8 @@ BLOCKED = "blocked"  # a reason forbids a verdict whatever the interval (Verdict
 NO_EFFECT = "no effect"  # no effect could be computed
 TOO_FEW_SEEDS = "too few seeds"  # no interval: fewer than MIN_SEEDS seeds in an arm
 HOLDS_MINIMUM = "interval holds the minimum"  # the 95% interval contains the minimum effect
+DISAGREE = "the parts disagree"  # a check judged part by part (by model): each decided, not alike
+WHY_ORDER = (BLOCKED, NO_EFFECT, TOO_FEW_SEEDS, HOLDS_MINIMUM)  # decision()'s order
 
 
 def decision(est: Estimate, effect: Effect, blockers: Sequence[str] = ()) -> tuple[str, str, str]:

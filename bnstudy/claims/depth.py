@@ -44,6 +44,7 @@ long (plain-44 ~10 min a run here)."""
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -51,7 +52,7 @@ from matplotlib.figure import Figure
 from ..analysis import style as S
 from ..analysis.cells import SELECTION_BIAS, at_best_rate, edge_rates, incomplete_cells, study_runs
 from ..analysis.results import chance
-from ..analysis.rules import (Effect, Verdict, acc_cell, decision_text, has_norms, missing, points, untrained,
+from ..analysis.rules import (Effect, Note, Verdict, acc_cell, decision_text, has_norms, missing, points, untrained,
                               verdict)
 from ..analysis.stats import aggregate, difference, mean_ci
 
@@ -66,6 +67,9 @@ EFFECT = Effect("BN's minus none's final accuracy at the deep depth", "points", 
 # shown beside, not decided: no minimum
 LOSS = Effect("a norm's final accuracy lost from the shallow depth to the deep one", "points", math.nan)
 RATE = "optim.lr"
+# Note.kind of a depth deeper than the deep one that ran with both norms but has no finished runs of both;
+# data: {"depth": that depth, "deep_depth": the one read}
+UNFINISHED_DEPTH = "deeper depth unfinished"
 RULE = ("Plain networks (no shortcuts; residual networks only where no plain ones ran with both norms). Each "
         "(network, depth, norm) cell at its own best peak learning rate: the rate of the grid with the highest "
         "mean final test accuracy over seeds (a diverged run counts as chance; a tie goes to the lower rate). The "
@@ -106,10 +110,15 @@ class _Kind:
     def acc(self, norm: str, depth) -> pd.Series:
         return self.sub.loc[(self.sub["norm.name"] == norm) & (self.sub["model.depth"] == depth), "final_acc"]
 
+    def best_rate(self, norm: str, depth) -> Optional[float]:
+        """The cell's best rate (None where the runs name no rate)."""
+        r = self.sub.loc[(self.sub["norm.name"] == norm) & (self.sub["model.depth"] == depth)]
+        return float(r[RATE].iloc[0]) if RATE in r and len(r) else None
+
     def rate(self, norm: str, depth) -> str:
         """', its best rate 0.1' (empty where the runs name no rate)."""
-        r = self.sub.loc[(self.sub["norm.name"] == norm) & (self.sub["model.depth"] == depth)]
-        return f", its best rate {float(r[RATE].iloc[0]):g}" if RATE in r and len(r) else ""
+        r = self.best_rate(norm, depth)
+        return f", its best rate {r:g}" if r is not None else ""
 
     def arm(self, norm: str, depth) -> str:
         return f"{norm} ({self.name}, depth {depth:g}{self.rate(norm, depth)})"
@@ -167,8 +176,9 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     both = set(ran_main.loc[ran_main["norm.name"] == "bn", "model.depth"]) \
         & set(ran_main.loc[ran_main["norm.name"] == "none", "model.depth"])
     if both and max(both) > main.depths[-1]:
-        notes.append(f"depth {max(both):g} ran with both norms but has no finished runs of both: the deep depth is "
-                     f"{main.depths[-1]:g}")
+        notes.append(Note(f"depth {max(both):g} ran with both norms but has no finished runs of both: the deep depth "
+                          f"is {main.depths[-1]:g}", UNFINISHED_DEPTH,
+                          data={"depth": int(max(both)), "deep_depth": int(main.depths[-1])}))
     c = float(chance(sel).iloc[0])
     deep = main.depths[-1]
     est = main.effect()
@@ -190,8 +200,10 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
                         f"none {EFFECT.fmt_pm(o_est)}" + (" (± its 95% Welch half-width)" if o_est.has_interval
                                                            else "")
                         + (f", but {'; '.join(o_block)}" if o_block else "") + f"; {other.losses(o_loss)}.")
+    facts = {"network": main.name, "shallow_depth": int(main.depths[0]), "deep_depth": int(deep),
+             "deep_rates": {n: main.best_rate(n, deep) for n in ("bn", "none")}}  # each norm's best rate there
     return verdict(KEY, title, RULE, EFFECT, est, blockers, finding, numbers=_table(best), notes=notes,
-                   estimates=estimates)
+                   estimates=estimates, facts=facts)
 
 
 def _table(best: pd.DataFrame) -> pd.DataFrame:

@@ -27,8 +27,8 @@ from matplotlib.ticker import MaxNLocator
 from ..analysis import style as S
 from ..analysis.cells import SELECTION_BIAS, at_best_rate, edge_rates, steps_column, study_runs, thresholds
 from ..analysis.results import SKIPINIT, chance, variant_names
-from ..analysis.rules import (MIN_SEEDS, Effect, Verdict, acc_cell, decision_text, has_norms, log2, missing, pct,
-                              untrained, verdict)
+from ..analysis.rules import (INCONCLUSIVE, MIN_SEEDS, Blocker, Effect, Note, Verdict, acc_cell, decision_text,
+                              has_norms, log2, missing, pct, untrained, verdict)
 from ..analysis.stats import aggregate, censored, fmt_ci, mean_ci
 
 KEY, STUDY, TITLE = "faster_training", "lr_sweep", "Faster training"
@@ -64,6 +64,12 @@ RULE = ("BN is compared with none, and separately with none + SkipInit (model.sk
 
 
 ARMS = ("bn", "none", "none" + SKIPINIT)  # results.variant_names of the study's arms
+# Blocker.kind of compare()'s reasons for no verdict (besides rules.UNTRAINED); subject: the arm
+SEVERAL_RATES = "ran at several rates"  # data: {"rates": the arm's rates} (fixed_rates only)
+NO_THRESHOLD = "seeds reached no threshold"  # data: {"failed": how many seeds did, "seeds": the arm's seeds}
+NO_TARGET = "no target"  # no subject; data: {"thresholds": the thresholds the runs recorded}
+# Note.kind of the verdict the rule as committed gives, where the amendment changed it; data: {"verdict": it}
+AS_COMMITTED = "verdict as committed"
 
 
 def eval_interval(runs: pd.DataFrame) -> pd.Series:
@@ -116,21 +122,24 @@ def compare(runs: pd.DataFrame, other: str, title: str, study: str = STUDY, key:
     blockers = untrained({f"{n} at {its} {rate[n]:g}": arm[n].final_acc for n in arm}, float(chance(sel).iloc[0]))
     if fixed_rates:
         several = {n: sorted(g["optim.lr"].unique()) for n, g in sel.groupby("variant") if g["optim.lr"].nunique() > 1}
-        blockers += [f"{n} ran at {len(r)} rates ({', '.join(f'{x:g}' for x in r)}) where {study} fixes one an arm"
+        blockers += [Blocker(f"{n} ran at {len(r)} rates ({', '.join(f'{x:g}' for x in r)}) where {study} fixes one "
+                             "an arm", SEVERAL_RATES, n, {"rates": tuple(float(x) for x in r)})
                      for n, r in several.items()]
     # amended 2026-11-29 (AMENDMENT): seeds that reached no threshold at all do not set the target
     failed = {n: recorded(arm[n], ts[0]).isna() for n in arm}
     if any(f.any() for f in failed.values()):
-        notes.append(f"under the rule as committed before {STEPS_STUDY}'s runs (before the amendment of "
-                     f"{AMENDED}), seeds that reached no threshold left no target that every seed reached: "
-                     "inconclusive, at any number of seeds")
-        blockers += [f"{n}: {k} of {len(f)} seeds reached no threshold (at least {MIN_SEEDS} must)"
+        notes.append(Note(f"under the rule as committed before {STEPS_STUDY}'s runs (before the amendment of "
+                          f"{AMENDED}), seeds that reached no threshold left no target that every seed reached: "
+                          "inconclusive, at any number of seeds", AS_COMMITTED, data={"verdict": INCONCLUSIVE}))
+        blockers += [Blocker(f"{n}: {k} of {len(f)} seeds reached no threshold (at least {MIN_SEEDS} must)",
+                             NO_THRESHOLD, n, {"failed": k, "seeds": len(f)})
                      for n, f in failed.items() if (k := int(f.sum())) > len(f) - MIN_SEEDS]
     enough = all(int((~f).sum()) >= MIN_SEEDS for f in failed.values())
     hit = [t for t in ts if enough and all(recorded(arm[n][~failed[n]], t).notna().all() for n in arm)]
     target = hit[-1] if hit else None
     if target is None:
-        blockers.append(f"no threshold in {ts} was reached by every seed of both arms at {their}")
+        blockers.append(Blocker(f"no threshold in {ts} was reached by every seed of both arms at {their}", NO_TARGET,
+                                data={"thresholds": tuple(ts)}))
     b = {n: bins(arm[n], target, failed[n]) for n in arm}  # (recorded, low, high) steps per seed
     est = speedup(b, other)
     effect = replace(EFFECT, name=EFFECT.name.replace("none's", f"{other}'s"))
@@ -151,7 +160,7 @@ def compare(runs: pd.DataFrame, other: str, title: str, study: str = STUDY, key:
                + (f" Target {target:.0%} test accuracy: mean steps bn {b['bn'][0].mean():.0f}, {other} "
                   f"{b[other][0].mean():.0f}" + _counted(arm, failed) + "." if target else ""))
     return verdict(key, title, rule, effect, est, blockers, finding, numbers=pd.DataFrame(rows), notes=notes,
-                   params={"target": target}, estimates=estimates)
+                   params={"target": target}, estimates=estimates, facts={"rates": rate})
 
 
 def recorded(runs: pd.DataFrame, target: float) -> pd.Series:
@@ -188,7 +197,8 @@ def _counted(arm: dict, failed: dict) -> str:
                              "step" for n, c in k.items()) + ": a bound, not an estimate)") if k else ""
 
 
-WITHOUT_FAILED = "without the seeds that reached no threshold (information only)"  # its label in Verdict.estimates
+# its label in Verdict.estimates and its note's Note.kind (data: {arm: {seed: final accuracy}} of those seeds)
+WITHOUT_FAILED = "without the seeds that reached no threshold (information only)"
 
 
 def without_failed(arm: dict, failed: dict, other: str, target: float):
@@ -199,9 +209,12 @@ def without_failed(arm: dict, failed: dict, other: str, target: float):
     e = speedup(b, other)
     who = "; ".join(f"{n}: seed {', '.join(str(int(x)) for x in arm[n].seed[failed[n]])}, final accuracy "
                     f"{', '.join(pct(x) for x in arm[n].final_acc[failed[n]])}" for n in arm if failed[n].any())
-    return (f"seeds that reached no threshold ({who}) count by the rule as reaching {target:.0%} anywhere from the "
-            f"schedule's last step to never; without them (information only) the speed-up is {EFFECT.fmt(e.value)}, "
-            f"interval [{EFFECT.fmt(e.lo)}, {EFFECT.fmt(e.hi)}]", e)
+    seeds = {n: {int(x): float(acc) for x, acc in zip(arm[n].seed[failed[n]], arm[n].final_acc[failed[n]])}
+             for n in arm if failed[n].any()}
+    return Note(f"seeds that reached no threshold ({who}) count by the rule as reaching {target:.0%} anywhere from "
+                f"the schedule's last step to never; without them (information only) the speed-up is "
+                f"{EFFECT.fmt(e.value)}, interval [{EFFECT.fmt(e.lo)}, {EFFECT.fmt(e.hi)}]", WITHOUT_FAILED,
+                data=seeds), e
 
 
 def _config_name(arm: str) -> str:

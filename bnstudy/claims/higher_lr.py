@@ -31,8 +31,8 @@ from matplotlib.figure import Figure
 from ..analysis import style as S
 from ..analysis.cells import study_runs
 from ..analysis.results import SKIPINIT, chance, variant_names
-from ..analysis.rules import (BLOCKED, Effect, Verdict, NOT_REPRODUCED, INCONCLUSIVE, acc_col, decision_text,
-                              has_norms, log2, missing, untrained, verdict)
+from ..analysis.rules import (BLOCKED, Blocker, Effect, Verdict, NOT_REPRODUCED, INCONCLUSIVE, acc_col,
+                              decision_text, has_norms, log2, missing, untrained, verdict)
 from ..analysis.stats import aggregate, censored
 
 KEY, STUDY, TITLE = "higher_lr", "lr_sweep", "Higher usable learning rates"
@@ -42,6 +42,9 @@ STATEMENT = ("BatchNorm allows much higher learning rates without divergence (Io
 ARMS = ("bn", "none")  # the rule's (results.variant_names): plain none, never pooled with SkipInit
 SKIP = "none" + SKIPINIT  # lr_sweep's third arm: shown, not judged
 USABLE_FRACTION = 0.5  # of the way from chance to the sweep's best mean accuracy
+# Blocker.kind of a limit outside the grid (besides rules.UNTRAINED); subject: the arm
+NO_USABLE = "no usable rate"  # data: {"seeds": the seeds usable at no rate of the grid}
+AT_TOP = "usable at the grid's top rate"  # the limit lies above the grid
 # fixed 2026-11-25 (when every rule was rewritten), after the cpu lr_sweep had been run; the earlier
 # rule's ratio (3x) kept: "much higher" was one step of the x3 grid of then (the grid is x2 since
 # 2026-11-29; the minimum stayed 3x, fixed before that grid's runs)
@@ -96,11 +99,12 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     for n in ARMS:
         seeds = per[(per.variant == n) & per.largest.isna()].seed.tolist()
         if seeds:
-            blockers.append(f"{n} has no usable rate in the grid for seed(s) {seeds}: widen the grid downward")
+            blockers.append(Blocker(f"{n} has no usable rate in the grid for seed(s) {seeds}: widen the grid downward",
+                                    NO_USABLE, n, {"seeds": seeds}))
     at_top = {n: bool(((per.variant == n) & (per.largest >= per.grid_top)).any()) for n in ARMS}
     if at_top["none"]:
-        blockers.append("none is still usable at the grid's top rate for some seed: its limit was not found; "
-                        "extend the grid upward")
+        blockers.append(Blocker("none is still usable at the grid's top rate for some seed: its limit was not found; "
+                                "extend the grid upward", AT_TOP, "none"))
     lr = {n: g.largest for n, g in per.groupby("variant")}
     nxt = {n: g["next"] for n, g in per.groupby("variant")}
     # each seed's limit lies between its largest usable rate and the next rate of the grid
@@ -117,11 +121,12 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     finding = (f"Largest usable rate per seed: bn {fmt(lr['bn'])}; none {fmt(lr['none'])}."
                + (f" {SKIP} (beside the rule): {fmt(lr[SKIP])}." if SKIP in lr else ""))
     v = verdict(KEY, title, RULE, EFFECT, est, blockers, finding, numbers=numbers, notes=notes,
-                params={"largest_usable_lr": {n: float(lr[n].max()) for n in lr}})
+                params={"largest_usable_lr": {n: float(lr[n].max()) for n in lr}},
+                facts={"largest_usable_lr_per_seed": {n: tuple(float(x) for x in lr[n]) for n in lr}})
     if v.verdict == NOT_REPRODUCED and at_top["bn"]:  # BN's limit is only a lower bound
         v.verdict, v.why = INCONCLUSIVE, BLOCKED
         v.reason = "BN is usable at the grid's top rate: its limit, and the ratio, may be larger"
-        v.blockers.append(v.reason)
+        v.blockers.append(Blocker(v.reason, AT_TOP, "bn"))
         v.finding += f" Inconclusive: {v.reason}."
     return v
 

@@ -42,8 +42,8 @@ from matplotlib.figure import Figure
 from ..analysis import style as S
 from ..analysis.cells import normalization_batch, study_runs
 from ..analysis.results import chance
-from ..analysis.rules import (INCONCLUSIVE, NOT_REPRODUCED, Effect, Verdict, acc_cell, decide, missing, pct,
-                              untrained, verdict)
+from ..analysis.rules import (INCONCLUSIVE, NOT_REPRODUCED, UNTRAINED, Blocker, Effect, Note, Verdict, acc_cell,
+                              decision, missing, pct, untrained, verdict)
 from ..analysis.stats import aggregate, mean_ci, one_sample
 
 KEY, STUDY, TITLE = "inference", "inference", "Inference with running vs batch statistics"
@@ -53,6 +53,7 @@ STATEMENT = ("At inference BN must use population (running) statistics: the outp
              "train/test mismatch of BN's statistics grows as the normalization batch shrinks (Wu & Johnson 2021, "
              "Sec. 4).")
 BN_NORMS = ("bn", "ghost_bn")
+ONE_BATCH = "one SGD batch"  # Note.kind where runs used several; data: {"batches": those, "using": the one read}
 # fixed 2026-11-25 (when every rule was rewritten), after the cpu inference runs: 2 points; the
 # protocol and the rule across normalization batches written 2026-11-29, before any run of it
 EFFECT = Effect("accuracy with running statistics minus with the test batch's own, at the smallest test batch "
@@ -96,7 +97,9 @@ def _bn_runs(sel: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
     sel = sel[(sel.status == "completed") & sel["norm.name"].isin(BN_NORMS)]
     if "data.batch_size" in sel and sel["data.batch_size"].nunique() > 1:
         keep = sel["data.batch_size"].value_counts().index[0]
-        notes.append(f"runs at SGD batches {sorted(sel['data.batch_size'].unique())}: using batch {keep} only")
+        batches = sorted(sel["data.batch_size"].unique())
+        notes.append(Note(f"runs at SGD batches {batches}: using batch {keep} only", ONE_BATCH,
+                          data={"batches": [int(b) for b in batches], "using": int(keep)}))
         sel = sel[sel["data.batch_size"] == keep]
     return sel.copy().assign(norm_batch=normalization_batch(sel))
 
@@ -126,7 +129,7 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     diff = 100 * (at.running - at.batch)  # per run, points
     precise = pd.to_numeric(r.get("final.infer/acc_precise", pd.Series(np.nan, index=r.index)), errors="coerce")
     ch = float(chance(sel).iloc[0])
-    arms = []  # (normalization batch, estimate, blockers, (verdict, reason))
+    arms = []  # (normalization batch, estimate, blockers, (verdict, why, reason))
     info = []
     estimates = []  # (label, Effect, Estimate) per normalization batch, for numbers.csv
     for b, g in r.groupby("norm_batch", dropna=False, sort=True):
@@ -134,7 +137,7 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
         d = diff[diff.index.isin(g.index)]
         est = one_sample(_per_seed(d, g))
         blockers = untrained({f"normalization batch {lab}": g.final_acc}, ch)
-        arms.append((b, est, blockers, decide(est, EFFECT, blockers)))
+        arms.append((b, est, blockers, decision(est, EFFECT, blockers)))
         parts = [f"normalization batch {lab}: {EFFECT.fmt_pm(est)}"]
         estimates.append((f"normalization batch={lab}", ARM, est))
         if "norm.momentum" in g and g["norm.momentum"].nunique() > 1:  # the rule averages them within a seed
@@ -164,13 +167,22 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     b, est, blockers, _ = decider
     # a normalization batch whose runs all diverged or failed is an arm that did not train, not one to forget
     if not failed:
-        blockers = list(blockers) + [f"normalization batch {nb_label(x)} did not train (no completed run: all "
-                                     "diverged or failed)" for x in sorted(swept - set(r.norm_batch.dropna()))]
+        blockers = list(blockers) + [Blocker(f"normalization batch {nb_label(x)} did not train (no completed run: "
+                                             "all diverged or failed)", UNTRAINED, f"normalization batch {nb_label(x)}")
+                                     for x in sorted(swept - set(r.norm_batch.dropna()))]
     finding = (f"Smallest test batch: {smallest}. Deciding normalization batch: {nb_label(b)} (of "
                f"{', '.join(nb_label(a[0]) for a in arms)}). Per normalization batch, paired over seeds, ± the 95% "
                "half-width (running minus batch statistics decides; the rest is information): " + " | ".join(info))
+    # each normalization batch's own (verdict, why); the verdict is the deciding one's, unless blocked
+    facts = {"smallest_test_batch": smallest, "deciding_norm_batch": _fact(b),
+             "by_norm_batch": {_fact(a[0]): a[3][:2] for a in arms}}
     return verdict(KEY, title, RULE, EFFECT, est, blockers, finding, numbers=_table(long, sel, precise), notes=notes,
-                   estimates=estimates)
+                   estimates=estimates, facts=facts)
+
+
+def _fact(b: float):
+    """A normalization batch as Verdict.facts names it: its number, None for the SGD batch (NaN)."""
+    return float(b) if np.isfinite(b) else None
 
 
 def _same(values: pd.Series, b: float) -> pd.Series:

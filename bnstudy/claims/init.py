@@ -45,8 +45,8 @@ from matplotlib.figure import Figure
 from ..analysis import style as S
 from ..analysis.cells import study_runs
 from ..analysis.results import SKIPINIT, chance, variant_names
-from ..analysis.rules import (Effect, Verdict, acc_col, decision_text, has_norms, missing, pct, untrained,
-                              verdict)
+from ..analysis.rules import (Blocker, Effect, Note, Verdict, acc_col, decision_text, has_norms, missing, pct,
+                              untrained, verdict)
 from ..analysis.stats import aggregate, difference, one_sample
 
 KEY, STUDY, TITLE = "init", "init_sweep", "Less dependence on initialization"
@@ -60,6 +60,10 @@ EFFECT = Effect("none's accuracy spread over the init cells minus BN's (per seed
 # each arm's own spread, shown beside (one-sample t over seeds): no minimum
 SPREAD = Effect("an arm's accuracy spread over the init cells (per seed: best minus worst cell)", "points", math.nan)
 FIXED_IN = "0.2.0"  # the bnstudy version whose init schemes leave the classifier alone
+REINIT = "re-initialized the classifier"  # Blocker.kind of runs older than FIXED_IN; data: {"versions": theirs}
+ONE_RATE = "one peak rate"  # Note.kind where runs used several rates; data: {"rates": those, "using": the one read}
+# Note.kind of the seeds left out of the spreads; data: {variant: {seed: (its cells, the arm's cells)}}
+SEEDS_LEFT_OUT = "seeds left out of the spreads"
 RATE = "optim.lr"
 RULE = ("Cells: the init settings (scheme x scale, and zero_init_residual where swept) both compared arms ran, at "
         "one peak learning rate (where runs used several, the most common one, noted). Per seed, an arm's spread "
@@ -89,7 +93,9 @@ def _one_rate(sel: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
     if RATE not in sel or sel[RATE].nunique() <= 1:
         return sel
     keep = sel[RATE].value_counts().sort_index().sort_values(ascending=False, kind="stable").index[0]
-    notes.append(f"runs at peak rates {sorted(sel[RATE].unique())}: using {keep:g} only")
+    rates = sorted(sel[RATE].unique())
+    notes.append(Note(f"runs at peak rates {rates}: using {keep:g} only", ONE_RATE,
+                      data={"rates": [float(r) for r in rates], "using": float(keep)}))
     return sel[sel[RATE] == keep]
 
 
@@ -115,8 +121,12 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     ran = sp.variant.map({v: len(c & shared) for v, c in cells.items()})
     short = sp.assign(ran=ran)[sp.cells < ran]
     if len(short):
-        notes.append("left out of the spreads, missing a finished run in some of their arm's cells: "
-                     + ", ".join(f"{r.variant} seed {r.seed} ({r.cells} of {r.ran} cells)" for r in short.itertuples()))
+        left = {}
+        for r in short.itertuples():
+            left.setdefault(r.variant, {})[int(r.seed)] = (int(r.cells), int(r.ran))
+        notes.append(Note("left out of the spreads, missing a finished run in some of their arm's cells: "
+                          + ", ".join(f"{r.variant} seed {r.seed} ({r.cells} of {r.ran} cells)"
+                                      for r in short.itertuples()), SEEDS_LEFT_OUT, data=left))
         sp = sp[sp.cells >= ran]
     spread = lambda v: sp.loc[sp.variant == v, "spread"]
     agg = aggregate(sel, ["variant"] + keys, "final_acc")
@@ -130,14 +140,16 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     est = difference(spread(none_v), spread(bn_v))
     old = sorted({str(v) for v in sel.get("bnstudy_version", pd.Series(dtype=str)).dropna() if _older(v, FIXED_IN)})
     if old:
-        blockers.append(f"these runs were made with bnstudy {', '.join(old)}, whose init schemes and scales also "
-                        f"re-initialized the classifier (no norm follows it: logits of std ~4.6 under kaiming), which "
-                        f"BN cannot absorb; fixed in {FIXED_IN}: rerun")
-    rate = f" at peak rate {float(sel[RATE].iloc[0]):g}" if RATE in sel and sel[RATE].notna().any() else ""
+        blockers.append(Blocker(f"these runs were made with bnstudy {', '.join(old)}, whose init schemes and scales "
+                                f"also re-initialized the classifier (no norm follows it: logits of std ~4.6 under "
+                                f"kaiming), which BN cannot absorb; fixed in {FIXED_IN}: rerun", REINIT,
+                                data={"versions": old}))
+    peak = float(sel[RATE].iloc[0]) if RATE in sel and sel[RATE].notna().any() else None
+    rate = f" at peak rate {peak:g}" if peak is not None else ""
     finding = (f"Over {len(shared)} init cells{rate}. Mean spread: {bn_v} {arm_spread[bn_v].value:.1f}, {none_v} "
                f"{arm_spread[none_v].value:.1f} points; best cell: {bn_v} {pct(best[bn_v])}, {none_v} "
                f"{pct(best[none_v])}; worst cell: {bn_v} {pct(worst[bn_v])}, {none_v} {pct(worst[none_v])}.")
-    skip = "none" + SKIPINIT
+    skip, s_block = "none" + SKIPINIT, []
     if skip != none_v and skip in cells and len(cells[skip] & shared) == len(shared):
         est_s = difference(spread(skip), spread(bn_v))
         estimates.append((f"{skip}'s spread minus {bn_v}'s (information, not the rule)", EFFECT, est_s))
@@ -156,7 +168,11 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
                                                         aggfunc="first").reset_index()
     numbers.columns.name = None
     return verdict(KEY, title, RULE, EFFECT, est, blockers, finding, numbers=numbers, notes=notes,
-                   estimates=estimates)
+                   estimates=estimates, facts={"best_cell": {v: float(x) for v, x in best.items()},
+                                               "worst_cell": {v: float(x) for v, x in worst.items()},
+                                               "cells": len(shared), "peak_rate": peak,
+                                               # arms beside the rule that did not train (their best cell)
+                                               "untrained_beside": [b.subject for b in s_block]})
 
 
 @S.figure

@@ -55,8 +55,8 @@ from matplotlib.figure import Figure
 from ..analysis import style as S
 from ..analysis.cells import SELECTION_BIAS, at_best_rate, edge_rates, study_runs
 from ..analysis.results import chance
-from ..analysis.rules import (TRAINED_MARGIN, Effect, Verdict, acc_cell, decision_text, has_norms, missing, points,
-                              untrained, verdict)
+from ..analysis.rules import (TRAINED_MARGIN, Effect, Note, Verdict, acc_cell, decision_text, has_norms, missing,
+                              points, untrained, verdict)
 from ..analysis.stats import aggregate, combine, difference, mean_ci
 
 KEY, STUDY, TITLE = "intensity_shift", "intensity_shift", "Intensity variation in training"
@@ -91,6 +91,10 @@ RULE = ("Runs with a gain and offset drawn per image (data.intensity_per_image);
         "cell's accuracy on test images with the variation (eval mode, running statistics; and each test batch of "
         "100 normalized by its own statistics).")
 SHIFTED = (("final.test_shifted/acc", "running"), ("final.test_shifted/acc_batchstats", "batch"))
+# Note.kind of the notes on the runs read
+LEFT_OUT = "runs of the other protocol left out"  # data: {"runs": how many, "protocol": "per batch" | "per image"}
+PER_BATCH = "per-batch variation"  # data: {}: the runs read drew one gain and offset per batch
+ONE_SIZE = "one variation size"  # data: {column: the value read} (data.intensity_gain, data.intensity_offset)
 
 
 def _protocol(sel: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
@@ -99,24 +103,27 @@ def _protocol(sel: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
     on = sel[SWITCH].astype(bool)
     if (per_image & on).any():
         if (~per_image).any():
-            notes.append(f"left out {int((~per_image).sum())} runs of the protocol before 2026-11-29 (intensity "
-                         "varied per batch)")
+            notes.append(Note(f"left out {int((~per_image).sum())} runs of the protocol before 2026-11-29 (intensity "
+                              "varied per batch)", LEFT_OUT, data={"runs": int((~per_image).sum()),
+                                                                    "protocol": "per batch"}))
         sel = sel[per_image]
     else:
         if per_image.any():  # per-image clean runs, but none of its varied runs finished: never pooled
-            notes.append(f"left out {int(per_image.sum())} runs of the per-image protocol (no run with the variation "
-                         "of that protocol has finished)")
+            notes.append(Note(f"left out {int(per_image.sum())} runs of the per-image protocol (no run with the "
+                              "variation of that protocol has finished)", LEFT_OUT,
+                              data={"runs": int(per_image.sum()), "protocol": "per image"}))
         sel = sel[~per_image]
-        notes.append("these runs drew one gain and offset per batch (the protocol before 2026-11-29), not one per "
-                     "image as scanners and patients differ; BN's batch statistics partly undo a per-batch gain. "
-                     "The verdict is about per-batch variation")
+        notes.append(Note("these runs drew one gain and offset per batch (the protocol before 2026-11-29), not one "
+                          "per image as scanners and patients differ; BN's batch statistics partly undo a per-batch "
+                          "gain. The verdict is about per-batch variation", PER_BATCH))
     size = [c for c in ("data.intensity_gain", "data.intensity_offset") if c in sel]
     varied = sel[sel[SWITCH].astype(bool)]
     if size and len(varied) and varied[size].drop_duplicates().shape[0] > 1:
         keep = varied.groupby(size).size().idxmax()
         keep = keep if isinstance(keep, tuple) else (keep,)
-        notes.append(f"variation runs at several sizes: using {', '.join(f'{c}={v:g}' for c, v in zip(size, keep))} "
-                     "only")
+        used = ", ".join(f"{c}={v:g}" for c, v in zip(size, keep))
+        notes.append(Note(f"variation runs at several sizes: using {used} only", ONE_SIZE,
+                          data={c: float(v) for c, v in zip(size, keep)}))
         match = np.logical_and.reduce([sel[c] == v for c, v in zip(size, keep)])
         sel = sel[~sel[SWITCH].astype(bool) | match]
     return sel
@@ -157,7 +164,7 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     blockers = untrained({f"bn trained on clean images (its best rate{rate('bn', False)})": _arm(best, "bn", False)}, ch)
     est = cost(best, "bn")
     norms = S.norms_of(best)
-    aside, estimates = [], []
+    aside, estimates, untrained_beside = [], [], []
     for n in (n for n in norms if n != "bn"):
         if not (len(_arm(best, n, False)) and len(_arm(best, n, True))):
             continue
@@ -165,6 +172,7 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
         diff = combine([(1, points(_arm(best, n, False))), (-1, points(_arm(best, n, True))),
                         (-1, points(_arm(best, "bn", False))), (1, points(_arm(best, "bn", True)))])
         trained = not untrained({n: _arm(best, n, False)}, ch)
+        untrained_beside += [] if trained else [n]
         label = f"arm={n}" + ("" if trained else " (uninterpretable: did not train on clean images)")
         estimates += [(label, COST, c), (label, COST_MINUS_BN, diff)]
         aside.append(f"{n}'s cost {EFFECT.fmt_pm(c)}, {n}'s cost minus BN's {EFFECT.fmt_pm(diff)}"
@@ -188,8 +196,9 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     if "final.test_shifted/acc" in best and "final.test_shifted/acc_batchstats" not in best:
         notes.append("varied-test accuracy with running statistics only: these runs did not log it with batch "
                      "statistics (`test_shifted/acc_batchstats`, logged since bnstudy 0.2.0)")
+    # untrained_beside: the norms whose cost beside is uninterpretable (they did not train on clean images)
     return verdict(KEY, title, RULE, EFFECT, est, blockers, finding, numbers=pd.DataFrame(rows), notes=notes,
-                   estimates=estimates)
+                   estimates=estimates, facts={"untrained_beside": untrained_beside})
 
 
 @S.figure

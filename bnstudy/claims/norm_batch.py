@@ -51,7 +51,7 @@ from matplotlib.figure import Figure
 from ..analysis import style as S
 from ..analysis.cells import SELECTION_BIAS, at_best_rate, edge_rates, normalization_batch, study_runs
 from ..analysis.results import chance
-from ..analysis.rules import Effect, Verdict, acc_cell, decision_text, missing, points, untrained, verdict
+from ..analysis.rules import Effect, Note, Verdict, acc_cell, decision_text, missing, points, untrained, verdict
 from ..analysis.stats import aggregate, difference, mean_ci
 
 KEY, STUDY, TITLE = "norm_batch", "norm_batch", "Small normalization batches"
@@ -74,6 +74,9 @@ RULE = ("A run's normalization batch is min(norm.ghost_batch_size, data.batch_si
         "precise BN statistics (recomputed after training over training images in whole batches, not ghost "
         "batches), at the same rates. " + SELECTION_BIAS + " " + decision_text(EFFECT))
 RATE = "optim.lr"
+# Note.kind of the notes on what a check read in place of the rule's; data as named
+SGD_BATCHES = "several SGD batches"  # data: {"batches": the SGD batches present, "using": the one read}
+ABSENT = "normalization batch absent"  # subject: "reference" or "small arm"; data: {"absent": .., "using": ..}
 # fixed 2026-12-06, before any medium run: 2 points, as EFFECT (Wu & He: GN ~10 points above BN at 2)
 GN_EFFECT = Effect("GroupNorm's accuracy minus BN's at the smallest normalization batch", "points", 2.0)
 GN_TRAINED = 5.0  # points: GN within this of BN at the reference batch counts as trained well enough to compare
@@ -94,7 +97,9 @@ def _ghost_runs(runs: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
     sel = runs[runs["norm.name"] == "ghost_bn"]
     if sel["data.batch_size"].nunique() > 1:
         keep = sel["data.batch_size"].value_counts().index[0]
-        notes.append(f"runs at SGD batches {sorted(sel['data.batch_size'].unique())}: using batch {keep} only")
+        present = sorted(sel["data.batch_size"].unique())
+        notes.append(Note(f"runs at SGD batches {present}: using batch {keep} only", SGD_BATCHES,
+                          data={"batches": [float(x) for x in present], "using": float(keep)}))
         sel = sel[sel["data.batch_size"] == keep]
     return sel.assign(norm_batch=normalization_batch(sel))
 
@@ -112,9 +117,11 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     ref = REFERENCE if REFERENCE in sizes else sizes[-1]
     small = SMALL if SMALL in sizes else sizes[0]
     if ref != REFERENCE:
-        notes.append(f"no runs at normalization batch {REFERENCE}: the reference is the largest present, {ref:g}")
+        notes.append(Note(f"no runs at normalization batch {REFERENCE}: the reference is the largest present, {ref:g}",
+                          ABSENT, "reference", {"absent": REFERENCE, "using": float(ref)}))
     if small != SMALL:
-        notes.append(f"no runs at normalization batch {SMALL}: the small arm is the smallest present, {small:g}")
+        notes.append(Note(f"no runs at normalization batch {SMALL}: the small arm is the smallest present, {small:g}",
+                          ABSENT, "small arm", {"absent": SMALL, "using": float(small)}))
     arm = lambda b: best[best.norm_batch == b]
     rate = lambda b: float(arm(b)[RATE].iloc[0])
     est = difference(points(arm(ref).final_acc), points(arm(small).final_acc))
@@ -160,7 +167,8 @@ def check_gn(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     sizes = sorted(best.norm_batch.unique())
     ref, small = (REFERENCE if REFERENCE in sizes else sizes[-1]), (SMALL if SMALL in sizes else sizes[0])
     if small != SMALL:
-        notes.append(f"no runs at normalization batch {SMALL}: GN is compared with BN at the smallest present, {small:g}")
+        notes.append(Note(f"no runs at normalization batch {SMALL}: GN is compared with BN at the smallest present, "
+                          f"{small:g}", ABSENT, "small arm", {"absent": SMALL, "using": float(small)}))
 
     def bn(b):
         return best[best.norm_batch == b].final_acc

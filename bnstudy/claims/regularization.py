@@ -31,7 +31,8 @@ from matplotlib.figure import Figure
 from ..analysis import style as S
 from ..analysis.cells import SELECTION_BIAS, study_runs
 from ..analysis.results import chance
-from ..analysis.rules import Effect, Verdict, acc_cell, decision_text, missing, pct, points, untrained, verdict
+from ..analysis.rules import (Blocker, Effect, Note, Verdict, acc_cell, decision_text, missing, pct, points,
+                              untrained, verdict)
 from ..analysis.stats import aggregate, combine, difference, fmt_ci, mean_ci
 
 KEY, STUDY, TITLE = "regularization", "regularization", "Regularization"
@@ -40,7 +41,11 @@ STATEMENT = ("BatchNorm regularizes the model and reduces the need for dropout (
              "the regularization comes from the noise of batch statistics (Luo et al. 2019).")
 RATE = "optim.lr"
 FIT_LEVEL = 0.95  # a run has fitted its training set at this eval-mode accuracy on it
+# Blocker.kind of an arm that fitted at no rate; subject: the arm; data: {"fitted": its seeds that fitted at the
+# rate read, "seeds": its seeds}
+NOT_FITTED = "did not fit"
 DROPOUT = 0.3  # the dropout arm of check (3)
+OTHER_DROPOUT = "another dropout arm"  # Note.kind where no runs are at DROPOUT; data: {"dropout": the arm read}
 # the gap's minimum fixed 2026-11-25 (when every rule was rewritten); the other two fixed
 # 2026-11-29, before any run of this protocol: 2 points, the harness's smallest accuracy effect
 EFFECT = Effect("none's train-test gap minus BN's (eval mode, without dropout)", "points", 2.0)
@@ -122,7 +127,9 @@ def best_arms(runs: pd.DataFrame) -> dict[tuple[str, float], tuple[pd.DataFrame,
 
 
 def _blockers(arms: dict, keys: Sequence[tuple[str, float]], c: float) -> list[str]:
-    out = [f"{arm_name(*k)} {arms[k][1]}" for k in keys if arms[k][1]]
+    out = [Blocker(f"{arm_name(*k)} {arms[k][1]}", NOT_FITTED, arm_name(*k),
+                   {"fitted": int(arms[k][0].fitted.sum()), "seeds": int(arms[k][0].arm_seeds.iloc[0])})
+           for k in keys if arms[k][1]]
     rate = lambda k: arms[k][0][RATE].iloc[0]  # noqa: E731
     names = {arm_name(*k) + (f" (rate {rate(k):g})" if pd.notna(rate(k)) else ""): arms[k][0].final_acc for k in keys}
     return out + untrained(names, c)
@@ -199,7 +206,8 @@ def check_dropout(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
         return missing(claim, title, NEED_RULE, f"regularization runs with norm=bn and norm=none, each with and "
                        f"without dropout (model.dropout=0 and {DROPOUT:g}), logging `train_eval/acc`", STUDY, notes)
     if p != DROPOUT:
-        notes.append(f"no runs at dropout {DROPOUT:g}: the dropout arm is {p:g}")
+        notes.append(Note(f"no runs at dropout {DROPOUT:g}: the dropout arm is {p:g}", OTHER_DROPOUT,
+                          data={"dropout": float(p)}))
     c = float(chance(study_runs(runs, STUDY)[0]).iloc[0])
     g = lambda k: arms[k][0].gap  # noqa: E731
     est = combine([(1.0, g(keys[0])), (-1.0, g(keys[1])), (-1.0, g(keys[2])), (1.0, g(keys[3]))])

@@ -25,8 +25,8 @@ from . import higher_lr
 from ..analysis import style as S
 from ..analysis.cells import study_runs
 from ..analysis.results import variant_names
-from ..analysis.rules import (BLOCKED, Effect, Verdict, INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, decision_text,
-                              has_norms, log2, missing, verdict)
+from ..analysis.rules import (BLOCKED, Blocker, Effect, Verdict, INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED,
+                              decision_text, has_norms, log2, missing, verdict)
 from ..analysis.stats import censored
 
 KEY, STUDY, TITLE = "stable_lr", "lr_range", "Largest stable learning rate (range test)"
@@ -57,7 +57,9 @@ RULE = ("The training loss is logged as its mean over windows of trainer.log_eve
         "images) meets a stricter absolute bar; and a window's mean lags the onset of a blow-up inside it, so the "
         "interval covers the limit as defined here, not an onset earlier in the window.")
 
-# how a run's limit was read
+# how a run's limit was read; NEVER, FIRST and NO_WINDOWS are also the Blocker.kind of the reasons a check
+# gives no verdict (subject: the arm; data: {"seeds": those seeds, "batch": the batch size}, and NEVER's
+# {"top": the ramp's top rate} for none)
 UNSTABLE, DIVERGED, NEVER, FIRST, NO_WINDOWS = ("unstable", "diverged", "never unstable",
                                                 "unstable from the first window", "no windows")
 
@@ -175,15 +177,17 @@ def _check(runs: pd.DataFrame, curves: pd.DataFrame, larger: bool) -> Verdict:
     blockers = []
     for n in ("bn", "none"):
         if not per.loc[per["norm.name"] == n, "windows"].sum():
-            blockers.append(f"{n} at batch {b} logged no loss window (train/loss beside train/lr in metrics.csv): "
-                            "no limit was measured")
+            blockers.append(Blocker(f"{n} at batch {b} logged no loss window (train/loss beside train/lr in "
+                                    "metrics.csv): no limit was measured", NO_WINDOWS, n,
+                                    {"seeds": per.loc[per["norm.name"] == n, "seed"].tolist(), "batch": b}))
         elif (n, NO_WINDOWS) in seeds:
             notes.append(f"{n} seed(s) {seeds[n, NO_WINDOWS]} at batch {b} finished without logging a loss window: "
                          "left out")
     if ("none", NEVER) in seeds:
         top = per.loc[(per["norm.name"] == "none") & (per.kind == NEVER), "limit"].max()
-        blockers.append(f"none never became unstable for seed(s) {seeds['none', NEVER]} at batch {b}: its limit "
-                        f"lies above the ramp's top rate {top:.3g}; raise optim.lr")
+        blockers.append(Blocker(f"none never became unstable for seed(s) {seeds['none', NEVER]} at batch {b}: its "
+                                f"limit lies above the ramp's top rate {top:.3g}; raise optim.lr", NEVER, "none",
+                                {"seeds": seeds["none", NEVER], "batch": b, "top": float(top)}))
     m = per[per.limit.notna()]
     arm = {n: m[m["norm.name"] == n] for n in ("bn", "none")}
     # each seed's limit lies in the window after its largest stable rate
@@ -198,14 +202,15 @@ def _check(runs: pd.DataFrame, curves: pd.DataFrame, larger: bool) -> Verdict:
     # a censored limit bounds the ratio on one side only
     why = []
     if v.verdict == NOT_REPRODUCED and ("bn", NEVER) in seeds:
-        why.append(f"BN never became unstable for seed(s) {seeds['bn', NEVER]}: its limit, and the ratio, may be "
-                   "larger")
+        why.append(Blocker(f"BN never became unstable for seed(s) {seeds['bn', NEVER]}: its limit, and the ratio, "
+                           "may be larger", NEVER, "bn", {"seeds": seeds["bn", NEVER], "batch": b}))
     if v.verdict == NOT_REPRODUCED and ("none", FIRST) in seeds:
-        why.append(f"none was unstable from its first window for seed(s) {seeds['none', FIRST]}: its limit may be "
-                   "lower, and the ratio larger")
+        why.append(Blocker(f"none was unstable from its first window for seed(s) {seeds['none', FIRST]}: its limit "
+                           "may be lower, and the ratio larger", FIRST, "none",
+                           {"seeds": seeds["none", FIRST], "batch": b}))
     if v.verdict == REPRODUCED and ("bn", FIRST) in seeds:
-        why.append(f"BN was unstable from its first window for seed(s) {seeds['bn', FIRST]}: its limit, and the "
-                   "ratio, may be smaller")
+        why.append(Blocker(f"BN was unstable from its first window for seed(s) {seeds['bn', FIRST]}: its limit, and "
+                           "the ratio, may be smaller", FIRST, "bn", {"seeds": seeds["bn", FIRST], "batch": b}))
     if why:
         v.verdict, v.why, v.reason = INCONCLUSIVE, BLOCKED, "; ".join(why)
         v.blockers += why

@@ -51,7 +51,7 @@ from . import faster_training as F
 from ..analysis import style as S
 from ..analysis.cells import study_runs
 from ..analysis.results import SKIPINIT, chance, variant_names
-from ..analysis.rules import Effect, Verdict, decision_text, pct
+from ..analysis.rules import Effect, Note, Verdict, decision_text, pct
 from ..analysis.stats import Estimate, aggregate, difference, one_sample
 
 KEY, STUDY, TITLE = "steps_to_target", "steps_to_target", "Faster training, dense evaluations"
@@ -71,6 +71,8 @@ RULE = ("Each arm (bn, none, none + SkipInit) runs at one peak rate, fixed in th
 
 
 BUDGETS = (0.25, 0.5, 1.0)  # fractions of the schedule's steps at which budget_accuracy reads test accuracy
+# Note.kind of budget_accuracy's note; data: {"total": the schedule's steps, "steps": {fraction: step read}}
+AT_BUDGETS = "accuracy at fixed fractions of the steps"
 # budget_accuracy's estimates (information only: no rule reads them, no minimum)
 AT_BUDGET = Effect("test accuracy at a fixed fraction of the schedule's steps (mean over seeds; information only)",
                    "points", math.nan)
@@ -101,7 +103,7 @@ def budget_accuracy(runs: pd.DataFrame, curves: pd.DataFrame, other: str) -> tup
     acc = c.pivot_table(index="run", columns="step", values="value", aggfunc="last")
     total = float(pd.to_numeric(sel.steps, errors="coerce").max())
     floor = sel.set_index("run").assign(chance=chance(sel).to_numpy())
-    parts, estimates = [], []
+    parts, estimates, read = [], [], {}
     for f in BUDGETS:
         steps = [s for s in acc.columns if s <= f * total]
         if not steps:
@@ -115,6 +117,7 @@ def budget_accuracy(runs: pd.DataFrame, curves: pd.DataFrame, other: str) -> tup
         m = {n: one_sample(a) for n, a in arm.items()}
         d = difference(arm["bn"], arm[other])
         where = f"step {step:g} ({f:.0%})"
+        read[f] = float(step)
         estimates += [(f"arm={n}; {where}", AT_BUDGET, in_points(m[n])) for n in ("bn", other)]
         estimates.append((f"bn minus {other}; {where}", LEAD_AT_BUDGET, in_points(d)))
         cell = lambda e: pct(e.value) + (f" ± {100 * e.half:.1f}" if e.has_interval else "")  # noqa: E731
@@ -122,9 +125,10 @@ def budget_accuracy(runs: pd.DataFrame, curves: pd.DataFrame, other: str) -> tup
         parts.append(f"{f:.0%} (step {step:g}): bn {cell(m['bn'])}, {other} {cell(m[other])}, bn minus {other} {diff}")
     if not parts:
         return [], []
-    return [f"Test accuracy at fixed fractions of the {total:g} steps (information only, no rule reads it; mean over "
-            "seeds ± 95% half-width, difference with its Welch 95% interval; points on one decaying schedule, not "
-            "runs given a shorter budget): " + "; ".join(parts)], estimates
+    return [Note(f"Test accuracy at fixed fractions of the {total:g} steps (information only, no rule reads it; mean "
+                 "over seeds ± 95% half-width, difference with its Welch 95% interval; points on one decaying "
+                 "schedule, not runs given a shorter budget): " + "; ".join(parts), AT_BUDGETS,
+                 data={"total": total, "steps": read})], estimates
 
 
 def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:

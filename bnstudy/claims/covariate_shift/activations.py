@@ -53,7 +53,8 @@ def check_activations(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     if not len(drift):
         return missing(claim, title, ACT_RULE, "activation probes at >= 2 steps per run", STUDY, notes)
     per_run = drift.groupby(["run", "norm.name"], as_index=False).drift.mean().rename(columns={"drift": "value"})
-    verdict, finding, _, estimates = judge_by_model(sel, {"activation drift": per_run}, {"activation drift": DRIFT})
+    verdict, finding, _, estimates, fields = judge_by_model(sel, {"activation drift": per_run},
+                                                            {"activation drift": DRIFT})
     by_layer = aggregate(drift, ["layer", "norm.name"], "drift")
     wide = by_layer.pivot(index="layer", columns="norm.name", values="mean")
     if {"bn", "none"} <= set(wide.columns):
@@ -62,7 +63,7 @@ def check_activations(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     numbers = by_layer.assign(drift=[fmt_ci(m, h, n) for m, h, n in zip(by_layer["mean"], by_layer.ci, by_layer.n)]).pivot(
         index="layer", columns="norm.name", values="drift").reset_index()
     numbers.columns.name = None
-    return Verdict(claim, title, verdict, ACT_RULE, finding, numbers, notes=notes, estimates=estimates)
+    return Verdict(claim, title, verdict, ACT_RULE, finding, numbers, notes=notes, estimates=estimates, **fields)
 
 
 def choose_layers(layers_by_norm: dict[str, set], k: int = 3) -> list[str]:

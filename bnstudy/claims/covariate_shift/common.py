@@ -9,8 +9,8 @@ import pandas as pd
 
 from ...analysis.cells import SELECTION_BIAS, at_best_rate, edge_rates, incomplete_cells, study_runs
 from ...analysis.results import chance, with_config
-from ...analysis.rules import (INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, acc_cell, decide, Effect, effect_line, log2,
-                               points, untrained)
+from ...analysis.rules import (BLOCKED, DISAGREE, INCONCLUSIVE, NO_EFFECT, NOT_REPRODUCED, REPRODUCED, WHY_ORDER,
+                               acc_cell, decision, Effect, effect_line, log2, Note, points, untrained)
 from ...analysis.stats import difference, fmt_ci, mean_ci
 
 STUDY = "covariate_shift"  # the study YAML whose runs the checks read
@@ -35,6 +35,12 @@ PROTOCOL = ("Each arm (model x norm) at its own best peak learning rate: the rat
 EACH_MODEL = ("Judged within each model; the verdict is the models' common one, else inconclusive (a verdict that "
                "only one model's runs could judge says so). ")
 
+# Note.kind of the notes read_study writes
+BEST_RATES = "best peak rates"  # data: {arm ("mlp bn"): its best rate}
+BY_TRAINING = "best rate by training accuracy"  # data: {}
+DIVERGED = "diverged at the best rate"  # data: {"runs": (run, ...)}, left out of the probe measures
+UNPROBED = "no probe rows"  # data: {"runs": (run, ...)}, completed but left out of the probe measures
+
 
 def best_rate_runs(sel: pd.DataFrame) -> pd.DataFrame:
     """Each (model, norm) arm's runs at its own best rate (the rule's selection); runs without a
@@ -57,7 +63,8 @@ def rate_notes(sel: pd.DataFrame, best: pd.DataFrame) -> list[str]:
         return []
     models = lambda d: d.assign(_model=d["model.name"] if "model.name" in d else "")  # noqa: E731
     arms = models(best).groupby(["_model", "norm.name"])[RATE].first()
-    out = ["best peak rates: " + ", ".join(f"{m} {n} {r:g}".strip() for (m, n), r in arms.items())]
+    out = [Note("best peak rates: " + ", ".join(f"{m} {n} {r:g}".strip() for (m, n), r in arms.items()), BEST_RATES,
+                data={f"{m} {n}".strip(): float(r) for (m, n), r in arms.items()})]
     return (out + edge_rates(models(sel), models(best), ["_model", "norm.name"], RATE)
             + incomplete_cells(models(sel), ["_model", "norm.name"], RATE, within=["_model"]))
 
@@ -70,20 +77,23 @@ def read_study(runs: pd.DataFrame, curves: pd.DataFrame, by_training: bool = Fal
     if by_training and TRAIN_ACC in sel:
         train = pd.to_numeric(sel[TRAIN_ACC], errors="coerce").where(sel.status == "completed", chance(sel))
         sel = sel.copy().assign(test_acc=sel.final_acc, final_acc=train)  # copy: a defragmented frame
-        notes.append("each arm's best rate chosen by its final training accuracy (this check's measure)")
+        notes.append(Note("each arm's best rate chosen by its final training accuracy (this check's measure)",
+                          BY_TRAINING))
     best = best_rate_runs(sel)
     notes += rate_notes(sel, best)
     # a diverged run's probes end at its blow-up: they would measure that, not the claim
     blown = best[best.status != "completed"] if len(best) else best
     if len(blown):
-        notes.append(f"{len(blown)} run(s) at their arm's best rate diverged: left out of the probe measures, their "
-                     "accuracy counted as chance: " + ", ".join(map(str, blown.run)))
+        notes.append(Note(f"{len(blown)} run(s) at their arm's best rate diverged: left out of the probe measures, "
+                          "their accuracy counted as chance: " + ", ".join(map(str, blown.run)), DIVERGED,
+                          data={"runs": tuple(blown.run)}))
     c = curves[curves.run.isin(measured_runs(best))] if len(best) else curves.iloc[0:0]
     probed = set(c.run[c.metric.str.startswith(("act/", "ics/", "landscape/"))]) if len(c) else set()
     unprobed = [r for r in measured_runs(best) if r not in probed]
     if len(unprobed) and len(probed):
-        notes.append(f"{len(unprobed)} completed run(s) at their arm's best rate have no probe rows (probes.csv "
-                     "missing or unreadable): left out of the probe measures: " + ", ".join(map(str, unprobed)))
+        notes.append(Note(f"{len(unprobed)} completed run(s) at their arm's best rate have no probe rows (probes.csv "
+                          "missing or unreadable): left out of the probe measures: " + ", ".join(map(str, unprobed)),
+                          UNPROBED, data={"runs": tuple(unprobed)}))
     cols = ["norm.name", "seed"] + (["model.name"] if "model.name" in best else [])
     return best, with_config(c, best, cols), notes
 
@@ -106,29 +116,38 @@ def judge_by_model(sel: pd.DataFrame, per_run: dict[str, pd.DataFrame], effects:
     mean scale(value) of arms[0] minus that of arms[1]; a model's verdict is reproduced when all
     its measures are, not reproduced when one is; the models' common verdict, else inconclusive.
     Both arms must have trained (`sel` holds the runs the measures come from). Returns
-    (verdict, finding, numbers, estimates): estimates holds each model's effect per measure as
-    (label, Effect, Estimate), labelled "model=mlp" (and "; measure=..." where there are several),
-    for Verdict.estimates. A table of accuracies (scale=points) is in percent."""
+    (verdict, finding, numbers, estimates, fields): estimates holds each model's effect per measure
+    as (label, Effect, Estimate), labelled "model=mlp" (and "; measure=..." where there are
+    several), for Verdict.estimates; fields, the Verdict's why, blockers and facts: by_model
+    {model: (verdict, why)} (and by_measure {label: (verdict, why)} where there are several). An
+    inconclusive part's why is the first of WHY_ORDER its measures have, and so is an inconclusive
+    verdict's over its inconclusive parts (DISAGREE where every part was decided); blockers are
+    those of the blocked parts. A table of accuracies (scale=points) is in percent."""
     models = sel.groupby("model.name").run if "model.name" in sel else [("", sel.run)]
     c = float(chance(sel).iloc[0]) if len(sel) else 0.1
     first, second = arms
     outcomes, lines, rows, judged, estimates = [], [], [], [], []
+    whys, all_blockers, by_measure = [], [], {}
     shown = ((lambda v: acc_cell(*mean_ci(v))) if scale is points  # noqa: E731
              else (lambda v: fmt_ci(*mean_ci(v), digits=4)))
     for model, ids in models:
         m = sel[sel.run.isin(ids)]
         blockers = untrained({_arm_name(m, n, model): m.loc[m["norm.name"] == n, "final_acc"] for n in arms}, c)
-        decided, parts, reasons = [], [], []
+        decided, parts, reasons, part_whys = [], [], [], []
         for name, df in per_run.items():
             d = df[df.run.isin(ids)]
             a, b = d.loc[d["norm.name"] == first, "value"], d.loc[d["norm.name"] == second, "value"]
             if not len(a) or not len(b):
                 continue
             est = difference(scale(a), scale(b))
-            v, reason = decide(est, effects[name], blockers)
+            v, why, reason = decision(est, effects[name], blockers)
             decided.append(v)
             reasons.append(reason)
-            estimates.append((estimate_label(model, name if len(per_run) > 1 else ""), effects[name], est))
+            part_whys.append(why)
+            label = estimate_label(model, name if len(per_run) > 1 else "")
+            estimates.append((label, effects[name], est))
+            if len(per_run) > 1:
+                by_measure[label] = (v, why)
             parts.append(effect_line(effects[name], est) + (f" [{v}]" if len(per_run) > 1 else ""))
             for norm, vals in ((second, b), (first, a)):
                 rows.append({"model": model, "measure": name, "norm": norm, "value": shown(vals)})
@@ -140,12 +159,16 @@ def judge_by_model(sel: pd.DataFrame, per_run: dict[str, pd.DataFrame], effects:
             why = "; ".join(blockers) or "no measure from completed runs of both arms at their best rates"
             outcomes.append(INCONCLUSIVE)
             judged.append(model)
+            whys.append(BLOCKED if blockers else NO_EFFECT)
+            all_blockers += blockers
             lines.append((f"{model}: " if model else "") + f"not measured — {INCONCLUSIVE} ({why})")
             continue
         outcome = (REPRODUCED if all(v == REPRODUCED for v in decided) else
                    NOT_REPRODUCED if NOT_REPRODUCED in decided else INCONCLUSIVE)
         outcomes.append(outcome)
         judged.append(model)
+        whys.append(next((w for w in WHY_ORDER if w in part_whys), "") if outcome == INCONCLUSIVE else "")
+        all_blockers += blockers  # an arm that did not train blocks every measure: the part is inconclusive
         reason = "; ".join(dict.fromkeys(r for r in reasons if r)) if outcome == INCONCLUSIVE else ""
         lines.append((f"{model}: " if model else "") + "; ".join(parts) + f" — {outcome}"
                      + (f" ({reason})" if reason else ""))
@@ -161,7 +184,13 @@ def judge_by_model(sel: pd.DataFrame, per_run: dict[str, pd.DataFrame], effects:
     if len(judged) == 1 and judged[0]:
         finding += (f" Judged on the {judged[0]} alone: no other net has runs of both arms here, so this is one "
                     "model's verdict, not two agreeing.")
-    return verdict, finding, numbers, estimates
+    why = (next((w for w in WHY_ORDER if w in whys), DISAGREE if len(set(outcomes)) > 1 else NO_EFFECT)
+           if verdict == INCONCLUSIVE else "")
+    facts = {"by_model": dict(zip(judged, zip(outcomes, whys)))}
+    if by_measure:
+        facts["by_measure"] = by_measure
+    fields = {"why": why, "blockers": all_blockers if verdict == INCONCLUSIVE else [], "facts": facts}
+    return verdict, finding, numbers, estimates, fields
 
 
 def param_rows(c: pd.DataFrame, prefix: str, stat: str) -> pd.DataFrame:
@@ -174,14 +203,17 @@ def per_run(rows: pd.DataFrame) -> pd.DataFrame:
     return rows.groupby(["run", "norm.name"], as_index=False).value.mean()
 
 
+def model_means(per_run: pd.DataFrame, sel: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """{model: {"bn": mean, "none": mean}} of a measure over runs (for Verdict.facts)."""
+    models = sel[["run", "model.name"]] if "model.name" in sel else sel[["run"]].assign(**{"model.name": ""})
+    return {model: {n: float(g.loc[g["norm.name"] == n, "value"].mean()) for n in ("bn", "none")}
+            for model, g in per_run.merge(models, on="run").groupby("model.name")}
+
+
 def means_by_model(per_run: pd.DataFrame, sel: pd.DataFrame, name: str) -> list[str]:
     """'{model} {name}: bn x, none y' per model: a measure shown beside a rule, in its own units."""
-    models = sel[["run", "model.name"]] if "model.name" in sel else sel[["run"]].assign(**{"model.name": ""})
-    out = []
-    for model, g in per_run.merge(models, on="run").groupby("model.name"):
-        m = {n: g.loc[g["norm.name"] == n, "value"].mean() for n in ("bn", "none")}
-        out.append(f"{model} {name}".strip() + f": bn {m['bn']:.4g}, none {m['none']:.4g}")
-    return out
+    return [f"{model} {name}".strip() + f": bn {m['bn']:.4g}, none {m['none']:.4g}"
+            for model, m in model_means(per_run, sel).items()]
 
 
 def act_table(curves: pd.DataFrame, kind: str) -> pd.DataFrame:

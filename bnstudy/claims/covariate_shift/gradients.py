@@ -8,8 +8,8 @@ from matplotlib.figure import Figure
 from ...analysis import style as S
 from ...analysis.rules import decision_text, Effect, has_norms, missing, Verdict
 from ...analysis.stats import aggregate
-from .common import (EACH_MODEL, PROTOCOL, RATIO, STUDY, judge_by_model, means_by_model, param_rows, per_model, per_run,
-                     read_study)
+from .common import (EACH_MODEL, PROTOCOL, RATIO, STUDY, judge_by_model, means_by_model, model_means, param_rows,
+                     per_model, per_run, read_study)
 
 ICS = Effect("none's relative ICS ||G - G'||/||G|| / BN's", "ratio", RATIO)
 
@@ -42,13 +42,15 @@ def check_gradients(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
                        "steps)", STUDY, notes)
     if not (c.metric.str.startswith("ics/") & c.metric.str.endswith(".rel")).any():
         notes.append("||G|| read from the gradients probe at the ICS steps (runs made before `ics/*.rel` was logged)")
-    verdict, finding, numbers, estimates = judge_by_model(sel, {"relative ICS": per_run(rel)},
-                                                          {"relative ICS": ICS})
+    verdict, finding, numbers, estimates, fields = judge_by_model(sel, {"relative ICS": per_run(rel)},
+                                                                  {"relative ICS": ICS})
+    absolute = {stat: per_run(param_rows(c, "ics", stat)) for stat in ("l2", "cos")}
     aside = [line for stat, name in (("l2", "||G - G'||"), ("cos", "cos(G, G')"))
-             for line in means_by_model(per_run(param_rows(c, "ics", stat)), sel, name)]
+             for line in means_by_model(absolute[stat], sel, name)]
+    fields["facts"].update({f"ics_{stat}": model_means(m, sel) for stat, m in absolute.items()})  # {model: {norm: x}}
     if aside:
         finding += " Beside the rule (absolute units): " + "; ".join(aside) + "."
-    return Verdict(claim, title, verdict, ICS_RULE, finding, numbers, notes=notes, estimates=estimates)
+    return Verdict(claim, title, verdict, ICS_RULE, finding, numbers, notes=notes, estimates=estimates, **fields)
 
 
 def _per_param_mean(curves: pd.DataFrame, prefix: str, stat: str) -> pd.DataFrame:

@@ -9,8 +9,8 @@ from matplotlib.figure import Figure
 from ...analysis import style as S
 from ...analysis.rules import Effect, has_norms, missing, Verdict
 from ...analysis.stats import aggregate
-from .common import (EACH_MODEL, PROTOCOL, RATIO, STUDY, judge_by_model, means_by_model, param_rows, per_model, per_run,
-                     read_study)
+from .common import (EACH_MODEL, PROTOCOL, RATIO, STUDY, judge_by_model, means_by_model, model_means, param_rows,
+                     per_model, per_run, read_study)
 
 LANDSCAPE = {"loss range": Effect("none's loss range along the gradient / BN's", "ratio", RATIO),
              "relative gradient predictiveness": Effect(
@@ -62,12 +62,14 @@ def check_landscape(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     if "landscape/grad_pred_rel" not in set(c.metric):
         notes.append("||g|| read from the gradients probe at the landscape steps (runs made before "
                      "`landscape/grad_pred_rel` was logged)")
-    verdict, finding, numbers, estimates = judge_by_model(sel, per, LANDSCAPE)
+    verdict, finding, numbers, estimates, fields = judge_by_model(sel, per, LANDSCAPE)
     beta = c[c.metric == "landscape/beta_smooth"]
     if len(beta):
+        fields["facts"]["beta_smooth"] = model_means(per_run(beta), sel)  # {model: {norm: mean}}, shown beside
         finding += (" Beside the rule, effective beta-smoothness: "
                     + "; ".join(means_by_model(per_run(beta), sel, "")) + ".")
-    return Verdict(claim, title, verdict, LANDSCAPE_RULE, finding, numbers, notes=notes, estimates=estimates)
+    return Verdict(claim, title, verdict, LANDSCAPE_RULE, finding, numbers, notes=notes, estimates=estimates,
+                   **fields)
 
 
 @S.figure

@@ -40,7 +40,7 @@ def check_noisy_bn(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
         return missing(claim, title, NOISY_RULE, f"covariate_shift runs with norm=bn and norm=noisy_bn logging "
                        f"`{TRAIN_ACC[len('final.'):]}`", STUDY, notes)
     acc = sel.assign(value=sel.final_acc)[["run", "norm.name", "value"]]
-    verdict, finding, numbers, estimates = judge_by_model(
+    verdict, finding, numbers, estimates, fields = judge_by_model(
         sel, {"final training accuracy": acc}, {"final training accuracy": NOISY}, arms=("bn", "noisy_bn"), scale=points)
     test = sel.assign(value=sel.test_acc)[["run", "norm.name", "value"]]
     aside = []
@@ -70,4 +70,4 @@ def check_noisy_bn(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
                 estimates.append((estimate_label(model, "activation drift"), NOISY_DRIFT, est))
         if aside:
             finding += " Beside the rule, the injected shift: " + "; ".join(aside) + "."
-    return Verdict(claim, title, verdict, NOISY_RULE, finding, numbers, notes=notes, estimates=estimates)
+    return Verdict(claim, title, verdict, NOISY_RULE, finding, numbers, notes=notes, estimates=estimates, **fields)
