@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bnstudy.analysis.cells import EDGE_RULE
 from bnstudy.analysis.results import with_config
 from bnstudy.analysis.rules import (BLOCKED, DISAGREE, EDGE, INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED,
                                     TOO_FEW_SEEDS)
@@ -17,22 +18,22 @@ from bnstudy.claims.covariate_shift.common import BEST_RATES, BY_TRAINING, DIVER
 from bnstudy.claims.covariate_shift.gradients import ICS
 
 from conftest import compose_config, estimate_of, notes_of, untrained_arms
-from test_claims import NO_CURVES, noise, row
+from test_claims import NO_CURVES, edges, noise, row
 
-LRS = (0.05, 0.2, 0.8)
+LRS = (0.025, 0.05, 0.2, 0.8, 1.6)  # every best rate (BEST) inside the grid
 BEST = {("mlp", "bn"): 0.2, ("mlp", "none"): 0.8, ("mlp", "noisy_bn"): 0.2,
         ("resnet", "bn"): 0.2, ("resnet", "none"): 0.05, ("resnet", "noisy_bn"): 0.2}
 
 
-def runs_cs(acc=None, seeds=5, steps=range(0, 1001, 250)):
-    """Both models, three norms, three rates. At an arm's best rate (BEST) its test accuracy is acc
+def runs_cs(acc=None, seeds=5, steps=range(0, 1001, 250), lrs=LRS):
+    """Both models, three norms, the rates `lrs`. At an arm's best rate (BEST) its test accuracy is acc
     (bn, noisy_bn 50%, none 40%), 10 points less elsewhere; training accuracy 10 points above test. At its best rate none's relative ICS is
     2x BN's, its activations drift and its landscape is rougher; at the other rates none looks like
     BN, so reading every rate would dilute the effect. noisy_bn drifts like none. BN's gradients are
     8x none's, so the absolute ||G - G'|| reads BN as 4x more shifted."""
     acc = {"bn": 0.5, "noisy_bn": 0.5, "none": 0.4, **(acc or {})}
     rng, runs, rows = np.random.default_rng(21), [], []
-    for model, norm, lr, s in itertools.product(("mlp", "resnet"), ("bn", "none", "noisy_bn"), LRS, range(seeds)):
+    for model, norm, lr, s in itertools.product(("mlp", "resnet"), ("bn", "none", "noisy_bn"), lrs, range(seeds)):
         best = lr == BEST[(model, norm)]
         run = f"covariate_shift/{model}/{norm}/{lr}/{s}"
         a = acc[norm] if isinstance(acc[norm], float) else acc[norm][model]
@@ -107,7 +108,7 @@ def test_an_arm_that_diverged_on_every_seed_blocks_its_model_and_so_the_verdict(
         v = check(runs, curves)
         assert v.verdict == INCONCLUSIVE, (check.__name__, v.finding)
         assert v.facts["by_model"] == {"mlp": (REPRODUCED, ""), "resnet": (INCONCLUSIVE, BLOCKED)}, v.facts
-        assert v.why == BLOCKED and untrained_arms(v) == {"none (resnet, its best rate 0.05)"}, v.blockers
+        assert v.why == BLOCKED and untrained_arms(v) == {"none (resnet, its best rate 0.025)"}, v.blockers
         assert not [lab for lab, _, _ in v.estimates if lab.startswith("model=resnet")]  # not measured
 
 
@@ -135,7 +136,7 @@ def test_an_inconclusive_verdict_over_models_says_why():
         v = check(runs, curves)
         assert v.verdict == INCONCLUSIVE and v.why == BLOCKED, (check.__name__, v.finding)
         assert v.facts["by_model"] == {"mlp": (INCONCLUSIVE, BLOCKED), "resnet": (INCONCLUSIVE, TOO_FEW_SEEDS)}
-        assert untrained_arms(v) == {"none (mlp, its best rate 0.05)"}, v.blockers
+        assert untrained_arms(v) == {"none (mlp, its best rate 0.025)"}, v.blockers
 
 
 def test_reading_every_rate_instead_would_not_reproduce():
@@ -162,7 +163,7 @@ def test_an_arm_that_did_not_train_at_any_rate_blocks_its_model():
     for check in PROBE_CHECKS:
         v = check(runs, curves)
         assert v.verdict == INCONCLUSIVE and v.why == BLOCKED, (check.__name__, v.finding)
-        assert untrained_arms(v) == {"none (mlp, its best rate 0.05)"}, v.blockers
+        assert untrained_arms(v) == {"none (mlp, its best rate 0.025)"}, v.blockers
         # the ResNet is still judged
         assert v.facts["by_model"] == {"mlp": (INCONCLUSIVE, BLOCKED), "resnet": (REPRODUCED, "")}, v.facts
 
@@ -189,7 +190,7 @@ def test_noisy_bn_at_chance_is_inconclusive_not_a_large_effect():
     runs.loc[noisy, ["final_acc", "final.train/acc"]] = 0.1
     v = C.check_noisy_bn(runs, curves)
     assert v.verdict == INCONCLUSIVE and v.why == BLOCKED, v.finding
-    assert untrained_arms(v) == {"noisy_bn (resnet, its best rate 0.05)"}, v.blockers
+    assert untrained_arms(v) == {"noisy_bn (resnet, its best rate 0.025)"}, v.blockers
 
 
 def test_noisy_bn_is_decided_on_training_accuracy_not_its_eval_mode_approximation():
@@ -215,10 +216,32 @@ def test_noisy_bn_check_says_when_its_runs_are_missing():
     assert C.check_noisy_bn(runs.iloc[0:0], NO_CURVES).verdict == MISSING
 
 
-def test_a_best_rate_at_the_edge_of_the_grid_is_noted():
+def test_a_compared_arm_best_at_its_grids_edge_blocks_its_model():
+    """On the grid 0.05-0.8 the mlp's none does best at its highest rate and the ResNet's at its
+    lowest: each model's comparison is blocked (cells.EDGE_RULE), as for an arm that did not train,
+    and so is the verdict. noisy BN's check compares bn with noisy_bn, both best inside the grid:
+    none's edges are noted there, not blockers. With each none's runs past its edge (worse), the
+    verdicts are given; with only the mlp's, the ResNet alone is blocked."""
+    runs, curves = runs_cs(lrs=(0.05, 0.2, 0.8))
+    for check in PROBE_CHECKS:
+        v = check(runs, curves)
+        (edge,) = notes_of(v, EDGE)
+        assert edge.data == {"mlp none": (0.8, "highest", 0.05, 0.8), "resnet none": (0.05, "lowest", 0.05, 0.8)}
+        assert v.verdict == INCONCLUSIVE and v.why == BLOCKED and EDGE_RULE in v.rule, (check.__name__, v.finding)
+        assert v.facts["by_model"] == {"mlp": (INCONCLUSIVE, BLOCKED), "resnet": (INCONCLUSIVE, BLOCKED)}, v.facts
+        assert edges(v) == {"mlp none": (0.8, "highest", 1.6), "resnet none": (0.05, "lowest", 0.025)}, v.blockers
+    noisy = C.check_noisy_bn(runs, curves)
+    assert noisy.verdict == REPRODUCED and not noisy.blockers and notes_of(noisy, EDGE), noisy.finding
     runs, curves = runs_cs()
-    (edge,) = notes_of(C.check_gradients(runs, curves), EDGE)
-    assert edge.data == {"mlp none": (0.8, "highest", 0.05, 0.8), "resnet none": (0.05, "lowest", 0.05, 0.8)}, edge
+    for check in PROBE_CHECKS:
+        v = check(runs, curves)
+        assert v.verdict == REPRODUCED and not v.blockers and not notes_of(v, EDGE), (check.__name__, v.finding)
+    no_lower = runs[~((runs["model.name"] == "resnet") & (runs["norm.name"] == "none") & (runs["optim.lr"] == 0.025))]
+    for check in PROBE_CHECKS:
+        v = check(no_lower, curves[curves.run.isin(no_lower.run)])
+        assert v.verdict == INCONCLUSIVE and v.why == BLOCKED, (check.__name__, v.finding)
+        assert v.facts["by_model"] == {"mlp": (REPRODUCED, ""), "resnet": (INCONCLUSIVE, BLOCKED)}, v.facts
+        assert edges(v) == {"resnet none": (0.05, "lowest", 0.025)}, v.blockers
 
 
 def test_figures_draw_the_best_rate_runs_only():

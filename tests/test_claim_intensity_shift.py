@@ -11,28 +11,31 @@ import pytest
 import torch
 
 from bnstudy import train as train_module
-from bnstudy.analysis.rules import BLOCKED, HOLDS_MINIMUM, INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED
+from bnstudy.analysis.cells import EDGE_RULE
+from bnstudy.analysis.rules import BLOCKED, EDGE, HOLDS_MINIMUM, INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED
 from bnstudy.claims import intensity_shift
 from bnstudy.data import intensity_shift as shift_images, train_batches
 from bnstudy.run import run
 
 from conftest import compose_config, estimate_of, notes_of, untrained_arms
-from test_claims import NO_CURVES, noise, row
+from test_claims import NO_CURVES, edges, noise, row
 
 COST = {"bn": 0.0, "none": 0.2, "gn": 0.0}
 
 
-def runs_intensity(cost=None, seeds=5, sd=0.004, lrs=(0.025, 0.1), best=None, per_image=True, untrained=()):
+def runs_intensity(cost=None, seeds=5, sd=0.004, lrs=(0.0125, 0.025, 0.1, 0.2), best=None, per_image=True,
+                   untrained=()):
     """intensity_shift: each cell 80% on clean test images at its best rate (`best[(norm, on)]`,
-    default 0.1 trained clean and 0.025 with the variation), minus `cost[norm]` when trained with
-    the variation, minus 30 points at the other rate of the grid; the varied test images cost a
-    clean-trained net 10 points. `untrained`: cells (norm, on) at chance."""
+    default 0.1 trained clean and 0.025 with the variation, each inside the default grid), minus
+    `cost[norm]` when trained with the variation, minus 30 points at the other rates of the grid;
+    the varied test images cost a clean-trained net 10 points. `untrained`: cells (norm, on) within
+    5 points of chance (12% at their best rate, chance at the others)."""
     cost, best = {**COST, **(cost or {})}, best or {}
     rng, rows = np.random.default_rng(12), []
     for norm, on, lr, s in itertools.product(("bn", "none", "gn"), (False, True), lrs, range(seeds)):
         top = best.get((norm, on), 0.025 if on else 0.1)
         acc = 0.8 - (cost[norm] if on else 0.0) - (0.0 if lr == top else 0.3) + noise(rng, sd)
-        acc = 0.1 + noise(rng, sd) if (norm, on) in untrained else acc
+        acc = (0.12 if lr == top else 0.1) + noise(rng, sd) if (norm, on) in untrained else acc
         rows.append(row("intensity_shift", norm, s, acc, **{
             "data.intensity_shift": on, "data.intensity_per_image": per_image, "optim.lr": lr,
             "data.intensity_gain": 0.5, "data.intensity_offset": 0.1, "final.test/acc": acc,
@@ -62,7 +65,7 @@ def test_not_reproduced_when_bn_pays_for_the_variation():
 
 
 def test_inconclusive_when_the_interval_holds_the_bound():
-    v = intensity_shift.check(runs_intensity(cost={"bn": 0.02}, sd=0.03, seeds=3), NO_CURVES)
+    v = intensity_shift.check(runs_intensity(cost={"bn": 0.02}, sd=0.03, seeds=4), NO_CURVES)
     assert v.verdict == INCONCLUSIVE and v.why == HOLDS_MINIMUM, v.finding
 
 
@@ -78,6 +81,33 @@ def test_bn_at_chance_with_the_variation_is_the_harm_not_a_failed_arm():
     v = intensity_shift.check(runs_intensity(untrained=(("bn", True),)), NO_CURVES)
     assert v.verdict == NOT_REPRODUCED, v.finding
     assert 65 < v.estimate.value < 75
+
+
+def test_bn_at_chance_at_every_rate_with_the_variation_is_at_its_grids_edge():
+    """At chance at every rate, BN's rates with the variation tie and the tie goes to the lowest:
+    its best rate is then at the grid's edge (cells.EDGE_RULE), which blocks the verdict; being at
+    chance does not."""
+    runs = runs_intensity()
+    harmed = runs["norm.name"].eq("bn") & runs["data.intensity_shift"]
+    runs.loc[harmed, "final_acc"] = 0.1
+    v = intensity_shift.check(runs, NO_CURVES)
+    assert v.verdict == INCONCLUSIVE and v.why == BLOCKED and not untrained_arms(v), v.finding
+    assert edges(v) == {"bn varied": (0.0125, "lowest", 0.00625)}, v.blockers
+
+
+def test_a_bn_cell_best_at_its_grids_edge_blocks_the_verdict():
+    """On the 2-point grid (0.025, 0.1), BN trained clean does best at its highest rate and BN
+    trained with the variation at its lowest: both cells of the rule's cost block (cells.EDGE_RULE);
+    none's and GN's cells, at the same edges beside the rule, are noted only. With the rates past
+    the edges run (0.0125 and 0.2, worse), the verdict is given."""
+    v = intensity_shift.check(runs_intensity(lrs=(0.025, 0.1)), NO_CURVES)
+    assert v.verdict == INCONCLUSIVE and v.why == BLOCKED, v.finding
+    assert edges(v) == {"bn clean": (0.1, "highest", 0.2), "bn varied": (0.025, "lowest", 0.0125)}, v.blockers
+    (note,) = notes_of(v, EDGE)
+    assert set(note.data) == {f"{n} {s}" for n in ("bn", "none", "gn") for s in ("clean", "varied")}, note
+    assert EDGE_RULE in v.rule
+    decided = intensity_shift.check(runs_intensity(), NO_CURVES)
+    assert decided.verdict == REPRODUCED and not decided.blockers and not notes_of(decided, EDGE), decided.finding
 
 
 def test_an_untrained_comparison_norm_is_marked_beside_not_a_blocker():
@@ -104,7 +134,7 @@ def test_per_image_runs_replace_the_per_batch_runs_and_say_so():
     v = intensity_shift.check(pd.concat([old, runs_intensity()], ignore_index=True), NO_CURVES)
     assert v.verdict == REPRODUCED and v.estimate.n == 5, v.finding
     left = notes_of(v, intensity_shift.LEFT_OUT)
-    assert [n.data for n in left] == [{"runs": 60, "protocol": "per batch"}], v.notes
+    assert [n.data for n in left] == [{"runs": 120, "protocol": "per batch"}], v.notes
     assert not notes_of(v, intensity_shift.PER_BATCH), v.notes
     alone = intensity_shift.check(old, NO_CURVES)
     assert alone.verdict == NOT_REPRODUCED
@@ -121,7 +151,7 @@ def test_clean_runs_of_the_per_image_protocol_never_join_the_per_batch_runs():
     alone = intensity_shift.check(old, NO_CURVES)
     assert v.verdict == alone.verdict == NOT_REPRODUCED and v.estimate.value == alone.estimate.value, v.finding
     left = notes_of(v, intensity_shift.LEFT_OUT)
-    assert [n.data for n in left] == [{"runs": 30, "protocol": "per image"}], v.notes
+    assert [n.data for n in left] == [{"runs": 60, "protocol": "per image"}], v.notes
 
 
 def test_one_variation_size_is_used_and_said():

@@ -9,11 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bnstudy.analysis.rules import BLOCKED, INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED
+from bnstudy.analysis.cells import EDGE_RULE
+from bnstudy.analysis.rules import BLOCKED, EDGE, INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED
 from bnstudy.claims import regularization as R
 
 from conftest import blockers_of, compose_config, notes_of, untrained_arms
-from test_claims import NO_CURVES, noise, row
+from test_claims import NO_CURVES, edges, noise, row
 
 
 def not_fitted(v) -> dict:
@@ -24,16 +25,21 @@ BEST = {"bn": 0.2, "gn": 0.2, "none": 0.05}  # each norm's best rate
 CHECKS = [R.check, R.check_batch_noise, R.check_dropout]
 
 
-def runs_regularization(acc=None, gain=None, seeds=5, lrs=(0.05, 0.2), sd=0.004, not_fitted=()):
+LRS = (0.025, 0.05, 0.2, 0.4)  # the 0.05-0.2 grid with a rate past each of its edges
+
+
+def runs_regularization(acc=None, gain=None, seeds=5, lrs=LRS, sd=0.004, not_fitted=()):
     """Every run fits (train-slice accuracy 99%) unless (norm, dropout, lr, seed) is in
     `not_fitted` (then 90%). Test accuracy at a norm's best rate: acc[norm] without dropout, plus
-    gain[norm] with dropout 0.3; 4 points less at the other rate. So gap = 99% - test accuracy:
+    gain[norm] with dropout 0.3; 4 points less at the other rate of 0.05 and 0.2, 10 points less
+    past them (so every best rate is inside the default grid). So gap = 99% - test accuracy:
     none's gap minus BN's = bn's accuracy minus none's."""
     acc = {"bn": 0.40, "gn": 0.36, "none": 0.34, **(acc or {})}
     gain = {"bn": 0.0, "gn": 0.03, "none": 0.06, **(gain or {})}
     rng, rows = np.random.default_rng(11), []
     for norm, p, lr, s in itertools.product(("bn", "gn", "none"), (0.0, 0.3), lrs, range(seeds)):
-        test = acc[norm] + (gain[norm] if p > 0 else 0.0) - (0.0 if lr == BEST[norm] else 0.04) + noise(rng, sd)
+        off = 0.0 if lr == BEST[norm] else 0.04 if lr in (0.05, 0.2) else 0.10
+        test = acc[norm] + (gain[norm] if p > 0 else 0.0) - off + noise(rng, sd)
         train = 0.90 if (norm, p, lr, s) in not_fitted else min(1.0, 0.99 + noise(rng, 0.002))
         rows.append(row("regularization", norm, s, test, **{"model.dropout": p, "optim.lr": lr,
                                                              "final.train_eval/acc": train}))
@@ -75,7 +81,7 @@ def test_the_best_rate_is_chosen_among_rates_at_which_every_seed_fitted():
 
 
 def test_an_arm_that_fitted_at_no_rate_blocks_every_check_that_uses_it():
-    unfit = {("none", 0.0, lr, 0) for lr in (0.05, 0.2)}
+    unfit = {("none", 0.0, lr, 0) for lr in LRS}
     runs = runs_regularization(not_fitted=unfit)
     gap, noise_, need = (c(runs, NO_CURVES) for c in CHECKS)
     assert gap.verdict == INCONCLUSIVE and need.verdict == INCONCLUSIVE and gap.why == need.why == BLOCKED
@@ -98,6 +104,25 @@ def test_a_diverged_seed_did_not_fit_whatever_its_last_train_slice_accuracy():
 def test_an_arm_that_fitted_but_did_not_train_is_inconclusive():
     v = R.check_batch_noise(runs_regularization(acc={"gn": 0.11}), NO_CURVES)
     assert v.verdict == INCONCLUSIVE and untrained_arms(v) == {"gn, dropout 0 (rate 0.2)"}, v.reason
+
+
+def test_an_arm_best_at_its_grids_edge_blocks_each_check_that_compares_it():
+    """On the 2-point grid (0.05, 0.2) none does best at its lowest rate, BN and GN at their
+    highest, with and without dropout: the edge note names every arm, each check is blocked by the
+    arms its rule compares (not GN in the gap check, nor none in the GN control, which shows it
+    beside). With the rates past the edges run (0.025 and 0.4, worse), each is decided."""
+    gap, noise_, need = (c(runs_regularization(lrs=(0.05, 0.2)), NO_CURVES) for c in CHECKS)
+    (note,) = notes_of(gap, EDGE)
+    assert set(note.data) == {R.arm_name(n, p) for n in ("bn", "gn", "none") for p in (0.0, 0.3)}, note
+    low, high = (0.05, "lowest", 0.025), (0.2, "highest", 0.4)
+    assert edges(gap) == {"none, dropout 0": low, "bn, dropout 0": high}, gap.blockers
+    assert edges(noise_) == {"gn, dropout 0": high, "bn, dropout 0": high}, noise_.blockers
+    assert edges(need) == {"none, dropout 0": low, "none, dropout 0.3": low, "bn, dropout 0": high,
+                           "bn, dropout 0.3": high}, need.blockers
+    for v in (gap, noise_, need):
+        assert v.verdict == INCONCLUSIVE and v.why == BLOCKED and EDGE_RULE in v.rule, v.finding
+    for v in (c(runs_regularization(), NO_CURVES) for c in CHECKS):
+        assert v.verdict == REPRODUCED and not v.blockers and not notes_of(v, EDGE), v.finding
 
 
 def test_missing_gn_runs_leave_the_other_checks_decided():
@@ -146,6 +171,7 @@ def test_a_rate_where_a_seed_failed_is_not_a_rate_at_which_every_seed_fitted():
     table = v.numbers.set_index(["norm", "dropout"])
     assert table.loc[("bn", "0"), "peak rate"] == "0.05" and table.loc[("bn", "0"), "fitted seeds"] == "5 of 5", table
     assert 1.5 < v.estimate.value < 2.5 and v.verdict == INCONCLUSIVE, v.finding
-    runs.loc[(runs["norm.name"] == "bn") & (runs["model.dropout"] == 0.0) & (runs["optim.lr"] == 0.05), "final.train_eval/acc"] = 0.9
+    runs.loc[(runs["norm.name"] == "bn") & (runs["model.dropout"] == 0.0) & (runs["optim.lr"] != 0.2),
+             "final.train_eval/acc"] = 0.9
     table = R.check(runs, NO_CURVES).numbers.set_index(["norm", "dropout"])
     assert table.loc[("bn", "0"), "fitted seeds"] == "4 of 5 (did not fit)", table

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bnstudy.analysis.cells import (DATA_SETS, SCALES, UNFINISHED, at_best_rate, edge_rates, incomplete_cells,
-                                    study_runs)
+from bnstudy.analysis.cells import (DATA_SETS, EDGE_RULE, SCALES, UNFINISHED, at_best_rate, edge_rates,
+                                    incomplete_cells, study_runs)
 from bnstudy.analysis.rules import (BLOCKED, EDGE, HOLDS_MINIMUM, INCOMPLETE, INCONCLUSIVE, MISSING, NOT_REPRODUCED,
                                     REPRODUCED, TOO_FEW_SEEDS)
 from bnstudy.analysis.stats import bins_span
@@ -36,6 +36,11 @@ def row(study, norm, seed, acc, status="completed", **cfg) -> dict:
 
 def noise(rng, sd=0.004):
     return float(rng.normal(0, sd))
+
+
+def edges(v) -> dict:
+    """A verdict's EDGE blockers as {cell: (best, side, beyond)}."""
+    return {b.subject: (b.data["best"], b.data["side"], b.data["beyond"]) for b in blockers_of(v, EDGE)}
 
 
 def kinds(notes) -> dict:
@@ -79,10 +84,10 @@ def runs_steps(bn_steps=100, none_steps=200, skip_steps=200, seeds=10, every=8, 
     return pd.DataFrame(rows)
 
 
-def runs_batch(bn_small=0.5, gn_small=0.78, seeds=3, sd=0.004, lrs=(0.05, 0.1, 0.2)):
-    """batch_size_sweep: at its best base rate (0.1 at batch >= 16, 0.05 below) a norm's accuracy
-    falls linearly in log2(batch) from 80% at 128 to *_small at 2; each doubling of the rate
-    away from the best costs 5 points."""
+def runs_batch(bn_small=0.5, gn_small=0.78, seeds=3, sd=0.004, lrs=(0.025, 0.05, 0.1, 0.2)):
+    """batch_size_sweep: at its best base rate (0.1 at batch >= 16, 0.05 below, each inside the
+    default grid) a norm's accuracy falls linearly in log2(batch) from 80% at 128 to *_small at 2;
+    each doubling of the rate away from the best costs 5 points."""
     rng, rows = np.random.default_rng(1), []
     for b, lr, s in itertools.product((2, 4, 16, 128), lrs, range(seeds)):
         f = np.log2(b / 2) / 6
@@ -495,6 +500,26 @@ def test_faster_than_skipinit_needs_its_runs():
     assert v.verdict == MISSING and "norm=skipinit" in v.missing, v.missing
 
 
+def test_faster_training_is_blocked_where_a_compared_arm_is_best_at_its_grids_edge():
+    """BN does best at 0.4, the highest rate it ran: a higher one might have done better, so the
+    speed-up would be read where the grid stopped (cells.EDGE_RULE). With BN's runs at 0.8
+    (worse) added, its best rate is inside its grid and the verdict is given."""
+    runs = runs_lr(lrs=(0.05, 0.1, 0.2, 0.4, 0.8), none_top=0.2, skip_top=None)
+    bn, none = runs["norm.name"].eq("bn"), runs["norm.name"].eq("none")  # no SkipInit arm here
+    runs.loc[bn & runs["optim.lr"].eq(0.4), "final_acc"] += 0.05
+    runs.loc[bn & runs["optim.lr"].eq(0.8), "final_acc"] -= 0.1
+    runs.loc[none & runs["optim.lr"].eq(0.1), "final_acc"] += 0.05
+    at_edge = runs[~(bn & runs["optim.lr"].eq(0.8))]
+    v = faster_training.check(at_edge, NO_CURVES)
+    assert v.verdict == INCONCLUSIVE and v.why == BLOCKED, v.finding
+    (b,) = blockers_of(v, EDGE)
+    assert b.subject == "bn" and b.data == {"best": 0.4, "side": "highest", "grid": (0.05, 0.4), "beyond": 0.8}, b
+    assert v.facts["rates"] == {"bn": 0.4, "none": 0.1} and EDGE_RULE in v.rule
+    decided = faster_training.check(runs, NO_CURVES)
+    assert decided.verdict == REPRODUCED and not decided.blockers, decided.finding
+    assert decided.facts["rates"] == {"bn": 0.4, "none": 0.1} and not notes_of(decided, EDGE), decided.notes
+
+
 def test_partial_sweep_uses_finished_runs_and_says_what_it_left_out():
     runs = runs_lr()
     running = runs.iloc[:3].assign(status="running", final_acc=None, run=["r1", "r2", "r3"])
@@ -530,7 +555,7 @@ def test_an_arm_that_did_not_train_is_named_and_blocks_the_verdict():
     runs = runs_batch()
     runs.loc[runs["norm.name"] == "gn", "final_acc"] = 0.1  # GN at chance would "hold" trivially
     v = small_batch.check(runs, NO_CURVES)
-    assert v.verdict == INCONCLUSIVE and untrained_arms(v) == {"gn at batch 128 (its best rate 0.05)"}, v.finding
+    assert v.verdict == INCONCLUSIVE and untrained_arms(v) == {"gn at batch 128 (its best rate 0.025)"}, v.finding
 
 
 def test_small_batch_takes_each_cell_at_its_own_best_rate():
@@ -547,15 +572,20 @@ def test_small_batch_takes_each_cell_at_its_own_best_rate():
     assert "bn, precise statistics (%)" not in v.numbers  # no precise-BN accuracy in these runs
 
 
-def test_a_best_rate_at_an_edge_of_its_grid_is_noted_beside_the_verdict():
-    """Batches below 16 do best at 0.05, the lowest rate of their grid: a lower one might have
-    done better, which the notes say; the cells whose best rate is inside the grid are not named."""
-    v = small_batch.check(runs_batch(), NO_CURVES)
+def test_a_best_rate_at_an_edge_of_its_grid_is_noted_and_blocks_the_cells_the_rule_compares():
+    """Batches below 16 do best at 0.05, the lowest rate of a 0.05-0.2 grid: a lower one might
+    have done better. The note names every such cell; the verdict is blocked by those the rule
+    compares (each norm at batch 2 and at the reference, 128), not by batch 4, which it does not
+    read. With 0.025 run too (worse), every best rate is inside its grid and the verdict is given."""
+    v = small_batch.check(runs_batch(lrs=(0.05, 0.1, 0.2)), NO_CURVES)
     (edge,) = notes_of(v, EDGE)
     assert set(edge.data) == {"bn batch 2", "bn batch 4", "gn batch 2", "gn batch 4"}, edge
     assert edge.data["bn batch 2"] == (0.05, "lowest", 0.05, 0.2), edge
-    inside = runs_batch(lrs=(0.025, 0.05, 0.1, 0.2))
-    assert not notes_of(small_batch.check(inside, NO_CURVES), EDGE)
+    assert v.verdict == INCONCLUSIVE and v.why == BLOCKED, v.finding
+    assert edges(v) == {"bn batch 2": (0.05, "lowest", 0.025), "gn batch 2": (0.05, "lowest", 0.025)}, v.blockers
+    assert EDGE_RULE in v.rule
+    inside = small_batch.check(runs_batch(lrs=(0.025, 0.05, 0.1, 0.2)), NO_CURVES)
+    assert not notes_of(inside, EDGE) and not inside.blockers and inside.verdict == REPRODUCED, inside.finding
 
 
 def test_edge_rates_uses_each_groups_own_grid():
@@ -716,3 +746,13 @@ def test_a_claim_module_is_discovered_and_one_lacking_the_interface_is_refused(t
     with pytest.raises(ImportError, match="planted_claim .*lacks STUDY, TITLE, ORDER"):
         claims._discover()
     sys.modules.pop("bnstudy.claims.planted_claim", None)
+
+
+def test_why_text_names_what_blocked_an_inconclusive_verdict():
+    from bnstudy.analysis.rules import UNTRAINED, Blocker, Verdict, why_text
+
+    blocked = Verdict("c", "t", INCONCLUSIVE, "r", why=BLOCKED,
+                      blockers=[Blocker("a", EDGE, "bn"), Blocker("b", UNTRAINED, "none"), Blocker("c", EDGE, "gn")])
+    assert why_text(blocked) == f"{BLOCKED}: {EDGE}; {UNTRAINED}"
+    assert why_text(Verdict("c", "t", INCONCLUSIVE, "r", why=HOLDS_MINIMUM)) == HOLDS_MINIMUM
+    assert why_text(Verdict("c", "t", REPRODUCED, "r")) == ""

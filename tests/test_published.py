@@ -81,6 +81,13 @@ def test_numbers_are_what_the_report_writes_from_runs_csv(folder):
         assert np.allclose(was[col].astype(float), now[col].astype(float), rtol=1e-9, equal_nan=True), col
 
 
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.relative_to(RESULTS).as_posix())
+def test_every_published_inconclusive_verdict_says_why(folder):
+    effects = numbers_of(folder).query("kind == 'effect'")
+    main = effects[effects.cell.isna() | (effects.cell == "")]
+    assert (main.why.notna() == (main.verdict == "inconclusive")).all(), main[["check", "verdict", "why"]]
+
+
 def _matches(column: pd.Series, text: str) -> pd.Series:
     """Plainly: does each runs.csv value read as the cell's text ('0.1', '128', 'False', 'bn', 'nan')?"""
     if text == "nan":

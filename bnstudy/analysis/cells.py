@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import itertools
 import numbers
-from typing import Sequence
+from typing import Collection, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..runfolder import FINISHED
 from .results import SCALE_ORDER
-from .rules import EDGE, INCOMPLETE, Note
+from .rules import EDGE, INCOMPLETE, Blocker, Note
 
 # Note.kind of study_runs' notes on the runs it left out; data as named
 SCALES = "several scales"  # data: {"scales": the scales present, "using": the one read}
@@ -221,6 +221,31 @@ def edge_rates(runs: pd.DataFrame, best: pd.DataFrame, by: Sequence[str], rate: 
                  "only; the rule uses the committed grid): "
                  + "; ".join(f"{name} at {b:g}, the {side} of its grid ({lo:g} to {hi:g})"
                              for name, (b, side, lo, hi) in edge.items()), EDGE, data=edge)]
+
+
+# the rule every claim states whose arms are compared at their own best rates (amended
+# 2026-12-07, after the published runs: results/HISTORY.md)
+EDGE_RULE = ("A compared arm whose best rate is the lowest or the highest rate it ran makes the verdict "
+             "inconclusive: a rate beyond the edge might do better, so the comparison would measure where the grid "
+             "stopped; the runs that settle it are that arm's at the next rate past the edge (x2 or /2). A rate at "
+             "which the arm diverged or did not train is part of its grid, so an arm is at an edge only where no "
+             "rate past its best was run.")
+
+
+def edge_blockers(notes: Sequence[str], cells: Collection[str]) -> list[Blocker]:
+    """A Blocker (kind EDGE, subject the cell) for each of `cells` (named as edge_rates names
+    them) whose best rate an EDGE note of `notes` puts at an edge of its grid (EDGE_RULE)."""
+    out = []
+    for note in notes:
+        if getattr(note, "kind", "") != EDGE:
+            continue
+        for cell, (best, side, lo, hi) in note.data.items():
+            if cell in cells:
+                beyond = best / 2 if side == "lowest" else best * 2
+                out.append(Blocker(f"{cell}'s best rate {best:g} is the {side} of its grid ({lo:g} to {hi:g}): "
+                                   f"its runs at {beyond:g} would settle it", EDGE, cell,
+                                   {"best": best, "side": side, "grid": (lo, hi), "beyond": beyond}))
+    return out
 
 
 def thresholds(runs: pd.DataFrame) -> list[float]:

@@ -9,9 +9,10 @@ Three kinds of rows, one number each (with its 95% interval where it has one):
   chance), the same with precise BN statistics, best test accuracy, divergences, wall time.
 - effect: each check's effect with its interval, minimum effect, seeds and verdict (the summary
   table's numbers; `mde`, the minimum detectable effect at 80% power, a distance from the
-  minimum, a factor for ratios; `p`, the one-sided p-value behind a decided verdict), then the
-  other effects the check computes (per part, with its own verdict where it has a minimum
-  effect, or as information; `cell` names the part).
+  minimum, a factor for ratios; `p`, the one-sided p-value behind a decided verdict; `why`, why
+  an inconclusive verdict is one: rules.why_text), then the other effects the check computes
+  (per part, with the verdict and why its interval alone gives where it has a minimum effect,
+  whatever blocks the check, or as information; `cell` names the part).
 - table: the numbers of each check's own table in the report, as printed there (rounded).
 
 A README that quotes "42.0 ± 1.2" or "[+7.1, +10.0]" quotes a row of this table, and
@@ -29,11 +30,11 @@ import pandas as pd
 from .cells import value_text
 from .results import FINISHED, NOT_THE_EXPERIMENT, experiment_columns
 from .selection import phases
-from .rules import decide, p_value
+from .rules import decision, p_value, why_text
 from .stats import mean_ci
 
 COLUMNS = ["study", "kind", "claim", "check", "quantity", "unit", "cell", "value", "half", "low", "high",
-           "minimum", "mde", "p", "n", "verdict"]
+           "minimum", "mde", "p", "n", "verdict", "why"]
 # the order a cell names its columns in (the rest follow alphabetically); a column the others
 # determine is left out of the cell's name
 FIRST = ("phase", "scale.name", "model.name", "norm.name", "model.skipinit", "model.depth", "init.name", "init.scale",
@@ -110,9 +111,10 @@ def cell_rows(runs: pd.DataFrame, study: str) -> list[dict]:
 
 
 def _effect_row(claim, v, label: str, e, est) -> dict:
-    base = {"claim": claim.KEY, "check": v.title, "verdict": v.verdict if not label else "", "cell": label}
+    base = {"claim": claim.KEY, "check": v.title, "verdict": v.verdict if not label else "", "cell": label,
+            "why": why_text(v) if not label else ""}
     if label and e is not None and est is not None and math.isfinite(e.minimum):  # a judged part: its own verdict
-        base["verdict"] = decide(est, e)[0]
+        base["verdict"], base["why"] = decision(est, e)[:2]
     if e is None or est is None or not math.isfinite(est.value):
         return _row(claim.STUDY, "effect", e.name if e else "", e.unit if e else "", math.nan, **base)
     show = (lambda x: 2 ** x) if e.unit == "ratio" else (lambda x: x)
@@ -183,7 +185,7 @@ def to_markdown(numbers: pd.DataFrame) -> str:
         lines += [f"## {study}: {kind}s", ""]
         cols = {"cell": ["cell", "quantity", "value", "half", "n"],
                 "effect": ["claim", "check", "cell", "quantity", "value", "low", "high", "minimum", "mde", "n",
-                           "verdict"],
+                           "verdict", "why"],
                 "table": ["check", "cell", "quantity", "value", "half", "n"]}[kind]
         t = g[cols].copy()
         for c in ("value", "half", "low", "high", "minimum", "mde"):

@@ -79,7 +79,9 @@ def rows(results: Path, relative_to: Path) -> pd.DataFrame:
             else:
                 effect, interval = _shown(r), _interval(r)
             minimum = _effect(r.unit).fmt(_estimate_units(r.minimum, r.unit)) if pd.notna(r.minimum) else "—"
-            out.append({"study": link, "scale": scale, "runs": len(runs), "check": r.check, "verdict": r.verdict,
+            why = getattr(r, "why", "")
+            verdict = r.verdict + (f" ({why})" if isinstance(why, str) and why else "")
+            out.append({"study": link, "scale": scale, "runs": len(runs), "check": r.check, "verdict": verdict,
                         "effect": effect, "95% interval": interval, "minimum effect": minimum,
                         "seeds": int(r.n) if pd.notna(r.n) and r.n > 0 else "—", "p": r.p})
     t = pd.DataFrame(out)

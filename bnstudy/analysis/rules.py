@@ -149,6 +149,18 @@ def decision(est: Estimate, effect: Effect, blockers: Sequence[str] = ()) -> tup
                                          f"minimum effect {effect.fmt(m)}; {more}")
 
 
+def why_text(v: "Verdict") -> str:
+    """Why an inconclusive verdict is one, in a few words (numbers.csv's `why`): its `why`,
+    and for a blocked one the kinds of its blockers ('blocked: best rate at an edge; did not
+    train'). Empty for any other verdict."""
+    if v.verdict != INCONCLUSIVE:
+        return ""
+    if v.why != BLOCKED:
+        return v.why
+    kinds = list(dict.fromkeys(getattr(b, "kind", "") for b in v.blockers))
+    return BLOCKED + (": " + "; ".join(k for k in kinds if k) if any(kinds) else "")
+
+
 def decide(est: Estimate, effect: Effect, blockers: Sequence[str] = ()) -> tuple[str, str]:
     """(verdict, reason): decision() without its `why`."""
     v, _, reason = decision(est, effect, blockers)

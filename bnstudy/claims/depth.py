@@ -50,7 +50,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..analysis import style as S
-from ..analysis.cells import SELECTION_BIAS, at_best_rate, edge_rates, incomplete_cells, study_runs
+from ..analysis.cells import (EDGE_RULE, SELECTION_BIAS, at_best_rate, edge_blockers, edge_rates, incomplete_cells,
+                              study_runs, value_text)
 from ..analysis.results import chance
 from ..analysis.rules import (Effect, Note, Verdict, acc_cell, decision_text, has_norms, missing, points, untrained,
                               verdict)
@@ -79,7 +80,7 @@ RULE = ("Plain networks (no shortcuts; residual networks only where no plain one
         "shallow arm must have trained (else nothing shows that the unnormalized net trains at all in this "
         "setup). None's deep arm may sit at chance: that is the claimed outcome, not a failed arm. Shown beside, "
         "not decided: the same effect for the residual networks, and each norm's accuracy lost from the shallow "
-        "depth to the deep one. " + SELECTION_BIAS + " " + decision_text(EFFECT))
+        "depth to the deep one. " + SELECTION_BIAS + " " + decision_text(EFFECT) + " " + EDGE_RULE)
 
 
 def _with_kind(runs: pd.DataFrame) -> pd.DataFrame:
@@ -127,10 +128,13 @@ class _Kind:
         deep = self.depths[-1]
         return difference(points(self.acc("bn", deep)), points(self.acc("none", deep)))
 
-    def blockers(self, chance_: float) -> list[str]:
+    def blockers(self, chance_: float, notes: list[str]) -> list[str]:
+        """Its arms that did not train, and the deep arms (the effect's) at an edge of their grid
+        (EDGE_RULE; cells named as check's edge_rates names them)."""
         shallow, deep = self.depths[0], self.depths[-1]
+        edge = edge_blockers(notes, [f"{self.name} depth {value_text(deep)} {n}" for n in ("bn", "none")])
         return untrained({self.arm("bn", deep): self.acc("bn", deep),
-                          self.arm("none", shallow): self.acc("none", shallow)}, chance_)
+                          self.arm("none", shallow): self.acc("none", shallow)}, chance_) + edge
 
     def loss_estimates(self) -> dict:
         """Each norm's accuracy at the shallow depth minus at the deep one, in points (Welch t)."""
@@ -182,7 +186,7 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     c = float(chance(sel).iloc[0])
     deep = main.depths[-1]
     est = main.effect()
-    blockers = main.blockers(c)
+    blockers = main.blockers(c, notes)
     loss = main.loss_estimates()
     estimates = main.loss_rows(loss)
     finding = (f"Final test accuracy (%) at depth {deep:g}: {main.arm('bn', deep)} "
@@ -192,7 +196,7 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     if other is not main and other.ok:
         o_est, o_deep = other.effect(), other.depths[-1]
         if math.isfinite(o_est.value):
-            o_block = other.blockers(c)
+            o_block = other.blockers(c, notes)
             o_loss = other.loss_estimates()
             estimates += [(f"network={other.name}; depth {o_deep:g} (information, not the rule)", EFFECT, o_est)]
             estimates += other.loss_rows(o_loss)

@@ -25,7 +25,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ..analysis import style as S
-from ..analysis.cells import SELECTION_BIAS, at_best_rate, edge_rates, steps_column, study_runs, thresholds
+from ..analysis.cells import (EDGE_RULE, SELECTION_BIAS, at_best_rate, edge_blockers, edge_rates, steps_column,
+                              study_runs, thresholds)
 from ..analysis.results import SKIPINIT, chance, variant_names
 from ..analysis.rules import (INCONCLUSIVE, MIN_SEEDS, Blocker, Effect, Note, Verdict, acc_cell, decision_text,
                               has_norms, log2, missing, pct, untrained, verdict)
@@ -60,7 +61,7 @@ RULE = ("BN is compared with none, and separately with none + SkipInit (model.sk
         "shown as a ratio; steps are seen only at evaluations, so the interval is widened to hold whatever step "
         "between two evaluations each seed got there. Under a decaying rate, steps to a target are shaped by the "
         "schedule (the slower arm may reach it only as the rate falls): the speed-up is read at the schedule's "
-        "pace. " + SELECTION_BIAS + " " + decision_text(EFFECT) + " " + AMENDMENT)
+        "pace. " + SELECTION_BIAS + " " + decision_text(EFFECT) + " " + AMENDMENT + " " + EDGE_RULE)
 
 
 ARMS = ("bn", "none", "none" + SKIPINIT)  # results.variant_names of the study's arms
@@ -125,6 +126,8 @@ def compare(runs: pd.DataFrame, other: str, title: str, study: str = STUDY, key:
         blockers += [Blocker(f"{n} ran at {len(r)} rates ({', '.join(f'{x:g}' for x in r)}) where {study} fixes one "
                              "an arm", SEVERAL_RATES, n, {"rates": tuple(float(x) for x in r)})
                      for n, r in several.items()]
+    else:  # each arm at its own best rate: one at its grid's edge blocks (EDGE_RULE)
+        blockers += edge_blockers(notes, pair)
     # amended 2026-11-29 (AMENDMENT): seeds that reached no threshold at all do not set the target
     failed = {n: recorded(arm[n], ts[0]).isna() for n in arm}
     if any(f.any() for f in failed.values()):

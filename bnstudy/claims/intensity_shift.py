@@ -53,7 +53,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..analysis import style as S
-from ..analysis.cells import SELECTION_BIAS, at_best_rate, edge_rates, study_runs
+from ..analysis.cells import EDGE_RULE, SELECTION_BIAS, at_best_rate, edge_blockers, edge_rates, study_runs
 from ..analysis.results import chance
 from ..analysis.rules import (TRAINED_MARGIN, Effect, Note, Verdict, acc_cell, decision_text, has_norms, missing,
                               points, untrained, verdict)
@@ -89,7 +89,7 @@ RULE = ("Runs with a gain and offset drawn per image (data.intensity_per_image);
         "(amended 2026-11-29, before any run of this protocol: it first asked BN to train in both settings). "
         + SELECTION_BIAS + " " + decision_text(EFFECT) + " Secondary, labelled, not in the verdict: robustness, each "
         "cell's accuracy on test images with the variation (eval mode, running statistics; and each test batch of "
-        "100 normalized by its own statistics).")
+        "100 normalized by its own statistics). " + EDGE_RULE)
 SHIFTED = (("final.test_shifted/acc", "running"), ("final.test_shifted/acc_batchstats", "batch"))
 # Note.kind of the notes on the runs read
 LEFT_OUT = "runs of the other protocol left out"  # data: {"runs": how many, "protocol": "per batch" | "per image"}
@@ -162,6 +162,7 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
                           if RATE in best and len(_arm(best, n, on)) else "")
     # BN with the variation at chance is the harm the claim denies (a cost), not a failed arm
     blockers = untrained({f"bn trained on clean images (its best rate{rate('bn', False)})": _arm(best, "bn", False)}, ch)
+    blockers += edge_blockers(notes, ("bn clean", "bn varied"))  # BN's two cells; the other norms' costs are beside
     est = cost(best, "bn")
     norms = S.norms_of(best)
     aside, estimates, untrained_beside = [], [], []

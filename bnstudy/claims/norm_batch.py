@@ -49,7 +49,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..analysis import style as S
-from ..analysis.cells import SELECTION_BIAS, at_best_rate, edge_rates, normalization_batch, study_runs
+from ..analysis.cells import (EDGE_RULE, SELECTION_BIAS, at_best_rate, edge_blockers, edge_rates, normalization_batch,
+                              study_runs, value_text)
 from ..analysis.results import chance
 from ..analysis.rules import Effect, Note, Verdict, acc_cell, decision_text, missing, points, untrained, verdict
 from ..analysis.stats import aggregate, difference, mean_ci
@@ -72,7 +73,7 @@ RULE = ("A run's normalization batch is min(norm.ghost_batch_size, data.batch_si
         f"reference arm ({REFERENCE}) must have trained; the small arm may sit at chance: that is the claimed "
         "degradation itself, not a failed arm. Shown beside as information, not decided: the same effect with "
         "precise BN statistics (recomputed after training over training images in whole batches, not ghost "
-        "batches), at the same rates. " + SELECTION_BIAS + " " + decision_text(EFFECT))
+        "batches), at the same rates. " + SELECTION_BIAS + " " + decision_text(EFFECT) + " " + EDGE_RULE)
 RATE = "optim.lr"
 # Note.kind of the notes on what a check read in place of the rule's; data as named
 SGD_BATCHES = "several SGD batches"  # data: {"batches": the SGD batches present, "using": the one read}
@@ -87,7 +88,7 @@ GN_RULE = (f"Wu & He (2018, Fig. 1): BN is above GroupNorm at large normalizatio
            f"BN's at {REFERENCE}, else inconclusive (the comparison would be with a GN that failed here, not with GN). "
            "Shown beside as information: BN minus GN at every normalization batch with its interval, and the "
            "normalization batches between which that difference changes sign (where BN crosses GN). "
-           + decision_text(GN_EFFECT))
+           + decision_text(GN_EFFECT) + " " + EDGE_RULE)
 
 
 def _ghost_runs(runs: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
@@ -102,6 +103,11 @@ def _ghost_runs(runs: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
                           data={"batches": [float(x) for x in present], "using": float(keep)}))
         sel = sel[sel["data.batch_size"] == keep]
     return sel.assign(norm_batch=normalization_batch(sel))
+
+
+def _cells(*sizes) -> list[str]:
+    """The cells of these normalization batches, as edge_rates names them."""
+    return [f"normalization batch {value_text(b)}" for b in sizes]
 
 
 def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
@@ -127,6 +133,7 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     est = difference(points(arm(ref).final_acc), points(arm(small).final_acc))
     blockers = untrained({f"normalization batch {ref:g} (its best rate {rate(ref):g})": arm(ref).final_acc},
                          float(chance(sel).iloc[0]))
+    blockers += edge_blockers(notes, _cells(ref, small))  # the drop to 4 beside the rule does not block
     precise = "final_acc_precise" in best and best["final_acc_precise"].notna().any()
     estimates = []  # shown beside, for numbers.csv
     finding = (f"Best peak rates: normalization batch {ref:g} at {rate(ref):g}, {small:g} at {rate(small):g}; "
@@ -162,8 +169,10 @@ def check_gn(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
         return missing(KEY, title, GN_RULE, "finished norm_batch runs of norm=gn and of norm=ghost_bn at >= 2 "
                        "normalization batches (scale=medium)", STUDY, notes)
     best = at_best_rate(ghost, ["norm_batch"], RATE)
-    gn = at_best_rate(gn.assign(arm="gn"), ["arm"], RATE)
+    gn_runs = gn.assign(arm="gn")
+    gn = at_best_rate(gn_runs, ["arm"], RATE)
     notes += edge_rates(ghost, best, ["norm_batch"], RATE, prefixes=("normalization batch ",))
+    notes += edge_rates(gn_runs, gn, ["arm"], RATE)  # GroupNorm's own grid: its cell is named "gn"
     sizes = sorted(best.norm_batch.unique())
     ref, small = (REFERENCE if REFERENCE in sizes else sizes[-1]), (SMALL if SMALL in sizes else sizes[0])
     if small != SMALL:
@@ -180,6 +189,8 @@ def check_gn(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     if gap > GN_TRAINED:
         blockers.append(f"GroupNorm ended {gap:.1f} points below BN at normalization batch {ref:g} (more than "
                         f"{GN_TRAINED:g}): it did not train well enough here to compare")
+    # GN and BN at the small batch (the effect) and BN at the reference (GN's gap to it decides whether GN counts)
+    blockers += edge_blockers(notes, ["gn"] + _cells(ref, small))
     rows, signs = [], []
     for b in sizes:
         d = difference(points(bn(b)), points(gn.final_acc))

@@ -29,7 +29,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..analysis import style as S
-from ..analysis.cells import SELECTION_BIAS, study_runs
+from ..analysis.cells import EDGE_RULE, SELECTION_BIAS, edge_blockers, edge_rates, study_runs
 from ..analysis.results import chance
 from ..analysis.rules import (Blocker, Effect, Note, Verdict, acc_cell, decision_text, missing, pct, points,
                               untrained, verdict)
@@ -65,14 +65,14 @@ _PROTOCOL = ("Gap = final eval-mode accuracy on the fixed training slice (`train
              "reason (its gap would measure progress, not regularization); so is one with an arm whose mean test "
              "accuracy is within 5 points of chance. " + SELECTION_BIAS + " ")
 RULE = (_PROTOCOL + "Effect = none's gap minus BN's, both without dropout (Welch t over seeds). "
-        + decision_text(EFFECT) + " Beside it: every arm's rate, accuracies and gap.")
+        + decision_text(EFFECT) + " Beside it: every arm's rate, accuracies and gap. " + EDGE_RULE)
 NOISE_RULE = (_PROTOCOL + "GroupNorm normalizes each example alone: a normalized net without batch noise (Luo et al. "
               "2019 trace BN's regularization to that noise). Effect = GN's gap minus BN's, both without dropout "
-              "(Welch t over seeds). " + decision_text(NOISE) + " Beside it: GN's gap against none's.")
+              "(Welch t over seeds). " + decision_text(NOISE) + " Beside it: GN's gap against none's. " + EDGE_RULE)
 NEED_RULE = (_PROTOCOL + f"BN reduces the need for dropout: effect = (none's gap without dropout minus with dropout "
              f"{DROPOUT:g}) minus (BN's gap without dropout minus with {DROPOUT:g}), four arms at their own best "
              "rates (Welch-Satterthwaite t over seeds): how much more dropout closes none's gap than BN's. "
-             + decision_text(NEED))
+             + decision_text(NEED) + " " + EDGE_RULE)
 
 
 def gap(runs: pd.DataFrame) -> pd.Series:
@@ -126,13 +126,15 @@ def best_arms(runs: pd.DataFrame) -> dict[tuple[str, float], tuple[pd.DataFrame,
     return {(n, float(p)): arm_at_best_rate(g) for (n, p), g in r.groupby(["norm.name", "dropout"])}
 
 
-def _blockers(arms: dict, keys: Sequence[tuple[str, float]], c: float) -> list[str]:
+def _blockers(arms: dict, keys: Sequence[tuple[str, float]], c: float, notes: Sequence[str]) -> list[str]:
+    """Why the arms `keys` (the ones the rule compares) forbid a verdict: one that fitted at no
+    rate, did not train, or has its best rate at an edge of its grid (EDGE_RULE)."""
     out = [Blocker(f"{arm_name(*k)} {arms[k][1]}", NOT_FITTED, arm_name(*k),
                    {"fitted": int(arms[k][0].fitted.sum()), "seeds": int(arms[k][0].arm_seeds.iloc[0])})
            for k in keys if arms[k][1]]
     rate = lambda k: arms[k][0][RATE].iloc[0]  # noqa: E731
     names = {arm_name(*k) + (f" (rate {rate(k):g})" if pd.notna(rate(k)) else ""): arms[k][0].final_acc for k in keys}
-    return out + untrained(names, c)
+    return out + untrained(names, c) + edge_blockers(notes, [arm_name(*k) for k in keys])
 
 
 def _numbers(arms: dict, keys: Sequence[tuple[str, float]]) -> pd.DataFrame:
@@ -150,10 +152,15 @@ def _numbers(arms: dict, keys: Sequence[tuple[str, float]]) -> pd.DataFrame:
 
 
 def _prepared(runs: pd.DataFrame):
+    """(best_arms of the study's runs, notes, among them the arms whose chosen rate is at an edge
+    of the grid they ran, each named by arm_name), or (None, notes)."""
     sel, notes = study_runs(runs, STUDY)
     if not len(sel) or "final.train_eval/acc" not in sel:
         return None, notes
-    return best_arms(sel), notes
+    arms = best_arms(sel)
+    named = lambda d: d.assign(arm=[arm_name(n, p) for n, p in zip(d["norm.name"], d.dropout)])  # noqa: E731
+    notes += edge_rates(named(_table(sel)), named(pd.concat([a for a, _ in arms.values()])), ["arm"], RATE)
+    return arms, notes
 
 
 def _gap_minus_bn(runs: pd.DataFrame, other: str):
@@ -174,7 +181,8 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
         return missing(KEY, title, RULE, "regularization runs with norm=bn and norm=none without dropout "
                        "(model.dropout=0), logging `train_eval/acc`", STUDY, notes)
     shown = [k for k in sorted(arms) if k[0] in ("bn", "gn", "none")]
-    return verdict(KEY, title, RULE, EFFECT, est, _blockers(arms, keys, c), numbers=_numbers(arms, shown), notes=notes)
+    return verdict(KEY, title, RULE, EFFECT, est, _blockers(arms, keys, c, notes), numbers=_numbers(arms, shown),
+                   notes=notes)
 
 
 def check_batch_noise(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
@@ -191,7 +199,7 @@ def check_batch_noise(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
                    + (" (± its 95% Welch half-width)" if d.has_interval else "")
                    + ("" if fitted else ", not all fitted"))
         estimates.append(("gn minus none" + ("" if fitted else " (not all fitted)"), GN_NONE, d))
-    return verdict(claim, title, NOISE_RULE, NOISE, est, _blockers(arms, keys, c), finding,
+    return verdict(claim, title, NOISE_RULE, NOISE, est, _blockers(arms, keys, c, notes), finding,
                    numbers=_numbers(arms, [k for k in (("bn", 0.0), ("gn", 0.0), ("none", 0.0)) if k in arms]),
                    notes=notes, estimates=estimates)
 
@@ -218,7 +226,7 @@ def check_dropout(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
                 + "; ".join(f"{n} {NEED.fmt_pm(e)}" for n, e in acc.items()))
     estimates = ([(f"arm={n}; dropout {p:g}", CUT, e) for n, e in cut.items()]
                  + [(f"arm={n}; dropout {p:g}", DROPOUT_ACC, e) for n, e in acc.items()])
-    return verdict(claim, title, NEED_RULE, NEED, est, _blockers(arms, keys, c), finding,
+    return verdict(claim, title, NEED_RULE, NEED, est, _blockers(arms, keys, c, notes), finding,
                    numbers=_numbers(arms, keys), notes=notes, estimates=estimates)
 
 

@@ -35,7 +35,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..analysis import style as S
-from ..analysis.cells import SELECTION_BIAS, at_best_rate, edge_rates, study_runs
+from ..analysis.cells import EDGE_RULE, SELECTION_BIAS, at_best_rate, edge_blockers, edge_rates, study_runs, value_text
 from ..analysis.results import chance
 from ..analysis.rules import Effect, Verdict, acc_cell, decision_text, has_norms, missing, points, untrained, verdict
 from ..analysis.stats import aggregate, combine, difference, mean_ci
@@ -62,7 +62,7 @@ RULE = ("Each (norm, batch size) cell at its own best base learning rate: the op
         "Effect = BN's drop minus GN's, in points (Welch-Satterthwaite t over the four cells' seeds). BN and GN "
         "must have trained at the reference batch. Shown beside as information, not decided: the same effect with "
         "precise BN statistics (recomputed after training over training images; GN keeps none, so its accuracy is "
-        "the same), at the same rates. " + SELECTION_BIAS + " " + decision_text(EFFECT))
+        "the same), at the same rates. " + SELECTION_BIAS + " " + decision_text(EFFECT) + " " + EDGE_RULE)
 
 
 def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
@@ -88,6 +88,8 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     est = effect("final_acc")
     blockers = untrained({f"{n} at batch {ref} (its best rate {rate(n, ref):g})": acc(n, ref) / 100
                           for n in ("bn", "gn")}, float(chance(sel).iloc[0]))
+    # the four cells the effect reads, named as edge_rates names them (precise BN beside does not block)
+    blockers += edge_blockers(notes, [f"{n} batch {value_text(b)}" for n in ("bn", "gn") for b in (ref, small)])
     drop = {n: difference(acc(n, ref), acc(n, small)) for n in ("bn", "gn")}
     estimates = [(f"norm={n}; batch {ref} to {small}", DROP, drop[n]) for n in ("bn", "gn")]  # for numbers.csv
     finding = (f"Drop from batch {ref} to batch {small}: bn {EFFECT.fmt_pm(drop['bn'])}, gn {EFFECT.fmt_pm(drop['gn'])} (each with its "

@@ -14,8 +14,10 @@ Protocol: two peak rates per net, the config group bnstudy/conf/covariate_lr/. T
 {0.05, 0.2} span lr_sweep's best rates (bn's 0.05 is the lower point, none's 0.1 lies between
 them; none's largest usable rate per seed was 0.1-0.4), the mlp's {0.2, 0.8} its need for large
 ones (at 0.1 for 312 steps its unnormalized arm stayed at chance). A best rate at the edge of the
-grid is noted in the report, not a blocker; with 2 points per net every best rate is at an edge,
-and the note then says which way a better rate might lie. Each net is trained its own way.
+grid is noted in the report; it was not a blocker until the rule's amendment of 2026-12-07, after
+the published runs (cells.EDGE_RULE): a compared arm whose best rate is at an edge now makes its
+model's comparison inconclusive (the runs at the next rate past the edge settle it). With 2
+points per net every best rate is at an edge. Each net is trained its own way.
 mlp (Ioffe & Szegedy's net: 3 hidden layers of 100 sigmoid units, N(0, 0.01) weights): batch 60
 as theirs, all 50,000 training images, no augmentation, no weight decay, 20,000 steps (24
 epochs; theirs: 50,000 steps on MNIST; scale=full runs 50,000), test accuracy every 2,000 steps;
@@ -38,8 +40,8 @@ theirs did on MNIST; the trained precondition says whether it learnt at all). Sa
 used VGG (and deep linear nets) on CIFAR-10 with longer training; here ResNet-20 for 312 steps.
 A 2-point rate grid per net: the mlp's unnormalized arm may want a rate above 0.8, and the
 ResNet's BN and noisy-BN arms one below 0.05 (in lr_sweep BN's accuracy fell at every step up
-from 0.05): their best rates are then at the grid's edge, noted, and their accuracy may be
-understated.
+from 0.05): their best rates are then at the grid's edge, where their accuracy may be
+understated, and their model's comparisons are inconclusive (EDGE_RULE).
 Noisy BN (bnstudy/nets/norms.py, NoisyBatchNorm2d), compared with Santurkar et al. Sec. 2.1 ("we
 perturb each activation for each sample in the batch using i.i.d. noise sampled from a non-zero
 mean and non-unit variance distribution"; the distribution changes at each time step; its mean

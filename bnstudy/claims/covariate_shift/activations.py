@@ -11,6 +11,7 @@ from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 
 from ...analysis import style as S
+from ...analysis.cells import EDGE_RULE
 from ...analysis.rules import decision_text, Effect, has_norms, missing, Verdict
 from ...analysis.stats import aggregate, fmt_ci
 from .common import EACH_MODEL, PROTOCOL, RATIO, STUDY, act_table, judge_by_model, per_model, read_study
@@ -23,7 +24,7 @@ ACT_RULE = (PROTOCOL + "Drift of a layer's activation distribution = the range o
             "in Ioffe & Szegedy; only where no norm layer is probed, every probed output, else every probed layer. "
             "Per run, drift is averaged over layers; effect = mean "
             "log2(drift) of none minus that of BN (Welch t over seeds), shown as a ratio. " + EACH_MODEL
-            + decision_text(DRIFT) + " (Ioffe & Szegedy 2015, Fig. 1b-c.)")
+            + decision_text(DRIFT) + " (Ioffe & Szegedy 2015, Fig. 1b-c.) " + EDGE_RULE)
 
 
 def activation_drift(act: pd.DataFrame) -> pd.DataFrame:
@@ -54,7 +55,7 @@ def check_activations(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
         return missing(claim, title, ACT_RULE, "activation probes at >= 2 steps per run", STUDY, notes)
     per_run = drift.groupby(["run", "norm.name"], as_index=False).drift.mean().rename(columns={"drift": "value"})
     verdict, finding, _, estimates, fields = judge_by_model(sel, {"activation drift": per_run},
-                                                            {"activation drift": DRIFT})
+                                                            {"activation drift": DRIFT}, notes=notes)
     by_layer = aggregate(drift, ["layer", "norm.name"], "drift")
     wide = by_layer.pivot(index="layer", columns="norm.name", values="mean")
     if {"bn", "none"} <= set(wide.columns):

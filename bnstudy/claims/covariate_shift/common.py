@@ -3,11 +3,11 @@ the judgement within each model, and the probe tables."""
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Sequence
 
 import pandas as pd
 
-from ...analysis.cells import SELECTION_BIAS, at_best_rate, edge_rates, incomplete_cells, study_runs
+from ...analysis.cells import SELECTION_BIAS, at_best_rate, edge_blockers, edge_rates, incomplete_cells, study_runs
 from ...analysis.results import chance, with_config
 from ...analysis.rules import (BLOCKED, DISAGREE, INCONCLUSIVE, NO_EFFECT, NOT_REPRODUCED, REPRODUCED, WHY_ORDER,
                                acc_cell, decision, Effect, effect_line, log2, Note, points, untrained)
@@ -111,11 +111,12 @@ def estimate_label(model: str, measure: str = "") -> str:
 
 
 def judge_by_model(sel: pd.DataFrame, per_run: dict[str, pd.DataFrame], effects: dict[str, Effect],
-                   arms: tuple[str, str] = ("none", "bn"), scale: Callable = log2):
+                   arms: tuple[str, str] = ("none", "bn"), scale: Callable = log2, notes: Sequence[str] = ()):
     """Decide each measure (per_run: run, norm.name, value) within each model: effect =
     mean scale(value) of arms[0] minus that of arms[1]; a model's verdict is reproduced when all
     its measures are, not reproduced when one is; the models' common verdict, else inconclusive.
-    Both arms must have trained (`sel` holds the runs the measures come from). Returns
+    Both arms must have trained (`sel` holds the runs the measures come from), and neither may have
+    its best rate at an edge of its grid (an EDGE note of `notes`, read_study's: EDGE_RULE). Returns
     (verdict, finding, numbers, estimates, fields): estimates holds each model's effect per measure
     as (label, Effect, Estimate), labelled "model=mlp" (and "; measure=..." where there are
     several), for Verdict.estimates; fields, the Verdict's why, blockers and facts: by_model
@@ -133,6 +134,7 @@ def judge_by_model(sel: pd.DataFrame, per_run: dict[str, pd.DataFrame], effects:
     for model, ids in models:
         m = sel[sel.run.isin(ids)]
         blockers = untrained({_arm_name(m, n, model): m.loc[m["norm.name"] == n, "final_acc"] for n in arms}, c)
+        blockers += edge_blockers(notes, [f"{model} {n}".strip() for n in arms])  # as rate_notes names them
         decided, parts, reasons, part_whys = [], [], [], []
         for name, df in per_run.items():
             d = df[df.run.isin(ids)]

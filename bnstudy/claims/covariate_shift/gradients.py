@@ -6,6 +6,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ...analysis import style as S
+from ...analysis.cells import EDGE_RULE
 from ...analysis.rules import decision_text, Effect, has_norms, missing, Verdict
 from ...analysis.stats import aggregate
 from .common import (EACH_MODEL, PROTOCOL, RATIO, STUDY, judge_by_model, means_by_model, model_means, param_rows,
@@ -18,7 +19,7 @@ ICS_RULE = (PROTOCOL + "Santurkar et al. (2018, Def. 2.1) ICS of a layer: the ch
             "(BN's gradients are larger, so the absolute ||G - G'|| would read them as more shift; it is shown "
             "beside, with cos(G, G'), and decides nothing). Per run, averaged over probed parameters and steps; "
             "effect = mean log2 of none minus that of BN (Welch t over seeds), shown as a ratio. " + EACH_MODEL
-            + decision_text(ICS) + " Santurkar et al. report that BN does not reduce it.")
+            + decision_text(ICS) + " Santurkar et al. report that BN does not reduce it. " + EDGE_RULE)
 
 
 def relative_ics(c: pd.DataFrame) -> pd.DataFrame:
@@ -43,7 +44,7 @@ def check_gradients(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     if not (c.metric.str.startswith("ics/") & c.metric.str.endswith(".rel")).any():
         notes.append("||G|| read from the gradients probe at the ICS steps (runs made before `ics/*.rel` was logged)")
     verdict, finding, numbers, estimates, fields = judge_by_model(sel, {"relative ICS": per_run(rel)},
-                                                                  {"relative ICS": ICS})
+                                                                  {"relative ICS": ICS}, notes=notes)
     absolute = {stat: per_run(param_rows(c, "ics", stat)) for stat in ("l2", "cos")}
     aside = [line for stat, name in (("l2", "||G - G'||"), ("cos", "cos(G, G')"))
              for line in means_by_model(absolute[stat], sel, name)]

@@ -7,6 +7,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ...analysis import style as S
+from ...analysis.cells import EDGE_RULE
 from ...analysis.rules import Effect, has_norms, missing, Verdict
 from ...analysis.stats import aggregate
 from .common import (EACH_MODEL, PROTOCOL, RATIO, STUDY, judge_by_model, means_by_model, model_means, param_rows,
@@ -21,7 +22,8 @@ LANDSCAPE_RULE = (PROTOCOL + "Along each gradient step (Santurkar et al. 2018, S
                   "gradient, max ||grad L(w - eta g) - g||/||g|| (effective beta-smoothness shown beside; its units "
                   "depend on the parametrization). Effect per measure = mean log2 of none minus that of BN (Welch t "
                   "over seeds), shown as a ratio. Reproduced: both measures' intervals lie above 1.5x; not "
-                  "reproduced: one lies below; inconclusive: otherwise, or an arm did not train. " + EACH_MODEL)
+                  "reproduced: one lies below; inconclusive: otherwise, or an arm did not train. " + EACH_MODEL
+                  + EDGE_RULE)
 
 
 def with_relative_grad_pred(c: pd.DataFrame) -> pd.DataFrame:
@@ -62,7 +64,7 @@ def check_landscape(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     if "landscape/grad_pred_rel" not in set(c.metric):
         notes.append("||g|| read from the gradients probe at the landscape steps (runs made before "
                      "`landscape/grad_pred_rel` was logged)")
-    verdict, finding, numbers, estimates, fields = judge_by_model(sel, per, LANDSCAPE)
+    verdict, finding, numbers, estimates, fields = judge_by_model(sel, per, LANDSCAPE, notes=notes)
     beta = c[c.metric == "landscape/beta_smooth"]
     if len(beta):
         fields["facts"]["beta_smooth"] = model_means(per_run(beta), sel)  # {model: {norm: mean}}, shown beside

@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 
+from ...analysis.cells import EDGE_RULE
 from ...analysis.rules import decision_text, Effect, has_norms, log2, missing, points, Verdict
 from ...analysis.stats import difference
 from .activations import activation_drift, choose_layers
@@ -30,7 +31,7 @@ NOISY_RULE = (PROTOCOL + "Santurkar et al. (2018, Sec. 2.1, Fig. 2): a BN net wi
               "(noisy BN's eval mode replaces the noise by its mean, an approximation that is not the claim's "
               "object). " + EACH_MODEL + decision_text(NOISY) + " Beside it, information only: the same difference "
               "in final test accuracy (eval mode), and noisy BN's activation drift over BN's, which shows whether the "
-              "noise injected visible shift.")
+              "noise injected visible shift. " + EDGE_RULE)
 
 
 def check_noisy_bn(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
@@ -41,7 +42,8 @@ def check_noisy_bn(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
                        f"`{TRAIN_ACC[len('final.'):]}`", STUDY, notes)
     acc = sel.assign(value=sel.final_acc)[["run", "norm.name", "value"]]
     verdict, finding, numbers, estimates, fields = judge_by_model(
-        sel, {"final training accuracy": acc}, {"final training accuracy": NOISY}, arms=("bn", "noisy_bn"), scale=points)
+        sel, {"final training accuracy": acc}, {"final training accuracy": NOISY}, arms=("bn", "noisy_bn"),
+        scale=points, notes=notes)
     test = sel.assign(value=sel.test_acc)[["run", "norm.name", "value"]]
     aside = []
     for model, g in (sel.groupby("model.name") if "model.name" in sel else [("", sel)]):
