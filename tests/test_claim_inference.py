@@ -1,5 +1,7 @@
-"""The inference claim (running vs batch statistics at inference, asked at every normalization
-batch, precise BN beside) on hand-made run tables, and the study file's protocol."""
+"""The inference claim on hand-made run tables: decided at a realistic test batch (16) with
+population (precise) statistics against a non-inferiority margin (check_realistic), and as
+published, running vs batch statistics at the smallest test batch (check), each asked at every
+normalization batch; and the study file's protocol."""
 from __future__ import annotations
 
 import itertools
@@ -20,22 +22,23 @@ TEST_BATCHES = (1, 2, 4, 16, 128, 1000)
 
 
 def runs_inference(penalty=None, seeds=5, sd=0.004, sizes=(16, 128), momenta=(0.01, 0.1), batch=128,
-                   ema_error=None, untrained_at=None):
+                   ema_error=None, untrained_at=None, precise=0.805):
     """inference: ghost BN at each normalization batch; running statistics 80% (minus
-    `ema_error[momentum]`), precise 80.5%; the test batch's own statistics 80% - penalty[nb]/sqrt(B)
-    (penalty 0.5: -50 points at test batch 1). Momentum copies of a seed share their weights, so
-    batch and precise accuracy are the same for both momenta of a seed (one net read twice)."""
+    `ema_error[momentum]`), precise 80.5% (or `precise`: one accuracy, or one per normalization
+    batch); the test batch's own statistics 80% - penalty[nb]/sqrt(B) (penalty 0.5: -50 points at
+    test batch 1, -12.5 at 16). Momentum copies of a seed share their weights, so batch and precise
+    accuracy are the same for both momenta of a seed (one net read twice)."""
     penalty = {16: 0.5, 128: 0.5} if penalty is None else penalty
     ema_error = ema_error or {}
     rng, rows = np.random.default_rng(11), []
     for g, s in itertools.product(sizes, range(seeds)):
         nb = min(g, batch)
         net = {b: 0.8 - penalty.get(nb, 0.5) / np.sqrt(b) + noise(rng, sd) for b in TEST_BATCHES}
-        precise = 0.805 + noise(rng, sd)
+        p = (precise.get(nb, 0.805) if isinstance(precise, dict) else precise) + noise(rng, sd)
         for m in momenta:
             acc = 0.1 if untrained_at == nb else 0.8 - ema_error.get(m, 0.0) + noise(rng, sd)
             r = row("inference", "ghost_bn", s, acc, **{"norm.ghost_batch_size": g, "data.batch_size": batch,
-                                                         "norm.momentum": m, "final.infer/acc_precise": precise})
+                                                         "norm.momentum": m, "final.infer/acc_precise": p})
             for b in TEST_BATCHES:
                 r[f"final.infer/acc_running.bs{b}"] = acc
                 r[f"final.infer/acc_batch.bs{b}"] = net[b]
@@ -163,3 +166,132 @@ def test_a_failure_elsewhere_stands_when_a_normalization_batch_has_no_completed_
     runs.loc[runs["norm.ghost_batch_size"] == 16, "status"] = "diverged"
     v = inference.check(runs, NO_CURVES)
     assert v.verdict == NOT_REPRODUCED, v.finding
+
+
+# ---------------------------------------------------------------- check_realistic: test batch 16, precise statistics
+
+def test_the_realistic_check_comes_first_and_the_published_one_stays_as_it_was():
+    assert inference.CHECKS == [inference.check_realistic, inference.check]
+    assert inference.DECIDING_TEST_BATCH == 16
+    e = inference.REALISTIC
+    assert (e.minimum, e.claimed, e.unit) == (-1.0, +1, "points"), "non-inferiority: the interval must lie above -1"
+    v = inference.check(runs_inference(), NO_CURVES)
+    assert v.title == "Inference with running statistics beats batch statistics at small batches"
+    assert v.rule is inference.RULE and v.effect is inference.EFFECT and v.effect.minimum == 2.0
+
+
+def test_realistic_reproduced_when_precise_statistics_lose_less_than_a_point_at_test_batch_16():
+    """Precise statistics 0.3 points below the test batch's own at test batch 16 (batch statistics
+    80% at every test batch): not a win, but within the margin, so reproduced."""
+    v = inference.check_realistic(runs_inference(penalty={16: 0.0, 128: 0.0}, precise=0.797, sd=0.001), NO_CURVES)
+    assert v.verdict == REPRODUCED and v.why == "", v.finding
+    assert v.effect is inference.REALISTIC and v.estimate.n == 5, "momentum copies are one seed"
+    assert v.estimate.value == pytest.approx(-0.3, abs=0.2) and v.estimate.lo > -1.0, v.estimate
+    assert v.facts["deciding_test_batch"] == 16
+    assert v.facts["by_norm_batch"] == {16: (REPRODUCED, ""), 128: (REPRODUCED, "")}, v.facts
+    for nb in (16, 128):
+        assert estimate_of(v, f"normalization batch={nb}", inference.REALISTIC_ARM).lo > -1.0
+
+
+def test_realistic_reproduced_when_precise_statistics_win():
+    v = inference.check_realistic(runs_inference(), NO_CURVES)  # 80.5% vs 80% - 12.5 points at test batch 16
+    assert v.verdict == REPRODUCED, v.finding
+    assert v.estimate.value == pytest.approx(13.0, abs=1.0) and v.estimate.lo > -1.0
+    assert not v.blockers
+
+
+def test_realistic_not_reproduced_when_precise_statistics_lose_5_points_at_one_normalization_batch():
+    """Batch statistics 67.5% at test batch 16 (30% at test batch 1); precise statistics 62.5% at
+    normalization batch 16: the published check, at test batch 1, still holds."""
+    runs = runs_inference(precise={16: 0.625, 128: 0.805})
+    v = inference.check_realistic(runs, NO_CURVES)
+    assert v.verdict == NOT_REPRODUCED and v.why == "", v.finding
+    assert v.facts["deciding_norm_batch"] == 16, v.facts
+    assert v.facts["by_norm_batch"] == {16: (NOT_REPRODUCED, ""), 128: (REPRODUCED, "")}, v.facts
+    assert v.estimate.value == pytest.approx(-5.0, abs=0.7) and v.estimate.hi < -1.0, v.estimate
+    assert inference.check(runs, NO_CURVES).verdict == REPRODUCED  # running statistics at test batch 1
+
+
+def test_realistic_inconclusive_when_the_interval_straddles_the_margin():
+    runs = runs_inference(penalty={16: 0.0, 128: 0.0}, precise={16: 0.79, 128: 0.83}, sd=0.01)  # -1, +3 points
+    v = inference.check_realistic(runs, NO_CURVES)
+    assert v.verdict == INCONCLUSIVE and v.why == HOLDS_MINIMUM, v.finding
+    assert v.estimate.lo < -1.0 < v.estimate.hi, v.estimate
+    assert v.facts["deciding_norm_batch"] == 16, v.facts
+    assert v.facts["by_norm_batch"] == {16: (INCONCLUSIVE, HOLDS_MINIMUM), 128: (REPRODUCED, "")}, v.facts
+
+
+def test_realistic_shows_running_statistics_and_test_batch_1_beside_not_decided():
+    """Running statistics at momentum 0.01 3 points off (80% - 3 vs 80% at test batch 16), at 0.1
+    on it; precise minus batch statistics at test batch 1: 80.5% vs 80% - 50 points."""
+    runs = runs_inference(penalty={16: 0.5, 128: 0.5}, ema_error={0.01: 0.03}, sd=0.0002)
+    v = inference.check_realistic(runs, NO_CURVES)
+    assert v.verdict == REPRODUCED, v.finding
+    for nb in (16, 128):
+        at = f"normalization batch={nb}"
+        running = {m: estimate_of(v, f"{at}; momentum={m}", inference.RUNNING_AT).value for m in ("0.01", "0.1")}
+        assert running == pytest.approx({"0.01": 12.5 - 3.0, "0.1": 12.5}, abs=0.05), running
+        assert estimate_of(v, at, inference.PRECISE).value == pytest.approx(50.5, abs=0.05)
+        assert estimate_of(v, at, inference.REALISTIC_ARM).value == pytest.approx(13.0, abs=0.05)
+    table = v.numbers.set_index(["normalization batch", "test batch"])
+    assert sorted(table.index) == [("128", 1), ("128", 16), ("16", 1), ("16", 16)], table
+
+
+@pytest.mark.parametrize("drop", ["column", "values"])
+def test_realistic_missing_without_precise_statistics(drop):
+    runs = runs_inference()
+    runs = runs.drop(columns="final.infer/acc_precise") if drop == "column" else \
+        runs.assign(**{"final.infer/acc_precise": np.nan})
+    v = inference.check_realistic(runs, NO_CURVES)
+    assert v.verdict == MISSING and "infer/acc_precise" in v.missing, v.missing
+    assert inference.check(runs, NO_CURVES).verdict == REPRODUCED  # the published check does not need them
+
+
+def test_realistic_missing_without_test_batch_16():
+    runs = runs_inference().drop(columns=["final.infer/acc_batch.bs16", "final.infer/acc_running.bs16"])
+    v = inference.check_realistic(runs, NO_CURVES)
+    assert v.verdict == MISSING and "infer/acc_batch.bs16" in v.missing, v.missing
+
+
+def test_realistic_an_untrained_or_diverged_normalization_batch_blocks_reproduced():
+    v = inference.check_realistic(runs_inference(untrained_at=16), NO_CURVES)
+    assert v.verdict == INCONCLUSIVE and v.why == BLOCKED and untrained_arms(v) == {"normalization batch 16"}, v.finding
+    runs = runs_inference()
+    runs.loc[runs["norm.ghost_batch_size"] == 16, "status"] = "diverged"
+    v = inference.check_realistic(runs, NO_CURVES)
+    assert v.verdict == INCONCLUSIVE and v.why == BLOCKED, v.finding
+    assert untrained_arms(v) == {"normalization batch 16"} and v.facts["by_norm_batch"] == {128: (REPRODUCED, "")}
+    # a failure elsewhere stands
+    runs = runs_inference(penalty={16: 0.0, 128: 0.0}, precise={16: 0.805, 128: 0.75})
+    runs.loc[runs["norm.ghost_batch_size"] == 16, "status"] = "diverged"
+    v = inference.check_realistic(runs, NO_CURVES)
+    assert v.verdict == NOT_REPRODUCED and v.facts["deciding_norm_batch"] == 128, v.finding
+
+
+def test_realistic_one_seed_over_two_momenta_is_one_seed():
+    v = inference.check_realistic(runs_inference(seeds=1), NO_CURVES)
+    assert v.verdict == INCONCLUSIVE and v.why == TOO_FEW_SEEDS, v.finding
+
+
+@pytest.mark.parametrize("runs", [runs_inference().iloc[0:0], runs_inference().assign(study="norm_batch"),
+                                  runs_inference().assign(**{"norm.name": "gn"})], ids=["none", "other study", "no bn"])
+def test_realistic_missing_runs_say_so(runs):
+    v = inference.check_realistic(runs, NO_CURVES)
+    assert v.verdict == MISSING and "python -m bnstudy run +exp=inference" in v.missing
+
+
+def test_realistic_never_decides_on_the_runs_it_was_written_after_seeing():
+    """Seeds 0-4 at scale=cpu on the CIFAR-10 folder were seen before the realistic-batch rule
+    was written: alone they block it; beside fresh seeds they are left out and the fresh ones decide."""
+    seen = runs_inference().assign(**{"data.name": "cifar10_folder"})
+    v = inference.check_realistic(seen, NO_CURVES)
+    assert v.verdict == INCONCLUSIVE and v.why == BLOCKED
+    assert [b.kind for b in v.blockers] == [inference.SEEN_KIND]
+    assert inference.check(seen, NO_CURVES).verdict == REPRODUCED  # the older rule was written before them
+    fresh = runs_inference().assign(**{"data.name": "cifar10_folder", "seed": lambda d: d.seed + 5})
+    fresh["run"] = fresh["run"] + "-fresh"
+    v = inference.check_realistic(pd.concat([seen, fresh], ignore_index=True), NO_CURVES)
+    assert v.verdict == REPRODUCED and v.estimate.n == 5
+    assert [n.data for n in notes_of(v, inference.SEEN_KIND)] == [{"runs": len(seen)}]
+    on_synthetic = inference.check_realistic(runs_inference(), NO_CURVES)  # other data: not the runs seen
+    assert on_synthetic.verdict == REPRODUCED

@@ -268,7 +268,7 @@ def test_report_with_every_study_present(every_study, tmp_path):
     out = tmp_path / "out"
     checks = report.report([every_study], out)
     verdicts = [v for vs in checks.values() for v in vs]
-    assert len(verdicts) == sum(len(c.CHECKS) for c in report.CLAIMS) == 21 \
+    assert len(verdicts) == sum(len(c.CHECKS) for c in report.CLAIMS) == 22 \
         and all(v.verdict == REPRODUCED for v in verdicts), \
         [(v.claim, v.verdict, v.finding) for v in verdicts if v.verdict != REPRODUCED]
     pngs = sorted(p.stem for p in (out / "figures").glob("*.png"))

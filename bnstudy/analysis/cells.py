@@ -201,7 +201,8 @@ def edge_rates(runs: pd.DataFrame, best: pd.DataFrame, by: Sequence[str], rate: 
     or highest rate that group ran in `runs`: a rate beyond the grid might have done better, so
     that arm's accuracy may be understated. A group is named by its values, each after its
     `prefixes` entry ('batch ' names 2 'batch 2'). Empty when no best rate sits at an edge.
-    Information only: it changes no verdict."""
+    The note changes no verdict; edge_blockers turns the entries of the arms a rule compares
+    into blockers."""
     by = list(by)
     if not len(best) or rate not in best or not set(by) <= set(best.columns):
         return []
@@ -217,8 +218,8 @@ def edge_rates(runs: pd.DataFrame, best: pd.DataFrame, by: Sequence[str], rate: 
         edge[name] = (float(r.best), "lowest" if r.best == r.lo else "highest", float(r.lo), float(r.hi))
     if not edge:
         return []
-    return [Note("best rate at an edge of the grid the arm ran, so a rate beyond it might do better (information "
-                 "only; the rule uses the committed grid): "
+    return [Note("best rate at an edge of the grid the arm ran, so a rate beyond it might do better (where the rule "
+                 "compares that arm, the verdict waits for it: see the rule): "
                  + "; ".join(f"{name} at {b:g}, the {side} of its grid ({lo:g} to {hi:g})"
                              for name, (b, side, lo, hi) in edge.items()), EDGE, data=edge)]
 
