@@ -295,3 +295,13 @@ def test_realistic_never_decides_on_the_runs_it_was_written_after_seeing():
     assert [n.data for n in notes_of(v, inference.SEEN_KIND)] == [{"runs": len(seen)}]
     on_synthetic = inference.check_realistic(runs_inference(), NO_CURVES)  # other data: not the runs seen
     assert on_synthetic.verdict == REPRODUCED
+
+
+def test_a_normalization_batch_still_running_blocks_both_checks():
+    """A confirmation sweep half done: normalization batch 16's runs still running (or failed) do
+    not let normalization batch 128 decide alone."""
+    runs = runs_inference()
+    runs.loc[runs["norm.ghost_batch_size"] == 16, "status"] = "running"
+    for check in (inference.check_realistic, inference.check):
+        v = check(runs, NO_CURVES)
+        assert v.verdict == INCONCLUSIVE and untrained_arms(v) == {"normalization batch 16"}, check.__name__

@@ -228,7 +228,8 @@ def edge_rates(runs: pd.DataFrame, best: pd.DataFrame, by: Sequence[str], rate: 
 # 2026-12-07, after the published runs: results/HISTORY.md)
 EDGE_RULE = ("A compared arm whose best rate is the lowest or the highest rate it ran makes the verdict "
              "inconclusive: a rate beyond the edge might do better, so the comparison would measure where the grid "
-             "stopped; the runs that settle it are that arm's at the next rate past the edge (x2 or /2). A rate at "
+             "stopped; the next runs are that arm's at the next rate past the edge (x2 or /2), until a rate past its "
+             "best does worse. A grid of two rates always has its best at an edge. A rate at "
              "which the arm diverged or did not train is part of its grid, so an arm is at an edge only where no "
              "rate past its best was run.")
 
@@ -244,7 +245,8 @@ def edge_blockers(notes: Sequence[str], cells: Collection[str]) -> list[Blocker]
             if cell in cells:
                 beyond = best / 2 if side == "lowest" else best * 2
                 out.append(Blocker(f"{cell}'s best rate {best:g} is the {side} of its grid ({lo:g} to {hi:g}): "
-                                   f"its runs at {beyond:g} would settle it", EDGE, cell,
+                                   f"its runs at {beyond:g} would show whether a rate past the edge does better (if "
+                                   "they do, the edge moves on)", EDGE, cell,
                                    {"best": best, "side": side, "grid": (lo, hi), "beyond": beyond}))
     return out
 

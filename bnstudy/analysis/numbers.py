@@ -11,8 +11,9 @@ Three kinds of rows, one number each (with its 95% interval where it has one):
   table's numbers; `mde`, the minimum detectable effect at 80% power, a distance from the
   minimum, a factor for ratios; `p`, the one-sided p-value behind a decided verdict; `why`, why
   an inconclusive verdict is one: rules.why_text), then the other effects the check computes
-  (per part, with the verdict and why its interval alone gives where it has a minimum effect,
-  whatever blocks the check, or as information; `cell` names the part).
+  (per part, with the verdict and why its interval gives where it has a minimum effect, and
+  inconclusive with the check's blockers when something blocks the check; or as information;
+  `cell` names the part).
 - table: the numbers of each check's own table in the report, as printed there (rounded).
 
 A README that quotes "42.0 ± 1.2" or "[+7.1, +10.0]" quotes a row of this table, and
@@ -30,7 +31,7 @@ import pandas as pd
 from .cells import value_text
 from .results import FINISHED, NOT_THE_EXPERIMENT, experiment_columns
 from .selection import phases
-from .rules import decision, p_value, why_text
+from .rules import INCONCLUSIVE, decision, p_value, why_text
 from .stats import mean_ci
 
 COLUMNS = ["study", "kind", "claim", "check", "quantity", "unit", "cell", "value", "half", "low", "high",
@@ -114,7 +115,8 @@ def _effect_row(claim, v, label: str, e, est) -> dict:
     base = {"claim": claim.KEY, "check": v.title, "verdict": v.verdict if not label else "", "cell": label,
             "why": why_text(v) if not label else ""}
     if label and e is not None and est is not None and math.isfinite(e.minimum):  # a judged part: its own verdict
-        base["verdict"], base["why"] = decision(est, e)[:2]
+        # unless something blocks the check: then no part of it is decided either
+        base["verdict"], base["why"] = (INCONCLUSIVE, why_text(v)) if v.blockers else decision(est, e)[:2]
     if e is None or est is None or not math.isfinite(est.value):
         return _row(claim.STUDY, "effect", e.name if e else "", e.unit if e else "", math.nan, **base)
     show = (lambda x: 2 ** x) if e.unit == "ratio" else (lambda x: x)

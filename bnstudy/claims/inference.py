@@ -126,7 +126,8 @@ def _seen(sel: pd.DataFrame) -> pd.Series:
     for col, value in SEEN.items():
         if col not in sel:
             return pd.Series(False, index=sel.index)
-        out &= sel[col].isin(value) if isinstance(value, tuple) else sel[col].astype(str).eq(value)
+        out &= (pd.to_numeric(sel[col], errors="coerce").isin(value) if isinstance(value, tuple)
+                else sel[col].astype(str).eq(value))
     return out
 
 
@@ -188,8 +189,9 @@ def _read(runs: pd.DataFrame, title: str, rule: str):
     normalization batches of the study's BN runs of every status; `long`: inference_table(sel);
     `wide`: per run and test batch, the accuracy with running and with batch statistics."""
     sel, notes = study_runs(runs, STUDY)
-    bn_all = sel[sel["norm.name"].isin(BN_NORMS)] if len(sel) else sel
-    swept = set(normalization_batch(bn_all).dropna()) if len(bn_all) else set()  # every status
+    every, _ = study_runs(runs, STUDY, finished=False)  # a batch whose runs failed or run still counts
+    bn_all = every[every["norm.name"].isin(BN_NORMS)] if len(every) else every
+    swept = set(normalization_batch(bn_all).dropna()) if len(bn_all) else set()
     sel = _bn_runs(sel, notes) if len(sel) else sel
     long = inference_table(sel) if len(sel) else pd.DataFrame()
     if not len(long) or long["mode"].nunique() < 2:
@@ -237,10 +239,11 @@ def _decider(arms: list[tuple], swept: set, r: pd.DataFrame) -> tuple:
     failed = [a for a in arms if a[3][0] == NOT_REPRODUCED]
     open_ = [a for a in arms if a[3][0] == INCONCLUSIVE]
     b, est, blockers = (failed or open_ or [min(arms, key=lambda a: a[1].lo if a[1].has_interval else -np.inf)])[0][:3]
-    # a normalization batch whose runs all diverged or failed is an arm that did not train, not one to forget
+    # a normalization batch with no completed run is an arm that did not train, not one to forget
     if not failed:
         blockers = list(blockers) + [Blocker(f"normalization batch {nb_label(x)} did not train (no completed run: "
-                                             "all diverged or failed)", UNTRAINED, f"normalization batch {nb_label(x)}")
+                                             "all diverged, failed or are unfinished)", UNTRAINED,
+                                             f"normalization batch {nb_label(x)}")
                                      for x in sorted(swept - set(r.norm_batch.dropna()))]
     return b, est, blockers
 
