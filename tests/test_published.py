@@ -28,10 +28,13 @@ def test_the_verdict_tables_in_the_readmes_are_what_verdicts_writes():
 
 
 def test_every_study_is_in_the_verdict_table():
-    """Every claim's study with a results folder; a study whose rules are written before its runs has none yet."""
+    """Every claim's study with a results folder (STUDY/ at cpu scale, STUDY-medium/ at medium); a
+    study whose rules are written before its runs has none yet."""
     rows = published.rows(RESULTS, RESULTS)
     studies = {re.match(r"\[(\w[\w-]*)\]", s).group(1) for s in rows.study}
-    assert studies == {c.STUDY for c in report.CLAIMS if (RESULTS / c.STUDY).is_dir()}
+    at_scale = {f"{c.STUDY}-{scale}" for c in report.CLAIMS for scale in ("medium", "full")}
+    assert studies == ({c.STUDY for c in report.CLAIMS if (RESULTS / c.STUDY).is_dir()}
+                       | {name for name in at_scale if (RESULTS / name).is_dir()})
     for c in report.CLAIMS:  # every check of a published study has its row
         if (RESULTS / c.STUDY).is_dir():
             checks = numbers_of(RESULTS / c.STUDY).query("kind == 'effect' and claim == @c.KEY")
