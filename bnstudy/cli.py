@@ -117,6 +117,7 @@ def analyse(cmd: str, args: list[str]) -> None:
     import argparse
 
     from .analysis import report
+    from .analysis.rules import verdict_line
     from .analysis.results import NoRunsError
 
     parser = argparse.ArgumentParser(prog=f"python -m bnstudy {cmd}", description=(
@@ -149,7 +150,7 @@ def analyse(cmd: str, args: list[str]) -> None:
             shown = report.report(a.sweep_dirs, out, warn=_warn, keep=keep, force=a.force)
             for checks in shown.values():
                 for v in checks:
-                    print(f"{v.verdict:>26}  {v.title}")
+                    print(verdict_line(v))
             if len(shown) < len(report.CLAIMS):
                 print(f"{len(report.CLAIMS) - len(shown)} other claims not tested here (no runs of their study)")
             print(f"wrote {out / 'report.md'} and {out / 'report.html'}")

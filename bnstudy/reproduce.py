@@ -162,12 +162,13 @@ def build_report(sweep_dir: Path, out_dir: Path, keep: Optional[set[Path]] = Non
     """`python -m bnstudy report SWEEP_DIR --out OUT_DIR`, in this process, over the run folders
     in `keep` only (the sweep's grid) when given."""
     from .analysis import report
+    from .analysis.rules import verdict_line
 
     shown = report.report([sweep_dir], out_dir, warn=lambda line: print(f"bnstudy: warning: {line}", file=sys.stderr),
                           keep=keep)
     for checks in shown.values():
         for v in checks:
-            print(f"{v.verdict:>26}  {v.title}")
+            print(verdict_line(v))
 
 
 def sweep_grid(sweep_list: Path, sweep_dir: Path, started: float) -> Optional[set[Path]]:

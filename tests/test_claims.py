@@ -756,3 +756,11 @@ def test_why_text_names_what_blocked_an_inconclusive_verdict():
     assert why_text(blocked) == f"{BLOCKED}: {EDGE}; {UNTRAINED}"
     assert why_text(Verdict("c", "t", INCONCLUSIVE, "r", why=HOLDS_MINIMUM)) == HOLDS_MINIMUM
     assert why_text(Verdict("c", "t", REPRODUCED, "r")) == ""
+
+
+def test_verdict_line_says_why_only_where_inconclusive():
+    from bnstudy.analysis.rules import EDGE, Blocker, Verdict, verdict_line
+
+    blocked = Verdict("c", "BN helps", INCONCLUSIVE, "r", why=BLOCKED, blockers=[Blocker("a", EDGE, "bn")])
+    assert verdict_line(blocked).split() == [*INCONCLUSIVE.split(), "BN", "helps", f"({BLOCKED}:", *f"{EDGE})".split()]
+    assert verdict_line(Verdict("c", "BN helps", REPRODUCED, "r")).split() == [REPRODUCED, "BN", "helps"]

@@ -161,6 +161,12 @@ def why_text(v: "Verdict") -> str:
     return BLOCKED + (": " + "; ".join(k for k in kinds if k) if any(kinds) else "")
 
 
+def verdict_line(v: "Verdict") -> str:
+    """A verdict as `report` and `reproduce` print it: verdict, the check, and why where inconclusive."""
+    why = why_text(v)
+    return f"{v.verdict:>26}  {v.title}" + (f"  ({why})" if why else "")
+
+
 def decide(est: Estimate, effect: Effect, blockers: Sequence[str] = ()) -> tuple[str, str]:
     """(verdict, reason): decision() without its `why`."""
     v, _, reason = decision(est, effect, blockers)
