@@ -67,19 +67,22 @@ def _counts(rows: list[dict], columns: list[str]) -> str:
 
 
 def provenance_md(rows: list[dict], p, command: str, sweep_wall_s: Optional[float],
-                  started: Optional[float], left_out: Sequence[str] = (), status: Optional[str] = None) -> str:
+                  started: Optional[float], left_out: Sequence[str] = (), status: Optional[str] = None,
+                  by: str = "python -m bnstudy reproduce") -> str:
     """provenance.md for one study: what made OUT/STUDY (`p`, its reproduce.Plan), from its run
     folders' rows (read_runs);
     `left_out`: the folders under the sweep folder that this sweep's grid does not hold;
-    `status`: what `python -m bnstudy status SWEEP_DIR` says of the sweep (sweep_status_md)."""
+    `status`: what `python -m bnstudy status SWEEP_DIR` says of the sweep (sweep_status_md); `by`:
+    the command that writes it."""
     walls = [float(r["wall_time_s"]) for r in rows if isinstance(r.get("wall_time_s"), (int, float))]
     fresh = sum(1 for r in rows if started is not None and r.get("written", 0) >= started)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"# Provenance: {p.study}",
         "",
-        f"Written by `python -m bnstudy reproduce` on {now} from {n_of(len(rows), 'run folder')} under "
-        f"`{p.sweep_dir}` (regenerated on every reproduce; README.md beside it is written by hand).",
+        f"Written by `{by}` on {now} from {n_of(len(rows), 'run folder')} under `{p.sweep_dir}` ("
+        + ("regenerated on every reproduce; " if by == "python -m bnstudy reproduce" else "")
+        + "README.md beside it is written by hand).",
         "",
         "## Commands",
         "",
