@@ -21,6 +21,21 @@ enough that a short run whose rate decays to zero still moves). Each (network, d
 runs both; the rule reads each at its own best. Two points, not more, for the cost (each rate
 adds 12 runs at cpu).
 
+Confirmation on fresh seeds (written 2026-12-07, before any of its runs; the rule below
+unchanged): the protocol above on seeds 3-7, into a run folder of its own, with grids that
+bracket both deep arms' best rates: the first runs left BN's plain-44 best at 0.1, the top of
+{0.02, 0.1}, and none's at 0.02, the bottom, and a follow-up found none's plain-44 better at
+0.004 (between 0.001, at chance, and 0.02). BN at {0.05, 0.1, 0.2}, none at {0.0025, 0.005,
+0.01, 0.02}, both depths (70 runs; estimated from the first runs' medians, ~6.4 h of runs, ~3.2
+h of sweep wall on 2 cores). If a deep arm's best rate is at an edge of its grid, the next x2
+rate past it runs on the same seeds before the verdict is read, until a rate past the best does
+worse. Two commands into one folder, then the report (published as
+results/depth_sweep/confirmation/, beside the first runs):
+
+    python -m bnstudy run +exp=depth_sweep scale=cpu data=cifar10_folder data.root=DATA seed=3,4,5,6,7 norm=bn optim.lr=0.05,0.1,0.2 hydra.sweep.dir=DIR hydra/launcher=joblib hydra.launcher.n_jobs=2
+    python -m bnstudy run +exp=depth_sweep scale=cpu data=cifar10_folder data.root=DATA seed=3,4,5,6,7 norm=none optim.lr=0.0025,0.005,0.01,0.02 hydra.sweep.dir=DIR hydra/launcher=joblib hydra.launcher.n_jobs=2
+    python -m bnstudy report DIR --out results/depth_sweep/confirmation
+
 Which network decides is read from the runs that ran, whatever their status: where plain nets
 ran with both norms but lack finished runs at 2 shared depths (failed, unfinished), there is no
 verdict (runs missing) rather than a verdict on the residual nets; a deeper depth that ran with
