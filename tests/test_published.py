@@ -91,6 +91,41 @@ def test_every_published_inconclusive_verdict_says_why(folder):
     assert (main.why.notna() == (main.verdict == "inconclusive")).all(), main[["check", "verdict", "why"]]
 
 
+# where the rate is the claim (the largest stable rate of a range test), a best accuracy at an
+# edge of the rate range is no chosen rate
+RATE_IS_THE_CLAIM = {"lr_range"}
+CONFIG_GROUPS = ("data.", "model.", "norm.", "init.", "optim.", "schedule.", "trainer.", "evaluation.")
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.relative_to(RESULTS).as_posix())
+def test_no_decided_verdict_stands_on_a_cell_best_at_its_grids_edge(folder):
+    """Independently of the claim code: in a folder with a decided verdict, every cell (the runs
+    that share every setting but seed and rate) that ran more than one rate has its best rate (the
+    highest mean final accuracy, a diverged run at chance, a tie to the lower rate) strictly inside
+    the rates it ran; where rates were chosen on selection seeds, the selection runs' grid is read."""
+    from bnstudy.analysis import selection
+    from bnstudy.config import NOT_THE_EXPERIMENT
+
+    effects = numbers_of(folder).query("kind == 'effect'")
+    if not effects.verdict.isin(["reproduced", "not reproduced"]).any() or folder.name in RATE_IS_THE_CLAIM:
+        pytest.skip("no decided verdict that chooses rates")
+    runs = pd.read_csv(folder / "runs.csv")
+    runs = runs[runs.status.isin(["completed", "diverged"])]
+    chosen_on, _ = selection.phases(runs)
+    grid = chosen_on if len(chosen_on) else runs
+    keys = [c for c in grid.columns if c.startswith(CONFIG_GROUPS) and c not in NOT_THE_EXPERIMENT
+            and c != "optim.lr" and grid[c].astype(str).nunique() > 1]
+    at_edge = []
+    for cell, g in (grid.groupby([grid[k].astype(str) for k in keys]) if keys else [("all", grid)]):
+        means = g.groupby("optim.lr").final_acc.mean()
+        if len(means) < 2:
+            continue
+        best = means[means == means.max()].index.min()
+        if best in (means.index.min(), means.index.max()):
+            at_edge.append((cell, best))
+    assert not at_edge, f"{folder.name}: best rate at an edge of its grid: {at_edge}"
+
+
 def _matches(column: pd.Series, text: str) -> pd.Series:
     """Plainly: does each runs.csv value read as the cell's text ('0.1', '128', 'False', 'bn', 'nan')?"""
     if text == "nan":
