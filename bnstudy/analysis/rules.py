@@ -189,6 +189,14 @@ def p_value(est: Estimate, effect: Effect, verdict: str) -> float:
     return float(scipy.stats.t.cdf(t, est.dof) if below else scipy.stats.t.sf(t, est.dof))
 
 
+# stated 2026-12-07 for every rule that compares arms over seeds with Welch's t (the design each used
+# from its first runs; results/HISTORY.md): why not paired by seed
+UNPAIRED = ("Unpaired: Welch t over seeds, not paired by seed. A seed gives the compared arms the same data order "
+            "(and, where their parameters match, the same initial weights), but they are different networks or "
+            "settings whose training parts within the first steps, so nothing makes a seed's runs co-vary; a paired "
+            "t would also have half the degrees of freedom of 5 seeds an arm, and a seed missing in one arm would "
+            "remove it from the other.")
+
 UNTRAINED = "did not train"  # Blocker.kind of an arm within TRAINED_MARGIN of chance
 # Note.kind of the notes every claim may carry (analysis/cells.py writes them)
 EDGE = "best rate at an edge"  # data: {cell: (best rate, "lowest" or "highest", grid's lowest, highest)}

@@ -68,7 +68,7 @@ from ..analysis import style as S
 from ..analysis.cells import (EDGE_RULE, SELECTION_BIAS, at_best_rate, edge_blockers, edge_rates, incomplete_cells,
                               study_runs, value_text)
 from ..analysis.results import chance
-from ..analysis.rules import (Effect, Note, Verdict, acc_cell, decision_text, has_norms, missing, points, untrained,
+from ..analysis.rules import (UNPAIRED, Effect, Note, Verdict, acc_cell, decision_text, has_norms, missing, points, untrained,
                               verdict)
 from ..analysis.stats import aggregate, difference, mean_ci
 
@@ -95,7 +95,7 @@ RULE = ("Plain networks (no shortcuts; residual networks only where no plain one
         "shallow arm must have trained (else nothing shows that the unnormalized net trains at all in this "
         "setup). None's deep arm may sit at chance: that is the claimed outcome, not a failed arm. Shown beside, "
         "not decided: the same effect for the residual networks, and each norm's accuracy lost from the shallow "
-        "depth to the deep one. " + SELECTION_BIAS + " " + decision_text(EFFECT) + " " + EDGE_RULE)
+        "depth to the deep one. " + SELECTION_BIAS + " " + decision_text(EFFECT) + " " + EDGE_RULE + " " + UNPAIRED)
 
 
 def _with_kind(runs: pd.DataFrame) -> pd.DataFrame:

@@ -28,7 +28,7 @@ from ..analysis import style as S
 from ..analysis.cells import (EDGE_RULE, SELECTION_BIAS, at_best_rate, edge_blockers, edge_rates, steps_column,
                               study_runs, thresholds)
 from ..analysis.results import SKIPINIT, chance, variant_names
-from ..analysis.rules import (INCONCLUSIVE, MIN_SEEDS, Blocker, Effect, Note, Verdict, acc_cell, decision_text,
+from ..analysis.rules import (UNPAIRED, INCONCLUSIVE, MIN_SEEDS, Blocker, Effect, Note, Verdict, acc_cell, decision_text,
                               has_norms, log2, missing, pct, untrained, verdict)
 from ..analysis.stats import aggregate, censored, fmt_ci, mean_ci
 
@@ -61,7 +61,7 @@ RULE = ("BN is compared with none, and separately with none + SkipInit (model.sk
         "shown as a ratio; steps are seen only at evaluations, so the interval is widened to hold whatever step "
         "between two evaluations each seed got there. Under a decaying rate, steps to a target are shaped by the "
         "schedule (the slower arm may reach it only as the rate falls): the speed-up is read at the schedule's "
-        "pace. " + SELECTION_BIAS + " " + decision_text(EFFECT) + " " + AMENDMENT + " " + EDGE_RULE)
+        "pace. " + SELECTION_BIAS + " " + decision_text(EFFECT) + " " + AMENDMENT + " " + EDGE_RULE + " " + UNPAIRED)
 
 
 ARMS = ("bn", "none", "none" + SKIPINIT)  # results.variant_names of the study's arms

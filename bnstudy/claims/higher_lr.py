@@ -31,7 +31,7 @@ from matplotlib.figure import Figure
 from ..analysis import style as S
 from ..analysis.cells import study_runs
 from ..analysis.results import SKIPINIT, chance, variant_names
-from ..analysis.rules import (BLOCKED, Blocker, Effect, Verdict, NOT_REPRODUCED, INCONCLUSIVE, acc_col,
+from ..analysis.rules import (UNPAIRED, BLOCKED, Blocker, Effect, Verdict, NOT_REPRODUCED, INCONCLUSIVE, acc_col,
                               decision_text, has_norms, log2, missing, untrained, verdict)
 from ..analysis.stats import aggregate, censored
 
@@ -58,7 +58,7 @@ RULE = (f"A run is usable when it did not diverge and its final test accuracy is
         "rate) of BN minus that of none (Welch t over seeds), shown as a ratio; a seed's limit lies between its largest "
         "usable rate and the next rate of the grid, so the interval is widened to hold any limit in that bin. No verdict when none's limit is "
         "outside the grid (a seed of none usable at the grid's top rate), and no 'not reproduced' when BN's is. "
-        + decision_text(EFFECT))
+        + decision_text(EFFECT) + " " + UNPAIRED)
 
 
 def usable(sel: pd.DataFrame) -> pd.Series:

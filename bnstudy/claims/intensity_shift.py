@@ -55,7 +55,7 @@ from matplotlib.figure import Figure
 from ..analysis import style as S
 from ..analysis.cells import EDGE_RULE, SELECTION_BIAS, at_best_rate, edge_blockers, edge_rates, study_runs
 from ..analysis.results import chance
-from ..analysis.rules import (TRAINED_MARGIN, Effect, Note, Verdict, acc_cell, decision_text, has_norms, missing,
+from ..analysis.rules import (UNPAIRED, TRAINED_MARGIN, Effect, Note, Verdict, acc_cell, decision_text, has_norms, missing,
                               points, untrained, verdict)
 from ..analysis.stats import aggregate, combine, difference, mean_ci
 
@@ -89,7 +89,7 @@ RULE = ("Runs with a gain and offset drawn per image (data.intensity_per_image);
         "(amended 2026-11-29, before any run of this protocol: it first asked BN to train in both settings). "
         + SELECTION_BIAS + " " + decision_text(EFFECT) + " Secondary, labelled, not in the verdict: robustness, each "
         "cell's accuracy on test images with the variation (eval mode, running statistics; and each test batch of "
-        "100 normalized by its own statistics). " + EDGE_RULE)
+        "100 normalized by its own statistics). " + EDGE_RULE + " " + UNPAIRED)
 SHIFTED = (("final.test_shifted/acc", "running"), ("final.test_shifted/acc_batchstats", "batch"))
 # Note.kind of the notes on the runs read
 LEFT_OUT = "runs of the other protocol left out"  # data: {"runs": how many, "protocol": "per batch" | "per image"}

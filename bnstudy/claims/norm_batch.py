@@ -52,7 +52,7 @@ from ..analysis import style as S
 from ..analysis.cells import (EDGE_RULE, SELECTION_BIAS, at_best_rate, edge_blockers, edge_rates, normalization_batch,
                               study_runs, value_text)
 from ..analysis.results import chance
-from ..analysis.rules import Effect, Note, Verdict, acc_cell, decision_text, missing, points, untrained, verdict
+from ..analysis.rules import UNPAIRED, Effect, Note, Verdict, acc_cell, decision_text, missing, points, untrained, verdict
 from ..analysis.stats import aggregate, difference, mean_ci
 
 KEY, STUDY, TITLE = "norm_batch", "norm_batch", "Small normalization batches"
@@ -73,7 +73,7 @@ RULE = ("A run's normalization batch is min(norm.ghost_batch_size, data.batch_si
         f"reference arm ({REFERENCE}) must have trained; the small arm may sit at chance: that is the claimed "
         "degradation itself, not a failed arm. Shown beside as information, not decided: the same effect with "
         "precise BN statistics (recomputed after training over training images in whole batches, not ghost "
-        "batches), at the same rates. " + SELECTION_BIAS + " " + decision_text(EFFECT) + " " + EDGE_RULE)
+        "batches), at the same rates. " + SELECTION_BIAS + " " + decision_text(EFFECT) + " " + EDGE_RULE + " " + UNPAIRED)
 RATE = "optim.lr"
 # Note.kind of the notes on what a check read in place of the rule's; data as named
 SGD_BATCHES = "several SGD batches"  # data: {"batches": the SGD batches present, "using": the one read}
@@ -88,7 +88,7 @@ GN_RULE = (f"Wu & He (2018, Fig. 1): BN is above GroupNorm at large normalizatio
            f"BN's at {REFERENCE}, else inconclusive (the comparison would be with a GN that failed here, not with GN). "
            "Shown beside as information: BN minus GN at every normalization batch with its interval, and the "
            "normalization batches between which that difference changes sign (where BN crosses GN). "
-           + decision_text(GN_EFFECT) + " " + EDGE_RULE)
+           + decision_text(GN_EFFECT) + " " + EDGE_RULE + " " + UNPAIRED)
 
 
 def _ghost_runs(runs: pd.DataFrame, notes: list[str]) -> pd.DataFrame:

@@ -37,7 +37,7 @@ from matplotlib.figure import Figure
 from ..analysis import style as S
 from ..analysis.cells import EDGE_RULE, SELECTION_BIAS, at_best_rate, edge_blockers, edge_rates, study_runs, value_text
 from ..analysis.results import chance
-from ..analysis.rules import Effect, Verdict, acc_cell, decision_text, has_norms, missing, points, untrained, verdict
+from ..analysis.rules import UNPAIRED, Effect, Verdict, acc_cell, decision_text, has_norms, missing, points, untrained, verdict
 from ..analysis.stats import aggregate, combine, difference, mean_ci
 
 KEY, STUDY, TITLE = "small_batch", "batch_size_sweep", "Small-batch degradation"
@@ -62,7 +62,7 @@ RULE = ("Each (norm, batch size) cell at its own best base learning rate: the op
         "Effect = BN's drop minus GN's, in points (Welch-Satterthwaite t over the four cells' seeds). BN and GN "
         "must have trained at the reference batch. Shown beside as information, not decided: the same effect with "
         "precise BN statistics (recomputed after training over training images; GN keeps none, so its accuracy is "
-        "the same), at the same rates. " + SELECTION_BIAS + " " + decision_text(EFFECT) + " " + EDGE_RULE)
+        "the same), at the same rates. " + SELECTION_BIAS + " " + decision_text(EFFECT) + " " + EDGE_RULE + " " + UNPAIRED)
 
 
 def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:

@@ -25,7 +25,7 @@ from . import higher_lr
 from ..analysis import style as S
 from ..analysis.cells import study_runs
 from ..analysis.results import variant_names
-from ..analysis.rules import (BLOCKED, Blocker, Effect, Verdict, INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED,
+from ..analysis.rules import (UNPAIRED, BLOCKED, Blocker, Effect, Verdict, INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED,
                               decision_text, has_norms, log2, missing, verdict)
 from ..analysis.stats import censored
 
@@ -55,7 +55,7 @@ RULE = ("The training loss is logged as its mean over windows of trainer.log_eve
         "its place, an arm that logged no loss window gives no verdict. Stated limits of the measure: the bar is "
         "relative to each run's own lowest loss, so an arm that fits further (BN; batch 512, which sees 4x the "
         "images) meets a stricter absolute bar; and a window's mean lags the onset of a blow-up inside it, so the "
-        "interval covers the limit as defined here, not an onset earlier in the window.")
+        "interval covers the limit as defined here, not an onset earlier in the window. " + UNPAIRED)
 
 # how a run's limit was read; NEVER, FIRST and NO_WINDOWS are also the Blocker.kind of the reasons a check
 # gives no verdict (subject: the arm; data: {"seeds": those seeds, "batch": the batch size}, and NEVER's

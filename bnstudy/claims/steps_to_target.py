@@ -51,7 +51,7 @@ from . import faster_training as F
 from ..analysis import style as S
 from ..analysis.cells import study_runs
 from ..analysis.results import SKIPINIT, chance, variant_names
-from ..analysis.rules import Effect, Note, Verdict, decision_text, pct
+from ..analysis.rules import UNPAIRED, Effect, Note, Verdict, decision_text, pct
 from ..analysis.stats import Estimate, aggregate, difference, one_sample
 
 KEY, STUDY, TITLE = "steps_to_target", "steps_to_target", "Faster training, dense evaluations"
@@ -67,7 +67,8 @@ RULE = ("Each arm (bn, none, none + SkipInit) runs at one peak rate, fixed in th
         "unnormalized arm minus that of BN (Welch t over seeds), shown as a ratio; test accuracy is read every "
         "trainer.eval_every steps (cpu: 8, on 2,000 test images), and the interval is widened to hold whatever "
         "step between two evaluations each seed got there. Under a decaying rate, steps to a target are shaped by "
-        "the schedule: the speed-up is read at the schedule's pace. " + decision_text(EFFECT) + " " + F.AMENDMENT)
+        "the schedule: the speed-up is read at the schedule's pace. " + decision_text(EFFECT) + " " + F.AMENDMENT + " "
+        + UNPAIRED)
 
 
 BUDGETS = (0.25, 0.5, 1.0)  # fractions of the schedule's steps at which budget_accuracy reads test accuracy
