@@ -202,11 +202,11 @@ def select(args: list[str]) -> None:
         for line in selection.measuring_problems(sel, measuring, choices):
             print(f"  problem: {line}")
         edges += int(choices.status.str.contains("edge").sum())
-        waiting += int((~choices.status.str.contains("edge") & (choices.status != selection.INSIDE)).sum())
-        chosen = "{" + ", ".join(f"{c.arm}: {c.chosen:g}" if c.status == selection.INSIDE else f"{c.arm}: null"
+        waiting += int((~choices.status.str.contains("edge") & ~choices.status.map(selection.settled)).sum())
+        chosen = "{" + ", ".join(f"{c.arm}: {c.chosen:g}" if selection.settled(c.status) else f"{c.arm}: null"
                                  for c in choices.itertuples()) + "}"
         chosen_lines += [f"# {study}, scale={scale}: the chosen rates, for the measuring phase. In "
-                         f"bnstudy/conf/exp/{study}.yaml, hydra.sweeper.chosen's by_scale takes as its medium value",
+                         f"bnstudy/conf/exp/{study}.yaml, hydra.sweeper.chosen's by_scale takes as its {scale} value",
                          chosen, "# or, on the command line: " + f"'hydra.sweeper.chosen={chosen}'"]
     print("\n".join(chosen_lines))
     if waiting:

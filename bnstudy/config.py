@@ -56,12 +56,13 @@ class ModelConfig:
 
 @dataclass
 class NormConfig:
-    name: str = "bn"  # bn | none | gn | ln | ghost_bn | noisy_bn | custom
+    name: str = "bn"  # bn | none | gn | ln | ghost_bn | running_bn | noisy_bn | custom
     eps: float = 1e-5
     momentum: float = 0.1  # bn: running-statistics momentum (torch convention)
     affine: bool = True
     groups: int = 8  # gn
     ghost_batch_size: int = 32  # ghost_bn: examples per virtual batch (Hoffer et al. 2017)
+    burn_in: int = 50  # running_bn: training steps of plain BN before it normalizes with running statistics
     noise_shift: float = 0.5  # noisy_bn: per-step channel shift ~ U(-noise_shift, noise_shift)
     noise_scale: float = 1.5  # noisy_bn: per-step channel scale ~ U(1, noise_scale)
     noise_seed: int = 0  # noisy_bn: seeds the noise stream (set to the run seed by the studies)

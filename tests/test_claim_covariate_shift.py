@@ -299,12 +299,209 @@ def test_each_net_gets_its_own_row_of_panels():
     assert len(fig.axes) == 2 and not fig.axes[0].get_title().startswith("mlp: ")
 
 
-def test_each_net_sweeps_its_own_two_rates():
-    """covariate_lr picks each net's rate: mlp 0.2 and 0.8, ResNet-20 0.05 and 0.2; the ResNet's
-    test accuracy is read once, at the end of its cpu run."""
+def test_each_net_sweeps_its_own_rates():
+    """covariate_lr picks each net's rate from one x2 ladder: the published runs' low and high
+    (mlp 0.2 and 0.8, ResNet-20 0.05 and 0.2) and the rungs between and below; the ResNet's test
+    accuracy is read once, at the end of its cpu run."""
+    rungs = ("quarter", "half", "low", "double", "high")
     rates = {(m, p): compose_config(["+exp=covariate_shift", "scale=cpu", f"model={m}", f"covariate_lr={p}"]).optim.lr
-             for m in ("mlp", "resnet20") for p in ("low", "high")}
-    assert rates == {("mlp", "low"): 0.2, ("mlp", "high"): 0.8, ("resnet20", "low"): 0.05, ("resnet20", "high"): 0.2}
+             for m in ("mlp", "resnet20") for p in rungs}
+    assert [rates["mlp", p] for p in rungs] == [0.05, 0.1, 0.2, 0.4, 0.8]
+    assert [rates["resnet20", p] for p in rungs] == [0.0125, 0.025, 0.05, 0.1, 0.2]
     res = compose_config(["+exp=covariate_shift", "scale=cpu", "model=resnet20"])
     assert res.trainer.eval_every >= 312 and compose_config(["+exp=covariate_shift", "scale=cpu", "model=mlp"]
                                                             ).trainer.eval_every == 2000
+
+
+# ------------------------------------------------ the checks of 2026-12-07: inputs, injected shift
+
+from bnstudy.analysis import selection  # noqa: E402
+from bnstudy.claims.covariate_shift.common import SEEN_KIND  # noqa: E402
+from bnstudy.claims.covariate_shift.injected_shift import NO_SHIFT  # noqa: E402
+
+from conftest import blockers_of  # noqa: E402
+
+GRID = {"mlp": (0.1, 0.2, 0.4), "resnet": (0.025, 0.05, 0.1)}  # covariate_lr {half, low, double}
+NORMS = ("bn", "none", "noisy_bn", "noisy_bn_example")
+
+
+def runs_fresh(shift=None, acc=None, seeds=range(5, 10), selection_seed=100, best=None, one_phase=False):
+    """The two-phase protocol: every (model, norm) arm over its net's grid on seed 100, best at
+    the middle rate (or `best`: {(model, norm): rate}), 5 points less elsewhere; then seeds 5-9 at
+    that rate, with probe rows. `shift`: how far each arm's norm-layer inputs move over training
+    ((model, norm) or norm -> the 50th percentile's travel; bn 0.5, none and both noisy arms 2.0);
+    BN's outputs barely move (0.1), the others' outputs move as their inputs. Drift = travel /
+    2.08 (the 15-85 spread), so none's and the noisy arms' input drift is 4x BN's. `acc`: test
+    accuracy by norm (bn and the noisy arms 50%, none 40%); training accuracy 10 points above.
+    `one_phase`: seeds only, at the best rate, no selection seeds (the published runs' shape)."""
+    shift = {"bn": 0.5, "none": 2.0, "noisy_bn": 2.0, "noisy_bn_example": 2.0, **(shift or {})}
+    acc = {"bn": 0.5, "none": 0.4, "noisy_bn": 0.5, "noisy_bn_example": 0.5, **(acc or {})}
+    rng, runs, rows = np.random.default_rng(5), [], []
+    for model, norm in itertools.product(("mlp", "resnet"), NORMS):
+        top = (best or {}).get((model, norm), GRID[model][1])
+        phases = [(s, top) for s in seeds] if one_phase else (
+            [(selection_seed, lr) for lr in GRID[model]] + [(s, top) for s in seeds])
+        for s, lr in phases:
+            run = f"covariate_shift/{model}/{norm}/{lr}/{s}"
+            a = acc[norm] if isinstance(acc[norm], float) else acc[norm][model]
+            test = a - (0.0 if lr == top else 0.05) + noise(rng)
+            runs.append(row("covariate_shift", norm, s, test, run=run,
+                            **{"model.name": model, "optim.lr": lr, "final.train/acc": test + 0.1,
+                               "data.name": "cifar10_folder",
+                               "scale.selection_seeds": "" if one_phase else str(selection_seed)}))
+            travel = shift.get((model, norm), shift[norm])
+            for step in range(0, 101, 25):
+                t = step / 100
+                for layer in ("layer1.norm", "layer2.norm"):
+                    for side, d in (("in", travel), ("out", 0.1 if norm == "bn" else travel)):
+                        for p, z in (("p15", -1.04), ("p50", 0.0), ("p85", 1.04)):
+                            rows.append((run, step, f"act/{layer}.{side}.{p}", d * t + z + noise(rng, 0.01)))
+    curves = pd.DataFrame(rows, columns=["run", "step", "metric", "value"]).assign(epoch=0.0, source="probes")
+    return pd.DataFrame(runs), curves
+
+
+def seen_published():
+    """Runs shaped as the published ones: seeds 0-4 of one phase, at scale=cpu on cifar10_folder."""
+    return runs_fresh(seeds=range(5), one_phase=True)
+
+
+def test_the_study_yaml_names_its_arms_as_the_selection_reads_them():
+    """Each sweeper arm of the study composes to runs that selection.arm_names calls by the arm's
+    name, so `select` prints the rates the measuring phase reads from hydra.sweeper.chosen."""
+    from hydra import compose, initialize_config_dir
+
+    from bnstudy.config import CONF_DIR
+    from bnstudy.sweep_status import planned_jobs
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["+exp=covariate_shift", "scale=cpu"], return_hydra_config=True)
+        arms = dict(cfg.hydra.sweeper.arms)
+        jobs, _ = planned_jobs(cfg)
+        chosen = "{" + ", ".join(f"{a}: 0.1" for a in arms) + "}"
+        measure, _ = planned_jobs(compose("config", overrides=[
+            "+exp=covariate_shift", "scale=cpu", "hydra.sweeper.phase=measure", f"hydra.sweeper.chosen={chosen}"],
+            return_hydra_config=True))
+    for name in arms:
+        c = compose_config(["+exp=covariate_shift", "scale=cpu", *(f"{k}={v}" for k, v in arms[name].items())])
+        df = pd.DataFrame([{"norm.name": c.norm.name, "model.name": c.model.name}])
+        assert selection.arm_names(df).iloc[0] == name
+    assert set(arms) == {f"{m}{n}" for m in ("", "mlp_") for n in NORMS}
+    seeds = lambda js: {o for j in js for o in j if o.startswith("seed=")}  # noqa: E731
+    assert len(jobs) == 8 * 3 and seeds(jobs) == {"seed=100"}
+    assert len(measure) == 8 * 5 and seeds(measure) == {f"seed={s}" for s in range(5, 10)}
+    assert all("covariate_lr=chosen" in j and "optim.lr=0.1" in j for j in measure)
+    rungs = {o for j in jobs for o in j if o.startswith("covariate_lr=")}
+    assert rungs == {"covariate_lr=half", "covariate_lr=low", "covariate_lr=double"}
+    assert compose_config(["+exp=covariate_shift", "scale=cpu"]).scale.selection_seeds == "100"
+
+
+def test_the_measuring_runs_decide_the_input_drift():
+    """Selection on seed 100, measured on seeds 5-9: none's inputs drift 4x BN's in both nets.
+    BN's output drift (the published check's measure) is shown beside, not decided."""
+    runs, curves = runs_fresh()
+    v = C.check_input_drift(runs, curves)
+    assert v.verdict == REPRODUCED, v.finding
+    assert v.facts["by_model"] == {"mlp": (REPRODUCED, ""), "resnet": (REPRODUCED, "")}, v.facts
+    for model in ("mlp", "resnet"):
+        assert estimate_of(v, f"model={model}").value == pytest.approx(2.0, abs=0.1)  # log2 of 4x
+        beside = estimate_of(v, f"model={model}; measure=BN's output drift")
+        assert beside.value == pytest.approx(np.log2(20), abs=0.2) and np.isnan(
+            [e for lab, e, _ in v.estimates if lab.endswith("output drift")][0].minimum)
+        assert v.facts["drift"][model]["bn_out"] < v.facts["drift"][model]["bn_in"]
+    (rates,) = notes_of(v, BEST_RATES)
+    assert rates.data == {f"{m} {n}": GRID[m][1] for m in ("mlp", "resnet") for n in NORMS}
+    assert not blockers_of(v, SEEN_KIND) and not notes_of(v, SEEN_KIND)
+
+
+def test_the_input_drift_reads_the_inputs_not_the_normalized_outputs():
+    """BN's inputs drift as much as none's while its outputs stay put: the published check (the
+    outputs) reads BN as stable; the inputs' check does not."""
+    runs, curves = runs_fresh(shift={"bn": 2.0})
+    assert C.check_activations(runs, curves).verdict == REPRODUCED
+    v = C.check_input_drift(runs, curves)
+    assert v.verdict == NOT_REPRODUCED, v.finding
+    assert estimate_of(v, "model=mlp").value == pytest.approx(0.0, abs=0.1)
+
+
+def test_the_seen_seeds_never_decide_the_new_checks():
+    """The published runs' shape (seeds 0-4, one phase, cpu, cifar10_folder) with input rows that
+    would decide: blocked, 'seen before the rule'. Beside fresh runs they are left out: here they
+    read the opposite way (BN's inputs drifting as none's), and the fresh runs still decide."""
+    runs, curves = seen_published()
+    for check in (C.check_input_drift, C.check_injected_shift, C.check_noisy_bn_shifted):
+        v = check(runs, curves)
+        assert v.verdict == INCONCLUSIVE and v.why == BLOCKED, (check.__name__, v.finding)
+        (b,) = blockers_of(v, SEEN_KIND)
+        assert b.data == {"runs": len(runs)}, v.blockers
+        assert v.facts["by_model"] == {m: (INCONCLUSIVE, BLOCKED) for m in ("mlp", "resnet")}, v.facts
+    seen, seen_curves = runs_fresh(seeds=range(5), one_phase=True, shift={"bn": 2.0})
+    fresh, fresh_curves = runs_fresh()
+    both, both_curves = pd.concat([seen, fresh], ignore_index=True), pd.concat([seen_curves, fresh_curves])
+    v = C.check_input_drift(both, both_curves)
+    assert v.verdict == REPRODUCED and not v.blockers, v.finding
+    assert [n.data for n in notes_of(v, SEEN_KIND)] == [{"runs": len(seen)}]
+    # the published checks read such runs as before: no guard there
+    assert C.check_activations(seen, seen_curves).verdict == REPRODUCED
+
+
+def test_runs_without_the_inputs_probed_leave_the_new_checks_untested():
+    """The published curves.csv.gz was cut to the norm layers' outputs: without `.in` rows the
+    new checks say which rows they need."""
+    runs, curves = runs_fresh()
+    outputs = curves[~curves.metric.str.contains(r"\.in\.")]
+    for check in (C.check_input_drift, C.check_injected_shift):
+        v = check(runs, outputs)
+        assert v.verdict == MISSING and ".in.p15" in v.missing, (check.__name__, v.missing)
+    v = C.check_noisy_bn_shifted(runs, outputs)  # trained, but whether the noise shifted anything is unknown
+    assert v.verdict == INCONCLUSIVE and {b.subject for b in blockers_of(v, NO_SHIFT)} == {
+        "noisy_bn_example (mlp)", "noisy_bn_example (resnet)"}, v.blockers
+    assert all(b.data["shift"] is None for b in blockers_of(v, NO_SHIFT))
+
+
+def test_a_choice_at_the_grids_edge_measures_nothing():
+    """The ResNet's BN chose its lowest rate on seed 100: the selection asks for the next rung
+    before any measuring run, so the measuring runs are not read and the checks wait."""
+    runs, curves = runs_fresh(best={("resnet", "bn"): 0.025})
+    v = C.check_input_drift(runs, curves)
+    assert v.verdict == MISSING and any("not read" in n for n in v.notes), v.notes
+
+
+def test_the_per_example_noise_decides_the_injected_shift_and_the_channel_noise_is_beside():
+    """Per-example noise drifts 4x BN's inputs in both nets (reproduced); the per-channel noise,
+    as in the published mlp, no more than BN's there (not reproduced beside, deciding nothing)."""
+    runs, curves = runs_fresh(shift={("mlp", "noisy_bn"): 0.5})
+    v = C.check_injected_shift(runs, curves)
+    assert v.verdict == REPRODUCED, v.finding
+    assert v.facts["by_arm"] == {"noisy_bn_example": {"mlp": (REPRODUCED, ""), "resnet": (REPRODUCED, "")},
+                                 "noisy_bn": {"mlp": (NOT_REPRODUCED, ""), "resnet": (REPRODUCED, "")}}, v.facts
+    assert estimate_of(v, "arm=noisy_bn; model=mlp").value == pytest.approx(0.0, abs=0.1)
+    assert set(v.numbers.arm) == {"noisy_bn_example", "noisy_bn"}
+    runs, curves = runs_fresh(shift={("resnet", "noisy_bn_example"): 0.5})
+    v = C.check_injected_shift(runs, curves)
+    assert v.verdict == INCONCLUSIVE and v.why == DISAGREE, v.finding
+    assert v.facts["by_model"] == {"mlp": (REPRODUCED, ""), "resnet": (NOT_REPRODUCED, "")}
+
+
+def test_noisy_bn_trains_as_well_where_its_noise_shifted_the_inputs():
+    runs, curves = runs_fresh(shift={("mlp", "noisy_bn"): 0.5})
+    v = C.check_noisy_bn_shifted(runs, curves)
+    assert v.verdict == REPRODUCED and not v.blockers, v.finding
+    assert v.facts["shift"]["noisy_bn_example"] == {"mlp": (REPRODUCED, ""), "resnet": (REPRODUCED, "")}
+    # the channel noise shifted nothing in the mlp: that comparison is inconclusive, for that reason
+    assert v.facts["by_arm"]["noisy_bn"] == {"mlp": (INCONCLUSIVE, BLOCKED), "resnet": (REPRODUCED, "")}, v.facts
+    assert estimate_of(v, "model=mlp").value == pytest.approx(0.0, abs=1.0)  # points, bn minus noisy
+    # costing 5 points of training accuracy: not reproduced
+    runs, curves = runs_fresh(acc={"noisy_bn_example": 0.45})
+    assert C.check_noisy_bn_shifted(runs, curves).verdict == NOT_REPRODUCED
+
+
+def test_a_noise_that_shifted_nothing_blocks_its_comparison_not_a_win():
+    """Per-example noise that left the ResNet's inputs as stable as BN's trains as well as BN
+    there, which says nothing about training under covariate shift: that model is blocked,
+    'injected no measurable shift', and so is the verdict."""
+    runs, curves = runs_fresh(shift={("resnet", "noisy_bn_example"): 0.5})
+    v = C.check_noisy_bn_shifted(runs, curves)
+    assert v.verdict == INCONCLUSIVE and v.why == BLOCKED, v.finding
+    assert v.facts["by_model"] == {"mlp": (REPRODUCED, ""), "resnet": (INCONCLUSIVE, BLOCKED)}, v.facts
+    (b,) = blockers_of(v, NO_SHIFT)
+    assert b.subject == "noisy_bn_example (resnet)" and b.data["shift"] == (NOT_REPRODUCED, ""), v.blockers

@@ -165,20 +165,23 @@ def runs_probes(bn_stable=True, bn_less_ics=False, bn_smoother=True, seeds=3, st
                 noisy_cost=0.0):
     """covariate_shift runs and their probe rows (percentiles, histograms, ICS, landscape). noisy_bn
     runs: accuracy 70% - noisy_cost (bn and none 70%; sd 0.4 points; training accuracy 10 points higher), BN's ICS and landscape, and
-    the drift of the unstable arm (the injected shift)."""
+    the drift of the unstable arm (the injected shift); noisy_bn_example runs as noisy_bn's at no cost. A norm
+    layer's input (`.in`) moves as its output."""
     rng, acc_rng, runs, rows = np.random.default_rng(7), np.random.default_rng(17), [], []
-    for norm, s in itertools.product(("bn", "none", "noisy_bn"), range(seeds)):
+    for norm, s in itertools.product(("bn", "none", "noisy_bn", "noisy_bn_example"), range(seeds)):
         run = f"covariate_shift/{norm}/{s}"
         acc = 0.7 - (noisy_cost if norm == "noisy_bn" else 0.0) + noise(acc_rng)
         runs.append(row("covariate_shift", norm, s, acc, run=run, **{"final.train/acc": acc + 0.1}))
-        like_bn = norm in ("bn", "noisy_bn")
-        stable = (norm == "bn") == bn_stable if norm != "noisy_bn" else False
+        like_bn = norm in ("bn", "noisy_bn", "noisy_bn_example")
+        stable = (norm == "bn") == bn_stable if not norm.startswith("noisy_bn") else False
         for step in steps:
             t = step / max(steps)
             shift, scale = (0.0, 1.0) if stable else (2.0 * t, 1 + 3 * t)
             for layer in ("layer1.0.norm1.out", "layer2.0.norm1.out", "layer3.0.norm2.out", "layer1.0.out"):
                 for p, z in (("p15", -1.04), ("p50", 0.0), ("p85", 1.04)):
                     rows.append((run, step, f"act/{layer}.{p}", shift + scale * z + noise(rng, 0.03)))
+                    if "norm" in layer:  # no draw, so the other rows' noise stays as it was; a little drift
+                        rows.append((run, step, f"act/{layer[:-len('out')]}in.{p}", shift + scale * z + 0.05 * t))
                 centers = np.linspace(-4.75, 4.75, 20)
                 dens = np.exp(-0.5 * ((centers - shift) / scale) ** 2)
                 rows += [(run, step, f"hist/{layer}.bin{k:02d}", d) for k, d in enumerate(dens / dens.sum())]

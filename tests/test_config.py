@@ -215,3 +215,77 @@ def test_run_folders_are_not_named_by_the_keys_that_are_not_the_experiment():
         for part in parents:
             node = getattr(node, part)
         assert hasattr(node, leaf), key
+
+
+@pytest.mark.parametrize("scale, arms, rates, selecting, measuring", [
+    ("smoke", 6, [0.05, 0.1], 12, [0]), ("cpu", 18, [0.0125, 0.025, 0.05, 0.1, 0.2, 0.4], 108, [5, 6, 7, 8, 9])])
+def test_init_rates_arms_are_the_cells_select_names_and_measure_at_their_own_rates(scale, arms, rates, selecting,
+                                                                                  measuring):
+    """init_rates: each (norm, init, init.scale) cell a sweeper arm, named as selection.arm_names
+    names its runs (so `select`'s chosen rates map back onto the arms); seed 100 over the grid,
+    then the measuring seeds, each arm at its own chosen rate."""
+    import pandas as pd
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from bnstudy.analysis.selection import arm_names
+    from bnstudy.sweep_status import planned_jobs
+
+    base = ["+exp=init_rates", f"scale={scale}"]
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        hydra_cfg = compose("config", overrides=base, return_hydra_config=True)
+        named = OmegaConf.to_container(hydra_cfg.hydra.sweeper, resolve=True)["arms"]
+        jobs, _ = planned_jobs(hydra_cfg)
+        chosen = {name: rates[i % len(rates)] for i, name in enumerate(named)}
+        as_select_prints = "{" + ", ".join(f"{name}: {r:g}" for name, r in chosen.items()) + "}"
+        measure, _ = planned_jobs(compose("config", overrides=base + ["hydra.sweeper.phase=measure",
+                                                                        f"hydra.sweeper.chosen={as_select_prints}"],
+                                          return_hydra_config=True))
+    assert len(named) == arms and len(jobs) == selecting == arms * len(rates)
+    assert {o for job in jobs for o in job if o.startswith("seed=")} == {"seed=100"}
+    assert sorted({float(o.split("=")[1]) for job in jobs for o in job if o.startswith("optim.lr=")}) == rates
+    assert len(measure) == arms * len(measuring)
+    for name, overrides in named.items():
+        cfg = compose_config([f"{k}={v}" for k, v in overrides.items()] + base + ["seed=100"])
+        run = pd.DataFrame([{"norm.name": cfg.norm.name, "model.skipinit": cfg.model.skipinit,
+                             "init.name": cfg.init.name, "init.scale": cfg.init.scale}])
+        assert arm_names(run).item() == name and cfg.scale.selection_seeds == "100", (name, overrides)
+        mine = [job for job in measure if all(f"{k}={v}" in job for k, v in overrides.items())]
+        assert sorted(int(o.split("=")[1]) for job in mine for o in job if o.startswith("seed=")) == measuring, name
+        assert {o for job in mine for o in job if o.startswith("optim.lr=")} == {f"optim.lr={chosen[name]}"}, name
+
+
+def test_batch_noise_trains_every_arm_alike_and_runs_in_two_phases_at_cpu():
+    """+exp=batch_noise: at cpu and full the same training (10,000 images, no augmentation,
+    18 epochs of 78 steps, bf16, all test images, evaluations half-way and at the end); its four
+    arms over {0.1, 0.2, 0.4} on seed 100 at cpu (12 runs), then each at its chosen rate on seeds
+    0-4 (20 runs); no medium protocol; smoke composes one run an arm, in fp32."""
+    from hydra import compose, initialize_config_dir
+
+    from bnstudy.sweep_status import planned_jobs
+
+    for scale in ("cpu", "full"):
+        cfg = compose_config(["+exp=batch_noise", f"scale={scale}", "norm=running_bn"])
+        assert (cfg.data.train_subset, cfg.data.test_subset, cfg.data.augment, cfg.data.batch_size) == (10000, None,
+                                                                                                        False, 128)
+        assert (cfg.trainer.epochs, cfg.trainer.eval_every, cfg.trainer.precision) == (18, 702, "bf16")
+        assert 10000 // 128 * 18 == 2 * cfg.trainer.eval_every  # 1,404 steps
+        assert cfg.schedule.name == "linear" and cfg.optim.nesterov and cfg.probes.bn.every is None
+        assert cfg.norm.name == "running_bn" and cfg.norm.burn_in == 50
+    smoke = compose_config(["+exp=batch_noise", "scale=smoke", "norm=running_bn"])
+    assert smoke.trainer.precision == "fp32" and smoke.data.train_subset == 1024
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        def jobs(*overrides):
+            return planned_jobs(compose("config", overrides=["+exp=batch_noise", *overrides],
+                                        return_hydra_config=True))[0]
+
+        chosen = "hydra.sweeper.chosen={bn: 0.1, ghost16: 0.2, running_bn: 0.2, gn: 0.4}"
+        smoke_jobs, select, measure = (jobs("scale=smoke"), jobs("scale=cpu"),
+                                       jobs("scale=cpu", "hydra.sweeper.phase=measure", chosen))
+    norms = ["norm=bn", "norm=ghost_bn", "norm=running_bn", "norm=gn"]
+    assert [job[0] for job in smoke_jobs] == norms and "norm.ghost_batch_size=16" in smoke_jobs[1]
+    assert len(select) == 12 and {o for job in select for o in job if o.startswith(("seed=", "optim.lr="))} == {
+        "seed=100", "optim.lr=0.1", "optim.lr=0.2", "optim.lr=0.4"}
+    assert len(measure) == 20 and {o for job in measure for o in job if o.startswith("seed=")} == {
+        f"seed={s}" for s in range(5)}
+    assert {job[0]: [o for o in job if o.startswith("optim.lr=")] for job in measure}["norm=gn"] == ["optim.lr=0.4"]

@@ -29,10 +29,11 @@ def test_each_norm_is_injected_everywhere(norm):
                                                           _target_="torch.nn.BatchNorm2d" if norm == "custom" else ""))
     norms = [m for name, m in model.named_modules() if name.split(".")[-1].startswith("norm")]
     assert len(norms) == 19  # stem + 2 per block x 9 blocks
-    from bnstudy.nets.norms import GhostBatchNorm2d, GroupNorm, NoisyBatchNorm2d
+    from bnstudy.nets.norms import GhostBatchNorm2d, GroupNorm, NoisyBatchNorm2d, RunningBatchNorm2d
     # GroupNorm: torch's nn.GroupNorm with a faster memory layout for its CPU kernel (same values)
     expected = {"bn": nn.BatchNorm2d, "gn": GroupNorm, "ln": GroupNorm, "none": nn.Identity,
-                "ghost_bn": GhostBatchNorm2d, "noisy_bn": NoisyBatchNorm2d, "custom": nn.BatchNorm2d}[norm]
+                "ghost_bn": GhostBatchNorm2d, "noisy_bn": NoisyBatchNorm2d, "noisy_bn_example": NoisyBatchNorm2d,
+                "running_bn": RunningBatchNorm2d, "custom": nn.BatchNorm2d}[norm]
     assert all(type(m) is expected for m in norms)
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert all((c.bias is not None) == (norm == "none") for c in convs)

@@ -32,7 +32,7 @@ def test_one_registry_entry_feeds_validation_both_nets_and_the_figures(monkeypat
     assert style.norms_of(pd.DataFrame({"norm.name": ["testnorm", "gn", "bn"]})) == ["bn", "gn", "testnorm"]
     # without a builder for (N, C) features, the mlp refuses it in one line naming those that have one
     monkeypatch.setitem(NORMS, "testnorm", dataclasses.replace(SPEC, build_1d=None))
-    with pytest.raises(ConfigError, match=r"model=mlp has a 1-d norm: bn, none, noisy_bn, custom"):
+    with pytest.raises(ConfigError, match=r"model=mlp has a 1-d norm: bn, none, noisy_bn, noisy_bn_example, custom"):
         validate(_with_norm("mlp", "testnorm"))
     validate(_with_norm("resnet20", "testnorm"))
     # and a name the registry does not hold is refused, naming those it does

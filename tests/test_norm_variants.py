@@ -77,6 +77,61 @@ def test_noisy_bn_layers_have_distinct_reproducible_streams():
     assert torch.equal(a.last_noise[0], a2.last_noise[0])
 
 
+def test_noisy_bn_per_example_draws_iid_noise_from_a_distribution_that_changes_every_step():
+    """noise_per=example (Santurkar et al.'s noise, as read here): each step one distribution for
+    the layer, then a scale and a shift for every activation of every example; eval mode is the
+    noise's mean, as per channel."""
+    noisy = NoisyBatchNorm2d(6, noise_shift=0.5, noise_scale=1.5, seed=0, noise_per="example")
+    clean = nn.BatchNorm2d(6)
+    x = torch.randn(16, 6, 4, 4)
+    y1 = noisy(x)
+    s1, b1 = noisy.last_noise
+    assert s1.shape == b1.shape == x.shape
+    assert torch.allclose(y1, clean(x) * s1 + b1, atol=1e-5)
+    # i.i.d. over examples and positions: one channel's draws differ across examples
+    assert s1[:, 0].std() > 0 and b1[:, 0].std() > 0 and not torch.equal(s1[0], s1[1])
+    # within the bounds: scale mean in [1, 1.5] +- up to 0.5, shift mean in [-0.5, 0.5] +- up to 0.5
+    assert s1.min() >= 0.5 and s1.max() <= 2.0 and b1.abs().max() <= 1.0
+    # the distribution itself changes from step to step: its means move
+    means = []
+    for _ in range(20):
+        noisy(x)
+        s, b = noisy.last_noise
+        means.append((s.mean().item(), b.mean().item()))
+    scale_means, shift_means = zip(*means)
+    assert max(scale_means) - min(scale_means) > 0.1 and max(shift_means) - min(shift_means) > 0.2
+    assert all(1 - 0.02 <= m <= 1.5 + 0.02 for m in scale_means)
+    noisy.eval(); clean.eval()
+    clean.load_state_dict(noisy.state_dict())
+    assert torch.allclose(noisy(x), 1.25 * clean(x)) and torch.equal(noisy(x), noisy(x))
+    # (N, C) features, as in the mlp
+    f = NoisyBatchNorm2d(5, 0.5, 1.5, seed=1, noise_per="example")
+    assert f(torch.randn(8, 5)).shape == (8, 5) and f.last_noise[0].shape == (8, 5)
+    with pytest.raises(ValueError, match="noise_per"):
+        NoisyBatchNorm2d(4, 0.5, 1.5, noise_per="batch")
+
+
+def test_noisy_bn_example_is_a_registry_entry_with_reproducible_streams():
+    """norm=noisy_bn_example builds per-example layers, each with its own stream from the seed;
+    norm=noisy_bn stays per channel, drawing what it drew before the option existed."""
+    cfg = NormConfig(name="noisy_bn_example", noise_seed=3)
+    layer, bias = make_norm_layer(cfg)
+    a, b = layer(4), layer(4)
+    assert a.noise_per == b.noise_per == "example" and not bias
+    x = torch.randn(8, 4, 2, 2)
+    a(x); b(x)
+    assert not torch.equal(a.last_noise[0], b.last_noise[0])
+    a2 = make_norm_layer(cfg)[0](4)
+    a2(x)
+    assert torch.equal(a.last_noise[0], a2.last_noise[0])
+    assert make_norm_layer(cfg, features=True)[0](4).noise_per == "example"  # the mlp's (N, C) features
+    channel = make_norm_layer(NormConfig(name="noisy_bn", noise_seed=3))[0](4)
+    assert channel.noise_per == "channel"
+    channel(x)
+    g = torch.Generator().manual_seed(3 * 1000)  # layer 0's stream: scale, then shift, 4 channels each
+    assert torch.equal(channel.last_noise[0], 1 + 0.5 * torch.rand(4, generator=g))
+
+
 def test_skipinit_blocks_start_as_identity_and_train():
     torch.manual_seed(0)
     m = build_model(ModelConfig(depth=20, skipinit=True), NormConfig(name="none"))
@@ -329,3 +384,123 @@ def test_group_norm_layer_computes_what_torch_group_norm_does(groups, monkeypatc
         a, b = ours(xb), layer(xb)
     assert a.dtype == b.dtype == torch.bfloat16
     assert torch.allclose(a.float(), b.float(), rtol=1e-2, atol=2e-2)
+
+
+# ---------------------------------------------------------------- BN on running statistics (running_bn)
+
+def _warmed_running_bn(burn_in=3, steps=5, affine_init=True):
+    """A RunningBatchNorm2d past its burn-in, its running statistics moved by `steps` batches."""
+    from bnstudy.nets.norms import RunningBatchNorm2d
+
+    torch.manual_seed(0)
+    layer = RunningBatchNorm2d(4, burn_in=burn_in)
+    if affine_init:
+        with torch.no_grad():
+            layer.weight.uniform_(0.5, 1.5); layer.bias.uniform_(-0.5, 0.5)
+    for _ in range(steps):
+        layer(torch.randn(16, 4, 5, 5) * 2 + 1)
+    return layer
+
+
+def test_running_bn_is_bn_during_its_burn_in():
+    import copy
+
+    from bnstudy.nets.norms import RunningBatchNorm2d
+
+    torch.manual_seed(0)
+    ours, bn = RunningBatchNorm2d(4, burn_in=3), nn.BatchNorm2d(4)
+    for _ in range(3):
+        x = torch.randn(16, 4, 5, 5) * 2 + 1
+        assert torch.equal(ours(x), bn(x))
+    assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), bn.state_dict().values()))
+    x = torch.randn(16, 4, 5, 5) * 2 + 1
+    before = copy.deepcopy(ours).eval()
+    out = ours(x)  # the 4th step: the running statistics of the first 3
+    assert torch.allclose(out, before(x), atol=1e-5) and not torch.allclose(out, bn(x), atol=1e-3)
+
+
+def test_running_bn_after_burn_in_normalizes_each_example_by_the_running_statistics_alone():
+    """Past its burn-in a training step's output is eval mode's with the statistics before the
+    step, so an example's output does not change when the rest of its batch does; the running
+    statistics still move towards the batch's, as BatchNorm2d's do (unbiased variance)."""
+    import copy
+
+    layer = _warmed_running_bn()
+    x = torch.randn(16, 4, 5, 5) * 2 + 1
+    others = x.clone()
+    others[1:] = torch.randn(15, 4, 5, 5) * 5 - 3
+    a, b, ev = copy.deepcopy(layer), copy.deepcopy(layer), copy.deepcopy(layer).eval()
+    out = a(x)
+    assert torch.allclose(out, ev(x), atol=1e-5)
+    assert torch.allclose(b(others)[0], out[0], atol=1e-5) and not torch.allclose(b.running_mean, a.running_mean)
+    m = layer.momentum
+    assert torch.allclose(a.running_mean, (1 - m) * layer.running_mean + m * x.mean((0, 2, 3)), atol=1e-5)
+    assert torch.allclose(a.running_var, (1 - m) * layer.running_var + m * x.var((0, 2, 3)), atol=1e-5)
+    assert a.num_batches_tracked == layer.num_batches_tracked + 1
+    # plain BN's training output does depend on the rest of the batch
+    bn = nn.BatchNorm2d(4)
+    assert not torch.allclose(bn(others)[0], bn(x)[0], atol=1e-3)
+
+
+def test_running_bn_backward_is_batch_renormalization_with_r_and_d_held_constant():
+    """Ioffe 2017: y = gamma * (r * (x - mu_B) / sigma_B + d) + beta, r and d constants in the
+    backward: the gradient flows through the batch's mean and variance, scaled by r."""
+    import copy
+
+    layer = _warmed_running_bn()
+    ref = copy.deepcopy(layer)
+    x = (torch.randn(16, 4, 5, 5) * 2 + 1).requires_grad_(True)
+    grad = torch.randn(16, 4, 5, 5)
+    layer(x).backward(grad)
+    xr = x.detach().clone().requires_grad_(True)
+    mu, var = xr.mean((0, 2, 3), keepdim=True), xr.var((0, 2, 3), unbiased=False, keepdim=True)
+    sigma_b = torch.sqrt(var + ref.eps)
+    sigma = torch.sqrt(ref.running_var + ref.eps).view(1, 4, 1, 1)
+    r, d = (sigma_b / sigma).detach(), ((mu - ref.running_mean.view(1, 4, 1, 1)) / sigma).detach()
+    y = ref.weight.view(1, 4, 1, 1) * ((xr - mu) / sigma_b * r + d) + ref.bias.view(1, 4, 1, 1)
+    y.backward(grad)
+    for ours, theirs in ((x.grad, xr.grad), (layer.weight.grad, ref.weight.grad), (layer.bias.grad, ref.bias.grad)):
+        assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+    # not the gradient of normalizing by constants: that one has a component along the batch mean
+    assert not torch.allclose(x.grad, grad * (ref.weight.view(1, 4, 1, 1) / sigma), atol=1e-3)
+
+
+def test_running_bn_eval_mode_and_state_dict_are_batchnorm2ds():
+    from bnstudy.nets.norms import RunningBatchNorm2d
+
+    layer = _warmed_running_bn()
+    bn = nn.BatchNorm2d(4)
+    bn.load_state_dict(layer.state_dict())  # strict: the same keys, shapes and buffers
+    x = torch.randn(8, 4, 5, 5)
+    assert torch.equal(layer.eval()(x), bn.eval()(x))
+    back = RunningBatchNorm2d(4, burn_in=3)
+    back.load_state_dict(bn.state_dict())
+    assert torch.equal(back.eval()(x), bn(x))
+
+
+def test_running_bn_from_the_registry_trains_a_resnet_under_bf16_autocast():
+    """norm=running_bn builds the layer with norm.burn_in; a ResNet-20 takes steps past the burn-in
+    in bf16 with channels_last, its outputs bf16 and its running statistics fp32."""
+    from bnstudy.nets.norms import RunningBatchNorm2d
+
+    cfg = NormConfig(name="running_bn", burn_in=2)
+    factory, conv_bias = make_norm_layer(cfg)
+    assert isinstance(factory(16), RunningBatchNorm2d) and factory(16).burn_in == 2 and conv_bias is False
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(depth=20), cfg).to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    x = torch.randn(16, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (16,))
+    layers = [m for m in model.modules() if isinstance(m, RunningBatchNorm2d)]
+    for _ in range(4):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = torch.nn.functional.cross_entropy(model(x).float(), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        assert torch.isfinite(loss)
+    assert len(layers) == 19 and all(int(m.num_batches_tracked) == 4 for m in layers)
+    assert all(m.running_var.dtype == torch.float32 for m in layers)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model.norm1(model.conv1(x))
+    assert out.dtype == torch.bfloat16 and out.is_contiguous(memory_format=torch.channels_last)

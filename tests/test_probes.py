@@ -60,6 +60,22 @@ class TinyNormNet(nn.Module):
         return self.norm1(x)
 
 
+def test_the_activations_probe_leaves_the_noise_stream_where_it_was():
+    """The probe runs the net in train mode, so per-example noisy BN draws during it (and the
+    probe sees noisy outputs); the next training step still draws what it would have drawn."""
+    from bnstudy.nets.norms import NoisyBatchNorm2d
+
+    x = torch.randn(8, 2, 3, 3)
+    reference = NoisyBatchNorm2d(2, 0.5, 1.5, seed=4, noise_per="example")
+    expected = reference(x)  # the next step without a probe
+    model = TinyNormNet(NoisyBatchNorm2d(2, 0.5, 1.5, seed=4, noise_per="example"))
+    probe = ActivationsProbe(1, torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
+    probe.x = torch.randn(8, 2, 3, 3)
+    rows = probe.measure(model)
+    assert abs(rows["act/norm1.out.std"] - 1) > 0.01  # the probe's forward drew noise
+    assert torch.equal(model(x), expected)
+
+
 def test_activations_of_a_norm_layer_by_hand():
     x = torch.tensor([[[[1.0, 3.0]], [[0.0, 4.0]]],
                       [[[5.0, 7.0]], [[2.0, 2.0]]]])  # (2, 2, 1, 2)
@@ -298,16 +314,18 @@ def test_norm_none_run_has_the_same_positions(tmp_path, bn_runs):
     assert not probes.metric.str.startswith("bn/").any()
 
 
-def test_probes_restore_noise_streams(tmp_path, bn_runs):
-    """Dropout (global RNG) and noisy_bn (its own generator) draw in train-mode forwards."""
+@pytest.mark.parametrize("noisy", ["noisy_bn", "noisy_bn_example"])
+def test_probes_restore_noise_streams(tmp_path, bn_runs, noisy):
+    """Dropout (global RNG) and noisy BN (its own generator, per channel or per example) draw in
+    train-mode forwards."""
     tiny = bn_runs[0]
-    extra = ["norm=noisy_bn", "model.dropout=0.3"]
+    extra = [f"norm={noisy}", "model.dropout=0.3"]
     try:
         compose_config(tiny + extra)
     except Exception as e:  # another part of the harness: skip where it is not there
         pytest.skip(f"noisy_bn or model.dropout not available: {e}")
-    with_probes, _ = _run(tmp_path, "all", tiny + extra + DENSE)
-    without, _ = _run(tmp_path, "none", tiny + extra + ["probes=none"])
+    with_probes, _ = _run(tmp_path, f"all-{noisy}", tiny + extra + DENSE)
+    without, _ = _run(tmp_path, f"none-{noisy}", tiny + extra + ["probes=none"])
     assert with_probes.value.tolist() == without.value.tolist()
 
 

@@ -19,12 +19,16 @@ from matplotlib.figure import Figure
 from bnstudy.analysis import report, style
 from bnstudy.analysis.results import NoRunsError, load, variant_names, with_config
 from bnstudy.analysis.rules import MISSING, REPRODUCED
-from bnstudy.claims import (covariate_shift, depth, faster_training, higher_lr, inference, init, intensity_shift,
-                            norm_batch, regularization, small_batch, steps_to_target)
+from bnstudy.claims import (batch_noise, covariate_shift, depth, faster_training, higher_lr, inference, init,
+                            init_rates, intensity_shift, norm_batch, regularization, small_batch, steps_to_target,
+                            zero_init)
 from bnstudy.cli import main
 from conftest import run_cli
+from test_claim_batch_noise import runs_noise
+from test_claim_init_rates import FRAGILE, runs_rates
 from test_claim_norm_batch import runs_norm_batch, runs_with_gn
 from test_claim_stable_lr import study as range_study
+from test_claim_zero_init import runs_zero
 from test_claims import (runs_batch, runs_depth, runs_infer, runs_init, runs_lr, runs_probes, runs_reg, runs_shift,
                          runs_steps)
 
@@ -73,7 +77,7 @@ def every_study(tmp_path_factory) -> Path:
     """Run folders for every study, where each claim holds."""
     root = tmp_path_factory.mktemp("studies")
     tables = [runs_lr(), runs_steps(), runs_batch(), runs_with_gn(gn_acc=0.77), runs_init(), runs_depth(), runs_reg(), runs_infer(),
-              runs_shift()]
+              runs_shift(), runs_noise(), runs_zero(), runs_rates(skip=FRAGILE)]
     for i, r in enumerate(pd.concat(tables, ignore_index=True).to_dict("records")):
         write_run(root / r["study"] / str(i), r)
     rruns, rcurves = range_study()
@@ -214,6 +218,9 @@ FIGURES = {
     "activation_histograms": lambda: covariate_shift.activation_histograms(_probe_curves()),
     "internal_covariate_shift": lambda: covariate_shift.internal_covariate_shift(_probe_curves()),
     "loss_landscape": lambda: covariate_shift.loss_landscape(_probe_curves()),
+    "gap_by_noise": lambda: batch_noise.gap_by_noise(runs_noise()),
+    "cost_by_seed": lambda: zero_init.cost_by_seed(runs_zero()),
+    "init_best_rates_heatmap": lambda: init_rates.FIGURES["init_best_rates_heatmap"][0](runs_rates(), None, None),
 }
 ALL_FIGURES = [name for c in report.CLAIMS for name in c.FIGURES]
 
@@ -268,7 +275,7 @@ def test_report_with_every_study_present(every_study, tmp_path):
     out = tmp_path / "out"
     checks = report.report([every_study], out)
     verdicts = [v for vs in checks.values() for v in vs]
-    assert len(verdicts) == sum(len(c.CHECKS) for c in report.CLAIMS) == 22 \
+    assert len(verdicts) == sum(len(c.CHECKS) for c in report.CLAIMS) == 29 \
         and all(v.verdict == REPRODUCED for v in verdicts), \
         [(v.claim, v.verdict, v.finding) for v in verdicts if v.verdict != REPRODUCED]
     pngs = sorted(p.stem for p in (out / "figures").glob("*.png"))

@@ -85,7 +85,8 @@ def _phase(runs: pd.DataFrame, phase: str, notes: list[str]) -> pd.DataFrame:
         return measured.iloc[0:0]
     notes.append(f"the rates were chosen on {len(chose)} selection runs (seeds {seeds}), so the selection bias named "
                  f"in the rule does not arise; read on the {len(measured)} measuring runs at the chosen rates")
-    return measured[[_chosen_rate(arm, choices) == lr for arm, lr in zip(arm_names(measured), measured[RATE])]]
+    at_chosen = [_chosen_rate(arm, choices) == lr for arm, lr in zip(arm_names(measured), measured[RATE])]
+    return measured[np.array(at_chosen, dtype=bool)]  # an array: an empty list would select no columns
 
 
 def mixed_precisions(runs: pd.DataFrame) -> list[str]:
@@ -114,6 +115,18 @@ def mixed_precisions(runs: pd.DataFrame) -> list[str]:
 SELECTION_BIAS = ("Choosing each arm's best rate on the same seeds that then measure it biases that arm upward (by "
                   "up to ~0.85 sd/sqrt(seeds) when the rates tie; arms with flat accuracy over the grid gain more); "
                   "not corrected.")
+
+
+def matching(runs: pd.DataFrame, spec: dict) -> pd.Series:
+    """Whether each run has every value of `spec` ({column: value, or a tuple of numbers it may
+    be}): e.g. the runs a rule was written after seeing. False for all where a column is absent."""
+    out = pd.Series(True, index=runs.index)
+    for col, value in spec.items():
+        if col not in runs:
+            return pd.Series(False, index=runs.index)
+        out &= (pd.to_numeric(runs[col], errors="coerce").isin(value) if isinstance(value, tuple)
+                else runs[col].astype(str).eq(value))
+    return out
 
 
 def normalization_batch(runs: pd.DataFrame) -> pd.Series:

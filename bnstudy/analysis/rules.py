@@ -201,6 +201,9 @@ UNTRAINED = "did not train"  # Blocker.kind of an arm within TRAINED_MARGIN of c
 # Note.kind of the notes every claim may carry (analysis/cells.py writes them)
 EDGE = "best rate at an edge"  # data: {cell: (best rate, "lowest" or "highest", grid's lowest, highest)}
 INCOMPLETE = "incomplete cells"  # data: {cell: [what it lacks]} (see cells.incomplete_cells)
+# runs a rule was written after seeing (cells.matching picks them): a Blocker where they are all a check
+# has, a Note where they are left out beside fresh runs
+SEEN = "seen before the rule"
 
 
 class Note(str):

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 from ..runfolder import FINISHED
+from .results import chance
+from .rules import TRAINED_MARGIN
 
 RATE = "optim.lr"
 RULE = ("Each arm's peak learning rate is chosen on the selection seeds alone, over a x2 grid: the rate with the "
@@ -23,11 +25,26 @@ RULE = ("Each arm's peak learning rate is chosen on the selection seeds alone, o
         "measuring run. The measuring seeds, disjoint from the selection seeds, then run each arm at its chosen "
         "rate only, and only they enter the verdicts.")
 INSIDE = "inside the grid"
+NOWHERE = "trained at no rate of its grid"  # the start of such an arm's status
+# an arm at chance at every rate has no best rate for a grid to bracket (an edge, where every rate
+# ties, would ask for rates without end); choose() and the claims that read it say so
+NOWHERE_RULE = ("An arm that trained at no rate of its grid (every rate's mean final test accuracy within "
+                f"{100 * TRAINED_MARGIN:.0f} points of chance) has no best rate to bracket: its grid is not extended, "
+                "and it is measured at the grid's lowest rate, the one most likely to let it train.")
+
+
+def settled(status: str) -> bool:
+    """Whether a choice (choose's status) lets the measuring runs start: a best rate inside its
+    grid, or an arm that trained at no rate of it (NOWHERE_RULE)."""
+    return status == INSIDE or str(status).startswith(NOWHERE)
 
 
 def arm_names(runs: pd.DataFrame) -> pd.Series:
     """Each run's arm as the study YAMLs name it (hydra.sweeper.arms, .chosen): the norm's name,
-    `skipinit` for the unnormalized net with SkipInit, `ghost<N>` for ghost BN over N images."""
+    `skipinit` for the unnormalized net with SkipInit, `ghost<N>` for ghost BN over N images;
+    then, where the weights are not PyTorch's default init at scale 1, `-<init>-x<scale>`
+    (`bn-kaiming-x4`: BN, He init, every weight x4); `mlp_` before it all for the mlp
+    (`mlp_bn`: covariate_shift's two nets each have their own rates)."""
     nan = pd.Series(np.nan, index=runs.index)
     name = runs.get("norm.name", nan).astype(object)
     skip = runs.get("model.skipinit", nan).fillna(False).astype(bool)
@@ -36,7 +53,14 @@ def arm_names(runs: pd.DataFrame) -> pd.Series:
     is_ghost = name == "ghost_bn"
     ghost_names = pd.Series([f"ghost{g:g}" if math.isfinite(g) else "ghost?" for g in ghost], index=runs.index,
                             dtype=object)
-    return out.where(~is_ghost, ghost_names)
+    out = out.where(~is_ghost, ghost_names)
+    init = runs.get("init.name", nan).astype(object).where(lambda s: s.notna(), "default")
+    scale = pd.to_numeric(runs.get("init.scale", nan), errors="coerce").fillna(1.0)
+    suffix = pd.Series([f"-{i}-x{s:g}" if i != "default" or s != 1 else "" for i, s in zip(init, scale)],
+                       index=runs.index, dtype=object)
+    out = out + suffix
+    # covariate_shift gives each net its own grid and rates: the mlp's arms are named apart
+    return out.where(runs.get("model.name", nan) != "mlp", "mlp_" + out)
 
 
 def seed_set(spec) -> set[int]:
@@ -74,6 +98,9 @@ def choose(selection: pd.DataFrame, rate: str = RATE) -> pd.DataFrame:
         lower, higher = acc[acc.index < best], acc[acc.index > best]
         if unfinished:
             status = f"incomplete: {unfinished} run(s) of this arm unfinished"
+        elif len(acc) > 1 and (acc < float(chance(done).max()) + TRAINED_MARGIN).all():
+            best = acc.index.min()  # NOWHERE_RULE
+            status = f"{NOWHERE} ({acc.index.min():g} to {acc.index.max():g}): measured at its lowest rate"
         elif lower.empty:
             status = f"at the grid's lower edge: extend it to {best / 2:g}"
         elif higher.empty or not (higher < acc[best]).any():
@@ -100,7 +127,7 @@ def measuring_problems(selection: pd.DataFrame, measuring: pd.DataFrame, choices
         ran = sorted(measuring.loc[arms == c.arm, rate].unique())
         if not ran:
             continue
-        if c.status != INSIDE:
+        if not settled(c.status):
             problems.append(f"{c.arm}: measured while its choice is {c.status}")
         elif ran != [c.chosen]:
             problems.append(f"{c.arm}: measured at {', '.join(f'{r:g}' for r in ran)}, chosen {c.chosen:g}")
@@ -127,7 +154,7 @@ def audit(runs: pd.DataFrame, min_seeds: int = 5, rate: str = RATE) -> list[str]
     if chose.empty:
         return ["no selection runs"]
     choices = choose(chose, rate)
-    problems += [f"{c.arm}: {c.status}" for c in choices.itertuples() if c.status != INSIDE]
+    problems += [f"{c.arm}: {c.status}" for c in choices.itertuples() if not settled(c.status)]
     problems += measuring_problems(chose, measured, choices, rate)
     done = measured[measured.status.isin(FINISHED)]
     seeds = done.assign(arm=arm_names(done)).groupby("arm").seed.nunique()

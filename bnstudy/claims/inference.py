@@ -54,9 +54,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..analysis import style as S
-from ..analysis.cells import normalization_batch, study_runs
+from ..analysis.cells import matching, normalization_batch, study_runs
 from ..analysis.results import chance
-from ..analysis.rules import (INCONCLUSIVE, NOT_REPRODUCED, UNTRAINED, Blocker, Effect, Note, Verdict, acc_cell,
+from ..analysis.rules import (INCONCLUSIVE, NOT_REPRODUCED, SEEN, UNTRAINED, Blocker, Effect, Note, Verdict, acc_cell,
                               decision, missing, pct, untrained, verdict)
 from ..analysis.stats import aggregate, mean_ci, one_sample
 
@@ -116,19 +116,8 @@ REALISTIC_ARM = Effect("accuracy with population (precise) statistics minus with
 RUNNING_AT = Effect("accuracy with running statistics at one BN momentum minus with the test batch's own, at test "
                     f"batch {DECIDING_TEST_BATCH} (paired per seed)", "points", math.nan)
 # the runs this rule was written after seeing: exploratory for it, never deciding it
-SEEN = {"scale.name": "cpu", "data.name": "cifar10_folder", "seed": (0, 1, 2, 3, 4)}
-SEEN_KIND = "seen before the rule"  # Blocker.kind (check_realistic); Note.kind where they are left out
-
-
-def _seen(sel: pd.DataFrame) -> pd.Series:
-    """Whether each run is one the realistic-batch rule was written after seeing (SEEN)."""
-    out = pd.Series(True, index=sel.index)
-    for col, value in SEEN.items():
-        if col not in sel:
-            return pd.Series(False, index=sel.index)
-        out &= (pd.to_numeric(sel[col], errors="coerce").isin(value) if isinstance(value, tuple)
-                else sel[col].astype(str).eq(value))
-    return out
+SEEN_RUNS = {"scale.name": "cpu", "data.name": "cifar10_folder", "seed": (0, 1, 2, 3, 4)}
+SEEN_KIND = SEEN  # Blocker.kind (check_realistic); Note.kind where they are left out
 
 
 RULE_REALISTIC = (
@@ -259,7 +248,7 @@ def check_realistic(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     if isinstance(read, Verdict):
         return read
     sel, notes, swept, long, wide = read
-    seen = _seen(sel)
+    seen = matching(sel, SEEN_RUNS)
     blocked_by_seen = []
     if seen.all():
         blocked_by_seen = [Blocker(f"the rule was written after these runs ({len(sel)}: scale=cpu, "

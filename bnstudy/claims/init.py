@@ -1,6 +1,7 @@
-"""Less dependence on initialization: BN makes training less sensitive to the initial
-weights' scale and scheme (Ioffe & Szegedy 2015, Sec. 3.3). Study: init_sweep (init scheme x
-scale x bn / none / none + SkipInit, at one peak rate).
+"""Less dependence on initialization, at one peak rate: BN makes training less sensitive to the
+initial weights' scale and scheme (Ioffe & Szegedy 2015, Sec. 3.3). Study: init_sweep (init scheme
+x scale x bn / none / none + SkipInit, at one peak rate): sensitivity at that rate. The same cells,
+each at its own best rate, are init_rates (bnstudy/claims/init_rates.py).
 
 Protocol (bnstudy/conf/exp/init_sweep.yaml; rule written 2026-11-29, before any run of this
 protocol: results/HISTORY.md): init {kaiming (He et al. 2015, fan_out), normal (a fixed std
@@ -49,7 +50,7 @@ from ..analysis.rules import (Blocker, Effect, Note, Verdict, acc_col, decision_
                               untrained, verdict)
 from ..analysis.stats import aggregate, difference, one_sample
 
-KEY, STUDY, TITLE = "init", "init_sweep", "Less dependence on initialization"
+KEY, STUDY, TITLE = "init", "init_sweep", "Less dependence on initialization, at one peak rate"
 ORDER = 90  # its place in the report (claims are read in this order)
 STATEMENT = ("BatchNorm makes training less sensitive to the initial weights' scale and scheme (Ioffe & Szegedy "
              "2015, Sec. 3.3).")
@@ -88,6 +89,22 @@ def spreads(sel: pd.DataFrame) -> pd.DataFrame:
         spread=lambda d: 100 * d.spread)
 
 
+def whole_seeds(sp: pd.DataFrame, ran: dict, notes: list) -> pd.DataFrame:
+    """The spreads (spreads()) of the seeds with a finished run in every cell their arm ran (`ran`:
+    variant -> its cells); the others are left out, named in a SEEDS_LEFT_OUT note: a seed missing
+    a run (failed, unfinished) would spread over fewer cells than its arm ran."""
+    ran = sp.variant.map(ran)
+    short = sp.assign(ran=ran)[sp.cells < ran]
+    if len(short):
+        left = {}
+        for r in short.itertuples():
+            left.setdefault(r.variant, {})[int(r.seed)] = (int(r.cells), int(r.ran))
+        notes.append(Note("left out of the spreads, missing a finished run in some of their arm's cells: "
+                          + ", ".join(f"{r.variant} seed {r.seed} ({r.cells} of {r.ran} cells)"
+                                      for r in short.itertuples()), SEEDS_LEFT_OUT, data=left))
+    return sp[~(sp.cells < ran)]
+
+
 def _one_rate(sel: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
     """The runs at one peak rate: a spread over init cells must not also span rates."""
     if RATE not in sel or sel[RATE].nunique() <= 1:
@@ -116,18 +133,7 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     bn_v, none_v = pairs[0]  # without SkipInit where both ran so
     shared = cells[bn_v] & cells[none_v]
     sel = sel[[tuple(r) in shared for r in sel[keys].to_numpy()]]
-    sp = spreads(sel)
-    # a seed missing a finished run (failed, unfinished) would spread over fewer cells than its arm ran
-    ran = sp.variant.map({v: len(c & shared) for v, c in cells.items()})
-    short = sp.assign(ran=ran)[sp.cells < ran]
-    if len(short):
-        left = {}
-        for r in short.itertuples():
-            left.setdefault(r.variant, {})[int(r.seed)] = (int(r.cells), int(r.ran))
-        notes.append(Note("left out of the spreads, missing a finished run in some of their arm's cells: "
-                          + ", ".join(f"{r.variant} seed {r.seed} ({r.cells} of {r.ran} cells)"
-                                      for r in short.itertuples()), SEEDS_LEFT_OUT, data=left))
-        sp = sp[sp.cells >= ran]
+    sp = whole_seeds(spreads(sel), {v: len(c & shared) for v, c in cells.items()}, notes)
     spread = lambda v: sp.loc[sp.variant == v, "spread"]
     agg = aggregate(sel, ["variant"] + keys, "final_acc")
     best = agg.groupby("variant")["mean"].max()

@@ -109,13 +109,16 @@ def cost_by_seed(runs: pd.DataFrame) -> Figure:
     for ax, rate in zip(axes, rates):
         g = sel[sel[RATE] == rate]
         default, zero = _per_seed(g[~g.zero]), _per_seed(g[g.zero])
-        for seed in default.index.intersection(zero.index):
-            ax.plot([0, 1], [default[seed], zero[seed]], color=S.color("bn"), marker="o", alpha=0.7)
+        for i, seed in enumerate(default.index.intersection(zero.index)):
+            ax.plot([0, 1], [default[seed], zero[seed]], color=S.color("bn"), marker="o", alpha=0.7,
+                    label="one seed's pair" if i == 0 else None)
         S.chance_line(ax, g)
         ax.set_xticks([0, 1], ["default init", "zero-init"])
         ax.set_xlim(-0.3, 1.3)
+        ax.set_xlabel("residual blocks' last gamma")
         ax.set_title(f"peak rate {rate:g}", fontsize=9)
     axes[0].set_ylabel("final test accuracy (%)")
+    axes[0].legend(loc="best")
     fig.suptitle(f"Plain BN, default vs zero-initialized residual gammas, per seed\n{S.caption_n(sel)}", fontsize=9)
     return fig
 

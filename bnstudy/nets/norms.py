@@ -84,6 +84,52 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
         return ys.reshape(n, h, w, c).permute(0, 3, 1, 2)
 
 
+class RunningBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm without batch noise in its training forward: after `burn_in` training steps of
+    plain BN, it normalizes with its running (moving-average) statistics, as eval mode does, and
+    still moves them towards each batch's statistics. Batch Renormalization (Ioffe 2017, Sec. 3)
+    with r and d unbounded: y = gamma * (r * (x - mu_B) / sigma_B + d) + beta, r = sigma_B / sigma,
+    d = (mu_B - mu) / sigma with mu, sigma the running statistics before this step and r, d held
+    constant in the backward. So an example's output depends on its own activations and the
+    running statistics alone, never on the other examples of its batch; the gradient still
+    flows through the batch's mean and variance, BN's gradient scaled by r, which keeps
+    normalizing the update (normalizing by moving averages with no gradient through any
+    statistics blows up: Ioffe & Szegedy 2015, Sec. 2; Ioffe 2017, Sec. 3).
+
+    Eval mode, the buffers and the state_dict are BatchNorm2d's. Train mode past the burn-in is
+    not a batch-statistics evaluation (evaluation.batch_stats_accuracy reads running statistics
+    here). One host read of num_batches_tracked a layer a step (a sync on a GPU)."""
+
+    def __init__(self, num_features: int, burn_in: int = 50, **kw):
+        super().__init__(num_features, **kw)
+        self.burn_in = burn_in
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, H, W)
+        if not self.training or not self.track_running_stats or int(self.num_batches_tracked) < self.burn_in:
+            return super().forward(x)
+        self._check_input_dim(x)
+        c = x.shape[1]
+        # batch_norm at momentum 1 writes the batch's mean and unbiased variance here, in fp32
+        mean = torch.zeros(c, dtype=self.running_mean.dtype, device=x.device)
+        var = torch.ones_like(mean)
+        xb = F.batch_norm(x, mean, var, None, None, True, 1.0, self.eps)  # (x - mu_B) / sigma_B, differentiable
+        n = x.numel() // c
+        with torch.no_grad():
+            inv_std = torch.rsqrt(self.running_var + self.eps)
+            r = torch.sqrt(var * ((n - 1) / n) + self.eps) * inv_std  # sigma_B over the biased variance BN used
+            d = (mean - self.running_mean) * inv_std
+        scale, shift = (r * self.weight, d * self.weight + self.bias) if self.affine else (r, d)
+        shape = (1, c, 1, 1)
+        out = torch.addcmul(shift.to(xb.dtype).view(shape), xb, scale.to(xb.dtype).view(shape))
+        with torch.no_grad():
+            self.num_batches_tracked += 1
+            # momentum=None is torch's cumulative average (precise BN sets it): weight 1/n
+            factor = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
+            self.running_mean.lerp_(mean, factor)
+            self.running_var.lerp_(var, factor)
+        return out
+
+
 class GroupNorm(nn.GroupNorm):
     """torch's GroupNorm, given NCHW memory on the CPU where a group has fewer than 16 channels:
     there torch's channels_last kernel is 3-10x slower than its NCHW one (bf16, one thread, 8
@@ -99,33 +145,63 @@ class GroupNorm(nn.GroupNorm):
 
 
 class NoisyBatchNorm2d(nn.BatchNorm2d):
-    """BatchNorm followed, in training, by a random per-channel scale and shift drawn anew
-    at every step: covariate shift injected on purpose (the "noisy BN" control of
-    Santurkar et al. 2018, Sec. 2.1). scale ~ U(1, noise_scale), shift ~ U(-noise_shift,
-    noise_shift). The draws come from the module's own generator, seeded by `seed`, so
-    they do not consume the global RNG.
+    """BatchNorm followed, in training, by random noise drawn anew at every step: covariate
+    shift injected on purpose (the "noisy BN" control of Santurkar et al. 2018, Sec. 2.1).
+    The draws come from the module's own generator, seeded by `seed`, so they do not consume
+    the global RNG (the probes save and restore it: probes/base.py).
+
+    `noise_per` says what shares a draw:
+      channel  one scale ~ U(1, noise_scale) and shift ~ U(-noise_shift, noise_shift) per
+               channel, shared by every example (and position) of the batch;
+      example  Santurkar et al.'s i.i.d. noise, as read here (their Appendix A was not at hand):
+               each step the layer draws one noise distribution for all its activations, the
+               mean and half-width of a multiplicative and of an additive uniform noise: scale
+               mean ~ U(1, noise_scale), half-width ~ U(0, noise_scale - 1); shift mean ~
+               U(-noise_shift, noise_shift), half-width ~ U(0, noise_shift). Every activation of
+               every example then draws its own scale and shift from them, i.i.d.: non-zero
+               mean, non-unit variance, a distribution that changes at every step. A scale stays
+               positive while noise_scale < 2.
 
     In eval mode the noise is replaced by its mean, as inverted dropout does: scale
-    (1 + noise_scale) / 2, shift 0. The layers after it were trained on activations scaled
-    by 1.25 on average (noise_scale 1.5); dropping the scale at test time compounds over
-    the depth (ResNet-20: 15% eval-mode accuracy where batch statistics gave 30%)."""
+    (1 + noise_scale) / 2, shift 0, in both modes. The layers after it were trained on
+    activations scaled by 1.25 on average (noise_scale 1.5); dropping the scale at test time
+    compounds over the depth (ResNet-20: 15% eval-mode accuracy where batch statistics gave 30%)."""
 
-    def __init__(self, num_features: int, noise_shift: float, noise_scale: float, seed: int = 0, **kw):
+    NOISE_PER = ("channel", "example")
+
+    def __init__(self, num_features: int, noise_shift: float, noise_scale: float, seed: int = 0,
+                 noise_per: str = "channel", **kw):
         super().__init__(num_features, **kw)
-        self.noise_shift, self.noise_scale = noise_shift, noise_scale
+        if noise_per not in self.NOISE_PER:
+            raise ValueError(f"noise_per={noise_per!r}: one of {', '.join(self.NOISE_PER)}")
+        self.noise_shift, self.noise_scale, self.noise_per = noise_shift, noise_scale, noise_per
         self.generator = torch.Generator().manual_seed(seed)
+        # the last step's draws: (scale, shift) per channel, or per element (noise_per=example)
         self.last_noise: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = super().forward(x)
         if not self.training:
             return y * ((1 + self.noise_scale) / 2)
+        if self.noise_per == "example":
+            scale, shift = self._example_noise(y.shape)
+            self.last_noise = (scale, shift)
+            return y * scale.to(y) + shift.to(y)
         c = self.num_features
         scale = 1 + (self.noise_scale - 1) * torch.rand(c, generator=self.generator)
         shift = self.noise_shift * (2 * torch.rand(c, generator=self.generator) - 1)
         self.last_noise = (scale, shift)
         shape = (1, c) + (1,) * (y.dim() - 2)  # (1, C, 1, 1) for images, (1, C) for features
         return y * scale.to(y).view(shape) + shift.to(y).view(shape)
+
+    def _example_noise(self, shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
+        """This step's distribution, then a scale and a shift for every element of `shape`."""
+        u = torch.rand(4, generator=self.generator)
+        s, a = self.noise_scale - 1, self.noise_shift
+        scale_mean, scale_half = 1 + s * u[0], s * u[1]
+        shift_mean, shift_half = a * (2 * u[2] - 1), a * u[3]
+        e = 2 * torch.rand((2, *shape), generator=self.generator) - 1  # (2, N, C[, H, W]) in [-1, 1)
+        return scale_mean + scale_half * e[0], shift_mean + shift_half * e[1]
 
     def _check_input_dim(self, x: torch.Tensor) -> None:
         if x.dim() not in (2, 4):  # (N, C) features (the mlp) or (N, C, H, W) images
@@ -148,9 +224,11 @@ def _custom(c: NormConfig, n: int, i: int) -> nn.Module:
     return instantiate({"_target_": c._target_, **c.kwargs}, n)
 
 
-def _noisy(c: NormConfig, n: int, i: int) -> nn.Module:  # each layer its own reproducible noise stream
-    return NoisyBatchNorm2d(n, c.noise_shift, c.noise_scale, seed=c.noise_seed * 1000 + i, eps=c.eps,
-                            momentum=c.momentum, affine=c.affine)
+def _noisy(noise_per: str) -> Callable[[NormConfig, int, int], nn.Module]:
+    def build(c: NormConfig, n: int, i: int) -> nn.Module:  # each layer its own reproducible noise stream
+        return NoisyBatchNorm2d(n, c.noise_shift, c.noise_scale, seed=c.noise_seed * 1000 + i, noise_per=noise_per,
+                                eps=c.eps, momentum=c.momentum, affine=c.affine)
+    return build
 
 
 # Adding a built-in norm is one entry here: config validation (bnstudy/validation.py), the mlp
@@ -167,7 +245,13 @@ NORMS: dict[str, NormSpec] = {
     "ghost_bn": NormSpec(lambda c, n, i: GhostBatchNorm2d(n, c.ghost_batch_size, eps=c.eps, momentum=c.momentum,
                                                        affine=c.affine), False,
                          label="ghost BatchNorm", color="C1"),
-    "noisy_bn": NormSpec(_noisy, False, _noisy, "noisy BatchNorm", "C5"),  # it takes (N, C) features too
+    "running_bn": NormSpec(lambda c, n, i: RunningBatchNorm2d(n, c.burn_in, eps=c.eps, momentum=c.momentum,
+                                                           affine=c.affine), False,
+                           label="BatchNorm, running statistics", color="C9"),
+    # both take (N, C) features too
+    "noisy_bn": NormSpec(_noisy("channel"), False, _noisy("channel"), "noisy BatchNorm", "C5"),
+    "noisy_bn_example": NormSpec(_noisy("example"), False, _noisy("example"), "noisy BatchNorm (per example)",
+                                 "C6"),
     "custom": NormSpec(_custom, False, _custom),
 }
 

@@ -7,10 +7,10 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
-from ...analysis.cells import SELECTION_BIAS, at_best_rate, edge_blockers, edge_rates, incomplete_cells, study_runs
+from ...analysis.cells import matching, SELECTION_BIAS, at_best_rate, edge_blockers, edge_rates, incomplete_cells, study_runs
 from ...analysis.results import chance, with_config
-from ...analysis.rules import (BLOCKED, DISAGREE, INCONCLUSIVE, NO_EFFECT, NOT_REPRODUCED, REPRODUCED, WHY_ORDER,
-                               acc_cell, decision, Effect, effect_line, log2, Note, points, untrained)
+from ...analysis.rules import (BLOCKED, DISAGREE, INCONCLUSIVE, NO_EFFECT, NOT_REPRODUCED, REPRODUCED, SEEN,
+                               WHY_ORDER, acc_cell, Blocker, decision, Effect, effect_line, log2, Note, points, untrained)
 from ...analysis.stats import difference, fmt_ci, mean_ci
 
 STUDY = "covariate_shift"  # the study YAML whose runs the checks read
@@ -34,6 +34,40 @@ PROTOCOL = ("Each arm (model x norm) at its own best peak learning rate: the rat
 
 EACH_MODEL = ("Judged within each model; the verdict is the models' common one, else inconclusive (a verdict that "
                "only one model's runs could judge says so). ")
+
+# the protocol of the checks written 2026-12-07 (inputs.py, injected_shift.py), before any run they judge
+FRESH_PROTOCOL = ("Written 2026-12-07, before any run it judges. The runs of seeds 0-4 at scale=cpu on cifar10_folder "
+                  "(the published 60) had been seen as a study, so they never decide it: alone they make it "
+                  "inconclusive (blocked: seen before the rule), beside other runs they are left out. Each arm (net x "
+                  "norm) at the peak rate chosen on selection seed 100 over its net's x2 grid (covariate_lr {half, "
+                  "low, double}: mlp 0.1, 0.2, 0.4; ResNet-20 0.025, 0.05, 0.1, each bracketing the published best "
+                  "rates by test accuracy, mlp 0.2 and ResNet-20 0.05), by mean final test accuracy, a best rate at "
+                  "an edge extended x2 past it before any measuring run (bnstudy/analysis/selection.py RULE); "
+                  "measured on seeds 5-9 at that rate, which chose nothing. Runs without a selection phase are read "
+                  "as the published checks read them, each arm at its best rate on the seeds that measure it. An arm "
+                  "whose mean final test accuracy is within 5 points of chance did not train: every comparison within "
+                  "its model that uses it is inconclusive. A run that diverged is left out of the probe measures, "
+                  "its accuracy counted as chance. ")
+
+# the runs the checks of 2026-12-07 were written after seeing: they never decide those checks
+SEEN_RUNS = {"study": STUDY, "scale.name": "cpu", "data.name": "cifar10_folder", "seed": (0, 1, 2, 3, 4)}
+SEEN_KIND = SEEN  # Blocker.kind where they are all there is; Note.kind where they are left out
+
+
+def fresh_runs(runs: pd.DataFrame) -> tuple[pd.DataFrame, list, list]:
+    """(runs, blockers, notes) for a check of 2026-12-07: the seen runs (SEEN_RUNS) left out beside
+    others (a note), or kept and blocking the verdict where the study has no others."""
+    seen = matching(runs, SEEN_RUNS)
+    study = runs.study == STUDY if "study" in runs else pd.Series(False, index=runs.index)
+    if not seen.any():
+        return runs, [], []
+    if seen[study].all():
+        n = int(seen.sum())
+        text = (f"the rule was written after these runs ({n}: scale=cpu, data=cifar10_folder, seeds 0-4) had been "
+                "seen: exploratory, fresh seeds decide")
+        return runs, [Blocker(text, SEEN_KIND, "seeds 0-4", {"runs": n})], [Note(text, SEEN_KIND, data={"runs": n})]
+    return runs[~seen], [], [Note(f"left out {int(seen.sum())} runs the rule was written after seeing (seeds 0-4 at "
+                                  "scale=cpu on cifar10_folder)", SEEN_KIND, data={"runs": int(seen.sum())})]
 
 # Note.kind of the notes read_study writes
 BEST_RATES = "best peak rates"  # data: {arm ("mlp bn"): its best rate}
@@ -111,7 +145,8 @@ def estimate_label(model: str, measure: str = "") -> str:
 
 
 def judge_by_model(sel: pd.DataFrame, per_run: dict[str, pd.DataFrame], effects: dict[str, Effect],
-                   arms: tuple[str, str] = ("none", "bn"), scale: Callable = log2, notes: Sequence[str] = ()):
+                   arms: tuple[str, str] = ("none", "bn"), scale: Callable = log2, notes: Sequence[str] = (),
+                   blocked: Callable[[str], list] = lambda model: []):
     """Decide each measure (per_run: run, norm.name, value) within each model: effect =
     mean scale(value) of arms[0] minus that of arms[1]; a model's verdict is reproduced when all
     its measures are, not reproduced when one is; the models' common verdict, else inconclusive.
@@ -123,7 +158,8 @@ def judge_by_model(sel: pd.DataFrame, per_run: dict[str, pd.DataFrame], effects:
     {model: (verdict, why)} (and by_measure {label: (verdict, why)} where there are several). An
     inconclusive part's why is the first of WHY_ORDER its measures have, and so is an inconclusive
     verdict's over its inconclusive parts (DISAGREE where every part was decided); blockers are
-    those of the blocked parts. A table of accuracies (scale=points) is in percent."""
+    those of the blocked parts, with `blocked(model)`'s, any other a check's rule names (runs seen
+    before it, a noise that shifted nothing). A table of accuracies (scale=points) is in percent."""
     models = sel.groupby("model.name").run if "model.name" in sel else [("", sel.run)]
     c = float(chance(sel).iloc[0]) if len(sel) else 0.1
     first, second = arms
@@ -135,6 +171,7 @@ def judge_by_model(sel: pd.DataFrame, per_run: dict[str, pd.DataFrame], effects:
         m = sel[sel.run.isin(ids)]
         blockers = untrained({_arm_name(m, n, model): m.loc[m["norm.name"] == n, "final_acc"] for n in arms}, c)
         blockers += edge_blockers(notes, [f"{model} {n}".strip() for n in arms])  # as rate_notes names them
+        blockers += blocked(model)
         decided, parts, reasons, part_whys = [], [], [], []
         for name, df in per_run.items():
             d = df[df.run.isin(ids)]
