@@ -505,3 +505,20 @@ def test_a_noise_that_shifted_nothing_blocks_its_comparison_not_a_win():
     assert v.facts["by_model"] == {"mlp": (REPRODUCED, ""), "resnet": (INCONCLUSIVE, BLOCKED)}, v.facts
     (b,) = blockers_of(v, NO_SHIFT)
     assert b.subject == "noisy_bn_example (resnet)" and b.data["shift"] == (NOT_REPRODUCED, ""), v.blockers
+
+
+def test_standardized_drift_ignores_a_change_of_scale_and_counts_a_shift_of_location():
+    """The input-drift checks read each step's percentiles against that step's own spread: a layer
+    input that only grows (as a norm layer's input does with its weights' norm) does not drift;
+    one whose location moves against a fixed spread does, as the published measure reads it."""
+    from bnstudy.claims.covariate_shift.activations import activation_drift
+
+    rows = []
+    for step, s in enumerate((1.0, 2.0, 4.0, 8.0)):  # pure scale growth: percentiles -1, 0, +1 times s
+        rows += [("grows", "l.in", step, stat, s * q) for stat, q in (("p15", -1.0), ("p50", 0.0), ("p85", 1.0))]
+        rows += [("moves", "l.in", step, stat, step + q) for stat, q in (("p15", -1.0), ("p50", 0.0), ("p85", 1.0))]
+    act = pd.DataFrame(rows, columns=["run", "layer", "step", "stat", "value"])
+    std = activation_drift(act, standardized=True).set_index("run").drift
+    raw = activation_drift(act).set_index("run").drift
+    assert std["grows"] == pytest.approx(0) and raw["grows"] > 0.5  # the published measure counts growth
+    assert std["moves"] == pytest.approx(1.5) and raw["moves"] == pytest.approx(1.5)  # 3 steps / spread 2

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bnstudy.analysis.rules import BLOCKED, DISAGREE, INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED, UNTRAINED
+from bnstudy.analysis.rules import (BLOCKED, DISAGREE, INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED, SEEN,
+                                    UNTRAINED)
 from bnstudy.analysis.stats import difference
 from bnstudy.claims import zero_init
 from conftest import blockers_of, notes_of
@@ -77,6 +78,18 @@ def test_a_seed_without_its_partner_is_left_out_and_named():
     (note,) = notes_of(v, zero_init.UNPAIRED)
     assert note.data == {"rate": 0.1, "seeds": [4]}
     assert dict((label, e.n) for label, _, e in v.estimates) == {"rate 0.05": 5, "rate 0.1": 4}
+
+
+def test_seeds_0_to_4_of_the_published_settings_never_decide_it():
+    """lr_sweep and norm_batch ran these settings on seeds 0-4 (cpu, cifar10_folder) before the rule:
+    alone such runs block it; beside fresh seeds they are left out."""
+    seen = runs_zero().assign(**{"data.name": "cifar10_folder"})
+    v = zero_init.check(seen, NO_CURVES)
+    assert v.verdict == INCONCLUSIVE and v.why == BLOCKED and [b.kind for b in blockers_of(v, SEEN)] == [SEEN]
+    fresh = runs_zero().assign(**{"data.name": "cifar10_folder", "seed": lambda d: d.seed + 5})
+    v = zero_init.check(pd.concat([seen, fresh], ignore_index=True), NO_CURVES)
+    assert v.verdict == REPRODUCED and [n.data for n in notes_of(v, SEEN)] == [{"runs": len(seen)}]
+    assert {label: e.n for label, _, e in v.estimates} == {"rate 0.05": 5, "rate 0.1": 5}
 
 
 def test_without_both_inits_it_is_missing():

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from ..runfolder import FINISHED
-from .results import SCALE_ORDER
-from .rules import EDGE, INCOMPLETE, Blocker, Note
+from .results import SCALE_ORDER, chance
+from .rules import EDGE, INCOMPLETE, SEEN, TRAINED_MARGIN, Blocker, Note
 
 # Note.kind of study_runs' notes on the runs it left out; data as named
 SCALES = "several scales"  # data: {"scales": the scales present, "using": the one read}
@@ -129,6 +129,20 @@ def matching(runs: pd.DataFrame, spec: dict) -> pd.Series:
     return out
 
 
+def fresh(runs: pd.DataFrame, seen: pd.Series, described: str) -> tuple[pd.DataFrame, list, list]:
+    """(runs, blockers, notes) for a rule written after some of `runs` (`seen`, a mask: cells.matching)
+    had been seen: those left out beside fresh runs (a note), or kept and blocking the verdict where
+    they are all there is (Blocker kind rules.SEEN). `described`: which runs, e.g. "scale=cpu, seeds 0-4"."""
+    if not seen.any():
+        return runs, [], []
+    n = int(seen.sum())
+    if seen.all():
+        text = f"the rule was written after these runs ({n}: {described}) had been seen: exploratory, fresh seeds decide"
+        return runs, [Blocker(text, SEEN, described, {"runs": n})], [Note(text, SEEN, data={"runs": n})]
+    return runs[~seen], [], [Note(f"left out {n} runs the rule was written after seeing ({described})", SEEN,
+                                  data={"runs": n})]
+
+
 def normalization_batch(runs: pd.DataFrame) -> pd.Series:
     """Images each BN statistic is computed over in training: for ghost_bn the ghost batch, at most
     the SGD batch; otherwise the SGD batch (NaN where the table does not say)."""
@@ -223,9 +237,10 @@ def edge_rates(runs: pd.DataFrame, best: pd.DataFrame, by: Sequence[str], rate: 
     grid = num(runs).groupby(by, dropna=False)[rate].agg(lo="min", hi="max", n="nunique")
     picked = num(best).groupby(by, dropna=False)[rate].first().rename("best")
     table = grid.join(picked, how="inner")  # index alignment matches NaN keys too
+    nowhere = trained_nowhere(runs, by, rate)
     edge: dict[str, tuple] = {}
     for key, r in table.iterrows():
-        if r.n < 2 or r.best not in (r.lo, r.hi):
+        if r.n < 2 or r.best not in (r.lo, r.hi) or key in nowhere:
             continue
         name = _cell_name(key if isinstance(key, tuple) else (key,), prefixes)
         edge[name] = (float(r.best), "lowest" if r.best == r.lo else "highest", float(r.lo), float(r.hi))
@@ -237,6 +252,30 @@ def edge_rates(runs: pd.DataFrame, best: pd.DataFrame, by: Sequence[str], rate: 
                              for name, (b, side, lo, hi) in edge.items()), EDGE, data=edge)]
 
 
+NOWHERE_GRID = (3, 4.0)  # rates, span: the grid an arm must have failed on to be at no edge
+
+
+def trained_nowhere(runs: pd.DataFrame, by: Sequence[str], rate: str = "optim.lr") -> set:
+    """The `by` groups (keys as groupby gives them) that ran at least NOWHERE_GRID[0] rates spanning
+    at least a factor NOWHERE_GRID[1] and whose mean final accuracy is within rules.TRAINED_MARGIN
+    of chance at every one (a diverged run at chance): no best rate to bracket, so no edge
+    (EDGE_RULE). A narrower grid at chance says too little: its arm stays at an edge."""
+    if "final_acc" not in runs or not len(runs):
+        return set()
+    done = runs[runs.status.isin(FINISHED)] if "status" in runs else runs
+    if not len(done):
+        return set()
+    bar = float(chance(done).iloc[0]) + TRAINED_MARGIN
+    means = done.assign(acc=pd.to_numeric(done.final_acc, errors="coerce")).groupby(
+        list(by) + [rate], dropna=False).acc.mean()
+    level = list(range(len(by)))
+    top = means.groupby(level=level, dropna=False).max()
+    rates = pd.Series(pd.to_numeric(means.index.get_level_values(-1), errors="coerce"), index=means.index)
+    wide = rates.groupby(level=level, dropna=False).agg(lambda r: len(r) >= NOWHERE_GRID[0]
+                                                        and r.max() >= NOWHERE_GRID[1] * r.min())
+    return {k for k, v in top.items() if not v >= bar and wide[k]}
+
+
 # the rule every claim states whose arms are compared at their own best rates (amended
 # 2026-12-07, after the published runs: results/HISTORY.md)
 EDGE_RULE = ("A compared arm whose best rate is the lowest or the highest rate it ran makes the verdict "
@@ -244,7 +283,9 @@ EDGE_RULE = ("A compared arm whose best rate is the lowest or the highest rate i
              "stopped; the next runs are that arm's at the next rate past the edge (x2 or /2), until a rate past its "
              "best does worse. A grid of two rates always has its best at an edge. A rate at "
              "which the arm diverged or did not train is part of its grid, so an arm is at an edge only where no "
-             "rate past its best was run.")
+             "rate past its best was run. An arm that trained at no rate of a grid of at least 3 rates spanning at least "
+             "x4 (mean accuracy within 5 points of chance at each) has no best rate to bracket: it is at no edge, and counts as not trained where the rule needs it "
+             "trained (amended 2026-12-07).")
 
 
 def edge_blockers(notes: Sequence[str], cells: Collection[str]) -> list[Blocker]:

@@ -41,6 +41,16 @@ claim; the spread over the cells where both arms trained is shown beside, not de
 selection seed chooses each rate: a near tie may go either way, which can cost a cell accuracy on
 the measuring seeds, but biases nothing toward an arm (the measuring seeds chose nothing).
 
+Expected before any run, from the nets at initialization (measured in-process on review, the day
+the rule was written): the unnormalized ResNet-20 at 4x He init has logits of std ~1e10 and a
+loss of ~2e10 at its first step, above trainer.diverge_loss, so that cell diverges at step 0 at
+every rate of any grid and counts at chance; none + SkipInit at 4x He starts with logits of std
+~0.4. So the BN-against-none verdict is expected to be carried by that one cell (none's spread is
+at least its best cell minus chance): its reading is "BN trains where the unnormalized net cannot
+start", not a finer dependence on the init. The comparison that tests dependence beyond a
+blow-up at the first step is BN against none + SkipInit, and beside both, the effect over the
+cells where both arms trained.
+
 Deviations: Ioffe & Szegedy argue from BN's scale invariance and Inception on ImageNet; here
 ResNet-20 on a 10,000-image CIFAR-10 subset, 200 steps, 6 init cells at cpu, each at its own
 rate from a 6-point grid chosen on one seed."""

@@ -15,8 +15,8 @@ any run they judge, which those runs never decide (common.FRESH_PROTOCOL): (5) t
 norm layers' INPUTS, before normalization, none against BN (inputs.py: ICS as Ioffe & Szegedy
 define it, Sec. 1-2; the first check reads the norm layers' outputs, which BN normalizes by
 construction; BN's output drift is shown beside); (6) whether the noise of noisy BN raises that
-input drift over BN's by the study's 1.5x (injected_shift.py: the published per-channel noise
-drifted 0.93x BN's in the mlp); (7) noisy BN trains as well as BN, for a noisy arm and model only
+input drift over BN's by the study's 1.5x (injected_shift.py; in the published runs the per-channel noise's OUTPUT drift
+was 0.93x BN's in the mlp); (7) noisy BN trains as well as BN, for a noisy arm and model only
 where (6) is reproduced, else inconclusive (blocked: injected no measurable shift). (6) and (7)
 decide on noisy_bn_example, Santurkar et al.'s i.i.d. noise per activation and example (the
 recipe as read here, their Appendix A not at hand: NoisyBatchNorm2d, noise_per="example"), with

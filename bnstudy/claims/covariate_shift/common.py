@@ -7,10 +7,10 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
-from ...analysis.cells import matching, SELECTION_BIAS, at_best_rate, edge_blockers, edge_rates, incomplete_cells, study_runs
+from ...analysis.cells import fresh, matching, SELECTION_BIAS, at_best_rate, edge_blockers, edge_rates, incomplete_cells, study_runs
 from ...analysis.results import chance, with_config
 from ...analysis.rules import (BLOCKED, DISAGREE, INCONCLUSIVE, NO_EFFECT, NOT_REPRODUCED, REPRODUCED, SEEN,
-                               WHY_ORDER, acc_cell, Blocker, decision, Effect, effect_line, log2, Note, points, untrained)
+                               WHY_ORDER, acc_cell, decision, Effect, effect_line, log2, Note, points, untrained)
 from ...analysis.stats import difference, fmt_ci, mean_ci
 
 STUDY = "covariate_shift"  # the study YAML whose runs the checks read
@@ -52,22 +52,15 @@ FRESH_PROTOCOL = ("Written 2026-12-07, before any run it judges. The runs of see
 # the runs the checks of 2026-12-07 were written after seeing: they never decide those checks
 SEEN_RUNS = {"study": STUDY, "scale.name": "cpu", "data.name": "cifar10_folder", "seed": (0, 1, 2, 3, 4)}
 SEEN_KIND = SEEN  # Blocker.kind where they are all there is; Note.kind where they are left out
+SEEN_DESCRIBED = "scale=cpu, data=cifar10_folder, seeds 0-4"
 
 
 def fresh_runs(runs: pd.DataFrame) -> tuple[pd.DataFrame, list, list]:
     """(runs, blockers, notes) for a check of 2026-12-07: the seen runs (SEEN_RUNS) left out beside
     others (a note), or kept and blocking the verdict where the study has no others."""
-    seen = matching(runs, SEEN_RUNS)
     study = runs.study == STUDY if "study" in runs else pd.Series(False, index=runs.index)
-    if not seen.any():
-        return runs, [], []
-    if seen[study].all():
-        n = int(seen.sum())
-        text = (f"the rule was written after these runs ({n}: scale=cpu, data=cifar10_folder, seeds 0-4) had been "
-                "seen: exploratory, fresh seeds decide")
-        return runs, [Blocker(text, SEEN_KIND, "seeds 0-4", {"runs": n})], [Note(text, SEEN_KIND, data={"runs": n})]
-    return runs[~seen], [], [Note(f"left out {int(seen.sum())} runs the rule was written after seeing (seeds 0-4 at "
-                                  "scale=cpu on cifar10_folder)", SEEN_KIND, data={"runs": int(seen.sum())})]
+    kept, blockers, notes = fresh(runs[study], matching(runs[study], SEEN_RUNS), SEEN_DESCRIBED)
+    return pd.concat([runs[~study], kept]), blockers, notes
 
 # Note.kind of the notes read_study writes
 BEST_RATES = "best peak rates"  # data: {arm ("mlp bn"): its best rate}

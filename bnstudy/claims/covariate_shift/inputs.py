@@ -27,12 +27,15 @@ INPUT_RULE = (FRESH_PROTOCOL + "Drift of a layer's input distribution (Ioffe & S
               "covariate shift is the change in the distribution of a layer's inputs; Fig. 1; Santurkar et al. 2018, "
               "Sec. 2) = the range over training of the 15th, 50th and 85th percentiles of the input of a norm layer, "
               "before it normalizes (`act/<layer>.in.*`: the convolution's or linear layer's output; in the "
-              "unnormalized net the identity's input), averaged, divided by the mean 15-85 spread (scale-free), as "
-              "the published check computes it on the norm layers' outputs. Layers: every norm layer probed in both "
+              "unnormalized net the identity's input), each step's percentiles first divided by that step's own "
+              "15-85 spread, averaged: so a change of scale alone does not count (a norm layer's input grows with its "
+              "weights' norm, which the normalized output, and so the net, does not see; without weight decay, as in "
+              "the mlp, that growth alone would read as drift), a shift of location or shape against the spread "
+              "does (amended on review the day the rule was written, before any run). Layers: every norm layer probed in both "
               "nets. Per run, drift is averaged over layers; effect = mean log2(drift) of none minus that of BN "
               "(Welch t over seeds), shown as a ratio. " + EACH_MODEL + decision_text(INPUT_DRIFT) + " Shown beside, "
               "not decided: BN's drift of its normalized outputs (the published check's measure, normalized by "
-              "construction), and none's input drift over it. " + EDGE_RULE)
+              "construction, read unstandardized as published), and none's input drift over it. " + EDGE_RULE)
 
 
 def norm_layers(act: pd.DataFrame, side: str, norms: Sequence[str]) -> list[str]:
@@ -43,9 +46,10 @@ def norm_layers(act: pd.DataFrame, side: str, norms: Sequence[str]) -> list[str]
     return sorted(layer for layer in common if "norm" in layer and layer.endswith("." + side))
 
 
-def drift_per_run(act: pd.DataFrame, sel: pd.DataFrame, layers: Sequence[str]) -> pd.DataFrame:
-    """(run, norm.name, value): each run's drift (activations.activation_drift) averaged over `layers`."""
-    drift = activation_drift(act[act.layer.isin(layers)]).merge(sel[["run", "norm.name"]], on="run")
+def drift_per_run(act: pd.DataFrame, sel: pd.DataFrame, layers: Sequence[str], standardized: bool = True) -> pd.DataFrame:
+    """(run, norm.name, value): each run's drift (activations.activation_drift, each step standardized
+    by its own spread unless `standardized` is False) averaged over `layers`."""
+    drift = activation_drift(act[act.layer.isin(layers)], standardized).merge(sel[["run", "norm.name"]], on="run")
     return drift.groupby(["run", "norm.name"], as_index=False).drift.mean().rename(columns={"drift": "value"})
 
 
@@ -70,7 +74,7 @@ def check_input_drift(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     verdict, finding, numbers, estimates, fields = judge_by_model(
         sel, {"input drift": per_run}, {"input drift": INPUT_DRIFT}, notes=notes, blocked=lambda model: list(seen))
     fields["blockers"] = list(dict.fromkeys(fields["blockers"]))  # a seen-runs blocker is every model's
-    outputs = drift_per_run(act[act["norm.name"] == "bn"], sel, norm_layers(act, "out", ("bn",)))
+    outputs = drift_per_run(act[act["norm.name"] == "bn"], sel, norm_layers(act, "out", ("bn",)), standardized=False)
     models = sel.set_index("run")["model.name"] if "model.name" in sel else pd.Series("", index=sel.run)
     aside, rows, facts = [], [], {}
     for model in sorted(set(models)):
