@@ -2,7 +2,14 @@
 after BN make the layers' inputs drift more than BN's, and where it does, does noisy BN still
 train as well as BN? Two checks, decided on Santurkar et al.'s i.i.d. noise per activation and
 example (norm=noisy_bn_example), with the published runs' noise, one scale and shift per channel
-(norm=noisy_bn), judged the same way beside."""
+(norm=noisy_bn), judged the same way beside.
+
+Limit (stated on review, before any run): eval mode replaces the noise by its mean, but the
+running variances were gathered on noisy activations, so in eval mode the normalized activations
+of the noisy arms shrink layer by layer (root mean square ~0.75 at the ResNet's last norm layer
+for the per-example noise, ~0.91 per channel, measured at initial weights). Their eval-mode test
+accuracy, which chooses their rate and says whether they trained, may understate them; the
+training comparison itself reads train-mode accuracy, noise on."""
 from __future__ import annotations
 
 import pandas as pd
