@@ -54,7 +54,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..analysis import style as S
-from ..analysis.cells import matching, normalization_batch, study_runs
+from ..analysis.cells import fresh, matching, normalization_batch, study_runs
 from ..analysis.results import chance
 from ..analysis.rules import (INCONCLUSIVE, NOT_REPRODUCED, SEEN, UNTRAINED, Blocker, Effect, Note, Verdict, acc_cell,
                               decision, missing, pct, untrained, verdict)
@@ -248,17 +248,10 @@ def check_realistic(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     if isinstance(read, Verdict):
         return read
     sel, notes, swept, long, wide = read
-    seen = matching(sel, SEEN_RUNS)
-    blocked_by_seen = []
-    if seen.all():
-        blocked_by_seen = [Blocker(f"the rule was written after these runs ({len(sel)}: scale=cpu, "
-                                   "data=cifar10_folder, seeds 0-4) had been seen: exploratory, fresh seeds decide",
-                                   SEEN_KIND, "seeds 0-4", {"runs": len(sel)})]
-    elif seen.any():
-        left = set(sel.run[seen])
-        notes.append(Note(f"left out {len(left)} runs the rule was written after seeing (seeds 0-4 at scale=cpu on "
-                          "cifar10_folder): exploratory for it", SEEN_KIND, data={"runs": len(left)}))
-        sel, long, wide = sel[~seen], long[~long.run.isin(left)], wide[~wide.run.isin(left)]
+    kept, blocked_by_seen, seen_notes = fresh(sel, matching(sel, SEEN_RUNS), "scale=cpu, data=cifar10_folder, seeds 0-4")
+    notes += [] if blocked_by_seen else seen_notes  # a blocker says it already
+    left = set(sel.run) - set(kept.run)
+    sel, long, wide = kept, long[~long.run.isin(left)], wide[~wide.run.isin(left)]
     at = _at(wide, tb)
     if not len(at):
         return missing(KEY, title, rule, f"runs logging `infer/acc_running.bs{tb}` and `infer/acc_batch.bs{tb}` "
