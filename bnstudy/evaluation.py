@@ -25,14 +25,25 @@ from .data import intensity_shift, normalize
 from .nets.norms import GhostBatchNorm2d
 
 
+# In eval mode an image's logits do not depend on the rest of its batch, so on a CPU the forward
+# runs in chunks of at most this many images, which fit the caches: ResNet-20 on one core of a
+# 2-core AMD EPYC (2 MiB L2 a core) evaluated 2.0x faster in fp32 at 125-250 images than at 1,000,
+# and 1.5x faster in bf16 + channels_last (measured 2026-12-07, beside two training runs).
+CPU_EVAL_CHUNK = 250
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
              train_mode: bool = False, autocast=nullcontext) -> tuple[float, float]:
     """(mean loss, accuracy) over uint8 images `x`; eval mode (running statistics) unless
     `train_mode`. The model's mode is restored afterwards; in train mode BN running
-    statistics would be updated, so that mode is only for probes that save them."""
+    statistics would be updated, so that mode is only for probes that save them. `batch_size`
+    is the test batch in train mode; in eval mode, where the batch changes nothing but speed,
+    a CPU forwards at most CPU_EVAL_CHUNK images at a time."""
     was_training = model.training
     model.train(train_mode)
+    if not train_mode and x.device.type == "cpu":
+        batch_size = min(batch_size, CPU_EVAL_CHUNK)
     total_loss = torch.zeros((), device=x.device, dtype=torch.float64)
     correct = torch.zeros((), device=x.device, dtype=torch.int64)
     for i in range(0, len(x), batch_size):

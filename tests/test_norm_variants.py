@@ -221,6 +221,27 @@ def test_precise_bn_accuracy_leaves_the_model_as_it_was():
     assert acc == evaluate(m, x, y, 32)[1]
 
 
+def test_eval_mode_forwards_in_cache_sized_chunks_and_train_mode_keeps_its_test_batch(monkeypatch):
+    """Eval mode's logits do not depend on the batch, so a CPU forwards at most CPU_EVAL_CHUNK
+    images at a time (same loss and accuracy); train mode's batch statistics are the test batch
+    asked for, so it keeps that size."""
+    import bnstudy.evaluation as ev
+
+    m = trained_bn_model()
+    sizes = []
+    m.norm1.register_forward_pre_hook(lambda mod, args: sizes.append(len(args[0])))
+    x = torch.randint(0, 256, (50, 3, 32, 32), dtype=torch.uint8)
+    y = torch.randint(0, 10, (50,))
+    whole = evaluate(m, x, y, 50)
+    monkeypatch.setattr(ev, "CPU_EVAL_CHUNK", 16)
+    sizes.clear()
+    chunked = evaluate(m, x, y, 50)
+    assert sizes == [16, 16, 16, 2] and chunked[1] == whole[1] and chunked[0] == pytest.approx(whole[0], rel=1e-5)
+    sizes.clear()
+    evaluate(m, x, y, 50, train_mode=True)
+    assert sizes == [50]
+
+
 def test_ghost_bn_at_the_batch_size_computes_what_bn_does():
     """norm_batch's reference arm: ghost size = SGD batch is plain BN in training mode (outputs,
     gradients and running statistics), so the study's 128 is BN at batch 128."""
