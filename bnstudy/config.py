@@ -24,7 +24,9 @@ class DataConfig:
     cache_dir: Optional[str] = None  # cifar10_folder cache; default: <root>/.bnstudy_cache
     download: bool = True
     batch_size: int = 128
-    eval_batch_size: int = 1000  # test batch of train-mode (batch-statistics) evaluations; eval mode on a CPU forwards at most evaluation.CPU_EVAL_CHUNK images at a time
+    # the test batch of train-mode (batch-statistics) evaluations; in eval mode, where the batch
+    # changes nothing but speed, a CPU forwards at most evaluation.CPU_EVAL_CHUNK images at a time
+    eval_batch_size: int = 1000
     train_subset: Optional[int] = None  # class-balanced, seeded; None = all
     test_subset: Optional[int] = None
     augment: bool = True  # 4-pixel padded random crop + horizontal flip
