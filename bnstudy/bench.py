@@ -16,7 +16,8 @@ Prints a table and writes the same as JSON.
 
 `--norms bn,ghost_bn:2,gn` instead times only the bare loop with each norm layer, round-robin
 (results/bench/norms/); `--tensorboard-replay RUN_DIR` times only the event files of a finished
-run. The timed loops themselves are in bnstudy/throughput.py.
+run; `--eval-chunks 125,250,500,1000` times only eval-mode evaluation at each chunk size
+(evaluation.CPU_EVAL_CHUNK). The timed loops themselves are in bnstudy/throughput.py.
 """
 from __future__ import annotations
 
@@ -121,12 +122,18 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--tensorboard-replay", type=Path, default=None, metavar="RUN_DIR",
                    help="only: write a finished run's rows to event files as trainer.tensorboard would have, "
                         "timed, against the run's own wall time")
+    p.add_argument("--eval-chunks", default=None, metavar="SIZES",
+                   help="only: eval-mode evaluation of the test images at each chunk size, e.g. 125,250,500,1000, "
+                        "in fp32 and bf16 + channels_last")
+    p.add_argument("--test-images", type=int, default=2000, help="test images for --eval-chunks")
     a = p.parse_args(argv)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device)
     say = lambda s: print(s, flush=True)  # noqa: E731
     throughput.SPEED.update(channels_last=a.channels_last, bf16=a.bf16, compile=a.compile)
     if a.norms:
         return _norms_main(a, device, say)
+    if a.eval_chunks:
+        return _eval_chunks_main(a, device, say)
     if a.tensorboard_replay:
         result = tensorboard_replay(a.tensorboard_replay, say)
         _write(result, a.out, say)
@@ -233,6 +240,23 @@ def _norms_main(a, device: torch.device, say) -> dict:
         say(f"| {s} | {nv['median_images_per_s'][s]:.0f} | {nv['ratios'][f'{s} / {specs[0]}']:.2f} |")
     result = {"machine": _machine(device), "config": vars(a) | {"out": str(a.out) if a.out else None},
               "norm_variants": nv}
+    _write(result, a.out, say)
+    return result
+
+
+def _eval_chunks_main(a, device: torch.device, say) -> dict:
+    chunks = sorted(int(c) for c in a.eval_chunks.split(","))
+    say(f"bnstudy bench --eval-chunks: ResNet-20 BN in eval mode, {a.test_images} test images a pass, chunks "
+        f"{chunks}, {a.reps} reps, on {device} ({torch.get_num_threads()} threads)")
+    data = synthetic_cifar(8, a.test_images)
+    ev = throughput.eval_chunk_variants(data, chunks, a.reps, device, say)
+    say(f"\n| precision | chunk | images/s (median) | / chunk {chunks[-1]} |\n|---|---|---|---|")
+    for p in ("fp32", "bf16+channels_last"):
+        for c in chunks:
+            say(f"| {p} | {c} | {ev['median_images_per_s'][f'{p} {c}']:.0f} | "
+                f"{ev['ratios'][f'{p} {c} / {p} {chunks[-1]}']:.2f} |")
+    result = {"machine": _machine(device), "config": vars(a) | {"out": str(a.out) if a.out else None},
+              "eval_chunk_variants": ev}
     _write(result, a.out, say)
     return result
 

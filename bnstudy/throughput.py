@@ -4,7 +4,7 @@
   (d) `classic_loop`: a CIFAR10-style Dataset of PIL images with per-sample transforms in a
       DataLoader, the recipe users write instead (`classic_loader_only`: its loader alone);
 and the same bare loop and harness in each precision (`precision_variants`) or with each norm
-layer (`norm_variants`). SPEED holds the speed options every variant of one table shares.
+layer (`norm_variants`); and `evaluate` in eval mode at each chunk size (`eval_chunk_variants`). SPEED holds the speed options every variant of one table shares.
 """
 from __future__ import annotations
 
@@ -235,6 +235,40 @@ def norm_variants(data: TensorData, batch: int, steps: int, reps: int, device: t
     med = {k: statistics.median(v) for k, v in rates.items()}
     return {"images_per_s": rates, "median_images_per_s": med,
             "ratios": {f"{s} / {specs[0]}": med[s] / med[specs[0]] for s in specs}}
+
+
+def eval_chunk_variants(data: TensorData, chunks: list[int], reps: int, device: torch.device, say) -> dict:
+    """`evaluate` in eval mode over data.x_test with the forward in chunks of each size, in fp32 and
+    in bf16 autocast + channels_last, round-robin in one process (the model is untrained: eval
+    mode's cost does not depend on the weights); ratios to the largest chunk, per precision. The
+    chunk evaluation.CPU_EVAL_CHUNK caps a CPU's eval batch at was chosen from these."""
+    from . import evaluation
+
+    model, _, _, _ = _model_and_opt(device)
+    x, y = data.x_test.to(device), data.y_test.to(device)
+    bf16 = lambda: torch.autocast(device.type, dtype=torch.bfloat16)  # noqa: E731
+
+    def timed(chunk: int, fast: bool) -> float:
+        model.to(memory_format=torch.channels_last if fast else torch.contiguous_format)
+        cap, evaluation.CPU_EVAL_CHUNK = evaluation.CPU_EVAL_CHUNK, chunk  # evaluate's CPU cap, lifted
+        try:
+            t0 = time.perf_counter()
+            evaluation.evaluate(model, x, y, chunk, autocast=bf16 if fast else contextlib.nullcontext)
+            return len(x) / (time.perf_counter() - t0)
+        finally:
+            evaluation.CPU_EVAL_CHUNK = cap
+
+    variants = {f"{p} {c}": (lambda c=c, fast=p != "fp32": timed(c, fast))
+                for p in ("fp32", "bf16+channels_last") for c in chunks}
+    for fn in variants.values():  # one untimed pass each: allocator and kernel warm-up
+        fn()
+    rates = round_robin(variants, reps, say)
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    top = max(chunks)
+    return {"images": len(x), "chunks": chunks, "images_per_s": rates, "median_images_per_s": med,
+            "ratios": {f"{p} {c} / {p} {top}": med[f"{p} {c}"] / med[f"{p} {top}"]
+                       for p in ("fp32", "bf16+channels_last") for c in chunks},
+            "cpu_eval_chunk": evaluation.CPU_EVAL_CHUNK}
 
 
 def round_robin(variants: dict[str, Callable[[], float]], reps: int, say) -> dict[str, list[float]]:

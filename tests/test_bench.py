@@ -71,3 +71,33 @@ def test_tensorboard_replay_times_a_runs_rows_against_its_wall_time(tmp_path, ti
     assert res["rows"] > 0 and res["calls"] > 0 and res["event_bytes"] > 0
     assert res["run_wall_s"] == summary["wall_time_s"] and res["share_of_run_wall"] == res["writer_wall_s"] / res["run_wall_s"]
     assert json.loads((tmp_path / "replay.json").read_text())["rows"] == res["rows"]
+
+
+def test_bench_eval_chunks_times_each_chunk_in_both_precisions_and_restores_the_cap(tmp_path):
+    """`bench --eval-chunks`: eval-mode evaluation at each chunk size, fp32 and bf16, ratios to the
+    largest chunk; evaluate's CPU cap is lifted for the timing and put back."""
+    from bnstudy import evaluation
+
+    cap = evaluation.CPU_EVAL_CHUNK
+    out = tmp_path / "e.json"
+    res = bench.main(["--eval-chunks", "16,8", "--test-images", "24", "--reps", "1", "--out", str(out)])
+    ev = json.loads(out.read_text())["eval_chunk_variants"]
+    assert ev["chunks"] == [8, 16] and ev["images"] == 24 and ev["cpu_eval_chunk"] == cap
+    assert set(ev["median_images_per_s"]) == {f"{p} {c}" for p in ("fp32", "bf16+channels_last") for c in (8, 16)}
+    assert ev["ratios"]["fp32 16 / fp32 16"] == 1.0 and all(v > 0 for v in ev["median_images_per_s"].values())
+    assert evaluation.CPU_EVAL_CHUNK == cap and res["eval_chunk_variants"] == ev
+
+
+def test_bench_eval_chunks_reaches_the_chunk_it_times(monkeypatch):
+    """A chunk larger than evaluate's CPU cap is timed at its own size, not at the cap."""
+    from bnstudy import evaluation
+
+    seen, cap = [], evaluation.CPU_EVAL_CHUNK
+    real = evaluation.evaluate
+
+    def spy(model, x, y, batch_size, **kw):
+        seen.append((batch_size, evaluation.CPU_EVAL_CHUNK))
+        return real(model, x, y, batch_size, **kw)
+    monkeypatch.setattr(evaluation, "evaluate", spy)
+    throughput.eval_chunk_variants(bench.synthetic_cifar(8, 12), [4, 1000], 1, bench.torch.device("cpu"), print)
+    assert (1000, 1000) in seen and (4, 4) in seen and evaluation.CPU_EVAL_CHUNK == cap
