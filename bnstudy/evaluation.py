@@ -26,9 +26,9 @@ from .nets.norms import GhostBatchNorm2d
 
 
 # In eval mode an image's logits do not depend on the rest of its batch, so on a CPU the forward
-# runs in chunks of at most this many images, which fit the caches. On one core of a 2-core AMD
-# EPYC (2 MiB L2 a core) ResNet-20 evaluates ~2.3x faster in fp32 at 125-250 images than at 1,000
-# and ~1.2x faster in bf16 + channels_last (`python -m bnstudy bench --eval-chunks
+# runs in chunks of at most this many images, which run faster. On one core of a 2-core AMD
+# EPYC (2 MiB L2 a core) ResNet-20 evaluates ~2.1x faster in fp32 at 125-250 images than at 1,000
+# and 1.1-1.2x faster in bf16 + channels_last (`python -m bnstudy bench --eval-chunks
 # 125,250,500,1000`: results/bench/eval-chunks/).
 CPU_EVAL_CHUNK = 250
 
