@@ -22,7 +22,7 @@ from .evaluation import evaluate
 from .optim import lr_at, set_lr
 from .outputs import MetricsLog, atomic_torch_save
 from .precision import resolve as resolve_precision
-from .probes.base import Probe, ProbeContext, RngState, replayed_rng, rng_state, run_probes
+from .probes.base import Probe, ProbeContext, RngState, module_generators, replayed_rng, rng_state, run_probes
 
 log = logging.getLogger("bnstudy")
 
@@ -47,12 +47,6 @@ class TrainResult:
     train_wall_s: float = 0.0
 
 
-def _module_generators(model: nn.Module) -> dict[str, torch.Generator]:
-    """Random streams that live in modules (noisy_bn), so a resumed run draws what it would have."""
-    return {name: m.generator for name, m in model.named_modules()
-            if isinstance(getattr(m, "generator", None), torch.Generator)}
-
-
 def checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer, *, step: int, total_steps: int,
                      base_lr: float, schedule: ScheduleConfig, epoch_generator_state: torch.Tensor,
                      step_in_epoch: int, result: "TrainResult", accum: dict, rows: dict[str, int]) -> dict:
@@ -70,7 +64,7 @@ def checkpoint_state(model: nn.Module, optimizer: torch.optim.Optimizer, *, step
         "schedule": {"name": schedule.name, "base_lr": base_lr, "total_steps": total_steps,
                      "warmup_steps": schedule.warmup_steps, "step": step},
         "rng": {"torch": torch.get_rng_state(), "data_epoch_start": epoch_generator_state,
-                "modules": {k: g.get_state() for k, g in _module_generators(model).items()}},
+                "modules": {k: g.get_state() for k, g in module_generators(model).items()}},
         "step_in_epoch": step_in_epoch,
         "result": dataclasses.asdict(result),
         "accum": accum,
@@ -171,7 +165,7 @@ class _Loop:
         torch.set_rng_state(resume["rng"]["torch"])
         if "cuda" in resume["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(resume["rng"]["cuda"])
-        for name, g in _module_generators(self.model).items():
+        for name, g in module_generators(self.model).items():
             g.set_state(resume["rng"]["modules"][name])
         generator.set_state(resume["rng"]["data_epoch_start"])
         self.step_dev += self.step

@@ -217,3 +217,33 @@ def test_synthetic_data_is_learnable(tmp_path):
     summary = run(compose_config(["model.depth=8", "data.batch_size=32", "trainer.max_steps=150",
                                   "trainer.epochs=3", "trainer.log_every=50", "data.train_subset=null"]), out)
     assert summary["status"] == "completed" and summary["final_test_acc"] > 0.5
+
+
+def test_a_run_resumed_mid_way_draws_the_same_noisy_bn_noise_as_one_that_was_not(tmp_path, tiny_overrides,
+                                                                                  monkeypatch):
+    """noisy_bn's per-example noise comes from generators inside its layers: the checkpoint holds
+    their states, so a run resumed from step 2 trains and measures what the uninterrupted run did."""
+    import shutil
+
+    import bnstudy.train as train_mod
+
+    cfg = compose_config(tiny_overrides + ["norm=noisy_bn_example", "trainer.checkpoint_every=2",
+                                           "trainer.eval_every=2"])
+    step_2 = tmp_path / "step-2.pt"  # written as it was then (state_dict tensors are the live weights)
+    real = train_mod.atomic_torch_save
+
+    def keep_step_2(state, path):
+        if state["step"] == 2:
+            torch.save(state, step_2)
+        real(state, path)
+    monkeypatch.setattr(train_mod, "atomic_torch_save", keep_step_2)
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    run(cfg, whole)
+    assert torch.load(step_2, weights_only=True)["rng"]["modules"]  # the layers' generator states
+    shutil.copytree(whole, resumed)
+    shutil.copy(step_2, resumed / "last.pt")
+    (resumed / "summary.json").write_text(json.dumps({**read(whole)[1], "status": "running"}))  # killed at step 2+
+    run(cfg, resumed)
+    (m_whole, s_whole), (m_resumed, s_resumed) = read(whole), read(resumed)
+    assert s_resumed["resumed_from_step"] == 2 and s_resumed["status"] == "completed"
+    assert m_resumed.equals(m_whole) and s_resumed["final_test_acc"] == s_whole["final_test_acc"]

@@ -73,21 +73,24 @@ class RngState:
     modules: list[torch.Tensor]  # generators held by modules (noisy_bn), in model.modules() order
 
 
-def _module_generators(model: nn.Module) -> list[torch.Generator]:
-    return [g for m in model.modules() for g in vars(m).values() if isinstance(g, torch.Generator)]
+def module_generators(model: nn.Module) -> dict[str, torch.Generator]:
+    """Random streams that live in modules (noisy_bn's `generator`), by module name, in
+    model.modules() order: a replayed forward, or a resumed run, draws what it would have."""
+    return {name: m.generator for name, m in model.named_modules()
+            if isinstance(getattr(m, "generator", None), torch.Generator)}
 
 
 def rng_state(model: nn.Module) -> RngState:
     devices = sorted({p.device.index for p in model.parameters() if p.device.type == "cuda"})
     return RngState(torch.get_rng_state(), {d: torch.cuda.get_rng_state(d) for d in devices},
-                    [g.get_state() for g in _module_generators(model)])
+                    [g.get_state() for g in module_generators(model).values()])
 
 
 def set_rng_state(model: nn.Module, state: RngState) -> None:
     torch.set_rng_state(state.cpu)
     for d, s in state.cuda.items():
         torch.cuda.set_rng_state(s, d)
-    for g, s in zip(_module_generators(model), state.modules):
+    for g, s in zip(module_generators(model).values(), state.modules):
         g.set_state(s)
 
 
