@@ -5,7 +5,7 @@ BN-minus-none effect of lr_sweep's bf16 measuring runs against their fp32 twins,
 
 Prints the rule, the per-seed table and the outcome (equivalent, different or inconclusive);
 with --out, also writes them to DIR: twins.csv (each run of both: precision, norm, seed, rate,
-final accuracy, status, wall time, commit), effects.csv (the per-seed table) and outcome.json.
+final accuracy, status, wall time, commit, steps to each test accuracy), effects.csv (the per-seed table) and outcome.json.
 """
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ def main() -> None:
                 "wall_time_s", "git_commit"]
         plain = lambda r: r["norm.name"].isin(["bn", "none"]) & ~r["model.skipinit"].fillna(False).astype(bool)  # noqa: E731
         both = pd.concat([r[plain(r)] for r in arms.values()])
+        cols += sorted((c for c in both if c.startswith("steps_to_test_acc.")), key=lambda c: float(c.split(".", 1)[1]))
         both[[c for c in cols if c in both]].sort_values(["norm.name", "seed", "precision"]).to_csv(
             a.out / "twins.csv", index=False)
         table.to_csv(a.out / "effects.csv")
