@@ -251,7 +251,7 @@ def _eval_chunks_main(a, device: torch.device, say) -> dict:
     data = synthetic_cifar(8, a.test_images)
     ev = throughput.eval_chunk_variants(data, chunks, a.reps, device, say)
     say(f"\n| precision | chunk | images/s (median) | / chunk {chunks[-1]} |\n|---|---|---|---|")
-    for p in ("fp32", "bf16+channels_last"):
+    for p in throughput.EVAL_PRECISIONS:
         for c in chunks:
             say(f"| {p} | {c} | {ev['median_images_per_s'][f'{p} {c}']:.0f} | "
                 f"{ev['ratios'][f'{p} {c} / {p} {chunks[-1]}']:.2f} |")

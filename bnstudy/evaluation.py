@@ -35,16 +35,16 @@ CPU_EVAL_CHUNK = 250
 
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-             train_mode: bool = False, autocast=nullcontext) -> tuple[float, float]:
+             train_mode: bool = False, autocast=nullcontext, cpu_chunk: int | None = None) -> tuple[float, float]:
     """(mean loss, accuracy) over uint8 images `x`; eval mode (running statistics) unless
     `train_mode`. The model's mode is restored afterwards; in train mode BN running
     statistics would be updated, so that mode is only for probes that save them. `batch_size`
     is the test batch in train mode; in eval mode, where the batch changes nothing but speed,
-    a CPU forwards at most CPU_EVAL_CHUNK images at a time."""
+    a CPU forwards at most `cpu_chunk` (default CPU_EVAL_CHUNK) images at a time."""
     was_training = model.training
     model.train(train_mode)
     if not train_mode and x.device.type == "cpu":
-        batch_size = min(batch_size, CPU_EVAL_CHUNK)
+        batch_size = min(batch_size, cpu_chunk or CPU_EVAL_CHUNK)
     total_loss = torch.zeros((), device=x.device, dtype=torch.float64)
     correct = torch.zeros((), device=x.device, dtype=torch.int64)
     for i in range(0, len(x), batch_size):

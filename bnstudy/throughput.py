@@ -4,7 +4,8 @@
   (d) `classic_loop`: a CIFAR10-style Dataset of PIL images with per-sample transforms in a
       DataLoader, the recipe users write instead (`classic_loader_only`: its loader alone);
 and the same bare loop and harness in each precision (`precision_variants`) or with each norm
-layer (`norm_variants`); and `evaluate` in eval mode at each chunk size (`eval_chunk_variants`). SPEED holds the speed options every variant of one table shares.
+layer (`norm_variants`); and `evaluate` in eval mode at each chunk size (`eval_chunk_variants`).
+SPEED holds the speed options every variant of one table shares.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ SPEED = {"channels_last": False, "bf16": False, "compile": False}
 
 PRECISIONS = {"fp32": {}, "channels_last": {"channels_last": True}, "bf16": {"bf16": True},
               "bf16+channels_last": {"bf16": True, "channels_last": True}}
+EVAL_PRECISIONS = ("fp32", "bf16+channels_last")  # eval_chunk_variants': the default and the fast path
 
 
 def _model_and_opt(device: torch.device, seed: int = 0, norm: NormConfig | None = None):
@@ -250,16 +252,11 @@ def eval_chunk_variants(data: TensorData, chunks: list[int], reps: int, device: 
 
     def timed(chunk: int, fast: bool) -> float:
         model.to(memory_format=torch.channels_last if fast else torch.contiguous_format)
-        cap, evaluation.CPU_EVAL_CHUNK = evaluation.CPU_EVAL_CHUNK, chunk  # evaluate's CPU cap, lifted
-        try:
-            t0 = time.perf_counter()
-            evaluation.evaluate(model, x, y, chunk, autocast=bf16 if fast else contextlib.nullcontext)
-            return len(x) / (time.perf_counter() - t0)
-        finally:
-            evaluation.CPU_EVAL_CHUNK = cap
+        t0 = time.perf_counter()
+        evaluation.evaluate(model, x, y, chunk, autocast=bf16 if fast else contextlib.nullcontext, cpu_chunk=chunk)
+        return len(x) / (time.perf_counter() - t0)
 
-    variants = {f"{p} {c}": (lambda c=c, fast=p != "fp32": timed(c, fast))
-                for p in ("fp32", "bf16+channels_last") for c in chunks}
+    variants = {f"{p} {c}": (lambda c=c, fast=p != "fp32": timed(c, fast)) for p in EVAL_PRECISIONS for c in chunks}
     for fn in variants.values():  # one untimed pass each: allocator and kernel warm-up
         fn()
     rates = round_robin(variants, reps, say)
@@ -267,7 +264,7 @@ def eval_chunk_variants(data: TensorData, chunks: list[int], reps: int, device: 
     top = max(chunks)
     return {"images": len(x), "chunks": chunks, "images_per_s": rates, "median_images_per_s": med,
             "ratios": {f"{p} {c} / {p} {top}": med[f"{p} {c}"] / med[f"{p} {top}"]
-                       for p in ("fp32", "bf16+channels_last") for c in chunks},
+                       for p in EVAL_PRECISIONS for c in chunks},
             "cpu_eval_chunk": evaluation.CPU_EVAL_CHUNK}
 
 

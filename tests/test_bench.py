@@ -96,7 +96,7 @@ def test_bench_eval_chunks_reaches_the_chunk_it_times(monkeypatch):
     real = evaluation.evaluate
 
     def spy(model, x, y, batch_size, **kw):
-        seen.append((batch_size, evaluation.CPU_EVAL_CHUNK))
+        seen.append((batch_size, kw.get("cpu_chunk") or evaluation.CPU_EVAL_CHUNK))  # the cap it forwards at
         return real(model, x, y, batch_size, **kw)
     monkeypatch.setattr(evaluation, "evaluate", spy)
     throughput.eval_chunk_variants(bench.synthetic_cifar(8, 12), [4, 1000], 1, bench.torch.device("cpu"), print)

@@ -238,6 +238,8 @@ def test_eval_mode_forwards_in_cache_sized_chunks_and_train_mode_keeps_its_test_
     chunked = evaluate(m, x, y, 50)
     assert sizes == [16, 16, 16, 2] and chunked[1] == whole[1] and chunked[0] == pytest.approx(whole[0], rel=1e-5)
     sizes.clear()
+    assert evaluate(m, x, y, 50, cpu_chunk=20)[1] == whole[1] and sizes == [20, 20, 10]  # the cap, named per call
+    sizes.clear()
     evaluate(m, x, y, 50, train_mode=True)
     assert sizes == [50]
 
