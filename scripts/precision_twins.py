@@ -5,7 +5,8 @@ BN-minus-none effect of lr_sweep's bf16 measuring runs against their fp32 twins,
 
 Prints the rule, the per-seed table and the outcome (equivalent, different or inconclusive);
 with --out, also writes them to DIR: twins.csv (each run of both: precision, norm, seed, rate,
-final accuracy, status, wall time, commit, steps to each test accuracy), effects.csv (the per-seed table) and outcome.json.
+final accuracy, status, wall time, commit, steps to each test accuracy), effects.csv (the
+per-seed table) and outcome.json.
 """
 from __future__ import annotations
 
@@ -21,6 +22,11 @@ from bnstudy.analysis.cells import study_runs
 from bnstudy.analysis.results import load
 
 
+def plain(runs: pd.DataFrame) -> pd.DataFrame:
+    """The guard's runs: bn and none, without SkipInit."""
+    return runs[runs["norm.name"].isin(["bn", "none"]) & ~runs["model.skipinit"].fillna(False).astype(bool)]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("bf16", type=Path)
@@ -34,8 +40,8 @@ def main() -> None:
         if got != {name}:
             raise SystemExit(f"precision_twins: {folder} holds runs in {sorted(got) or 'no'} precision, not {name}")
         arms[name] = runs
-    rates = {name: runs[runs["norm.name"].isin(["bn", "none"]) & ~runs["model.skipinit"].fillna(False).astype(bool)]
-             .groupby("norm.name")["optim.lr"].unique().map(sorted).to_dict() for name, runs in arms.items()}
+    rates = {name: plain(runs).groupby("norm.name")["optim.lr"].unique().map(sorted).to_dict()
+             for name, runs in arms.items()}
     if rates["bf16"] != rates["fp32"] or any(len(r) != 1 for r in rates["bf16"].values()):
         raise SystemExit(f"precision_twins: each of bn and none must run at one rate, the same in both: {rates}")
     t, table = precision_guard(arms["bf16"], arms["fp32"])
@@ -48,15 +54,15 @@ def main() -> None:
         a.out.mkdir(parents=True, exist_ok=True)
         cols = ["precision", "norm.name", "model.skipinit", "seed", "optim.lr", "final_acc", "status",
                 "wall_time_s", "git_commit"]
-        plain = lambda r: r["norm.name"].isin(["bn", "none"]) & ~r["model.skipinit"].fillna(False).astype(bool)  # noqa: E731
-        both = pd.concat([r[plain(r)] for r in arms.values()])
-        cols += sorted((c for c in both if c.startswith("steps_to_test_acc.")), key=lambda c: float(c.split(".", 1)[1]))
+        both = pd.concat([plain(r) for r in arms.values()])
+        cols += sorted((c for c in both if c.startswith("steps_to_test_acc.")),
+                       key=lambda c: float(c.split(".", 1)[1]))
         both[[c for c in cols if c in both]].sort_values(["norm.name", "seed", "precision"]).to_csv(
             a.out / "twins.csv", index=False)
         table.to_csv(a.out / "effects.csv")
+        outcome = {k: (None if v != v else v) for k, v in dataclasses.asdict(t).items()}  # NaN -> null
         (a.out / "outcome.json").write_text(json.dumps(
-            {k: (None if v != v else v) for k, v in dataclasses.asdict(t).items()} | {"rule": PRECISION_RULE, "bf16": str(a.bf16), "fp32": str(a.fp32)},
-            indent=2, default=str) + "\n")
+            outcome | {"rule": PRECISION_RULE, "bf16": str(a.bf16), "fp32": str(a.fp32)}, indent=2, default=str) + "\n")
         print(f"wrote {a.out}/twins.csv, effects.csv, outcome.json")
 
 
