@@ -250,6 +250,22 @@ def test_verdicts_rewrites_only_its_block_and_refuses_a_file_without_one(tmp_pat
     assert bare.read_text() == "no markers here\n"
 
 
+def test_a_check_published_at_two_scales_is_shown_side_by_side():
+    """Matched by title (a trailing "(...)" dropped), one column a scale; a check at one scale only
+    has no row there."""
+    t = pd.DataFrame({"study": ["[a](a/)", "[b](b/)", "[a-medium](a-medium/)", "[a](a/)"],
+                      "scale": ["cpu", "cpu", "medium", "cpu"],
+                      "check": ["BN is faster", "BN is faster (dense)", "BN is faster", "BN is deep"],
+                      "verdict": ["inconclusive", "reproduced", "not reproduced", "reproduced"],
+                      "effect": ["1.9x", "2.6x", "1.25x", "+3.0 points"],
+                      "95% interval": ["[1.1x, 4.4x]", "[2.2x, ∞]", "[1.13x, 1.4x]", "(per part)"]})
+    both = published.side_by_side(t)
+    assert list(both.columns) == ["claim", "cpu", "medium"] and list(both.claim) == ["BN is faster"]
+    row = both.iloc[0]
+    assert row.cpu == "[a](a/): inconclusive, 1.9x [1.1x, 4.4x]<br>[b](b/): **reproduced**, 2.6x [2.2x, ∞]"
+    assert row.medium == "[a-medium](a-medium/): **not reproduced**, 1.25x [1.13x, 1.4x]"
+
+
 def test_holm_steps_down_and_every_decided_verdict_has_its_p_below_the_intervals_level():
     nan = float("nan")
     assert published.holm([0.001, 0.013, 0.02, nan]) == [True, False, False, False]

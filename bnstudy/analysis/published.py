@@ -3,7 +3,8 @@ README.md and results/README.md show it between two markers.
 
     python -m bnstudy verdicts [RESULTS_DIR] [--write FILE ...]
 
-prints the table, or rewrites the block between `<!-- verdicts:start -->` and
+prints the tables (first the checks published at more than one scale, side by side; then every
+check of every study), or rewrites the block between `<!-- verdicts:start -->` and
 `<!-- verdicts:end -->` in each FILE (links relative to it). The table is read from each study's
 numbers.csv (its effect rows) and runs.csv (scale, run count): nothing is recomputed here, and a
 test checks that both READMEs hold what this writes.
@@ -55,6 +56,9 @@ def _interval(row) -> str:
         " points", "")
 
 
+SCALES = ("cpu", "medium", "full")  # results/STUDY/ at cpu, results/STUDY-medium/ at medium, ...
+
+
 def rows(results: Path, relative_to: Path) -> pd.DataFrame:
     """One row per check of every published study."""
     out = []
@@ -91,6 +95,24 @@ def rows(results: Path, relative_to: Path) -> pd.DataFrame:
     return t.drop(columns="p")
 
 
+def _bold(verdict: str) -> str:
+    return f"**{verdict}**" if verdict in DECIDED else verdict
+
+
+def side_by_side(t: pd.DataFrame) -> pd.DataFrame:
+    """The checks published at more than one scale: one row a check (its title without a trailing
+    "(...)", so steps_to_target's "(evaluated every few steps)" sits with lr_sweep's), a column a
+    scale, each cell every study's verdict, effect and interval at that scale."""
+    t = t[t.scale.isin(SCALES)]
+    shown = t.assign(
+        claim=t.check.str.replace(r" \([^()]*\)$", "", regex=True),
+        cell=[f"{study}: {_bold(v)}, {e}" + ("" if ci in ("—", "(per part)") else f" {ci}")
+              for study, v, e, ci in zip(t.study, t.verdict, t.effect, t["95% interval"])])
+    wide = shown.pivot_table(index="claim", columns="scale", values="cell", aggfunc="<br>".join, sort=False)
+    wide = wide[wide.notna().sum(axis=1) > 1]
+    return wide[[s for s in SCALES if s in wide]].fillna("—").reset_index()
+
+
 def holm(ps: list[float], alpha: float = ALPHA) -> list[bool]:
     """Holm's step-down correction over the decided verdicts (finite p): does each still hold
     with the family's error rate at `alpha`? (NaN p: not a test; False.)"""
@@ -104,10 +126,19 @@ def holm(ps: list[float], alpha: float = ALPHA) -> list[bool]:
 
 
 def markdown(results: Path, relative_to: Path) -> str:
-    """The table as markdown, the study and run count given once per study."""
+    """The side-by-side table of the checks published at several scales, then every check's row
+    (the study and run count given once per study), as markdown."""
     t = rows(results, relative_to)
     decided = (t["after Holm"] != "—").sum() if len(t) else 0
-    lines = [f"After Holm: whether a decided verdict still holds when the {decided} decided verdicts below are "
+    lines = []
+    both = side_by_side(t) if len(t) else t
+    if len(both):
+        lines += ["The claims tested at more than one scale, side by side (what changed as the nets trained "
+                  "longer):", "", "| check | " + " | ".join(both.columns[1:]) + " |",
+                  "|" + "---|" * len(both.columns)]
+        lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in r) + " |" for r in both.itertuples(index=False)]
+        lines += ["", "Every published check:", ""]
+    lines += [f"After Holm: whether a decided verdict still holds when the {decided} decided verdicts below are "
              f"corrected together (Holm's step-down, each a one-sided test at {ALPHA:g}).", "",
              "| " + " | ".join(t.columns) + " |", "|" + "---|" * len(t.columns)]
     last = None
@@ -115,7 +146,7 @@ def markdown(results: Path, relative_to: Path) -> str:
         first = r.study != last
         cells = [r.study if first else "", r.scale if first else "", str(r.runs) if first else ""] + \
                 [str(v).replace("|", "\\|") for v in r[3:]]
-        cells[4] = f"**{cells[4]}**" if cells[4] in ("reproduced", "not reproduced") else cells[4]
+        cells[4] = _bold(cells[4])
         lines.append("| " + " | ".join(cells) + " |")
         last = r.study
     return "\n".join(lines)
