@@ -56,13 +56,15 @@ def test_phases_split_on_the_selection_seeds_and_measuring_runs_are_checked_agai
 
 
 def test_a_claim_reads_the_measuring_runs_and_says_how_the_rates_were_chosen():
-    from bnstudy.analysis.cells import study_runs
+    from bnstudy.analysis.cells import SELECTED, study_runs
 
     df = runs(grid("bn", {0.1: .84, 0.2: .86, 0.4: .85}) + [("bn", 32, False, 0.2, s, .86, "completed") for s in range(5)])
     df = df.assign(study="lr_sweep", **{"scale.name": "medium", "data.name": "cifar10_folder"})
     measured, notes = study_runs(df, "lr_sweep")
     assert set(measured.seed) == set(range(5))
     assert any("chosen on 3 selection runs (seeds 100)" in n for n in notes)
+    phase = [n for n in notes if getattr(n, "kind", "") == SELECTED]
+    assert len(phase) == 1 and phase[0].data == {"selection_seeds": [100], "selection_runs": 3}
     chose, _ = study_runs(df, "lr_sweep", phase="select")
     assert set(chose.seed) == {100}
     # without selection seeds among the runs (the cpu studies) every run is read
@@ -91,7 +93,7 @@ def test_audit_passes_a_fair_two_phase_study_and_names_what_breaks_one():
 
 
 def test_a_claim_reads_no_measuring_run_the_selection_does_not_back():
-    from bnstudy.analysis.cells import study_runs
+    from bnstudy.analysis.cells import SELECTED, study_runs
 
     sel = grid("bn", {0.1: .84, 0.2: .86, 0.4: .85})
     meas = [("bn", 32, False, lr, s, .86, "completed") for s in range(5) for lr in (0.2, 0.4)]

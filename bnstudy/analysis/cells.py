@@ -18,6 +18,8 @@ from .rules import EDGE, INCOMPLETE, SEEN, TRAINED_MARGIN, Blocker, Note
 SCALES = "several scales"  # data: {"scales": the scales present, "using": the one read}
 DATA_SETS = "several data sets"  # data: {"data": the data sets present, "using": the one read}
 UNFINISHED = "unfinished runs"  # data: {status: runs left out with it}
+# the study chose its rates on selection seeds; data: {"selection_seeds": [...], "selection_runs": n}
+SELECTED = "rates chosen on selection seeds"
 
 
 def study_runs(runs: pd.DataFrame, study: str, finished: bool = True,
@@ -83,8 +85,10 @@ def _phase(runs: pd.DataFrame, phase: str, notes: list[str]) -> pd.DataFrame:
     if problems:  # no verdict from measuring runs the selection does not back
         notes += [f"not read: {p}" for p in problems]
         return measured.iloc[0:0]
-    notes.append(f"the rates were chosen on {len(chose)} selection runs (seeds {seeds}), so the selection bias named "
-                 f"in the rule does not arise; read on the {len(measured)} measuring runs at the chosen rates")
+    notes.append(Note(f"the rates were chosen on {len(chose)} selection runs (seeds {seeds}), so the selection bias "
+                      f"named in the rule does not arise; read on the {len(measured)} measuring runs at the chosen "
+                      "rates", SELECTED, data={"selection_seeds": sorted(map(int, chose.seed.unique())),
+                                               "selection_runs": len(chose)}))
     at_chosen = [_chosen_rate(arm, choices) == lr for arm, lr in zip(arm_names(measured), measured[RATE])]
     return measured[np.array(at_chosen, dtype=bool)]  # an array: an empty list would select no columns
 

@@ -7,9 +7,9 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
-from ...analysis.cells import fresh, matching, SELECTION_BIAS, at_best_rate, edge_blockers, edge_rates, incomplete_cells, study_runs
+from ...analysis.cells import (SELECTED, SELECTION_BIAS, at_best_rate, edge_blockers, edge_rates, fresh,
+                               incomplete_cells, matching, study_runs)
 from ...analysis.results import chance, with_config
-from ...analysis.selection import phases
 from ...analysis.rules import (BLOCKED, DISAGREE, INCONCLUSIVE, NO_EFFECT, NOT_REPRODUCED, REPRODUCED, SEEN,
                                WHY_ORDER, acc_cell, decision, Effect, effect_line, log2, Note, points, untrained)
 from ...analysis.stats import difference, fmt_ci, mean_ci
@@ -108,7 +108,7 @@ def read_study(runs: pd.DataFrame, curves: pd.DataFrame, by_training: bool = Fal
     if by_training and TRAIN_ACC in sel:
         train = pd.to_numeric(sel[TRAIN_ACC], errors="coerce").where(sel.status == "completed", chance(sel))
         sel = sel.copy().assign(test_acc=sel.final_acc, final_acc=train)  # copy: a defragmented frame
-        if not len(sel) or phases(runs[runs.study == STUDY])[0].empty:
+        if not any(getattr(n, "kind", "") == SELECTED for n in notes):
             notes.append(Note("each arm's best rate chosen by its final training accuracy (this check's measure)",
                               BY_TRAINING))
         else:  # the measuring runs hold one rate an arm: training accuracy chooses nothing
