@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .results import SCALE_ORDER
 from .rules import Effect
 
 START, END = "<!-- verdicts:start -->", "<!-- verdicts:end -->"
@@ -54,9 +55,6 @@ def _interval(row) -> str:
     e = _effect(row.unit)
     return f"[{e.fmt(_estimate_units(row.low, row.unit))}, {e.fmt(_estimate_units(row.high, row.unit))}]".replace(
         " points", "")
-
-
-SCALES = ("cpu", "medium", "full")  # results/STUDY/ at cpu, results/STUDY-medium/ at medium, ...
 
 
 def rows(results: Path, relative_to: Path) -> pd.DataFrame:
@@ -103,14 +101,15 @@ def side_by_side(t: pd.DataFrame) -> pd.DataFrame:
     """The checks published at more than one scale: one row a check (its title without a trailing
     "(...)", so steps_to_target's "(evaluated every few steps)" sits with lr_sweep's), a column a
     scale, each cell every study's verdict, effect and interval at that scale."""
-    t = t[t.scale.isin(SCALES)]
+    scales = [s for s in reversed(SCALE_ORDER) if s != "smoke"]  # smallest first: cpu, medium, full
+    t = t[t.scale.isin(scales)]
     shown = t.assign(
         claim=t.check.str.replace(r" \([^()]*\)$", "", regex=True),
         cell=[f"{study}: {_bold(v)}, {e}" + ("" if ci in ("—", "(per part)") else f" {ci}")
               for study, v, e, ci in zip(t.study, t.verdict, t.effect, t["95% interval"])])
     wide = shown.pivot_table(index="claim", columns="scale", values="cell", aggfunc="<br>".join, sort=False)
     wide = wide[wide.notna().sum(axis=1) > 1]
-    return wide[[s for s in SCALES if s in wide]].fillna("—").reset_index()
+    return wide[[s for s in scales if s in wide]].fillna("—").reset_index()
 
 
 def holm(ps: list[float], alpha: float = ALPHA) -> list[bool]:
