@@ -111,6 +111,15 @@ def lock_holder_alive(run_dir: Path) -> Optional[bool]:
     return True
 
 
+def live_status(run_dir: Path, status: str) -> str:
+    """A run's status as its summary.json gives it, except that "running" reads "interrupted" when
+    the process that held the run is gone (lock_holder_alive: killed before it could say so, a
+    machine that restarted, a folder copied here). `status` and `report` both read runs so."""
+    if status == "running" and lock_holder_alive(run_dir) is False:
+        return "interrupted"
+    return status
+
+
 def note_in_sweep(run_dir: Path, sweep_list: Path) -> None:
     """Note `run_dir` as one of this sweep's runs (config `sweep_list`, set by reproduce): an
     empty file named after the run folder in the `sweep_list` folder. One file per run, so runs

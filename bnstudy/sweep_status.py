@@ -21,7 +21,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from .config import _run_dirname, register_configs
-from .runfolder import lock_holder_alive
+from .runfolder import live_status
 
 NOT_STARTED = "not started"
 
@@ -89,9 +89,7 @@ def _row(folder: Path, arm: str, plan: str) -> dict:
         except (OSError, ValueError):
             summary = {"status": "unreadable"}
     wall = summary.get("wall_time_s")
-    status = summary.get("status", NOT_STARTED)
-    if status == "running" and lock_holder_alive(folder) is False:  # killed before it could say so
-        status = "interrupted"
+    status = live_status(folder, summary.get("status", NOT_STARTED))
     return {"run": folder.name, "arm": arm, "status": status,
             "wall_min": wall / 60 if wall else float("nan"), "final_test_acc": summary.get("final_test_acc"),
             "command": plan}

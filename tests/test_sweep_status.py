@@ -5,6 +5,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from bnstudy import sweep_status
+from bnstudy.analysis import results
 from bnstudy.config import CONF_DIR
 from bnstudy.runfolder import RunLock
 
@@ -58,6 +59,9 @@ def test_a_run_killed_before_it_could_say_so_shows_as_interrupted(tmp_path):
     for folder in (killed, live, copied):
         folder.mkdir()
         (folder / "summary.json").write_text(json.dumps({"status": "running"}))
+        name, lr, seed = (kv.split("=")[1] for kv in folder.name.split(","))  # distinct runs to `report`
+        (folder / "config.yaml").write_text(json.dumps({"norm": {"name": name}, "optim": {"lr": float(lr)},
+                                                        "seed": int(seed)}))
     hold = ("import sys, time; from pathlib import Path; from bnstudy.runfolder import RunLock\n"
             "with RunLock(Path(sys.argv[1])): print('held', flush=True); time.sleep(60)")
     procs = [subprocess.Popen([sys.executable, "-c", hold, str(f)], stdout=subprocess.PIPE, text=True)
@@ -72,6 +76,9 @@ def test_a_run_killed_before_it_could_say_so_shows_as_interrupted(tmp_path):
         status = runs.set_index("run").status
         assert status[killed.name] == "interrupted" and status[copied.name] == "interrupted"
         assert status[live.name] == "running"
+        # the report reads the same: a dead run is left out as interrupted, not as running
+        loaded = results.load([tmp_path]).runs.set_index("run").status
+        assert loaded[killed.name] == "interrupted" and loaded[live.name] == "running"
     finally:
         for p in procs:
             p.kill()

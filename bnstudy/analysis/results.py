@@ -25,7 +25,7 @@ import yaml
 
 from ..config import NOT_THE_EXPERIMENT
 from ..outputs import flatten
-from ..runfolder import FINISHED
+from ..runfolder import FINISHED, live_status
 
 SCALE_ORDER = ("full", "medium", "cpu", "smoke")  # when a study ran at several scales, claims use the largest
 CONFIG_GROUPS = ("data", "model", "norm", "init", "optim", "schedule", "trainer", "probes", "scale", "evaluation")
@@ -98,7 +98,7 @@ def load_run(run_dir: Path) -> tuple[dict, pd.DataFrame]:
         if k in row and row[k] != v:
             k = f"run_{k}"
         row.setdefault(k, v)
-    row["status"] = summary["status"]
+    row["status"] = live_status(run_dir, summary["status"])
     row["run_dir"] = str(run_dir.resolve())
 
     parts = []
