@@ -23,6 +23,7 @@ from bnstudy.claims import (batch_noise, covariate_shift, depth, faster_training
                             init_rates, intensity_shift, norm_batch, regularization, small_batch, steps_to_target,
                             zero_init)
 from bnstudy.cli import main
+from bnstudy.runfolder import RunLock
 from conftest import run_cli
 from test_claim_batch_noise import runs_noise
 from test_claim_init_rates import FRAGILE, runs_rates
@@ -107,7 +108,8 @@ def test_load_flattens_config_and_summary_and_keeps_partial_runs(tmp_path):
     (failed / "summary.json").write_text(json.dumps({"status": "failed", "error": "RuntimeError: boom",
                                                      "traceback": "Traceback...\n" * 50}))
 
-    res = load([tmp_path / "sweep"])
+    with RunLock(running):  # its process lives (a "running" run whose process is gone reads interrupted)
+        res = load([tmp_path / "sweep"])
     runs = res.runs.set_index("run")
     assert len(runs) == len(base) + 2 and not res.skipped
     assert {"optim.lr", "norm.name", "seed", "study", "scale.name", "status", "run_dir", "steps_to_test_acc.0.3",
@@ -293,7 +295,8 @@ def test_report_says_what_is_missing_and_skipped(tmp_path):
     (sweep / "late").mkdir()
     (sweep / "late" / "summary.json").write_text(json.dumps({"status": "running"}))
     (sweep / "late" / "config.yaml").write_text(yaml.safe_dump({"study": "batch_size_sweep", "norm": {"name": "gn"}}))
-    report.report([sweep], tmp_path / "out")
+    with RunLock(sweep / "late"):  # still going
+        report.report([sweep], tmp_path / "out")
     md = (tmp_path / "out" / "report.md").read_text()
     sections = [s for s in re.split(r"\n## ", md) if re.match(r"\d+\. ", s)]
     # one study's folders: one section, for its claim; the others named once, with their command
@@ -335,7 +338,8 @@ def test_report_from_a_real_smoke_lr_sweep(tmp_path):
     (sweep / "still_running" / "config.yaml").write_text(yaml.safe_dump({**config, "seed": 7}))
 
     out = tmp_path / "report"
-    r = run_cli(["report", str(sweep), "--out", str(out)], cwd=tmp_path)
+    with RunLock(sweep / "still_running"):  # its process lives, so `report` reads it as running
+        r = run_cli(["report", str(sweep), "--out", str(out)], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     # lr_sweep's claims' checks, then one line for the claims of the studies not run
     lr_checks = sum(len(c.CHECKS) for c in report.CLAIMS if c.STUDY == "lr_sweep")
