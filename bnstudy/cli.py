@@ -213,8 +213,9 @@ def select(args: list[str]) -> None:
         print(f"{waiting} arm(s) with selection runs unfinished or missing: finish the selection phase (the same "
               "command resumes it) before choosing")
     if edges:
-        print(f"{edges} arm(s) not chosen inside their grid: extend the grid (hydra.sweeper.params optim.lr in the "
-              "study YAML) and run the selection phase again before any measuring run")
+        print(f"{edges} arm(s) not chosen inside their grid: run the selection phase again for that arm at the "
+              "rate its status names (the study YAML's header says how: a command-line override, or its next "
+              "rung) before any measuring run")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -138,6 +138,7 @@ class ActivationsProbeConfig:
     batch_size: int = 128  # the fixed probe batch: the first batch_size test images
     hist_bins: int = 20
     hist_range: float = 5.0  # bins span [-hist_range, hist_range]; the end bins also hold the tails
+    channels: int = 0  # per-unit rows (`chan/*`) for the first `channels` channels of each norm layer's input
 
 
 @dataclass

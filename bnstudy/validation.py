@@ -116,6 +116,7 @@ def validate(cfg: Config) -> Config:
     for key in ("probes.activations.batch_size", "probes.activations.hist_bins", "probes.activations.hist_range",
                 "probes.sigprop.batch_size", "probes.bn.batch_size", "probes.ics.num_params"):
         positive(key)
+    positive("probes.activations.channels", strict=False)
     if not cfg.probes.landscape.lr_multiples or any(not 0 < m < math.inf for m in cfg.probes.landscape.lr_multiples):
         raise ConfigError("probes.landscape.lr_multiples", list(cfg.probes.landscape.lr_multiples),
                           "a non-empty list of step sizes > 0 (multiples of the current lr)")

@@ -62,8 +62,29 @@ def test_reproduced_when_running_statistics_widen_the_gap_by_more_than_the_minim
 
 
 def test_not_reproduced_when_the_gaps_match():
-    v = B.check(runs_noise(gap={"running_bn": 0.30}), NO_CURVES)
+    v = B.check(runs_noise(gap={"running_bn": 0.30}, test={"running_bn": 0.65}), NO_CURVES)  # both fit 95%
     assert v.verdict == NOT_REPRODUCED and v.estimate.hi < 2.0, v.finding
+
+
+def test_running_statistics_that_fit_less_than_bn_block_a_smaller_gap():
+    """running_bn fits its slice 3 points less than bn (92% against 95%) with the same gap: the
+    gap would compare an underfitted net with a fitted one, so no verdict; 1.5 points less is fine."""
+    v = B.check(runs_noise(gap={"running_bn": 0.30}), NO_CURVES)
+    assert v.verdict == INCONCLUSIVE and v.why == BLOCKED, v.finding
+    (b,) = blockers_of(v, B.UNDERFITS)
+    assert b.subject == "running_bn" and b.data["shortfall"] == pytest.approx(3.0, abs=0.6)
+    v = B.check(runs_noise(gap={"running_bn": 0.30}, test={"running_bn": 0.635}), NO_CURVES)
+    assert v.verdict == NOT_REPRODUCED and not blockers_of(v, B.UNDERFITS), v.finding
+
+
+def test_a_run_that_diverged_late_has_no_gap():
+    """A run that diverged after its mid-run evaluation keeps that evaluation's accuracies: its
+    gap is left out (its fit counts as chance, as the rule says)."""
+    runs = runs_noise(seeds=range(10), diverged={("running_bn", 9)})
+    late = (runs.seed == 9) & (runs["norm.name"] == "running_bn")
+    runs.loc[late, "final.train_eval/acc"] = 0.0  # a mid-run reading that would make a gap of -62 points
+    v = B.check(runs, NO_CURVES)
+    assert v.facts["gap"]["running_bn"] == pytest.approx(35.0, abs=0.6) and v.estimate.n == 9, v.finding
 
 
 def test_not_reproduced_when_running_statistics_overfit_less():

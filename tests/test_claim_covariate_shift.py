@@ -338,7 +338,8 @@ def runs_fresh(shift=None, acc=None, seeds=range(5, 10), selection_seed=100, bes
     """The two-phase protocol: every (model, norm) arm over its net's grid on seed 100, best at
     the middle rate (or `best`: {(model, norm): rate}), 5 points less elsewhere; then seeds 5-9 at
     that rate, with probe rows. `shift`: how far each arm's norm-layer inputs move over training
-    ((model, norm) or norm -> the 50th percentile's travel; bn 0.5, none and both noisy arms 2.0);
+    ((model, norm) or norm -> the 50th percentile's travel; bn 0.5, none and both noisy arms 2.0),
+    each of four units' means as far, half of them the other way, against a spread of 2.08;
     BN's outputs barely move (0.1), the others' outputs move as their inputs. Drift = travel /
     2.08 (the 15-85 spread), so none's and the noisy arms' input drift is 4x BN's. `acc`: test
     accuracy by norm (bn and the noisy arms 50%, none 40%); training accuracy 10 points above.
@@ -365,6 +366,10 @@ def runs_fresh(shift=None, acc=None, seeds=range(5, 10), selection_seed=100, bes
                     for side, d in (("in", travel), ("out", 0.1 if norm == "bn" else travel)):
                         for p, z in (("p15", -1.04), ("p50", 0.0), ("p85", 1.04)):
                             rows.append((run, step, f"act/{layer}.{side}.{p}", d * t + z + noise(rng, 0.01)))
+                    for k, sign in enumerate((1, -1, 1, -1)):  # units moving apart: the pooled 50th stays put
+                        rows.append((run, step, f"chan/{layer}.in.c{k:02d}.mean", sign * travel * t
+                                     + noise(rng, 0.01)))
+                        rows.append((run, step, f"chan/{layer}.in.c{k:02d}.std", 2.08 + noise(rng, 0.01)))
     curves = pd.DataFrame(rows, columns=["run", "step", "metric", "value"]).assign(epoch=0.0, source="probes")
     return pd.DataFrame(runs), curves
 
@@ -460,7 +465,7 @@ def test_runs_without_the_inputs_probed_leave_the_new_checks_untested():
     outputs = curves[~curves.metric.str.contains(r"\.in\.")]
     for check in (C.check_input_drift, C.check_injected_shift):
         v = check(runs, outputs)
-        assert v.verdict == MISSING and ".in.p15" in v.missing, (check.__name__, v.missing)
+        assert v.verdict == MISSING and "chan/*norm*.in" in v.missing, (check.__name__, v.missing)
     v = C.check_noisy_bn_shifted(runs, outputs)  # trained, but whether the noise shifted anything is unknown
     assert v.verdict == INCONCLUSIVE and {b.subject for b in blockers_of(v, NO_SHIFT)} == {
         "noisy_bn_example (mlp)", "noisy_bn_example (resnet)"}, v.blockers
@@ -516,18 +521,41 @@ def test_a_noise_that_shifted_nothing_blocks_its_comparison_not_a_win():
     assert b.subject == "noisy_bn_example (resnet)" and b.data["shift"] == (NOT_REPRODUCED, ""), v.blockers
 
 
-def test_standardized_drift_ignores_a_change_of_scale_and_counts_a_shift_of_location():
-    """The input-drift checks read each step's percentiles against that step's own spread: a layer
-    input that only grows (as a norm layer's input does with its weights' norm) does not drift;
-    one whose location moves against a fixed spread does, as the published measure reads it."""
+def test_unit_drift_ignores_a_change_of_scale_and_counts_units_moving_apart():
+    """The input-drift checks read each unit's mean against its own spread: a unit that only grows
+    (as a norm layer's input does with its weights' norm) does not drift; units whose means move
+    apart against a fixed spread do, where the percentiles pooled over them stay put."""
     from bnstudy.claims.covariate_shift.activations import activation_drift
+    from bnstudy.claims.covariate_shift.inputs import unit_drift
 
-    rows = []
-    for step, s in enumerate((1.0, 2.0, 4.0, 8.0)):  # pure scale growth: percentiles -1, 0, +1 times s
-        rows += [("grows", "l.in", step, stat, s * q) for stat, q in (("p15", -1.0), ("p50", 0.0), ("p85", 1.0))]
-        rows += [("moves", "l.in", step, stat, step + q) for stat, q in (("p15", -1.0), ("p50", 0.0), ("p85", 1.0))]
-    act = pd.DataFrame(rows, columns=["run", "layer", "step", "stat", "value"])
-    std = activation_drift(act, standardized=True).set_index("run").drift
-    raw = activation_drift(act).set_index("run").drift
-    assert std["grows"] == pytest.approx(0) and raw["grows"] > 0.5  # the published measure counts growth
-    assert std["moves"] == pytest.approx(1.5) and raw["moves"] == pytest.approx(1.5)  # 3 steps / spread 2
+    rows, pooled = [], []
+    for step, s in enumerate((1.0, 2.0, 4.0, 8.0)):
+        rows += [("grows", "l.in", "c00", step, "mean", s), ("grows", "l.in", "c00", step, "std", s)]
+        for unit, sign in (("c00", 1), ("c01", -1)):  # means step apart; spread 2
+            rows += [("apart", "l.in", unit, step, "mean", sign * step), ("apart", "l.in", unit, step, "std", 2.0)]
+        pooled += [("apart", "l.in", step, stat, q) for stat, q in (("p15", -step - 1.0), ("p50", 0.0),
+                                                                    ("p85", step + 1.0))]
+    units = pd.DataFrame(rows, columns=["run", "layer", "unit", "step", "stat", "value"])
+    drift = unit_drift(units).set_index("run").drift
+    assert drift["grows"] == pytest.approx(0) and drift["apart"] == pytest.approx(1.5)  # 3 steps / spread 2
+    act = pd.DataFrame(pooled, columns=["run", "layer", "step", "stat", "value"])
+    assert activation_drift(act).drift.iloc[0] < 1.0  # the pooled measure reads less: its median never moves
+
+
+def test_the_studys_runs_probe_the_units_the_input_drift_reads(tmp_path):
+    """A real (tiny) run of each net as the study configures it writes `chan/` rows for the first
+    16 units of every norm layer's input, which unit_drift turns into one drift per layer."""
+    from bnstudy.claims.covariate_shift.inputs import unit_drift, unit_rows
+    from bnstudy.run import run
+
+    tiny = ["scale=smoke", "data.synthetic_train_size=256", "data.synthetic_test_size=100", "data.train_subset=null",
+            "data.test_subset=null", "data.batch_size=32", "trainer.max_steps=8", "device=cpu"]
+    for model, layers in (("mlp", 3), ("resnet20", 19)):
+        out = tmp_path / model
+        summary = run(compose_config(["+exp=covariate_shift", f"model={model}", "norm=bn", *tiny]), out)
+        assert summary["status"] == "completed", summary.get("error")
+        probes = pd.read_csv(out / "probes.csv").assign(run=model)
+        units = unit_rows(probes)
+        assert units.groupby("layer").unit.nunique().eq(16).all() and units.layer.nunique() == layers, model
+        drift = unit_drift(units)
+        assert len(drift) == layers and drift.drift.gt(0).all(), drift

@@ -210,3 +210,12 @@ def test_a_sweep_cut_short_names_the_cells_that_lack_part_of_the_grid():
     one_rate = full[~(res56 & (full["norm.name"] == "bn") & (full["optim.lr"] == 0.02))]
     (note,) = notes_of(depth.check(one_rate, NO_CURVES), INCOMPLETE)
     assert note.data == {"residual depth 56 bn": ["rate 0.02 missing"]}, note
+
+
+def test_each_norm_with_a_grid_of_its_own_is_complete():
+    """The confirmation runs BN over {0.05, 0.1, 0.2} and none over {0.0025, ..., 0.02}: neither
+    lacks the other's rates."""
+    own = runs_depth(lrs=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2))
+    own = own[(own["norm.name"] == "bn") == own["optim.lr"].isin([0.05, 0.1, 0.2])]
+    v = depth.check(own, NO_CURVES)
+    assert not notes_of(v, INCOMPLETE) and v.verdict == REPRODUCED, (v.notes, v.finding)

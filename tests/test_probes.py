@@ -94,6 +94,25 @@ def test_activations_of_a_norm_layer_by_hand():
     assert {k.replace(".in.", ".out.") for k in none_rows if ".in." in k} == {k for k in none_rows if ".out." in k}
 
 
+def test_per_unit_rows_of_a_norm_layers_input_by_hand():
+    """channels=1: the first channel's mean and population std over batch and positions; none
+    without the option; a 2-d input (the MLP's) reads its units as channels."""
+    x = torch.tensor([[[[1.0, 3.0]], [[0.0, 4.0]]],
+                      [[[5.0, 7.0]], [[2.0, 2.0]]]])  # channel 0: 1, 3, 5, 7 (mean 4, var 5)
+    probe = ActivationsProbe(1, torch.zeros(2, 3, 32, 32, dtype=torch.uint8), channels=1)
+    probe.x = x
+    rows = probe.measure(TinyNormNet(nn.BatchNorm2d(2)))
+    assert {k for k in rows if k.startswith("chan/")} == {"chan/norm1.in.c00.mean", "chan/norm1.in.c00.std"}
+    assert rows["chan/norm1.in.c00.mean"] == pytest.approx(4) and rows["chan/norm1.in.c00.std"] == pytest.approx(
+        math.sqrt(5))
+    probe.channels = 0
+    assert not any(k.startswith("chan/") for k in probe.measure(TinyNormNet(nn.BatchNorm2d(2))))
+    probe.channels, probe.x = 4, torch.tensor([[1.0, 0.0], [3.0, 2.0]])  # (N=2, units=2): both units
+    rows = probe.measure(TinyNormNet(nn.BatchNorm1d(2)))
+    assert rows["chan/norm1.in.c01.mean"] == pytest.approx(1) and rows["chan/norm1.in.c01.std"] == pytest.approx(1)
+    assert "chan/norm1.in.c02.mean" not in rows
+
+
 def test_batchnorm_gaps_by_hand():
     bn = nn.BatchNorm2d(2, eps=1e-12)
     with torch.no_grad():

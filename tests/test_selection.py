@@ -36,6 +36,16 @@ def test_a_best_rate_at_an_edge_asks_for_the_next_rate_beyond_it():
     assert c.loc["none", "chosen"] == 0.1 and "lower edge: extend it to 0.05" in c.loc["none", "status"]
 
 
+def test_an_arm_at_chance_everywhere_grows_its_grid_down_to_x16_before_it_counts_as_trained_nowhere():
+    """At chance over 0.1-0.4 (x4): extend to 0.05, as a lower edge; at chance over 0.025-0.4 (x16):
+    trained nowhere, measured at 0.025, and settled (nothing left to bracket)."""
+    chance = {0.1: .10, 0.2: .11, 0.4: .10}
+    (c,) = S.choose(runs(grid("none", chance))).itertuples()
+    assert "lower edge: extend it to 0.05" in c.status and not S.settled(c.status)
+    (c,) = S.choose(runs(grid("none", {0.025: .12, 0.05: .10, **chance}))).itertuples()
+    assert c.status.startswith(S.NOWHERE) and S.settled(c.status) and c.chosen == 0.025
+
+
 def test_a_tie_goes_to_the_lower_rate_and_an_unfinished_run_blocks_the_choice():
     df = runs(grid("bn", {0.05: .80, 0.1: .85, 0.2: .85, 0.4: .84}))
     assert S.choose(df).chosen.item() == 0.1
@@ -93,7 +103,7 @@ def test_audit_passes_a_fair_two_phase_study_and_names_what_breaks_one():
 
 
 def test_a_claim_reads_no_measuring_run_the_selection_does_not_back():
-    from bnstudy.analysis.cells import SELECTED, study_runs
+    from bnstudy.analysis.cells import study_runs
 
     sel = grid("bn", {0.1: .84, 0.2: .86, 0.4: .85})
     meas = [("bn", 32, False, lr, s, .86, "completed") for s in range(5) for lr in (0.2, 0.4)]

@@ -28,9 +28,12 @@ INSIDE = "inside the grid"
 NOWHERE = "trained at no rate of its grid"  # the start of such an arm's status
 # an arm at chance at every rate has no best rate for a grid to bracket (an edge, where every rate
 # ties, would ask for rates without end); choose() and the claims that read it say so
+NOWHERE_SPAN = 16  # an arm at chance everywhere has its grid extended down until it spans this factor
 NOWHERE_RULE = ("An arm that trained at no rate of its grid (every rate's mean final test accuracy within "
-                f"{100 * TRAINED_MARGIN:.0f} points of chance) has no best rate to bracket: its grid is not extended, "
-                "and it is measured at the grid's lowest rate, the one most likely to let it train.")
+                f"{100 * TRAINED_MARGIN:.0f} points of chance) has its grid extended by x2 below its lowest rate "
+                f"until the grid spans x{NOWHERE_SPAN} (before any measuring run; added 2026-12-07 before any run "
+                "it judges); an arm that then still trains at no rate has no best rate to bracket: it is measured at "
+                "the grid's lowest rate, the one most likely to let it train.")
 
 
 def settled(status: str) -> bool:
@@ -47,7 +50,7 @@ def arm_names(runs: pd.DataFrame) -> pd.Series:
     (`mlp_bn`: covariate_shift's two nets each have their own rates)."""
     nan = pd.Series(np.nan, index=runs.index)
     name = runs.get("norm.name", nan).astype(object)
-    skip = runs.get("model.skipinit", nan).fillna(False).astype(bool)
+    skip = runs.get("model.skipinit", nan).astype(object).fillna(False).astype(bool)
     ghost = pd.to_numeric(runs.get("norm.ghost_batch_size", nan), errors="coerce")
     out = name.where(~skip, "skipinit")
     is_ghost = name == "ghost_bn"
@@ -100,7 +103,10 @@ def choose(selection: pd.DataFrame, rate: str = RATE) -> pd.DataFrame:
             status = f"incomplete: {unfinished} run(s) of this arm unfinished"
         elif len(acc) > 1 and (acc < float(chance(done).max()) + TRAINED_MARGIN).all():
             best = acc.index.min()  # NOWHERE_RULE
-            status = f"{NOWHERE} ({acc.index.min():g} to {acc.index.max():g}): measured at its lowest rate"
+            span = f"({acc.index.min():g} to {acc.index.max():g})"
+            status = (f"{NOWHERE} {span}: measured at its lowest rate" if acc.index.max() / best >= NOWHERE_SPAN
+                      else f"trained at no rate yet {span}, under x{NOWHERE_SPAN}: at the grid's lower edge: extend "
+                           f"it to {best / 2:g}")
         elif lower.empty:
             status = f"at the grid's lower edge: extend it to {best / 2:g}"
         elif higher.empty or not (higher < acc[best]).any():

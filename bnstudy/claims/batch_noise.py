@@ -35,7 +35,7 @@ sweeper and bnstudy/analysis/selection.py name them:
 - gn: GroupNorm, 8 groups, no batch dependence at all: a reference beside the rule, not a
   control (it normalizes other axes, and optimizes differently).
 Two phases (selection.RULE; scale=cpu and full): each arm over peak lr {0.1, 0.2, 0.4} on seed
-100, the grid extended by x2 past an edge holding the best rate; then seeds 0-4 at each arm's
+100, the grid extended by x2 past an edge holding the best rate; then scale.seeds (cpu: 0-4) at each arm's
 chosen rate, committed in the YAML before those runs. Runs without a selection phase (smoke)
 are read at each arm's best rate on the same seeds.
 
@@ -77,6 +77,7 @@ RATE = "optim.lr"
 NOISELESS, PLAIN, NOISIER, REFERENCE = "running_bn", "bn", "ghost16", "gn"  # arms (selection.arm_names)
 ARMS = (NOISELESS, PLAIN, NOISIER, REFERENCE)  # least batch noise first; GroupNorm has none, of another kind
 FIT_LEVEL = 0.90  # a compared arm's mean eval-mode train-slice accuracy must reach this (a diverged run: chance)
+UNDERFITS = "fits less than bn"  # Blocker.kind: running_bn's mean fit more than EFFECT.minimum points below bn's
 # fixed 2026-12-07, before any run of this study: 2 points, the harness's smallest accuracy effect (every
 # accuracy rule here); also 2-4x the binomial sd of one run's gap at these sizes (at most 1.1 points on the
 # 2,000-image train slice, 0.5 on the 10,000 test images)
@@ -97,15 +98,18 @@ RULE = (f"Gap = final eval-mode accuracy on the fixed {TRAIN_EVAL_IMAGES:,}-imag
         "rate, so the runs of one seed share only their initial weights and batch order, and a seed missing in one "
         "arm costs the other nothing). Both compared arms must have trained and fitted: a mean eval-mode "
         f"train-slice accuracy of at least {FIT_LEVEL:.0%} (a diverged run counts as chance there), else the gap "
-        "measures how far training got, not overfitting. " + decision_text(EFFECT)
+        "measures how far training got, not overfitting; and running_bn must fit no more than the minimum effect "
+        "(2 points) below bn, else its smaller gap measures underfitting (added on review 2026-12-07, before any "
+        "run). A run that did not complete has no gap (its last accuracies are a mid-run evaluation's). " + decision_text(EFFECT)
         + " Beside it, not decided: running_bn's test accuracy minus bn's; bn's gap minus ghost16's (Luo et al.'s "
         "second prediction: more noise, smaller gap); gn's gap minus bn's. " + EDGE_RULE)
 
 
 def _named(runs: pd.DataFrame) -> pd.DataFrame:
-    """Runs with their `arm`, `fit` (eval-mode train-slice accuracy; chance for a diverged run) and `gap`."""
+    """Runs with their `arm`, `fit` (eval-mode train-slice accuracy; chance for a diverged run) and
+    `gap` (none for a run that did not complete: its last accuracies are a mid-run evaluation's)."""
     fit = pd.to_numeric(runs["final.train_eval/acc"], errors="coerce")
-    return runs.assign(arm=arm_names(runs).to_numpy(), gap=gap(runs),
+    return runs.assign(arm=arm_names(runs).to_numpy(), gap=gap(runs).where(runs.status == "completed"),
                        fit=np.where(runs.status == "diverged", chance(runs), fit))
 
 
@@ -132,6 +136,8 @@ def best_arms(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def _fit_blockers(arms: dict[str, pd.DataFrame]) -> list[Blocker]:
+    """NOT_FITTED where a compared arm fits its training slice below FIT_LEVEL; UNDERFITS where
+    running_bn fits it more than the minimum effect below bn."""
     out = []
     for a in (NOISELESS, PLAIN):
         fit = arms[a].fit.mean()
@@ -142,6 +148,12 @@ def _fit_blockers(arms: dict[str, pd.DataFrame]) -> list[Blocker]:
                                + f"; the rule needs {FIT_LEVEL:.0%}): its gap would measure how far training got",
                                NOT_FITTED, a, {"fit": float(fit), "seeds": int(arms[a].seed.nunique()),
                                                "diverged": diverged}))
+    shortfall = 100 * (arms[PLAIN].fit.mean() - arms[NOISELESS].fit.mean())
+    if shortfall > EFFECT.minimum:
+        out.append(Blocker(f"running_bn fits its training slice {shortfall:.1f} points less than bn (more than the "
+                           f"{EFFECT.minimum:g}-point minimum effect): its smaller gap would measure underfitting, "
+                           "not the regularization the claim is about", UNDERFITS, NOISELESS,
+                           {"shortfall": float(shortfall)}))
     return out
 
 

@@ -180,7 +180,7 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
         notes += edge_rates(net(_with_kind(sel)), net(best), ["net", "model.depth", "norm.name"], RATE,
                             prefixes=("", "depth ", ""))
         notes += incomplete_cells(net(_with_kind(sel)), ["net", "model.depth", "norm.name"], RATE,
-                                  prefixes=("", "depth ", ""))
+                                  within=["norm.name"], prefixes=("", "depth ", ""))  # each norm its own grid
     kinds = {p: _Kind(best, p) for p in (True, False)}
     # the network is chosen on what ran (any status), so that failed or unfinished plain runs do not
     # hand the verdict to the residual nets

@@ -31,7 +31,11 @@ Var[x] = m/(m-1) E_B[sigma_B^2]; moving averages are their way to track accuracy
 training): here precise BN, (c) above. It asks whether they lose nothing that matters, more than
 1 point, against the test batch's own statistics: a non-inferiority margin of -1 point. Its
 confirmatory verdict is the one on fresh seeds 5-9 (results/inference/confirmation/); on seeds
-0-4 it is exploratory. Running averages at momentum 0.01 and 0.1 (what frameworks keep) and test
+0-4 it is exploratory. The confirmation's commands (DIR a new run folder):
+
+    python -m bnstudy run +exp=inference scale=cpu data=cifar10_folder data.root=DATA seed=5,6,7,8,9 hydra.sweep.dir=DIR hydra/launcher=joblib hydra.launcher.n_jobs=2
+    python -m bnstudy report DIR --out results/inference/confirmation
+ Running averages at momentum 0.01 and 0.1 (what frameworks keep) and test
 batch 1 are shown beside it, not decided. The second (check, the published rule of 2026-11-29)
 decides at the smallest test batch, 1, where normalizing an image by its own statistics is
 instance normalization, so that its outcome is nearly automatic; it stays as written, so that

@@ -34,7 +34,9 @@ is init_sweep's rule, so the two verdicts read alike.
 Limits (stated before the runs): as init_sweep's: the spread is in accuracy points, so an arm
 whose best cell trains little has little room to spread (each arm's best cell is given beside);
 a best minus a worst over 6 cells per seed is biased upward by seed noise, more for noisier arms;
-not corrected. A cell that trains at no rate of its grid (0.0125-0.4, 32x) is measured at 0.0125
+not corrected. In init_sweep's runs at one rate BN's cells were the noisier (seed sd 0.7-3.0 points
+a cell, the unnormalized arms' 0-1.5): if that holds at the chosen rates, the bias inflates BN's
+spread more, against the claim (stated on review 2026-12-07, before any run). A cell that trains at no rate of its grid (0.0125-0.4, 32x) is measured at 0.0125
 and counts at what it scores, chance if it does not train: a net that would train only below
 0.0125 is counted at chance (for the unnormalized arms that widens their spread, toward the
 claim; the spread over the cells where both arms trained is shown beside, not decided). One

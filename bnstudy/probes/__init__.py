@@ -31,7 +31,8 @@ __all__ = ["Probe", "ProbeContext", "Rows", "build_probes", "ActivationsProbe", 
 # Adding a probe: its module here, its config dataclass in ProbesConfig, its entry below.
 PROBES: dict[str, tuple[Callable[[Any], bool], Callable[..., Probe]]] = {
     "activations": (lambda c: bool(c.every),
-                    lambda c, model, x, y, ebs: ActivationsProbe(c.every, x, c.batch_size, c.hist_bins, c.hist_range)),
+                    lambda c, model, x, y, ebs: ActivationsProbe(c.every, x, c.batch_size, c.hist_bins, c.hist_range,
+                                                                     c.channels)),
     "sigprop": (lambda c: bool(c.every), lambda c, model, x, y, ebs: SigpropProbe(c.every, x, c.batch_size)),
     "gradients": (lambda c: bool(c.every), lambda c, model, x, y, ebs: GradientsProbe(c.every)),
     "bn": (lambda c: bool(c.every or c.acc_batchstats),

@@ -27,22 +27,15 @@ ACT_RULE = (PROTOCOL + "Drift of a layer's activation distribution = the range o
             + decision_text(DRIFT) + " (Ioffe & Szegedy 2015, Fig. 1b-c.) " + EDGE_RULE)
 
 
-def activation_drift(act: pd.DataFrame, standardized: bool = False) -> pd.DataFrame:
+def activation_drift(act: pd.DataFrame) -> pd.DataFrame:
     """Per (run, layer): scale-free drift of the p15/p50/p85 percentiles over training: their
-    range over training, averaged, over the mean 15-85 spread. `standardized`: each step's
-    percentiles divided by that step's own 15-85 spread first, so that a change of scale alone
-    (a layer's input growing with its weights' norm, which a norm layer's output does not see)
-    counts as no drift; a shift of location or shape against the spread still counts."""
+    range over training, averaged, over the mean 15-85 spread."""
     wide = act.pivot_table(index=["run", "layer", "step"], columns="stat", values="value").reset_index()
     rows = []
     for (run, layer), g in wide.groupby(["run", "layer"]):
         if g.step.nunique() < 2:
             continue
         spread = (g.p85 - g.p15).abs()
-        if standardized:
-            z = g[["p15", "p50", "p85"]].div(spread.where(spread > 0), axis=0)
-            rows.append((run, layer, float(np.mean([z[s].max() - z[s].min() for s in z]))))
-            continue
         rng = np.mean([g[s].max() - g[s].min() for s in ("p15", "p50", "p85")])
         rows.append((run, layer, rng / spread.mean() if spread.mean() > 0 else math.nan))
     return pd.DataFrame(rows, columns=["run", "layer", "drift"])

@@ -9,7 +9,9 @@ running variances were gathered on noisy activations, so in eval mode the normal
 of the noisy arms shrink layer by layer (root mean square ~0.75 at the ResNet's last norm layer
 for the per-example noise, ~0.91 per channel, measured at initial weights). Their eval-mode test
 accuracy, which chooses their rate and says whether they trained, may understate them; the
-training comparison itself reads train-mode accuracy, noise on."""
+training comparison itself reads train-mode accuracy, noise on. Each arm's drift is read at its own
+chosen rate, so a noisy arm chosen at another rate than BN's drifts more or less for that reason
+too (stated before any run; no runs at BN's rate are planned)."""
 from __future__ import annotations
 
 import pandas as pd
@@ -18,11 +20,11 @@ from ...analysis.cells import EDGE_RULE
 from ...analysis.results import chance
 from ...analysis.rules import (REPRODUCED, Blocker, decision_text, Effect, has_norms, missing, points, Verdict)
 from .common import EACH_MODEL, FRESH_PROTOCOL, RATIO, STUDY, TRAIN_ACC, fresh_runs, judge_by_model, read_study
-from .inputs import drift_per_run, norm_layers, percentile_rows
+from .inputs import UNIT_ROWS, input_drift_per_run, norm_layers, unit_rows
 from .noisy_bn import NOISY
 
 DECIDING, BESIDE = "noisy_bn_example", "noisy_bn"  # the noisy arms: the one that decides, the one beside
-NO_SHIFT = "injected no measurable shift"  # Blocker.kind: a noisy arm whose injected-shift check is not reproduced
+NO_SHIFT = "injected no measurable shift"  # Blocker.kind: a noisy arm whose injected-shift check is not reproduced (or undecided)
 # each net's first norm layer (the ResNet's stem, the mlp's first layer): no noise upstream of its input
 FIRST_NORMS = ("norm1.in", "layer1.norm.in")
 
@@ -35,7 +37,7 @@ ARMS_TEXT = ("Decided on norm=noisy_bn_example (Santurkar et al.'s i.i.d. noise 
 
 SHIFT_RULE = (FRESH_PROTOCOL + "Santurkar et al. (2018, Sec. 2.1, Fig. 2): noise injected after each BN layer leaves "
               "the distributions of the layers' inputs less stable than BN's. Drift of the norm layers' inputs as in "
-              "the input-drift check (each step standardized by its own spread), over the norm layers probed in both "
+              "the input-drift check (per unit, each step's mean over that step's spread), over the norm layers probed in both "
               "arms that have a noisy layer upstream (all but each net's first, which sees the images through one "
               "weight layer: left out on review the day the rule was written, before any run); effect = mean log2(drift) of the noisy "
               "arm minus that of BN (Welch t over seeds), shown as a ratio, against the study's minimum, 1.5x. "
@@ -47,9 +49,10 @@ TRAINS_RULE = (FRESH_PROTOCOL + "Santurkar et al. (2018, Sec. 2.1, Fig. 2): a BN
                "counts as chance) minus the noisy arm's, in points (Welch t over seeds); the claim is that it stays "
                "below +2 points, the published noisy-BN check's minimum. Each arm at the rate the protocol chose by "
                "test accuracy (the published check chose by training accuracy: one selection serves every check "
-               "here). A noisy arm whose injected-shift check (same runs) is not reproduced in a model injected no "
-               "measurable shift there: its comparison in that model is inconclusive (blocked: injected no "
-               "measurable shift), for it would not test training under covariate shift. " + ARMS_TEXT + EACH_MODEL
+               "here). A noisy arm whose injected-shift check (same runs) is anything but reproduced in a model (not "
+               "reproduced, inconclusive, or unmeasured) has not been shown to shift that model's inputs: its "
+               "comparison there is inconclusive (blocked: injected no measurable shift), for it would not test "
+               "training under covariate shift. " + ARMS_TEXT + EACH_MODEL
                + decision_text(NOISY) + " " + EDGE_RULE)
 
 
@@ -64,12 +67,12 @@ def _arms(sel: pd.DataFrame) -> list[str]:
     return [a for a in (DECIDING, BESIDE) if has_norms(sel, ("bn", a))]
 
 
-def _shift(sel, act, arm: str, notes, seen) -> tuple:
+def _shift(sel, units, arm: str, notes, seen) -> tuple:
     """judge_by_model's (verdict, finding, numbers, estimates, fields) of `arm`'s injected shift,
     None where no input drift was measured for both it and BN."""
-    layers = [l for l in (norm_layers(act, "in", ("bn", arm)) if has_norms(act, ("bn", arm)) else [])
+    layers = [l for l in (norm_layers(units, "in", ("bn", arm)) if has_norms(units, ("bn", arm)) else [])
               if l not in FIRST_NORMS]
-    per_run = drift_per_run(act, sel, layers) if layers else pd.DataFrame()
+    per_run = input_drift_per_run(units, sel, layers) if layers else pd.DataFrame()
     if not has_norms(per_run, ("bn", arm)):
         return None
     return judge_by_model(sel, {"input drift": per_run}, {"input drift": INJECTED}, arms=(arm, "bn"), notes=notes,
@@ -98,24 +101,24 @@ def _combine(parts: dict, rule: str, claim: str, title: str, notes) -> Verdict:
 def check_injected_shift(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     claim, title = "noisy_bn_shift", "Noise injected after BN makes the layers' inputs drift more than BN's (noisy BN)"
     sel, c, notes, seen = _read(runs, curves)
-    act = percentile_rows(c)
-    parts = {arm: p for arm in _arms(sel) if (p := _shift(sel, act, arm, notes, seen)) is not None}
+    units = unit_rows(c)
+    parts = {arm: p for arm in _arms(sel) if (p := _shift(sel, units, arm, notes, seen)) is not None}
     if DECIDING not in parts:
         return missing(claim, title, SHIFT_RULE, f"covariate_shift runs with norm=bn and norm={DECIDING} probing the "
-                       "norm layers' inputs (`act/*norm*.in.p15|p50|p85` rows of probes.csv) at >= 2 steps, on fresh "
-                       "seeds (the measuring phase in bnstudy/conf/exp/covariate_shift.yaml)", STUDY, notes)
+                       f"norm layers' inputs per unit ({UNIT_ROWS}) at >= 2 steps, on fresh seeds (the measuring "
+                       "phase in bnstudy/conf/exp/covariate_shift.yaml)", STUDY, notes)
     return _combine(parts, SHIFT_RULE, claim, title, notes)
 
 
 def no_shift(arm: str, model: str, outcome) -> list:
     """A Blocker (kind NO_SHIFT) where `arm`'s injected-shift check in `model`, outcome
-    (verdict, why) or None where unmeasured, is not reproduced."""
+    (verdict, why) or None where unmeasured, is anything but reproduced."""
     if outcome is not None and outcome[0] == REPRODUCED:
         return []
     where = f"{arm} ({model})" if model else arm
     why = ("its input drift was not measured" if outcome is None else
            f"its input drift over BN's is {outcome[0]}" + (f" ({outcome[1]})" if outcome[1] else ""))
-    return [Blocker(f"{where} injected no measurable shift: {why}, so its runs do not test training under "
+    return [Blocker(f"{where} was not shown to shift its layers' inputs: {why}, so its runs do not test training under "
                     "covariate shift", NO_SHIFT, where, {"shift": outcome})]
 
 
@@ -126,12 +129,12 @@ def check_noisy_bn_shifted(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     if not has_norms(sel, ("bn", DECIDING)) or TRAIN_ACC not in sel:
         return missing(claim, title, TRAINS_RULE, f"covariate_shift runs with norm=bn and norm={DECIDING} logging "
                        f"`{TRAIN_ACC[len('final.'):]}`", STUDY, notes)
-    act = percentile_rows(c)
+    units = unit_rows(c)
     train = pd.to_numeric(sel[TRAIN_ACC], errors="coerce").where(sel.status == "completed", chance(sel))
     acc = sel.assign(value=train)[["run", "norm.name", "value"]]
     parts, shifts = {}, {}
     for arm in _arms(sel):
-        shift = _shift(sel, act, arm, notes, seen)
+        shift = _shift(sel, units, arm, notes, seen)
         shifts[arm] = shift[4]["facts"]["by_model"] if shift is not None else {}
         parts[arm] = judge_by_model(
             sel, {"final training accuracy": acc}, {"final training accuracy": NOISY}, arms=("bn", arm), scale=points,

@@ -16,47 +16,79 @@ from .activations import activation_drift
 from .common import (EACH_MODEL, FRESH_PROTOCOL, RATIO, STUDY, act_table, estimate_label, fresh_runs, judge_by_model,
                      read_study)
 
-PERCENTILES = ("p15", "p50", "p85")
-
 INPUT_DRIFT = Effect("none's drift of the norm layers' inputs / BN's (geometric mean over seeds)", "ratio", RATIO)
 # shown beside, information only: what the published check measures in the BN net
 OUTPUTS_BESIDE = Effect("none's drift of the norm layers' inputs / BN's drift of its normalized outputs", "ratio",
                         math.nan)
+UNIT_ROWS = "`chan/*norm*.in.c*.mean|std` rows of probes.csv, probes.activations.channels > 0"
 
-INPUT_RULE = (FRESH_PROTOCOL + "Drift of a layer's input distribution (Ioffe & Szegedy 2015, Sec. 1-2: internal "
-              "covariate shift is the change in the distribution of a layer's inputs; Fig. 1; Santurkar et al. 2018, "
-              "Sec. 2) = the range over training of the 15th, 50th and 85th percentiles of the input of a norm layer, "
-              "before it normalizes (`act/<layer>.in.*`: the convolution's or linear layer's output; in the "
-              "unnormalized net the identity's input), each step's percentiles first divided by that step's own "
-              "15-85 spread, averaged: so a change of scale alone does not count (a norm layer's input grows with its "
-              "weights' norm, which the normalized output, and so the net, does not see; without weight decay, as in "
-              "the mlp, that growth alone would read as drift), a shift of location or shape against the spread "
-              "does (amended on review the day the rule was written, before any run). Layers: every norm layer probed in both "
-              "nets. Per run, drift is averaged over layers; effect = mean log2(drift) of none minus that of BN "
-              "(Welch t over seeds), shown as a ratio. " + EACH_MODEL + decision_text(INPUT_DRIFT) + " Shown beside, "
-              "not decided: BN's drift of its normalized outputs (the published check's measure, normalized by "
-              "construction, read unstandardized as published), and none's input drift over it. " + EDGE_RULE)
+UNIT_DRIFT = ("Drift of a layer's input, per unit as Ioffe & Szegedy's Fig. 1 follows one unit: for each of the first "
+              "probes.activations.channels (16) channels of the input of a norm layer, before it normalizes (units in "
+              "the mlp; `chan/<layer>.in.c<k>.*`: the convolution's or linear layer's output; in the unnormalized net "
+              "the identity's input), its mean over the probe batch (and positions) divided by its standard "
+              "deviation there, at each probe step; the unit's drift is the range of that ratio over training; a "
+              "layer's, the mean over its units (amended on review 2026-12-07, before any run: percentiles pooled "
+              "over a layer's units, the first version, let units moving in opposite directions cancel). Dividing by "
+              "the unit's own spread makes a change of scale alone count as no drift (a norm layer's input grows with "
+              "its weights' norm, which the normalized output, and so the BN net, does not see; without weight "
+              "decay, as in the mlp, that growth alone would read as drift); a shift of location against the spread "
+              "counts. In the unnormalized net the next nonlinearity does see a change of scale, so this measure can "
+              "understate none's drift (toward not reproduced); stated before any run. ")
+
+INPUT_RULE = (FRESH_PROTOCOL + "Internal covariate shift is the change in the distribution of a layer's inputs "
+              "(Ioffe & Szegedy 2015, Sec. 1-2, Fig. 1; Santurkar et al. 2018, Sec. 2). " + UNIT_DRIFT
+              + "Layers: every norm layer probed in both nets. Per run, drift is averaged over layers; effect = mean "
+              "log2(drift) of none minus that of BN (Welch t over seeds), shown as a ratio. " + EACH_MODEL
+              + decision_text(INPUT_DRIFT) + " Shown beside, not decided: BN's drift of its normalized outputs (the "
+              "published check's measure: pooled percentiles, normalized by construction, read unstandardized as "
+              "published), and none's input drift over it. " + EDGE_RULE)
 
 
-def norm_layers(act: pd.DataFrame, side: str, norms: Sequence[str]) -> list[str]:
+def norm_layers(rows: pd.DataFrame, side: str, norms: Sequence[str]) -> list[str]:
     """The norm layers probed in the runs of every one of `norms`, at `side` ('in': before the
     layer normalizes, 'out': after)."""
-    found = [set(act.loc[act["norm.name"] == n, "layer"]) for n in norms]
+    found = [set(rows.loc[rows["norm.name"] == n, "layer"]) for n in norms]
     common = set.intersection(*found) if found else set()
     return sorted(layer for layer in common if "norm" in layer and layer.endswith("." + side))
 
 
-def drift_per_run(act: pd.DataFrame, sel: pd.DataFrame, layers: Sequence[str], standardized: bool = True) -> pd.DataFrame:
-    """(run, norm.name, value): each run's drift (activations.activation_drift, each step standardized
-    by its own spread unless `standardized` is False) averaged over `layers`."""
-    drift = activation_drift(act[act.layer.isin(layers)], standardized).merge(sel[["run", "norm.name"]], on="run")
+def unit_rows(c: pd.DataFrame) -> pd.DataFrame:
+    """The per-unit rows `chan/<layer>.in.c<k>.mean|std`, with `layer` (the norm layer's input,
+    'layer1.norm.in'), `unit` ('c03') and `stat` ('mean' or 'std') columns."""
+    rows = act_table(c, "chan") if len(c) else c.assign(layer=[], stat=[])
+    if not len(rows):
+        return rows.assign(unit=[])
+    parts = rows.layer.str.rsplit(".", n=1, expand=True)
+    return rows.assign(layer=parts[0], unit=parts[1])
+
+
+def unit_drift(units: pd.DataFrame) -> pd.DataFrame:
+    """(run, layer, drift), UNIT_DRIFT: each unit's mean over its standard deviation at every probe
+    step, its range over training, averaged over the layer's units (a unit probed at < 2 steps, or
+    with no spread, is left out)."""
+    wide = units.pivot_table(index=["run", "layer", "unit", "step"], columns="stat", values="value").reset_index()
+    wide = wide[wide["std"] > 0]
+    z = (wide["mean"] / wide["std"]).groupby([wide.run, wide.layer, wide.unit]).agg(["max", "min", "count"])
+    z = z[z["count"] >= 2]
+    per_layer = (z["max"] - z["min"]).groupby(level=["run", "layer"]).mean()
+    return per_layer.rename("drift").reset_index()
+
+
+def per_run(drift: pd.DataFrame, sel: pd.DataFrame) -> pd.DataFrame:
+    """(run, norm.name, value): each run's drift (a (run, layer, drift) table) averaged over its layers."""
+    drift = drift.merge(sel[["run", "norm.name"]], on="run")
     return drift.groupby(["run", "norm.name"], as_index=False).drift.mean().rename(columns={"drift": "value"})
 
 
 def percentile_rows(c: pd.DataFrame) -> pd.DataFrame:
     """The `act/*` rows of the 15th, 50th and 85th percentiles, split into layer and stat."""
     act = act_table(c, "act") if len(c) else c.assign(layer=[], stat=[])
-    return act[act.stat.isin(PERCENTILES)]
+    return act[act.stat.isin(("p15", "p50", "p85"))]
+
+
+def input_drift_per_run(units: pd.DataFrame, sel: pd.DataFrame, layers: Sequence[str]) -> pd.DataFrame:
+    """(run, norm.name, value): each run's per-unit input drift averaged over `layers`."""
+    return per_run(unit_drift(units[units.layer.isin(layers)]), sel)
 
 
 def check_input_drift(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
@@ -64,22 +96,24 @@ def check_input_drift(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     runs, seen, notes = fresh_runs(runs)
     sel, c, read_notes = read_study(runs, curves)
     notes += read_notes
-    act = percentile_rows(c)
-    layers = norm_layers(act, "in", ("bn", "none")) if has_norms(act, ("bn", "none")) else []
-    per_run = drift_per_run(act, sel, layers) if layers else pd.DataFrame()
-    if not has_norms(per_run, ("bn", "none")):
+    units = unit_rows(c)
+    layers = norm_layers(units, "in", ("bn", "none")) if has_norms(units, ("bn", "none")) else []
+    inputs = input_drift_per_run(units, sel, layers) if layers else pd.DataFrame()
+    if not has_norms(inputs, ("bn", "none")):
         return missing(claim, title, INPUT_RULE, "covariate_shift runs with norm=bn and norm=none probing the norm "
-                       "layers' inputs (`act/*norm*.in.p15|p50|p85` rows of probes.csv) at >= 2 steps, on fresh "
-                       "seeds (the measuring phase in bnstudy/conf/exp/covariate_shift.yaml)", STUDY, notes)
+                       f"layers' inputs per unit ({UNIT_ROWS}) at >= 2 steps, on fresh seeds (the measuring phase in "
+                       "bnstudy/conf/exp/covariate_shift.yaml)", STUDY, notes)
     verdict, finding, numbers, estimates, fields = judge_by_model(
-        sel, {"input drift": per_run}, {"input drift": INPUT_DRIFT}, notes=notes, blocked=lambda model: list(seen))
+        sel, {"input drift": inputs}, {"input drift": INPUT_DRIFT}, notes=notes, blocked=lambda model: list(seen))
     fields["blockers"] = list(dict.fromkeys(fields["blockers"]))  # a seen-runs blocker is every model's
-    outputs = drift_per_run(act[act["norm.name"] == "bn"], sel, norm_layers(act, "out", ("bn",)), standardized=False)
+    act = percentile_rows(c)
+    bn_act = act[act["norm.name"] == "bn"]
+    outputs = per_run(activation_drift(bn_act[bn_act.layer.isin(norm_layers(act, "out", ("bn",)))]), sel)
     models = sel.set_index("run")["model.name"] if "model.name" in sel else pd.Series("", index=sel.run)
     aside, rows, facts = [], [], {}
     for model in sorted(set(models)):
-        none_in = per_run.loc[per_run.run.map(models).eq(model) & per_run["norm.name"].eq("none"), "value"]
-        bn_in = per_run.loc[per_run.run.map(models).eq(model) & per_run["norm.name"].eq("bn"), "value"]
+        none_in = inputs.loc[inputs.run.map(models).eq(model) & inputs["norm.name"].eq("none"), "value"]
+        bn_in = inputs.loc[inputs.run.map(models).eq(model) & inputs["norm.name"].eq("bn"), "value"]
         bn_out = outputs.loc[outputs.run.map(models).eq(model), "value"]
         if not len(bn_out) or not len(none_in):
             continue
