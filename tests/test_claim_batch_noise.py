@@ -82,7 +82,7 @@ def test_a_run_that_diverged_late_has_no_gap():
     gap is left out (its fit counts as chance, as the rule says)."""
     runs = runs_noise(seeds=range(10), diverged={("running_bn", 9)})
     late = (runs.seed == 9) & (runs["norm.name"] == "running_bn")
-    runs.loc[late, "final.train_eval/acc"] = 0.0  # a mid-run reading that would make a gap of -62 points
+    runs.loc[late, ["final.train_eval/acc", "final_test_acc"]] = [0.0, 0.62]  # a mid-run reading: a gap of -62
     v = B.check(runs, NO_CURVES)
     assert v.facts["gap"]["running_bn"] == pytest.approx(35.0, abs=0.6) and v.estimate.n == 9, v.finding
 

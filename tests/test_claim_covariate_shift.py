@@ -535,6 +535,8 @@ def test_unit_drift_ignores_a_change_of_scale_and_counts_units_moving_apart():
             rows += [("apart", "l.in", unit, step, "mean", sign * step), ("apart", "l.in", unit, step, "std", 2.0)]
         pooled += [("apart", "l.in", step, stat, q) for stat, q in (("p15", -step - 1.0), ("p50", 0.0),
                                                                     ("p85", step + 1.0))]
+        # a unit with almost no spread (fed by dead ReLUs): its ratio explodes; the median over units holds
+        rows += [("apart", "l.in", "c02", step, "mean", 0.1 * step), ("apart", "l.in", "c02", step, "std", 1e-6)]
     units = pd.DataFrame(rows, columns=["run", "layer", "unit", "step", "stat", "value"])
     drift = unit_drift(units).set_index("run").drift
     assert drift["grows"] == pytest.approx(0) and drift["apart"] == pytest.approx(1.5)  # 3 steps / spread 2
@@ -544,7 +546,8 @@ def test_unit_drift_ignores_a_change_of_scale_and_counts_units_moving_apart():
 
 def test_the_studys_runs_probe_the_units_the_input_drift_reads(tmp_path):
     """A real (tiny) run of each net as the study configures it writes `chan/` rows for the first
-    16 units of every norm layer's input, which unit_drift turns into one drift per layer."""
+    probes.activations.channels units of every norm layer's input, which unit_drift turns into one
+    drift per layer."""
     from bnstudy.claims.covariate_shift.inputs import unit_drift, unit_rows
     from bnstudy.run import run
 
@@ -552,10 +555,12 @@ def test_the_studys_runs_probe_the_units_the_input_drift_reads(tmp_path):
             "data.test_subset=null", "data.batch_size=32", "trainer.max_steps=8", "device=cpu"]
     for model, layers in (("mlp", 3), ("resnet20", 19)):
         out = tmp_path / model
-        summary = run(compose_config(["+exp=covariate_shift", f"model={model}", "norm=bn", *tiny]), out)
+        cfg = compose_config(["+exp=covariate_shift", f"model={model}", "norm=bn", *tiny])
+        summary = run(cfg, out)
         assert summary["status"] == "completed", summary.get("error")
         probes = pd.read_csv(out / "probes.csv").assign(run=model)
         units = unit_rows(probes)
-        assert units.groupby("layer").unit.nunique().eq(16).all() and units.layer.nunique() == layers, model
+        k = cfg.probes.activations.channels
+        assert k > 0 and units.groupby("layer").unit.nunique().eq(k).all() and units.layer.nunique() == layers
         drift = unit_drift(units)
         assert len(drift) == layers and drift.drift.gt(0).all(), drift

@@ -101,9 +101,10 @@ RULE = (f"Gap = final eval-mode accuracy on the fixed {TRAIN_EVAL_IMAGES:,}-imag
         "rate, so the runs of one seed share only their initial weights and batch order, and a seed missing in one "
         "arm costs the other nothing). Both compared arms must have trained and fitted: a mean eval-mode "
         f"train-slice accuracy of at least {FIT_LEVEL:.0%} (a diverged run counts as chance there), else the gap "
-        "measures how far training got, not overfitting; and running_bn must fit no more than the minimum effect "
-        "(2 points) below bn, else its smaller gap measures underfitting (added on review 2026-12-07, before any "
-        "run). A run that did not complete has no gap (its last accuracies are a mid-run evaluation's). " + decision_text(EFFECT)
+        "measures how far training got, not overfitting; and running_bn's completed runs must fit no more than the "
+        f"minimum effect ({EFFECT.minimum:g} points) below bn's, else its smaller gap measures underfitting (one-sided: "
+        "a noiseless arm that fits more is the overfitting the claim predicts; added on review 2026-12-07, before "
+        "any run). A run that did not complete has no gap (its last accuracies are a mid-run evaluation's). " + decision_text(EFFECT)
         + " Beside it, not decided: running_bn's test accuracy minus bn's; bn's gap minus ghost16's (Luo et al.'s "
         "second prediction: more noise, smaller gap); gn's gap minus bn's. " + EDGE_RULE)
 
@@ -151,7 +152,8 @@ def _fit_blockers(arms: dict[str, pd.DataFrame]) -> list[Blocker]:
                                + f"; the rule needs {FIT_LEVEL:.0%}): its gap would measure how far training got",
                                NOT_FITTED, a, {"fit": float(fit), "seeds": int(arms[a].seed.nunique()),
                                                "diverged": diverged}))
-    shortfall = 100 * (arms[PLAIN].fit.mean() - arms[NOISELESS].fit.mean())
+    done = {a: arms[a][arms[a].status == "completed"] for a in (NOISELESS, PLAIN)}  # a diverged run: NOT_FITTED's
+    shortfall = 100 * (done[PLAIN].fit.mean() - done[NOISELESS].fit.mean())
     if shortfall > EFFECT.minimum:
         out.append(Blocker(f"running_bn fits its training slice {shortfall:.1f} points less than bn (more than the "
                            f"{EFFECT.minimum:g}-point minimum effect): its smaller gap would measure underfitting, "

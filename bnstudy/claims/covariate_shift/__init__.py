@@ -44,7 +44,8 @@ points). resnet20 (Santurkar et al.'s VGG replaced by the harness's ResNet-20): 
 10,000-image class-balanced subset with the usual crop + flip, weight decay 5e-4, 4 epochs (312
 steps), test accuracy at the end of the run at scale=cpu (every epoch at scale=full); activation
 percentiles every 25 steps, ICS and landscape every 50. Both nets: the mean and standard deviation
-of the first 16 units of each norm layer's input at every activation probe (per-unit drift). Both: SGD momentum 0.9, linear warmup
+of the first probes.activations.channels units of each norm layer's input at every activation
+probe (per-unit drift). Both: SGD momentum 0.9, linear warmup
 over the first 10% of the steps, then linear decay to zero at the end of the run (accuracy read
 at the end); 5,000 test images. The noisy-BN check's training accuracy covers the last
 trainer.log_every steps: mlp 200 steps = 12,000 images, ResNet 39 = ~5,000.

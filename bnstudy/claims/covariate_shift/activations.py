@@ -41,6 +41,12 @@ def activation_drift(act: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run", "layer", "drift"])
 
 
+def drift_by_run(drift: pd.DataFrame, sel: pd.DataFrame) -> pd.DataFrame:
+    """(run, norm.name, value): each run's drift (a (run, layer, drift) table) averaged over its layers."""
+    drift = drift.merge(sel[["run", "norm.name"]], on="run")
+    return drift.groupby(["run", "norm.name"], as_index=False).drift.mean().rename(columns={"drift": "value"})
+
+
 def check_activations(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     claim, title = "ics_activations", "BN keeps activation distributions stable during training"
     sel, c, notes = read_study(runs, curves)

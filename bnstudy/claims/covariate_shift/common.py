@@ -124,7 +124,7 @@ def read_study(runs: pd.DataFrame, curves: pd.DataFrame, by_training: bool = Fal
                           "their accuracy counted as chance: " + ", ".join(map(str, blown.run)), DIVERGED,
                           data={"runs": tuple(blown.run)}))
     c = curves[curves.run.isin(measured_runs(best))] if len(best) else curves.iloc[0:0]
-    probed = set(c.run[c.metric.str.startswith(("act/", "ics/", "landscape/"))]) if len(c) else set()
+    probed = set(c.run[c.metric.str.startswith(("act/", "chan/", "ics/", "landscape/"))]) if len(c) else set()
     unprobed = [r for r in measured_runs(best) if r not in probed]
     if len(unprobed) and len(probed):
         notes.append(Note(f"{len(unprobed)} completed run(s) at their arm's best rate have no probe rows (probes.csv "
@@ -258,7 +258,8 @@ def means_by_model(per_run: pd.DataFrame, sel: pd.DataFrame, name: str) -> list[
 
 
 def act_table(curves: pd.DataFrame, kind: str) -> pd.DataFrame:
-    """Rows `act/...` or `hist/...` split into layer (module.in|out) and stat columns."""
+    """Rows `act/...`, `hist/...` or `chan/...` split into layer (module.in|out, and for `chan/` the
+    unit: module.in.c03) and stat columns."""
     rows = curves[curves.metric.str.startswith(kind + "/")].copy()
     if not len(rows):
         return rows.assign(layer=[], stat=[])

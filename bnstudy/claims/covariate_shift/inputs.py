@@ -12,7 +12,7 @@ import pandas as pd
 from ...analysis.cells import EDGE_RULE
 from ...analysis.rules import decision_text, Effect, has_norms, log2, missing, Verdict
 from ...analysis.stats import difference, fmt_ci, mean_ci
-from .activations import activation_drift
+from .activations import activation_drift, drift_by_run
 from .common import (EACH_MODEL, FRESH_PROTOCOL, RATIO, STUDY, act_table, estimate_label, fresh_runs, judge_by_model,
                      read_study)
 
@@ -23,12 +23,14 @@ OUTPUTS_BESIDE = Effect("none's drift of the norm layers' inputs / BN's drift of
 UNIT_ROWS = "`chan/*norm*.in.c*.mean|std` rows of probes.csv, probes.activations.channels > 0"
 
 UNIT_DRIFT = ("Drift of a layer's input, per unit as Ioffe & Szegedy's Fig. 1 follows one unit: for each of the first "
-              "probes.activations.channels (16) channels of the input of a norm layer, before it normalizes (units in "
-              "the mlp; `chan/<layer>.in.c<k>.*`: the convolution's or linear layer's output; in the unnormalized net "
-              "the identity's input), its mean over the probe batch (and positions) divided by its standard "
-              "deviation there, at each probe step; the unit's drift is the range of that ratio over training; a "
-              "layer's, the mean over its units (amended on review 2026-12-07, before any run: percentiles pooled "
-              "over a layer's units, the first version, let units moving in opposite directions cancel). Dividing by "
+              "probes.activations.channels channels (the study YAML sets how many) of the input of a norm layer, "
+              "before it normalizes (units in the mlp; `chan/<layer>.in.c<k>.*`: the convolution's or linear layer's "
+              "output; in the unnormalized net the identity's input), its mean over the probe batch (and positions) "
+              "divided by its standard deviation there, at each probe step (a step where it has no spread is left "
+              "out); the unit's drift is the range of that ratio over training; a layer's, the median over its units "
+              "(a unit with almost no spread, such as one fed by dead ReLUs, has a ratio that explodes and would rule "
+              "a mean) (amended on review 2026-12-07, before any run: percentiles pooled over a layer's units, the "
+              "first version, let units moving in opposite directions cancel). Dividing by "
               "the unit's own spread makes a change of scale alone count as no drift (a norm layer's input grows with "
               "its weights' norm, which the normalized output, and so the BN net, does not see; without weight "
               "decay, as in the mlp, that growth alone would read as drift); a shift of location against the spread "
@@ -64,20 +66,15 @@ def unit_rows(c: pd.DataFrame) -> pd.DataFrame:
 
 def unit_drift(units: pd.DataFrame) -> pd.DataFrame:
     """(run, layer, drift), UNIT_DRIFT: each unit's mean over its standard deviation at every probe
-    step, its range over training, averaged over the layer's units (a unit probed at < 2 steps, or
-    with no spread, is left out)."""
-    wide = units.pivot_table(index=["run", "layer", "unit", "step"], columns="stat", values="value").reset_index()
+    step, its range over training, the median over the layer's units (a step where a unit has no
+    spread is left out, and a unit left with < 2 steps)."""
+    wide = units.pivot_table(index=["run", "layer", "unit", "step"], columns="stat", values="value")
+    wide = wide.reindex(columns=["mean", "std"]).reset_index()
     wide = wide[wide["std"] > 0]
     z = (wide["mean"] / wide["std"]).groupby([wide.run, wide.layer, wide.unit]).agg(["max", "min", "count"])
     z = z[z["count"] >= 2]
-    per_layer = (z["max"] - z["min"]).groupby(level=["run", "layer"]).mean()
+    per_layer = (z["max"] - z["min"]).groupby(level=["run", "layer"]).median()
     return per_layer.rename("drift").reset_index()
-
-
-def per_run(drift: pd.DataFrame, sel: pd.DataFrame) -> pd.DataFrame:
-    """(run, norm.name, value): each run's drift (a (run, layer, drift) table) averaged over its layers."""
-    drift = drift.merge(sel[["run", "norm.name"]], on="run")
-    return drift.groupby(["run", "norm.name"], as_index=False).drift.mean().rename(columns={"drift": "value"})
 
 
 def percentile_rows(c: pd.DataFrame) -> pd.DataFrame:
@@ -88,7 +85,7 @@ def percentile_rows(c: pd.DataFrame) -> pd.DataFrame:
 
 def input_drift_per_run(units: pd.DataFrame, sel: pd.DataFrame, layers: Sequence[str]) -> pd.DataFrame:
     """(run, norm.name, value): each run's per-unit input drift averaged over `layers`."""
-    return per_run(unit_drift(units[units.layer.isin(layers)]), sel)
+    return drift_by_run(unit_drift(units[units.layer.isin(layers)]), sel)
 
 
 def check_input_drift(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
@@ -108,7 +105,7 @@ def check_input_drift(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     fields["blockers"] = list(dict.fromkeys(fields["blockers"]))  # a seen-runs blocker is every model's
     act = percentile_rows(c)
     bn_act = act[act["norm.name"] == "bn"]
-    outputs = per_run(activation_drift(bn_act[bn_act.layer.isin(norm_layers(act, "out", ("bn",)))]), sel)
+    outputs = drift_by_run(activation_drift(bn_act[bn_act.layer.isin(norm_layers(act, "out", ("bn",)))]), sel)
     models = sel.set_index("run")["model.name"] if "model.name" in sel else pd.Series("", index=sel.run)
     aside, rows, facts = [], [], {}
     for model in sorted(set(models)):

@@ -9,7 +9,7 @@ import pandas as pd
 from ...analysis.cells import EDGE_RULE
 from ...analysis.rules import decision_text, Effect, has_norms, log2, missing, points, Verdict
 from ...analysis.stats import difference
-from .activations import activation_drift, choose_layers
+from .activations import activation_drift, choose_layers, drift_by_run
 from .common import EACH_MODEL, PROTOCOL, STUDY, TRAIN_ACC, act_table, estimate_label, judge_by_model, read_study
 
 # fixed 2026-11-29, before any run of this protocol: noisy BN costs BN less than 2 points (the
@@ -58,12 +58,11 @@ def check_noisy_bn(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
         act = act[act.stat.isin(["p15", "p50", "p85"])]
         layers = choose_layers({n: set(act.loc[act["norm.name"] == n, "layer"]) for n in ("bn", "noisy_bn")},
                                k=10 ** 6)
-        drift = activation_drift(act[act.layer.isin(layers)]).merge(sel[["run", "norm.name"]], on="run")
-        per_run = drift.groupby(["run", "norm.name"], as_index=False).drift.mean()
+        per_run = drift_by_run(activation_drift(act[act.layer.isin(layers)]), sel)
         models = sel[["run", "model.name"]] if "model.name" in sel else sel[["run"]].assign(**{"model.name": ""})
         aside = []
         for model, g in per_run.merge(models, on="run").groupby("model.name"):
-            a, b = g.loc[g["norm.name"] == "noisy_bn", "drift"], g.loc[g["norm.name"] == "bn", "drift"]
+            a, b = g.loc[g["norm.name"] == "noisy_bn", "value"], g.loc[g["norm.name"] == "bn", "value"]
             if len(a) and len(b):
                 est = difference(log2(a), log2(b))
                 aside.append(f"{model} noisy BN's drift / BN's ".lstrip() + NOISY_DRIFT.fmt(est.value)
