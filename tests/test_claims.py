@@ -166,7 +166,7 @@ def runs_probes(bn_stable=True, bn_less_ics=False, bn_smoother=True, seeds=3, st
     """covariate_shift runs and their probe rows (percentiles, histograms, ICS, landscape). noisy_bn
     runs: accuracy 70% - noisy_cost (bn and none 70%; sd 0.4 points; training accuracy 10 points higher), BN's ICS and landscape, and
     the drift of the unstable arm (the injected shift); noisy_bn_example runs as noisy_bn's at no cost. A norm
-    layer's input (`.in`) moves as its output."""
+    layer's input (`.in`) moves as its output, and so do two of its units (`chan/`), in opposite directions."""
     rng, acc_rng, runs, rows = np.random.default_rng(7), np.random.default_rng(17), [], []
     for norm, s in itertools.product(("bn", "none", "noisy_bn", "noisy_bn_example"), range(seeds)):
         run = f"covariate_shift/{norm}/{s}"
@@ -182,6 +182,9 @@ def runs_probes(bn_stable=True, bn_less_ics=False, bn_smoother=True, seeds=3, st
                     rows.append((run, step, f"act/{layer}.{p}", shift + scale * z + noise(rng, 0.03)))
                     if "norm" in layer:  # no draw, so the other rows' noise stays as it was; a little drift
                         rows.append((run, step, f"act/{layer[:-len('out')]}in.{p}", shift + scale * z + 0.05 * t))
+                for k, sign in enumerate((1, -1) if "norm" in layer else ()):  # two units of the input, apart
+                    unit = f"chan/{layer[:-len('out')]}in.c{k:02d}"
+                    rows += [(run, step, f"{unit}.mean", sign * (shift + 0.05 * t)), (run, step, f"{unit}.std", scale)]
                 centers = np.linspace(-4.75, 4.75, 20)
                 dens = np.exp(-0.5 * ((centers - shift) / scale) ** 2)
                 rows += [(run, step, f"hist/{layer}.bin{k:02d}", d) for k, d in enumerate(dens / dens.sum())]
