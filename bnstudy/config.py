@@ -191,6 +191,10 @@ class EvaluationConfig:
     # at the end of a completed run, test accuracy with BN statistics recomputed over
     # precise_bn_images training images (summary: final_test_acc_precise); cheap, unlike inference_modes
     precise_bn: bool = False
+    # the recomputed statistics over training batches augmented as the run's training batches are
+    # (data.augment): the distribution the net trained on. false: the images as they are (the
+    # harness before 2026-12-08; zero-padded crops make augmented statistics differ from them)
+    precise_bn_augment: bool = True
     shifted_test: bool = False  # test accuracy under random intensity shifts (data.intensity_gain/offset)
 
 

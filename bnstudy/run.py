@@ -170,15 +170,18 @@ def after_training(cfg: Config, model: torch.nn.Module, data, final_test_acc: fl
     bf16 = precision is not None and precision.name == "bf16"
     autocast = (lambda: torch.autocast(next(model.parameters()).device.type, dtype=torch.bfloat16)) if bf16 \
         else nullcontext
+    # precise BN over training batches augmented as the run's were (a seed of its own, fixed per run)
+    augment_seed = cfg.seed if cfg.data.augment and cfg.evaluation.precise_bn_augment else None
     if cfg.evaluation.precise_bn:
         # a net without BN keeps no statistics to recompute: its accuracy is the final one
         out["test/acc_precise"] = (precise_bn_accuracy(model, data.x_test, data.y_test, data.x_train,
                                                        cfg.evaluation.precise_bn_images, cfg.data.eval_batch_size,
-                                                       autocast)
+                                                       autocast, augment_seed)
                                    if bn_layers(model) else final_test_acc)
     if cfg.evaluation.inference_modes:
         out.update(inference_modes(model, data.x_test, data.y_test, data.x_train,
-                                   list(cfg.evaluation.batch_sizes), cfg.evaluation.precise_bn_images))
+                                   list(cfg.evaluation.batch_sizes), cfg.evaluation.precise_bn_images,
+                                   augment_seed))
     if cfg.evaluation.shifted_test:
         for key, batch_stats in (("test_shifted/acc", False), ("test_shifted/acc_batchstats", True)):
             out[key] = shifted_test_accuracy(model, data.x_test, data.y_test, cfg.data.intensity_gain,

@@ -237,6 +237,20 @@ def test_realistic_shows_running_statistics_and_test_batch_1_beside_not_decided(
     assert sorted(table.index) == [("128", 1), ("128", 16), ("16", 1), ("16", 16)], table
 
 
+def test_realistic_shows_precise_statistics_over_unaugmented_images_beside_not_decided():
+    """Runs that recorded precise statistics over the unaugmented images too (3 points lower here)
+    show that reading beside; it decides nothing, and runs without it show none."""
+    runs = runs_inference(sd=0.0002)
+    assert not any(e is inference.UNAUGMENTED_AT for _, e, _ in inference.check_realistic(runs, NO_CURVES).estimates)
+    runs["final.infer/acc_precise_unaugmented"] = runs["final.infer/acc_precise"] - 0.03
+    v = inference.check_realistic(runs, NO_CURVES)
+    assert v.verdict == REPRODUCED
+    for nb in (16, 128):
+        at = f"normalization batch={nb}"
+        assert estimate_of(v, at, inference.UNAUGMENTED_AT).value == pytest.approx(
+            estimate_of(v, at, inference.REALISTIC_ARM).value - 3.0, abs=0.05)
+
+
 @pytest.mark.parametrize("drop", ["column", "values"])
 def test_realistic_missing_without_precise_statistics(drop):
     runs = runs_inference()

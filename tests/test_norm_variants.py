@@ -190,6 +190,39 @@ def test_precise_bn_is_the_average_over_training_batches():
     assert m[0].momentum == 0.1
 
 
+def test_precise_bn_with_augment_seed_averages_augmented_batches_as_training_draws_them():
+    """A net trained on zero-padded crops is given the statistics of such crops, not of the
+    images as they are (a crop's black border pulls the mean down)."""
+    from bnstudy.data import augment
+
+    m = nn.Sequential(nn.BatchNorm2d(3))
+    x = torch.full((400, 3, 32, 32), 200, dtype=torch.uint8)  # bright images: padding shows
+    precise_bn_(m, x, batch_size=100, max_images=400, augment_seed=7)
+    g = torch.Generator().manual_seed(7)
+    by_hand = torch.stack([normalize(augment(x[i:i + 100], g)).mean((0, 2, 3)) for i in range(0, 400, 100)]).mean(0)
+    assert torch.allclose(m[0].running_mean, by_hand, atol=1e-5)
+    plain = nn.Sequential(nn.BatchNorm2d(3))
+    precise_bn_(plain, x, batch_size=100, max_images=400)
+    assert (m[0].running_mean < plain[0].running_mean - 0.1).all()
+
+
+def test_a_run_recomputes_precise_bn_over_augmented_batches_unless_told_not_to(monkeypatch):
+    """run.after_training passes the run's seed as augment_seed when the run augments and
+    evaluation.precise_bn_augment holds; otherwise precise BN sees the images as they are."""
+    import bnstudy.run as run_mod
+    from conftest import compose_config
+
+    seen = []
+    monkeypatch.setattr(run_mod, "precise_bn_accuracy", lambda *a, **k: seen.append(a[-1]) or 0.5)
+    model = build_model(ModelConfig(depth=8), NormConfig(name="bn"))
+    data = type("D", (), {"x_test": None, "y_test": None, "x_train": None})()
+    for augment, flag, expected in ((True, True, 3), (True, False, None), (False, True, None)):
+        cfg = compose_config(["seed=3", f"data.augment={augment}", "evaluation.precise_bn=true",
+                              f"evaluation.precise_bn_augment={flag}"])
+        run_mod.after_training(cfg, model, data, 0.4)
+        assert seen[-1] == expected
+
+
 def test_precise_bn_with_ghost_bn_averages_whole_batches_not_ghost_batches():
     """Precise statistics are population statistics (Wu & Johnson 2021): ghost BN layers are
     recomputed over whole batches, as plain BN would be, and keep their ghost size after."""

@@ -16,8 +16,11 @@ images, 4 epochs (312 steps), test accuracy every epoch. Ghost size 128 is plain
 (a batch no larger than the ghost batch is normalized as one; tests/test_norm_variants.py checks
 that it computes what BatchNorm2d does). After training, test accuracy with running statistics
 (the usual eval) and with precise BN (evaluation.precise_bn, Wu & Johnson 2021: statistics
-recomputed after training, no augmentation, as the plain average over batches of 200 of the
-first evaluation.precise_bn_images = 10,000 training images, i.e. all of the cpu subset; ghost
+recomputed after training as the plain average over batches of 200 of the first
+evaluation.precise_bn_images = 10,000 training images, i.e. all of the cpu subset, unaugmented in
+the published runs: runs since 2026-12-08 augment those batches as training's are, because the
+unaugmented statistics are not the ones a net trained on augmented crops saw, and read low
+(results/norm_batch-medium/precise_bn_recheck.csv recomputes the medium runs both ways); ghost
 layers are recomputed over those whole batches, not over ghost batches: population statistics;
 the saved model keeps its running statistics).
 

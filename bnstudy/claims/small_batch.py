@@ -13,8 +13,9 @@ channels, 8 in the last stage's 64 (Wu & He's default of 32 groups does not divi
 init.zero_init_residual for every arm (the gamma of each residual block's last norm starts at 0,
 as Goyal et al. 2017 and Wu & He 2018 do). Test accuracy after training with running statistics
 (the usual eval) and with precise BN (evaluation.precise_bn, Wu & Johnson 2021: BN statistics
-recomputed after training, no augmentation, as the plain average over batches of 200 of the
-5,000 training images).
+recomputed after training, over the images unaugmented in the published runs (augmented as
+training batches are since 2026-12-08: see claims/norm_batch.py), as the plain average over
+batches of 200 of the 5,000 training images).
 
 Robustness check (not run yet; its command is in batch_size_sweep.yaml): does the verdict
 depend on the grid's top? Base rates 0.4 and 0.8 added for both norms at every batch (80 runs, 5
