@@ -12,7 +12,8 @@ import pytest
 from bnstudy.analysis import style
 from bnstudy.analysis.results import load
 from bnstudy.analysis.cells import EDGE_RULE
-from bnstudy.analysis.rules import BLOCKED, EDGE, INCONCLUSIVE, MISSING, NOT_REPRODUCED, REPRODUCED
+from bnstudy.analysis.rules import (BLOCKED, EDGE, INCONCLUSIVE, MISSING, NOT_REPRODUCED, PRECISE_UNAUGMENTED,
+                                   REPRODUCED)
 from bnstudy.claims import norm_batch
 from bnstudy.validation import ConfigError
 from bnstudy.run import run
@@ -49,6 +50,20 @@ def test_reproduced_with_each_normalization_batch_at_its_best_rate():
     assert {"running statistics (%)", "precise statistics (%)"} <= set(v.numbers.columns)
     precise = estimate_of(v, "precise BN statistics (information, not the rule)")
     assert precise.value == pytest.approx(29.6, abs=0.05) and precise.has_interval, v.finding
+
+
+@pytest.mark.parametrize("augment, flag, noted", [(True, None, True), (True, False, True), (True, True, False),
+                                                   (False, None, False)])
+def test_precise_statistics_over_unaugmented_images_of_augmented_nets_are_noted(augment, flag, noted):
+    """Runs that trained on augmented crops but recomputed precise statistics over the images as
+    they are (before evaluation.precise_bn_augment, or with it false) carry a note saying so."""
+    runs = runs_norm_batch().assign(**{"data.augment": augment})
+    if flag is not None:
+        runs["evaluation.precise_bn_augment"] = flag
+    v = norm_batch.check(runs, NO_CURVES)
+    found = notes_of(v, PRECISE_UNAUGMENTED)
+    assert len(found) == noted and (not noted or found[0].data["runs"] == 25), v.notes
+    assert v.verdict == REPRODUCED  # information beside the rule: the verdict is the same
 
 
 def test_a_compared_normalization_batch_best_at_its_grids_edge_blocks_the_verdict():

@@ -217,6 +217,30 @@ class Note(str):
         return obj
 
 
+
+PRECISE_UNAUGMENTED = "precise statistics over unaugmented images"  # Note.kind
+
+
+def precise_notes(runs: pd.DataFrame, column: str = "final_acc_precise") -> list[Note]:
+    """A note where runs that trained on augmented batches (data.augment) had their precise-BN
+    statistics recomputed over the training images unaugmented (evaluation.precise_bn_augment
+    false, or absent: the harness before 2026-12-08): statistics the net never trained with.
+    None where no such run has a value in `column`."""
+    if column not in runs or "data.augment" not in runs:
+        return []
+    has = pd.to_numeric(runs[column], errors="coerce").notna()
+    augmented = runs["data.augment"].astype(str).str.lower().eq("true")
+    flag = runs.get("evaluation.precise_bn_augment", pd.Series(np.nan, index=runs.index))
+    unaugmented = ~flag.astype(str).str.lower().eq("true")
+    n = int((has & augmented & unaugmented).sum())
+    if not n:
+        return []
+    return [Note(f"precise BN statistics of {n} run(s) were recomputed over the training images unaugmented, while "
+                 "the nets trained on augmented crops (the harness before 2026-12-08): not the statistics they "
+                 "trained with (on norm_batch medium's checkpoints such statistics read 1-4 points low; "
+                 "results/HISTORY.md, 2026-12-08)",
+                 PRECISE_UNAUGMENTED, data={"runs": n})]
+
 class Blocker(Note):
     """A reason that forbids a verdict: its sentence and what it is (`kind`, e.g. UNTRAINED;
     `subject`, the arm it is about)."""

@@ -66,7 +66,7 @@ from ..analysis import style as S
 from ..analysis.cells import fresh, matching, normalization_batch, study_runs
 from ..analysis.results import chance
 from ..analysis.rules import (INCONCLUSIVE, NOT_REPRODUCED, SEEN, UNTRAINED, Blocker, Effect, Note, Verdict, acc_cell,
-                              decision, missing, pct, untrained, verdict)
+                              decision, missing, pct, precise_notes, untrained, verdict)
 from ..analysis.stats import aggregate, mean_ci, one_sample
 
 KEY, STUDY, TITLE = "inference", "inference", "Inference with running vs batch statistics"
@@ -270,6 +270,7 @@ def check_realistic(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
                        f"(evaluation.batch_sizes with {tb})", STUDY, notes)
     r = sel.set_index("run")
     precise = _precise(r)
+    notes += precise_notes(sel, "final.infer/acc_precise")
     if not precise.notna().any():
         return missing(KEY, title, rule, "runs with precise (population) statistics, `infer/acc_precise` "
                        "(evaluation.inference_modes, over evaluation.precise_bn_images training images)", STUDY, notes)
@@ -327,6 +328,7 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     r = sel.set_index("run")
     at = _at(wide, smallest)
     precise = _precise(r)
+    notes += precise_notes(sel, "final.infer/acc_precise")
     ch = float(chance(sel).iloc[0])
     arms = _arms(r, at.running, at.batch, EFFECT, ch)
     info = []

@@ -55,7 +55,8 @@ from ..analysis import style as S
 from ..analysis.cells import (EDGE_RULE, SELECTION_BIAS, at_best_rate, edge_blockers, edge_rates, normalization_batch,
                               study_runs, value_text)
 from ..analysis.results import chance
-from ..analysis.rules import UNPAIRED, Effect, Note, Verdict, acc_cell, decision_text, missing, points, untrained, verdict
+from ..analysis.rules import (UNPAIRED, Effect, Note, Verdict, acc_cell, decision_text, missing, points, precise_notes,
+                              untrained, verdict)
 from ..analysis.stats import aggregate, difference, mean_ci
 
 KEY, STUDY, TITLE = "norm_batch", "norm_batch", "Small normalization batches"
@@ -145,6 +146,7 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     if precise:
         est_p = difference(points(arm(ref).final_acc_precise), points(arm(small).final_acc_precise))
         estimates.append(("precise BN statistics (information, not the rule)", EFFECT, est_p))
+        notes += precise_notes(best)
         finding += (f" With precise BN statistics (information, not the rule): {EFFECT.fmt_pm(est_p)}"
                     + (" (± its 95% Welch half-width)." if est_p.has_interval else "."))
     if small == SMALL and 4 in sizes:  # Wu & He's degradation is at 2-4 images: the drop to 4, beside the rule

@@ -38,7 +38,8 @@ from matplotlib.figure import Figure
 from ..analysis import style as S
 from ..analysis.cells import EDGE_RULE, SELECTION_BIAS, at_best_rate, edge_blockers, edge_rates, study_runs, value_text
 from ..analysis.results import chance
-from ..analysis.rules import UNPAIRED, Effect, Verdict, acc_cell, decision_text, has_norms, missing, points, untrained, verdict
+from ..analysis.rules import (UNPAIRED, Effect, Verdict, acc_cell, decision_text, has_norms, missing, points, precise_notes,
+                              untrained, verdict)
 from ..analysis.stats import aggregate, combine, difference, mean_ci
 
 KEY, STUDY, TITLE = "small_batch", "batch_size_sweep", "Small-batch degradation"
@@ -106,6 +107,7 @@ def check(runs: pd.DataFrame, curves: pd.DataFrame) -> Verdict:
     if precise:
         est_p = effect("final_acc_precise")
         estimates.append(("precise BN statistics (information, not the rule)", EFFECT, est_p))
+        notes += precise_notes(best[best["norm.name"] == "bn"])  # GN keeps no statistics to recompute
         finding += (f" With precise BN statistics (information, not the rule): effect {EFFECT.fmt_pm(est_p)}"
                     + (" (± its 95% Welch half-width)." if est_p.has_interval else "."))
     rows = []
