@@ -138,7 +138,14 @@ def test_figure_draws_running_and_precise_against_an_inverted_log2_axis():
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.xaxis_inverted()
     labels = ax.get_legend_handles_labels()[1]
-    assert {"running statistics", "precise statistics", "chance"} <= set(labels)
+    assert {"running statistics", "precise statistics"} <= set(labels)
+    # every arm >= 50%, far above chance: the axis zooms in on them and the title says where chance is
+    assert "chance" not in labels and "chance 10%, below the axis" in ax.get_title() and ax.get_ylim()[0] > 40
+    near = norm_batch.accuracy_vs_norm_batch(runs_norm_batch(small=0.15)).axes[0]  # batch 2 near chance
+    assert "chance" in near.get_legend_handles_labels()[1] and "below the axis" not in near.get_title()
+    unaug = runs_norm_batch().assign(**{"data.augment": True})
+    assert "precise statistics (unaugmented images)" in \
+        norm_batch.accuracy_vs_norm_batch(unaug).axes[0].get_legend_handles_labels()[1]
     with pytest.raises(style.NotDrawn):
         norm_batch.accuracy_vs_norm_batch(runs_norm_batch(sizes=(16,)))
 

@@ -237,7 +237,8 @@ def precise_notes(runs: pd.DataFrame, column: str = "final_acc_precise") -> list
         return []
     return [Note(f"precise BN statistics of {n} run(s) were recomputed over the training images unaugmented, while "
                  "the nets trained on augmented crops (the harness before 2026-12-08): not the statistics they "
-                 "trained with (on norm_batch medium's checkpoints such statistics read 1-4 points low; "
+                 "trained with (on norm_batch medium's checkpoints, test accuracy with them was 0.6-3.7 points below "
+                 "that with the running statistics, and over augmented batches within 0.8 of it: "
                  "results/HISTORY.md, 2026-12-08)",
                  PRECISE_UNAUGMENTED, data={"runs": n})]
 

@@ -22,7 +22,7 @@ evaluation.precise_bn_images = 10,000 training images (all of the cpu subset), a
 training batches are (padded crop + flip: the inputs the net trained on, as Algorithm 2's
 training mini-batches are; changed 2026-12-08, before the runs of seeds 5-9: seeds 0-4 recomputed
 them over the images unaugmented, whose statistics are not the training ones: for plain BN
-at medium that read 3-4 points below the running statistics, over augmented batches ~0:
+at medium that read 2.0-3.7 points below the running statistics, over augmented batches within 0.2:
 results/HISTORY.md), ghost layers over whole batches (population statistics); the
 unaugmented reading is kept beside (`infer/acc_precise_unaugmented`). Eval-mode accuracy does not depend on
 the test batch, so (a) and (c) stand beside (b) at every test batch. The smallest test batch of
