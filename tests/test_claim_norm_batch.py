@@ -227,3 +227,15 @@ def test_groupnorm_or_bn_best_at_its_grids_edge_blocks_the_gn_comparison():
 
 def test_without_groupnorm_runs_the_gn_check_asks_for_them():
     assert norm_batch.check_gn(runs_norm_batch(), NO_CURVES).verdict == MISSING
+
+
+def test_numbers_name_groupnorm_cells_by_their_norm_not_by_a_ghost_size_they_ignore():
+    """GroupNorm runs carry norm.ghost_batch_size's default (32), which alone would tell their cells
+    apart from ghost BN's; numbers.md names the norm instead of leaving it out."""
+    from bnstudy.analysis import numbers
+
+    runs = runs_with_gn(gn_lrs=(0.1,), lrs=(0.1,))  # GroupNorm at the ghost size 32 no ghost BN arm has
+    cols = numbers.cell_columns(runs)
+    assert "norm.name" in cols and "norm.ghost_batch_size" in cols, cols
+    names = {r["norm.name"]: numbers.cell_name({c: r[c] for c in cols}) for _, r in runs.iterrows()}
+    assert "norm.name=gn" in names["gn"], names

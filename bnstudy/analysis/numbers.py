@@ -41,6 +41,7 @@ COLUMNS = ["study", "kind", "claim", "check", "quantity", "unit", "cell", "value
 FIRST = ("phase", "scale.name", "model.name", "norm.name", "model.skipinit", "model.depth", "init.name", "init.scale",
          "data.batch_size", "norm.ghost_batch_size", "norm.momentum", "model.dropout", "data.intensity_shift",
          "optim.lr")
+ALWAYS_NAMED = ("norm.name",)  # kept in a cell's name whenever it varies
 NOT_A_CELL = ("seed", "norm.noise_seed", *NOT_THE_EXPERIMENT)  # the noise seed follows the seed
 SEP = "; "
 
@@ -64,7 +65,9 @@ def cell_columns(runs: pd.DataFrame) -> list[str]:
     text = runs[cols].apply(lambda s: s.map(value_text))
     for c in reversed(list(cols)):  # drop the least telling first
         rest = [k for k in cols if k != c]
-        if rest and (text.groupby(rest)[c].nunique() <= 1).all():
+        # the norm is always named: a norm's unused config value (GroupNorm's default ghost batch
+        # size, say) may tell its cells apart as well, but would name them by a setting they ignore
+        if rest and c not in ALWAYS_NAMED and (text.groupby(rest)[c].nunique() <= 1).all():
             cols = rest
     return cols
 
