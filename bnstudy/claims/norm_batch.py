@@ -229,7 +229,7 @@ def accuracy_vs_norm_batch(runs: pd.DataFrame) -> Figure:
     ax = fig.subplots()
     gn = runs[runs["norm.name"] == "gn"].dropna(subset=["final_acc"])
     shown = pd.concat([best.final_acc, best.get("final_acc_precise", pd.Series(dtype=float)), gn.final_acc])
-    ch = 1.0 / float(sel.get("model.num_classes", pd.Series([10])).dropna().iloc[0])
+    ch = float(chance(sel).iloc[0])
     far = shown.dropna().min() > ch + 0.3  # every arm far above chance: the axis zooms in on them
     if not far:
         S.chance_line(ax, sel)
